@@ -1,0 +1,163 @@
+//! `oslively`: a small command-line front end to the library.
+//!
+//! ```text
+//! oslively register --type T --host H [--region R] [--uuid U]
+//!     registers and stays UP until stdin closes or the process is killed;
+//!     prints "uuid <uuid>" once registered
+//! oslively is-up (<uuid> | --type T --host H)   exit 0 if UP, 1 if not
+//! oslively list [--type T] [--host H] [--region R] [--status UP|DOWN]
+//! oslively down <uuid> [note]
+//! oslively delete <uuid>
+//! oslively demo        the guided tour on a throwaway etcd (see README)
+//! ```
+//! Connection settings come from the `OSLIVELY_*` environment variables.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use os_lively::{Client, Config, Filter, Service, Status};
+
+mod demo;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("usage: oslively (register|is-up|list|down|delete|demo) ...");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match cmd.as_str() {
+        "demo" => demo::run(rest),
+        "register" => register(rest),
+        "is-up" => is_up(rest),
+        "list" => list(rest),
+        "down" => down(rest),
+        "delete" => delete(rest),
+        other => Err(format!("unknown command {other:?}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("oslively {cmd}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--name value` pairs and positional arguments.
+fn parse(args: &[String]) -> Result<(HashMap<String, String>, Vec<String>), String> {
+    let mut flags = HashMap::new();
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(name) = a.strip_prefix("--") {
+            let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            flags.insert(name.to_string(), v.clone());
+        } else {
+            positional.push(a.clone());
+        }
+    }
+    Ok((flags, positional))
+}
+
+fn connect() -> Result<Client, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    Client::connect(&config).map_err(|e| e.to_string())
+}
+
+fn register(args: &[String]) -> Result<ExitCode, String> {
+    let (flags, _) = parse(args)?;
+    let get = |k: &str| flags.get(k).cloned().unwrap_or_default();
+    let client = connect()?;
+    let service = Service::new(&get("type"), &get("host"))
+        .with_region(&get("region"))
+        .with_uuid(&get("uuid"));
+    let uuid = client.update(&service).map_err(|e| e.to_string())?;
+    println!("uuid {uuid}");
+    let _ = std::io::stdout().flush();
+    // Stay registered until our parent closes stdin (or kills us).
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        match line.as_deref() {
+            Ok("update") => {
+                client
+                    .update(&service.clone().with_uuid(&uuid))
+                    .map_err(|e| e.to_string())?;
+                println!("updated");
+                let _ = std::io::stdout().flush();
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    client.close().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_up(args: &[String]) -> Result<ExitCode, String> {
+    let (flags, pos) = parse(args)?;
+    let client = connect()?;
+    let up = match pos.first() {
+        Some(uuid) => client.is_up(uuid),
+        None => client.is_up_by_type_host(
+            flags.get("type").map(String::as_str).unwrap_or(""),
+            flags.get("host").map(String::as_str).unwrap_or(""),
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    println!("{}", if up { "UP" } else { "DOWN" });
+    Ok(if up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn list(args: &[String]) -> Result<ExitCode, String> {
+    let (flags, _) = parse(args)?;
+    let mut filter = Filter::all();
+    filter.service_type = flags.get("type").cloned();
+    filter.host = flags.get("host").cloned();
+    filter.region = flags.get("region").cloned();
+    filter.status = match flags.get("status").map(String::as_str) {
+        None => None,
+        Some("UP") | Some("up") => Some(Status::Up),
+        Some("DOWN") | Some("down") => Some(Status::Down),
+        Some(other) => return Err(format!("--status {other:?}: expected UP or DOWN")),
+    };
+    let client = connect()?;
+    for info in client.list(&filter).map_err(|e| e.to_string())? {
+        let s = &info.service;
+        println!(
+            "{} {:<4} {} {} {}",
+            s.uuid,
+            if info.up { "UP" } else { "DOWN" },
+            s.service_type,
+            s.host,
+            s.region
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(args: &[String]) -> Result<ExitCode, String> {
+    let (_, pos) = parse(args)?;
+    let uuid = pos.first().ok_or("down needs a uuid")?;
+    let note = pos.get(1).map(String::as_str).unwrap_or("");
+    connect()?
+        .down(uuid, note, 0, 0)
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete(args: &[String]) -> Result<ExitCode, String> {
+    let (_, pos) = parse(args)?;
+    let uuid = pos.first().ok_or("delete needs a uuid")?;
+    let deleted = connect()?.delete(uuid).map_err(|e| e.to_string())?;
+    Ok(if deleted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,332 @@
+//! The blocking client: every public call validates its input on the caller's
+//! thread, then hands one future to the runtime thread and waits for it with
+//! the request timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use etcd_client::ConnectOptions;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::heartbeat::{Lease, with_live_lease};
+use crate::keys::Keys;
+use crate::record::{Service, Status, check_segment, normalize_uuid};
+use crate::runtime::Runtime;
+use crate::stats::{Counters, Stats};
+use crate::store::{Filter, ServiceInfo, Store};
+
+/// A connection to etcd that registers services and answers liveness
+/// questions. Cheap to clone (clones share one connection, lease and runtime
+/// thread) and safe to use from many threads at once.
+///
+/// Services registered UP through a client stay UP while the client lives:
+/// its runtime thread keeps one lease alive for all of them. Closing or
+/// dropping the last clone revokes the lease, so they go DOWN at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) rt: Runtime,
+    #[allow(dead_code)] // the watch layer opens its streams on this connection
+    pub(crate) etcd: etcd_client::Client,
+    pub(crate) store: Store,
+    lease: Arc<Lease>,
+    pub(crate) config: Config,
+    pub(crate) counters: Arc<Counters>,
+    stop_heartbeat: watch::Sender<bool>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.inner.config.get_endpoints())
+            .field("namespace", &self.inner.config.get_namespace())
+            .field("lease", &format_args!("{:x}", self.inner.lease.id()))
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to etcd and grants this client's lease. Waits at most the
+    /// configured connect timeout; the error names the endpoints.
+    pub fn connect(config: &Config) -> Result<Client> {
+        let rt = Runtime::start()?;
+        let counters = Arc::new(Counters::default());
+        let cfg = config.clone();
+        let ctr = counters.clone();
+        let endpoints = config.get_endpoints().join(",");
+        let (etcd, store, lease) = rt.call(
+            &format!("connecting to {endpoints}"),
+            config.get_connect_timeout(),
+            async move {
+                let etcd = connect_etcd(&cfg).await?;
+                let store = Store::new(etcd.kv_client(), Keys::new(cfg.get_namespace()));
+                let lease = Lease::grant(
+                    etcd.lease_client(),
+                    store.clone(),
+                    cfg.get_status_ttl().as_secs() as i64,
+                    cfg.get_request_timeout(),
+                    ctr,
+                )
+                .await?;
+                Ok((etcd, store, lease))
+            },
+        )?;
+        let (stop_heartbeat, stop_rx) = watch::channel(false);
+        rt.spawn(lease.clone().run(stop_rx));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                rt,
+                etcd,
+                store,
+                lease,
+                config: config.clone(),
+                counters,
+                stop_heartbeat,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Runs `fut` on the runtime thread with the request timeout.
+    fn call<T, F>(&self, what: &str, fut: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        self.inner
+            .rt
+            .call(what, self.inner.config.get_request_timeout(), fut)
+    }
+
+    /// Creates or updates a service record and its index keys in one
+    /// transaction, and returns its uuid (generated when `service.uuid` is
+    /// empty).
+    ///
+    /// A service with status UP is bound to this client's lease and stays UP
+    /// while the client lives. An unchanged record writes nothing, but a
+    /// restarted daemon re-using its saved uuid gets its UP key moved to this
+    /// client's lease. Fails with [`ErrorKind::Conflict`] when the type+host
+    /// belongs to another uuid, and [`ErrorKind::InvalidArgument`] (writing
+    /// nothing) for a bad field.
+    pub fn update(&self, service: &Service) -> Result<String> {
+        let svc = service.validated()?;
+        let lease = self.inner.lease.clone();
+        let store = self.inner.store.clone();
+        let uuid = svc.uuid.clone();
+        let was_owned = lease.owned().contains(&uuid);
+        // Owned before the write, so a lease re-grant racing with it
+        // re-registers this service too.
+        if svc.status == Status::Up {
+            lease.own(&uuid);
+        }
+        let l = lease.clone();
+        let result = self.call("update", async move {
+            with_live_lease(&l, |id| {
+                let store = store.clone();
+                let svc = svc.clone();
+                async move { store.update(&svc, id).await }
+            })
+            .await
+        });
+        match &result {
+            Ok(_) if service.status == Status::Down => lease.disown(&uuid),
+            Err(e) if !e.is_transient() && !was_owned => lease.disown(&uuid),
+            _ => {}
+        }
+        result.map(|w| w.uuid)
+    }
+
+    /// Like [`Client::update`], from a serialized protobuf `Service`.
+    pub fn update_bytes(&self, bytes: &[u8]) -> Result<String> {
+        self.update(&Service::from_bytes(bytes)?)
+    }
+
+    /// True when the service exists, says UP, and its lease is alive. False
+    /// for unknown services. One round trip.
+    pub fn is_up(&self, uuid: &str) -> Result<bool> {
+        let uuid = normalize_uuid(uuid)?;
+        let store = self.inner.store.clone();
+        self.call("is_up", async move { store.is_up(&uuid).await })
+    }
+
+    /// [`Client::is_up`] for the service registered as `service_type` on `host`.
+    pub fn is_up_by_type_host(&self, service_type: &str, host: &str) -> Result<bool> {
+        check_segment("type", service_type, false)?;
+        check_segment("host", host, false)?;
+        let (t, h) = (service_type.to_string(), host.to_string());
+        let store = self.inner.store.clone();
+        self.call("is_up_by_type_host", async move {
+            match store.uuid_for(&t, &h).await? {
+                Some(uuid) => store.is_up(&uuid).await,
+                None => Ok(false),
+            }
+        })
+    }
+
+    /// The record of `uuid` and whether it is alive now; `None` if unknown.
+    pub fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
+        let uuid = normalize_uuid(uuid)?;
+        let store = self.inner.store.clone();
+        self.call("get", async move { store.get(&uuid).await })
+    }
+
+    /// [`Client::get`] for the service registered as `service_type` on `host`.
+    pub fn get_by_type_host(&self, service_type: &str, host: &str) -> Result<Option<ServiceInfo>> {
+        check_segment("type", service_type, false)?;
+        check_segment("host", host, false)?;
+        let (t, h) = (service_type.to_string(), host.to_string());
+        let store = self.inner.store.clone();
+        self.call("get_by_type_host", async move {
+            match store.uuid_for(&t, &h).await? {
+                Some(uuid) => store.get(&uuid).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Services matching `filter`, read through the narrowest index. Keys in
+    /// the namespace that do not decode are skipped (and logged once), never
+    /// failing the whole list.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+        let filter = filter.validated()?;
+        let store = self.inner.store.clone();
+        self.call("list", async move { store.list(&filter).await })
+    }
+
+    /// Forces a service DOWN for maintenance: status DOWN, the note and the
+    /// window (seconds since the epoch, 0 for none) recorded, its UP key
+    /// removed and its DOWN key written, in one transaction.
+    /// [`ErrorKind::NotFound`] if the uuid is unknown.
+    pub fn down(
+        &self,
+        uuid: &str,
+        note: &str,
+        maintenance_start: u64,
+        maintenance_end: u64,
+    ) -> Result<()> {
+        let uuid = normalize_uuid(uuid)?;
+        if note.len() > crate::record::MAX_NOTE_LEN || note.contains('\0') {
+            return Err(Error::invalid(format!(
+                "maintenance note: at most {} bytes and no NUL",
+                crate::record::MAX_NOTE_LEN
+            )));
+        }
+        let note = note.to_string();
+        let store = self.inner.store.clone();
+        let u = uuid.clone();
+        self.call("down", async move {
+            store
+                .down(&u, &note, maintenance_start, maintenance_end)
+                .await
+        })?;
+        self.inner.lease.disown(&uuid);
+        Ok(())
+    }
+
+    /// Removes a service's record and every index key in one transaction.
+    /// Returns false if there was no such service.
+    pub fn delete(&self, uuid: &str) -> Result<bool> {
+        let uuid = normalize_uuid(uuid)?;
+        let store = self.inner.store.clone();
+        let u = uuid.clone();
+        let deleted = self.call("delete", async move { store.delete(&u).await })?;
+        self.inner.lease.disown(&uuid);
+        Ok(deleted)
+    }
+
+    /// Counters for operators: keepalives, reconnects, lease re-grants, the
+    /// current lease and its remaining TTL.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The TTL etcd granted to this client's lease (etcd raises a TTL below
+    /// its minimum).
+    pub fn granted_ttl(&self) -> Duration {
+        Duration::from_secs(self.inner.lease.granted_ttl().max(0) as u64)
+    }
+
+    /// The configuration this client was connected with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Closes the client for every clone: revokes its lease (its services go
+    /// DOWN now, not after the TTL) and stops its runtime thread. Returns the
+    /// revoke's error, if any; the client is closed either way.
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _ = self.stop_heartbeat.send(true);
+        let lease = self.lease.clone();
+        let result = if self.rt.check_caller().is_ok() {
+            self.rt
+                .call("close", self.config.get_request_timeout(), async move {
+                    lease.revoke().await
+                })
+        } else {
+            // On our own runtime thread, or in a forked child: nothing can
+            // wait here, so the lease is left to expire after its TTL.
+            Ok(())
+        };
+        self.rt.stop();
+        result
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+async fn connect_etcd(cfg: &Config) -> Result<etcd_client::Client> {
+    // No per-request timeout here: tonic would apply it to whole streams
+    // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
+    // pings find dead connections; etcd's default minimum ping interval is
+    // 5 s, so pinging more often gets the connection closed.
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(cfg.get_connect_timeout())
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive_while_idle(true);
+    if let Some((user, password)) = cfg.credentials() {
+        opts = opts.with_user(user, password);
+    }
+    etcd_client::Client::connect(cfg.get_endpoints(), Some(opts))
+        .await
+        .map_err(|e| Error::etcd("connecting", e))
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Client>();
+    let _ = ErrorKind::Internal;
+}

@@ -1,0 +1,407 @@
+//! Connection and liveness settings: defaults, `OSLIVELY_*` environment
+//! variables, and in-code overrides.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Environment variable names, shared with the original Python os-lively.
+pub mod env {
+    /// etcd host name or address (default `localhost`).
+    pub const HOST: &str = "OSLIVELY_ETCD_HOST";
+    /// etcd client port (default 2379).
+    pub const PORT: &str = "OSLIVELY_ETCD_PORT";
+    /// Comma-separated endpoint list for a cluster; overrides host and port.
+    pub const ENDPOINTS: &str = "OSLIVELY_ETCD_ENDPOINTS";
+    /// Seconds to wait for the first connection (default 5).
+    pub const CONNECT_TIMEOUT: &str = "OSLIVELY_ETCD_CONNECT_TIMEOUT";
+    /// Seconds each call may take (default 5).
+    pub const REQUEST_TIMEOUT: &str = "OSLIVELY_ETCD_REQUEST_TIMEOUT";
+    /// Key namespace, `""` or a name (default `""`).
+    pub const NAMESPACE: &str = "OSLIVELY_ETCD_KEY_NAMESPACE";
+    /// Seconds a service stays UP after its process stops keeping it alive (default 60).
+    pub const STATUS_TTL: &str = "OSLIVELY_STATUS_TTL";
+    /// etcd user name for authentication.
+    pub const USER: &str = "OSLIVELY_ETCD_USER";
+    /// etcd password for authentication.
+    pub const PASSWORD: &str = "OSLIVELY_ETCD_PASSWORD";
+}
+
+/// Longest namespace we accept; keys must stay well below etcd's limits.
+const MAX_NAMESPACE_LEN: usize = 128;
+/// etcd rejects lease TTLs above this (9000000000 s); we stay far below.
+const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// Settings for [`Client::connect`](crate::Client::connect).
+///
+/// Build one with [`Config::new`] (defaults) or [`Config::from_env`], then
+/// override with the setters, which chain:
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// let mut config = os_lively::Config::from_env()?;
+/// config.namespace("prod")?.status_ttl(Duration::from_secs(10));
+/// let client = os_lively::Client::connect(&config)?;
+/// # Ok::<(), os_lively::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    endpoints: Vec<String>,
+    namespace: String,
+    status_ttl: Duration,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    user: Option<(String, String)>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            endpoints: vec!["http://localhost:2379".to_string()],
+            namespace: String::new(),
+            status_ttl: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            user: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The password never appears; the user name is not a secret.
+        f.debug_struct("Config")
+            .field("endpoints", &self.endpoints)
+            .field("namespace", &self.namespace)
+            .field("status_ttl", &self.status_ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults: `http://localhost:2379`, no namespace, 60 s TTL, 5 s
+    /// connect and request timeouts, no authentication.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Defaults overridden by the `OSLIVELY_*` environment variables (see
+    /// [`env`]). A variable that is set but invalid is an error naming it.
+    pub fn from_env() -> Result<Config> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let mut config = Config::default();
+        let host = lookup(env::HOST);
+        let port = lookup(env::PORT);
+        if host.is_some() || port.is_some() {
+            let host = host.unwrap_or_else(|| "localhost".to_string());
+            check_host(env::HOST, &host)?;
+            let port = match port {
+                Some(p) => p
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad(env::PORT, &p, "a port number 1-65535"))?,
+                None => 2379,
+            };
+            config.endpoints = vec![format!("http://{host}:{port}")];
+        }
+        if let Some(list) = lookup(env::ENDPOINTS) {
+            let endpoints: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            config
+                .endpoints(&endpoints)
+                .map_err(|e| rename(e, env::ENDPOINTS))?;
+        }
+        if let Some(v) = lookup(env::CONNECT_TIMEOUT) {
+            config.connect_timeout = parse_secs(env::CONNECT_TIMEOUT, &v)?;
+        }
+        if let Some(v) = lookup(env::REQUEST_TIMEOUT) {
+            config.request_timeout = parse_secs(env::REQUEST_TIMEOUT, &v)?;
+        }
+        if let Some(v) = lookup(env::NAMESPACE) {
+            config
+                .namespace(&v)
+                .map_err(|e| rename(e, env::NAMESPACE))?;
+        }
+        if let Some(v) = lookup(env::STATUS_TTL) {
+            let secs = v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=MAX_TTL_SECS).contains(s))
+                .ok_or_else(|| bad(env::STATUS_TTL, &v, "whole seconds, at least 1"))?;
+            config.status_ttl = Duration::from_secs(secs);
+        }
+        match (lookup(env::USER), lookup(env::PASSWORD)) {
+            (Some(user), Some(password)) => {
+                config.user(&user, &password)?;
+            }
+            (Some(_), None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{} is set but {} is not", env::USER, env::PASSWORD),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{} is set but {} is not", env::PASSWORD, env::USER),
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(config)
+    }
+
+    /// Sets the etcd endpoints (`host:port` or `http://host:port`); more than
+    /// one for a cluster.
+    pub fn endpoints<S: AsRef<str>>(&mut self, endpoints: &[S]) -> Result<&mut Config> {
+        if endpoints.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "endpoints: the list is empty",
+            ));
+        }
+        let mut parsed = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            parsed.push(normalize_endpoint(e.as_ref())?);
+        }
+        self.endpoints = parsed;
+        Ok(self)
+    }
+
+    /// Sets the key namespace: `""` (none) or a name such as `"prod"`; keys
+    /// then live under `/prod/services/...`.
+    pub fn namespace(&mut self, namespace: &str) -> Result<&mut Config> {
+        let name = namespace.trim_matches('/');
+        if name.len() > MAX_NAMESPACE_LEN
+            || name.contains('\0')
+            || name.chars().any(char::is_control)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "namespace {namespace:?}: must be at most {MAX_NAMESPACE_LEN} bytes without NUL or control characters"
+                ),
+            ));
+        }
+        self.namespace = if name.is_empty() {
+            String::new()
+        } else {
+            format!("/{name}")
+        };
+        Ok(self)
+    }
+
+    /// Sets how long a service stays UP after its process stops keeping its
+    /// lease alive. Whole seconds (etcd's lease unit), at least 1 s; etcd
+    /// raises a TTL below its own minimum (1.5 × election timeout) silently,
+    /// and the client then uses the TTL etcd granted.
+    pub fn status_ttl(&mut self, ttl: Duration) -> &mut Config {
+        let secs = ttl.as_secs_f64().ceil().clamp(1.0, MAX_TTL_SECS as f64);
+        self.status_ttl = Duration::from_secs(secs as u64);
+        self
+    }
+
+    /// Sets how long [`Client::connect`](crate::Client::connect) waits for etcd.
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Config {
+        self.connect_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how long each call may take before it fails with a timeout.
+    pub fn request_timeout(&mut self, timeout: Duration) -> &mut Config {
+        self.request_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Authenticates as `user` with `password`.
+    pub fn user(&mut self, user: &str, password: &str) -> Result<&mut Config> {
+        if user.is_empty() || user.contains('\0') {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("user {user:?}: must be non-empty without NUL"),
+            ));
+        }
+        self.user = Some((user.to_string(), password.to_string()));
+        Ok(self)
+    }
+
+    /// The endpoints, normalized to `http://host:port`.
+    pub fn get_endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+    /// The namespace prefix: `""` or `"/name"`.
+    pub fn get_namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The requested status TTL.
+    pub fn get_status_ttl(&self) -> Duration {
+        self.status_ttl
+    }
+    /// The connect timeout.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+    /// The per-call timeout.
+    pub fn get_request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+    /// The user name, if authentication is configured.
+    pub fn get_user(&self) -> Option<&str> {
+        self.user.as_ref().map(|(u, _)| u.as_str())
+    }
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
+        self.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+}
+
+fn bad(name: &str, value: &str, expected: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("{name}={value:?}: expected {expected}"),
+    )
+}
+
+fn rename(e: Error, var: &str) -> Error {
+    Error::new(ErrorKind::Config, format!("{var}: {}", e.message()))
+}
+
+fn parse_secs(name: &str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| bad(name, value, "seconds, greater than 0 and at most 86400"))
+}
+
+fn check_host(name: &str, host: &str) -> Result<()> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(name, host, "a host name or IP address"))
+    }
+}
+
+fn normalize_endpoint(endpoint: &str) -> Result<String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or(endpoint);
+    let scheme = if endpoint.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let rest = rest.trim_end_matches('/');
+    let invalid = || {
+        Error::new(
+            ErrorKind::Config,
+            format!("endpoint {endpoint:?}: expected host:port or http://host:port"),
+        )
+    };
+    let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
+    check_host("endpoint", host).map_err(|_| invalid())?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(invalid)?;
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_original_library() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.get_endpoints(), ["http://localhost:2379"]);
+        assert_eq!(c.get_namespace(), "");
+        assert_eq!(c.get_status_ttl(), Duration::from_secs(60));
+        assert_eq!(c.get_connect_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = from(&[
+            (env::HOST, "10.0.0.1"),
+            (env::PORT, "1234"),
+            (env::NAMESPACE, "prod"),
+            (env::STATUS_TTL, "7"),
+            (env::CONNECT_TIMEOUT, "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.get_endpoints(), ["http://10.0.0.1:1234"]);
+        assert_eq!(c.get_namespace(), "/prod");
+        assert_eq!(c.get_status_ttl(), Duration::from_secs(7));
+        assert_eq!(c.get_connect_timeout(), Duration::from_millis(500));
+        let c = from(&[(env::ENDPOINTS, "a:1, http://b:2")]).unwrap();
+        assert_eq!(c.get_endpoints(), ["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_value() {
+        for (var, val) in [
+            (env::PORT, "70000"),
+            (env::PORT, "x"),
+            (env::STATUS_TTL, "0"),
+            (env::STATUS_TTL, "-3"),
+            (env::CONNECT_TIMEOUT, "soon"),
+            (env::REQUEST_TIMEOUT, "NaN"),
+            (env::ENDPOINTS, "nohostport"),
+            (env::HOST, "bad host"),
+            (env::NAMESPACE, "a\0b"),
+        ] {
+            let err = from(&[(var, val)]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{var}={val}");
+            assert!(err.to_string().contains(var), "{err} should name {var}");
+        }
+        let err = from(&[(env::USER, "root")]).unwrap_err();
+        assert!(err.to_string().contains(env::PASSWORD));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let mut c = Config::new();
+        c.user("alice", "s3cret-pw").unwrap();
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("alice"));
+        assert!(!dbg.contains("s3cret-pw"));
+    }
+
+    #[test]
+    fn namespace_is_normalized() {
+        let mut c = Config::new();
+        assert_eq!(c.namespace("/x/").unwrap().get_namespace(), "/x");
+        assert_eq!(c.namespace("").unwrap().get_namespace(), "");
+    }
+}

@@ -1,0 +1,179 @@
+//! One error type for the whole library.
+//!
+//! Every failure is a value carrying an [`ErrorKind`] (stable, mapped 1:1 to
+//! the C layer's status codes) and a message that names the offending input.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is. Stable: the C layer maps each kind to
+/// a fixed `lively_result` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An argument (uuid, type, host, region, configuration value) is invalid.
+    InvalidArgument,
+    /// The named service does not exist.
+    NotFound,
+    /// A write lost its compare against a concurrent writer too many times, or
+    /// a type+host pair already belongs to another uuid.
+    Conflict,
+    /// A record stored in etcd could not be decoded.
+    CorruptRecord,
+    /// etcd could not be reached, or it refused the request.
+    Unavailable,
+    /// The call did not finish within its deadline.
+    Timeout,
+    /// etcd rejected the credentials.
+    Auth,
+    /// The client was closed, or its runtime thread is gone.
+    Closed,
+    /// The call would block the thread that drives this client (for example a
+    /// blocking call made from inside an async runtime or from the library's
+    /// own runtime thread).
+    WouldDeadlock,
+    /// The client was created in a parent process; a forked child must create
+    /// its own client.
+    Forked,
+    /// A configuration value (environment variable or setter) is invalid.
+    Config,
+    /// An unexpected internal failure.
+    Internal,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::CorruptRecord => "corrupt record",
+            ErrorKind::Unavailable => "etcd unavailable",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Auth => "authentication failed",
+            ErrorKind::Closed => "client closed",
+            ErrorKind::WouldDeadlock => "call would deadlock",
+            ErrorKind::Forked => "client used after fork",
+            ErrorKind::Config => "invalid configuration",
+            ErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// An os-lively error: a kind plus a human message naming what went wrong.
+#[derive(Clone)]
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    /// Builds an error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The detail message (without the kind prefix).
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// True when etcd could not be reached or the call timed out: the caller
+    /// may retry later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub(crate) fn closed() -> Error {
+        Error::new(ErrorKind::Closed, "the client is closed")
+    }
+
+    /// Wraps an etcd-client error, saying what we were doing.
+    pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
+        let kind = classify(&err);
+        Error::new(kind, format!("{context}: {}", sanitize(&err.to_string())))
+    }
+}
+
+/// Maps an etcd-client error to our kinds. Auth failures must not be retried in
+/// a loop (a wrong password stays wrong), everything else on the wire is
+/// "unavailable" so callers and our own loops back off and retry.
+fn classify(err: &etcd_client::Error) -> ErrorKind {
+    use tonic::Code;
+    match err {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Auth,
+            Code::DeadlineExceeded => ErrorKind::Timeout,
+            Code::InvalidArgument if status.message().contains("authentication failed") => {
+                ErrorKind::Auth
+            }
+            _ => ErrorKind::Unavailable,
+        },
+        etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
+            ErrorKind::InvalidArgument
+        }
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+/// Error strings from the transport may echo request metadata; keep them to
+/// one line and bounded so they are safe to log.
+fn sanitize(s: &str) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.len() > 400 {
+        let mut cut = 400;
+        while !one_line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &one_line[..cut])
+    } else {
+        one_line
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.inner.kind)
+            .field("message", &self.inner.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

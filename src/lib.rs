@@ -1,0 +1,33 @@
+//! os-lively: which services of a fleet are alive, kept in etcd v3.
+//!
+//! Daemons register themselves with [`Client::update`] and stay UP while their
+//! client keeps its lease alive; other programs ask [`Client::is_up`],
+//! [`Client::list`] services, or subscribe to changes. The API is blocking:
+//! one internal single-threaded tokio runtime per client does the I/O.
+//!
+//! ```no_run
+//! use os_lively::{Client, Config, Service};
+//! let client = Client::connect(&Config::from_env()?)?;
+//! let uuid = client.update(&Service::new("nova-compute", "host-7"))?;
+//! assert!(client.is_up(&uuid)?);
+//! # Ok::<(), os_lively::Error>(())
+//! ```
+
+mod backoff;
+mod client;
+mod config;
+mod error;
+mod heartbeat;
+mod keys;
+mod log_once;
+mod record;
+mod runtime;
+mod stats;
+mod store;
+
+pub use client::Client;
+pub use config::{Config, env};
+pub use error::{Error, ErrorKind, Result};
+pub use record::{MAX_NOTE_LEN, MAX_SEGMENT_LEN, Service, Status, normalize_uuid, pb};
+pub use stats::Stats;
+pub use store::{Filter, ServiceInfo};

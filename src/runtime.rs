@@ -1,0 +1,181 @@
+//! The one thread that runs the client's single-threaded tokio runtime, and
+//! the blocking hand-off of futures to it.
+//!
+//! Callers never see async: each call spawns its future on the runtime thread
+//! and waits on a plain channel with a deadline. The runtime also drives the
+//! heartbeat and watches on its own, so keepalives continue while the caller
+//! does nothing.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Extra wait on the caller side beyond the runtime-side deadline, so the
+/// runtime's own timeout (which cancels the work) normally answers first.
+const HANDOFF_SLACK: Duration = Duration::from_millis(250);
+
+pub(crate) struct Runtime {
+    handle: tokio::runtime::Handle,
+    thread_id: ThreadId,
+    pid: u32,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts the runtime thread and returns once the runtime is running.
+    pub(crate) fn start() -> Result<Runtime> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lively-rt".to_string())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(rt.handle().clone()));
+                // Runs every spawned task until asked to stop (or every
+                // owner is gone and the sender dropped).
+                let _ = rt.block_on(stop_rx);
+                // Dropping the runtime cancels what is left; the client
+                // revoked its lease before asking us to stop.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("spawning the runtime thread: {e}"),
+                )
+            })?;
+        let thread_id = thread.thread().id();
+        let handle = match ready_rx.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("building the runtime: {e}"),
+                ));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "the runtime thread died while starting",
+                ));
+            }
+        };
+        Ok(Runtime {
+            handle,
+            thread_id,
+            pid: std::process::id(),
+            stop: Mutex::new(Some(stop_tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Refuses calls that cannot work: from a forked child, from our own
+    /// runtime thread, or from inside another async runtime.
+    pub(crate) fn check_caller(&self) -> Result<()> {
+        if std::process::id() != self.pid {
+            return Err(Error::new(
+                ErrorKind::Forked,
+                "this client was created before fork(); the child must connect its own client",
+            ));
+        }
+        if std::thread::current().id() == self.thread_id {
+            return Err(Error::new(
+                ErrorKind::WouldDeadlock,
+                "a blocking os-lively call was made on the library's runtime thread",
+            ));
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::new(
+                ErrorKind::WouldDeadlock,
+                "a blocking os-lively call was made from inside an async runtime; use spawn_blocking",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Spawns a future on the runtime without waiting for it.
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(fut)
+    }
+
+    /// Runs `fut` on the runtime thread and waits for it at most `limit`.
+    pub(crate) fn call<T, F>(&self, what: &str, limit: Duration, fut: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.check_caller()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let task = self.handle.spawn(async move {
+            let r = match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer from etcd within {limit:?}"),
+                )),
+            };
+            let _ = tx.send(r);
+        });
+        match rx.recv_timeout(limit + HANDOFF_SLACK) {
+            Ok(r) => r.map_err(|e| Error::new(e.kind(), format!("{what}: {}", e.message()))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{what}: no answer within {limit:?}"),
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
+                ErrorKind::Closed,
+                format!("{what}: the client's runtime thread has stopped"),
+            )),
+        }
+    }
+
+    /// True on the runtime thread itself.
+    pub(crate) fn on_runtime_thread(&self) -> bool {
+        std::thread::current().id() == self.thread_id
+    }
+
+    /// Stops the runtime thread and waits for it (unless called on it, or in
+    /// a forked child where the thread does not exist).
+    pub(crate) fn stop(&self) {
+        if let Ok(mut stop) = self.stop.lock() {
+            if let Some(tx) = stop.take() {
+                let _ = tx.send(());
+            }
+        }
+        if self.on_runtime_thread() || std::process::id() != self.pid {
+            return;
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,67 @@
+//! Counters an operator needs, updated lock-free from the runtime thread.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Keepalive requests answered by etcd.
+    pub keepalives_sent: u64,
+    /// Keepalive requests that failed or went unanswered within their deadline.
+    pub keepalives_failed: u64,
+    /// Keepalive streams re-opened after a failure.
+    pub reconnects: u64,
+    /// Leases granted to replace one that expired (each re-registers the
+    /// client's services).
+    pub lease_regrants: u64,
+    /// UP keys this client put back (after a re-grant, or after someone
+    /// deleted one by hand).
+    pub up_keys_restored: u64,
+    /// Events handed to subscribers.
+    pub events_delivered: u64,
+    /// Subscription resyncs (re-list after compaction or overflow).
+    pub resyncs: u64,
+    /// The current lease's id.
+    pub lease_id: i64,
+    /// TTL etcd granted to the current lease, in seconds.
+    pub lease_granted_ttl: i64,
+    /// Seconds left on the current lease at the last keepalive answer.
+    pub lease_ttl_remaining: i64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub keepalives_sent: AtomicU64,
+    pub keepalives_failed: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub lease_regrants: AtomicU64,
+    pub up_keys_restored: AtomicU64,
+    pub events_delivered: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub lease_id: AtomicI64,
+    pub lease_granted_ttl: AtomicI64,
+    pub lease_ttl_remaining: AtomicI64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let i = |c: &AtomicI64| c.load(Ordering::Relaxed);
+        Stats {
+            keepalives_sent: r(&self.keepalives_sent),
+            keepalives_failed: r(&self.keepalives_failed),
+            reconnects: r(&self.reconnects),
+            lease_regrants: r(&self.lease_regrants),
+            up_keys_restored: r(&self.up_keys_restored),
+            events_delivered: r(&self.events_delivered),
+            resyncs: r(&self.resyncs),
+            lease_id: i(&self.lease_id),
+            lease_granted_ttl: i(&self.lease_granted_ttl),
+            lease_ttl_remaining: i(&self.lease_ttl_remaining),
+        }
+    }
+}

@@ -1,0 +1,748 @@
+//! Every read and write of service records as etcd transactions.
+//!
+//! A write is one transaction guarded by compares on everything it read, so a
+//! half-written service is impossible; a lost compare is retried from a fresh
+//! read a bounded number of times, then reported as a conflict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{Keys, ParsedKey};
+use crate::log_once;
+use crate::record::{Service, Status, decode_stored};
+
+/// How often a write is retried after losing a compare to a concurrent writer.
+const MAX_WRITE_ATTEMPTS: usize = 8;
+/// etcd's default `--max-txn-ops` is 128; two reads per service.
+const READ_BATCH: usize = 60;
+/// Above this many candidates from an index, one range scan is cheaper than
+/// batched point reads.
+const SCAN_THRESHOLD: usize = 240;
+
+/// A record together with whether the service is alive now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The stored record.
+    pub service: Service,
+    /// True when the record says UP *and* its lease-bound UP key exists.
+    pub up: bool,
+}
+
+/// Which services [`Client::list`](crate::Client::list) returns; every field
+/// set narrows the result (all unset lists everything in the namespace).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this uuid.
+    pub uuid: Option<String>,
+    /// Only this type.
+    pub service_type: Option<String>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only services whose *effective* status is this.
+    pub status: Option<Status>,
+}
+
+impl Filter {
+    /// Everything in the namespace.
+    pub fn all() -> Filter {
+        Filter::default()
+    }
+    /// Narrows to one uuid.
+    pub fn uuid(mut self, uuid: &str) -> Filter {
+        self.uuid = Some(uuid.to_string());
+        self
+    }
+    /// Narrows to one type.
+    pub fn service_type(mut self, service_type: &str) -> Filter {
+        self.service_type = Some(service_type.to_string());
+        self
+    }
+    /// Narrows to one host.
+    pub fn host(mut self, host: &str) -> Filter {
+        self.host = Some(host.to_string());
+        self
+    }
+    /// Narrows to one region.
+    pub fn region(mut self, region: &str) -> Filter {
+        self.region = Some(region.to_string());
+        self
+    }
+    /// Narrows to one effective status.
+    pub fn status(mut self, status: Status) -> Filter {
+        self.status = Some(status);
+        self
+    }
+
+    /// Validates and normalizes the fields that become key segments.
+    pub(crate) fn validated(&self) -> Result<Filter> {
+        let mut f = self.clone();
+        if let Some(u) = &f.uuid {
+            f.uuid = Some(crate::record::normalize_uuid(u)?);
+        }
+        for (what, v) in [
+            ("type", &f.service_type),
+            ("host", &f.host),
+            ("region", &f.region),
+        ] {
+            if let Some(v) = v {
+                crate::record::check_segment(what, v, false)?;
+            }
+        }
+        Ok(f)
+    }
+
+    /// True when `info` passes every field of the filter.
+    pub fn matches(&self, info: &ServiceInfo) -> bool {
+        let s = &info.service;
+        let effective = if info.up { Status::Up } else { Status::Down };
+        self.uuid.as_ref().is_none_or(|u| *u == s.uuid)
+            && self
+                .service_type
+                .as_ref()
+                .is_none_or(|t| *t == s.service_type)
+            && self.host.as_ref().is_none_or(|h| *h == s.host)
+            && self.region.as_ref().is_none_or(|r| *r == s.region)
+            && self.status.is_none_or(|st| st == effective)
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub uuid: String,
+    /// False when nothing needed to change.
+    pub wrote: bool,
+}
+
+/// What the heartbeat learned when it checked a service it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rebind {
+    /// The UP key is on our lease already.
+    Ours,
+    /// The UP key was missing (or on our previous lease) and is now on ours.
+    Restored,
+    /// The service is no longer ours to keep up: deleted, forced down, or
+    /// taken over by another process.
+    Disowned,
+}
+
+/// One key as read, or its absence.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    mod_revision: i64,
+    lease: i64,
+    value: Vec<u8>,
+}
+
+impl Seen {
+    fn exists(&self) -> bool {
+        self.mod_revision != 0
+    }
+
+    /// A compare that holds only if the key is still exactly as we read it.
+    fn unchanged(&self, key: &str) -> Compare {
+        if self.exists() {
+            Compare::mod_revision(key, CompareOp::Equal, self.mod_revision)
+        } else {
+            Compare::version(key, CompareOp::Equal, 0)
+        }
+    }
+}
+
+/// Service records in one namespace of one etcd cluster.
+#[derive(Clone)]
+pub(crate) struct Store {
+    kv: KvClient,
+    keys: Keys,
+}
+
+impl Store {
+    pub(crate) fn new(kv: KvClient, keys: Keys) -> Store {
+        Store { kv, keys }
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.kv
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| Error::etcd(context, e))
+    }
+
+    /// Point-reads `keys` in one transaction (one revision).
+    async fn read(&self, context: &str, keys: &[&str]) -> Result<Vec<Seen>> {
+        let ops: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+        let resp = self.txn(context, Txn::new().and_then(ops)).await?;
+        Ok(resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(seen).unwrap_or_default(),
+                _ => Seen::default(),
+            })
+            .collect())
+    }
+
+    /// True when the record says UP and its UP key exists: one round trip.
+    pub(crate) async fn is_up(&self, uuid: &str) -> Result<bool> {
+        let record = self.keys.record(uuid);
+        let up = self.keys.status(Status::Up, uuid);
+        let resp = self
+            .txn(
+                "is_up",
+                Txn::new().and_then([
+                    TxnOp::get(record.as_str(), None),
+                    TxnOp::get(up, Some(GetOptions::new().with_count_only())),
+                ]),
+            )
+            .await?;
+        let ops = resp.op_responses();
+        let (Some(TxnOpResponse::Get(rec)), Some(TxnOpResponse::Get(upk))) =
+            (ops.first(), ops.get(1))
+        else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "is_up: short transaction response",
+            ));
+        };
+        let Some(kv) = rec.kvs().first() else {
+            return Ok(false);
+        };
+        let service = decode_stored(kv.key(), kv.value())?;
+        Ok(service.status == Status::Up && upk.count() > 0)
+    }
+
+    /// The uuid registered for `type`/`host`, if any.
+    pub(crate) async fn uuid_for(&self, service_type: &str, host: &str) -> Result<Option<String>> {
+        let key = self.keys.type_host(service_type, host);
+        let seen = self.read("lookup by type and host", &[&key]).await?;
+        match seen.first() {
+            Some(s) if s.exists() => {
+                let uuid = String::from_utf8_lossy(&s.value).to_string();
+                match crate::record::normalize_uuid(&uuid) {
+                    Ok(u) => Ok(Some(u)),
+                    Err(_) => Err(Error::new(
+                        ErrorKind::CorruptRecord,
+                        format!("{key}: value {uuid:?} is not a uuid"),
+                    )),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The record and its liveness.
+    pub(crate) async fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
+        let record = self.keys.record(uuid);
+        let up = self.keys.status(Status::Up, uuid);
+        let seen = self.read("get", &[&record, &up]).await?;
+        let (Some(rec), Some(upk)) = (seen.first(), seen.get(1)) else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "get: short transaction response",
+            ));
+        };
+        if !rec.exists() {
+            return Ok(None);
+        }
+        let service = decode_stored(record.as_bytes(), &rec.value)?;
+        let up = service.status == Status::Up && upk.exists();
+        Ok(Some(ServiceInfo { service, up }))
+    }
+
+    /// Creates or updates `desired` (already validated); the UP key is bound to
+    /// `lease`.
+    pub(crate) async fn update(&self, desired: &Service, lease: i64) -> Result<Written> {
+        let want = desired.clone();
+        self.write(
+            &desired.uuid,
+            Some((&desired.service_type, &desired.host)),
+            lease,
+            |_| Ok(Some(want.clone())),
+        )
+        .await
+    }
+
+    /// Forces a service down with a maintenance note and window.
+    pub(crate) async fn down(
+        &self,
+        uuid: &str,
+        note: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Written> {
+        self.write(uuid, None, 0, |old| {
+            let mut s = old.cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("service {uuid} does not exist"),
+                )
+            })?;
+            s.status = Status::Down;
+            s.maintenance_note = note.to_string();
+            s.maintenance_start = start;
+            s.maintenance_end = end;
+            Ok(Some(s))
+        })
+        .await
+    }
+
+    /// Read-modify-write of one service in a single guarded transaction.
+    /// `type_host_hint` lets the first read fetch the target type/host index.
+    async fn write(
+        &self,
+        uuid: &str,
+        type_host_hint: Option<(&str, &str)>,
+        lease: i64,
+        make: impl Fn(Option<&Service>) -> Result<Option<Service>>,
+    ) -> Result<Written> {
+        let k = &self.keys;
+        let record_key = k.record(uuid);
+        let up_key = k.status(Status::Up, uuid);
+        let down_key = k.status(Status::Down, uuid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let mut read_keys = vec![record_key.clone(), up_key.clone(), down_key.clone()];
+            if let Some((t, h)) = type_host_hint {
+                read_keys.push(k.type_host(t, h));
+            }
+            let refs: Vec<&str> = read_keys.iter().map(String::as_str).collect();
+            let mut seen = self.read("update: read", &refs).await?;
+            let rec = seen.remove(0);
+            let up = seen.remove(0);
+            let down = seen.remove(0);
+            let mut type_hosts: BTreeMap<String, Seen> = BTreeMap::new();
+            if let (Some((t, h)), Some(s)) = (type_host_hint, seen.pop()) {
+                type_hosts.insert(k.type_host(t, h), s);
+            }
+            let old = if rec.exists() {
+                Some(decode_stored(record_key.as_bytes(), &rec.value)?)
+            } else {
+                None
+            };
+            let Some(new) = make(old.as_ref())? else {
+                return Ok(Written {
+                    uuid: uuid.to_string(),
+                    wrote: false,
+                });
+            };
+            let new_th = k.type_host(&new.service_type, &new.host);
+            let old_th = old.as_ref().map(|o| k.type_host(&o.service_type, &o.host));
+            // Fetch any type/host index the first read could not know about.
+            let missing: Vec<String> = [Some(new_th.clone()), old_th.clone()]
+                .into_iter()
+                .flatten()
+                .filter(|key| !type_hosts.contains_key(key))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !missing.is_empty() {
+                let refs: Vec<&str> = missing.iter().map(String::as_str).collect();
+                for (key, s) in missing
+                    .iter()
+                    .zip(self.read("update: read index", &refs).await?)
+                {
+                    type_hosts.insert(key.clone(), s);
+                }
+            }
+            let th = &type_hosts[&new_th];
+            if th.exists() && th.value != uuid.as_bytes() {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "type {:?} on host {:?} is already registered as uuid {}",
+                        new.service_type,
+                        new.host,
+                        String::from_utf8_lossy(&th.value)
+                    ),
+                ));
+            }
+
+            let mut compares = vec![
+                rec.unchanged(&record_key),
+                up.unchanged(&up_key),
+                down.unchanged(&down_key),
+            ];
+            let mut ops = Vec::new();
+            let changed = old.as_ref() != Some(&new);
+            if changed {
+                ops.push(TxnOp::put(record_key.as_str(), new.to_bytes(), None));
+                if !new.region.is_empty() {
+                    ops.push(TxnOp::put(k.region(&new.region, uuid), "", None));
+                }
+            }
+            if !th.exists() {
+                compares.push(th.unchanged(&new_th));
+                ops.push(TxnOp::put(new_th.as_str(), uuid, None));
+            }
+            if let (Some(o), Some(old_th)) = (&old, &old_th) {
+                let ots = &type_hosts[old_th];
+                if *old_th != new_th && ots.exists() && ots.value == uuid.as_bytes() {
+                    compares.push(ots.unchanged(old_th));
+                    ops.push(TxnOp::delete(old_th.as_str(), None));
+                }
+                if !o.region.is_empty() && o.region != new.region {
+                    ops.push(TxnOp::delete(k.region(&o.region, uuid), None));
+                }
+            }
+            match new.status {
+                Status::Up => {
+                    // Bind the UP key to this client's lease unless it already
+                    // is: a restarted daemon takes over from its dead self.
+                    if !up.exists() || up.lease != lease {
+                        ops.push(TxnOp::put(
+                            up_key.as_str(),
+                            "",
+                            Some(PutOptions::new().with_lease(lease)),
+                        ));
+                    }
+                    if down.exists() {
+                        ops.push(TxnOp::delete(down_key.as_str(), None));
+                    }
+                }
+                Status::Down => {
+                    if up.exists() {
+                        ops.push(TxnOp::delete(up_key.as_str(), None));
+                    }
+                    // The Python library bound DOWN keys to a lease; ours are durable.
+                    if !down.exists() || down.lease != 0 {
+                        ops.push(TxnOp::put(down_key.as_str(), "", None));
+                    }
+                }
+            }
+            if ops.is_empty() {
+                return Ok(Written {
+                    uuid: uuid.to_string(),
+                    wrote: false,
+                });
+            }
+            let resp = self
+                .txn("update: write", Txn::new().when(compares).and_then(ops))
+                .await?;
+            if resp.succeeded() {
+                return Ok(Written {
+                    uuid: uuid.to_string(),
+                    wrote: true,
+                });
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: concurrent writers won {MAX_WRITE_ATTEMPTS} times in a row"),
+        ))
+    }
+
+    /// Removes the record and every index key in one transaction. Returns
+    /// false when there was nothing to delete.
+    pub(crate) async fn delete(&self, uuid: &str) -> Result<bool> {
+        let k = &self.keys;
+        let record_key = k.record(uuid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let seen = self.read("delete: read", &[&record_key]).await?;
+            let Some(rec) = seen.first().filter(|s| s.exists()) else {
+                return Ok(false);
+            };
+            // A corrupt record is still deletable: that is how an operator
+            // cleans it up. Its indexes are then found by scanning below.
+            let old = decode_stored(record_key.as_bytes(), &rec.value).ok();
+            let mut compares = vec![rec.unchanged(&record_key)];
+            let mut ops = vec![
+                TxnOp::delete(record_key.as_str(), None),
+                TxnOp::delete(k.status(Status::Up, uuid), None),
+                TxnOp::delete(k.status(Status::Down, uuid), None),
+            ];
+            if let Some(o) = &old {
+                let th = k.type_host(&o.service_type, &o.host);
+                let seen = self.read("delete: read index", &[&th]).await?;
+                if let Some(s) = seen
+                    .first()
+                    .filter(|s| s.exists() && s.value == uuid.as_bytes())
+                {
+                    compares.push(s.unchanged(&th));
+                    ops.push(TxnOp::delete(th.as_str(), None));
+                }
+                if !o.region.is_empty() {
+                    ops.push(TxnOp::delete(k.region(&o.region, uuid), None));
+                }
+            }
+            let resp = self
+                .txn("delete", Txn::new().when(compares).and_then(ops))
+                .await?;
+            if resp.succeeded() {
+                return Ok(true);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: concurrent writers won {MAX_WRITE_ATTEMPTS} times in a row"),
+        ))
+    }
+
+    /// Services matching `filter`, using the narrowest index available.
+    pub(crate) async fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+        let k = &self.keys;
+        let candidates: Option<Vec<String>> = if let Some(u) = &filter.uuid {
+            Some(vec![u.clone()])
+        } else if let (Some(t), Some(h)) = (&filter.service_type, &filter.host) {
+            Some(self.uuid_for(t, h).await?.into_iter().collect())
+        } else if let Some(r) = &filter.region {
+            self.region_members(r).await?
+        } else if let Some(t) = &filter.service_type {
+            Some(self.index_values(&k.type_prefix(t)).await?)
+        } else if filter.status == Some(Status::Up) {
+            Some(self.index_uuids(&k.status_prefix(Status::Up)).await?)
+        } else {
+            None
+        };
+        let mut found = match candidates {
+            Some(uuids) if uuids.len() <= SCAN_THRESHOLD => self.get_many(&uuids).await?,
+            Some(uuids) => {
+                let wanted: BTreeSet<String> = uuids.into_iter().collect();
+                let mut all = self.scan().await?;
+                all.retain(|i| wanted.contains(&i.service.uuid));
+                all
+            }
+            None => self.scan().await?,
+        };
+        found.retain(|i| filter.matches(i));
+        Ok(found)
+    }
+
+    /// Uuids in a region's index, or `None` when the Python library's
+    /// uuid-less region key is present and only a scan can answer.
+    async fn region_members(&self, region: &str) -> Result<Option<Vec<String>>> {
+        let k = &self.keys;
+        let prefix = k.region_prefix(region);
+        let legacy = prefix.trim_end_matches('/').to_string();
+        let resp = self
+            .txn(
+                "list by region",
+                Txn::new().and_then([
+                    TxnOp::get(
+                        prefix.as_str(),
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    ),
+                    TxnOp::get(legacy, Some(GetOptions::new().with_count_only())),
+                ]),
+            )
+            .await?;
+        let ops = resp.op_responses();
+        if let Some(TxnOpResponse::Get(l)) = ops.get(1) {
+            if l.count() > 0 {
+                return Ok(None);
+            }
+        }
+        let mut uuids = Vec::new();
+        if let Some(TxnOpResponse::Get(g)) = ops.first() {
+            for kv in g.kvs() {
+                match k.parse(kv.key()) {
+                    Some(ParsedKey::Region(_, Some(u))) => uuids.push(u),
+                    _ => log_once::skipped_key(kv.key()),
+                }
+            }
+        }
+        Ok(Some(uuids))
+    }
+
+    /// Uuids named by the last segment of keys under `prefix`.
+    async fn index_uuids(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut kv = self.kv.clone();
+        let resp = kv
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(|e| Error::etcd("list: read index", e))?;
+        let mut uuids = Vec::new();
+        for item in resp.kvs() {
+            match self.keys.parse(item.key()) {
+                Some(ParsedKey::Status(_, u)) | Some(ParsedKey::Region(_, Some(u))) => {
+                    uuids.push(u)
+                }
+                _ => log_once::skipped_key(item.key()),
+            }
+        }
+        Ok(uuids)
+    }
+
+    /// Uuids stored as values of keys under `prefix` (the type/host index).
+    async fn index_values(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut kv = self.kv.clone();
+        let resp = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| Error::etcd("list: read index", e))?;
+        let mut uuids = Vec::new();
+        for item in resp.kvs() {
+            match std::str::from_utf8(item.value())
+                .ok()
+                .and_then(|v| crate::record::normalize_uuid(v).ok())
+            {
+                Some(u) => uuids.push(u),
+                None => log_once::skipped_key(item.key()),
+            }
+        }
+        Ok(uuids)
+    }
+
+    /// Records and liveness of `uuids`, read in batched transactions.
+    async fn get_many(&self, uuids: &[String]) -> Result<Vec<ServiceInfo>> {
+        let k = &self.keys;
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(READ_BATCH) {
+            let mut ops = Vec::with_capacity(chunk.len() * 2);
+            for u in chunk {
+                ops.push(TxnOp::get(k.record(u), None));
+                ops.push(TxnOp::get(
+                    k.status(Status::Up, u),
+                    Some(GetOptions::new().with_count_only()),
+                ));
+            }
+            let resp = self
+                .txn("list: read records", Txn::new().and_then(ops))
+                .await?;
+            let responses = resp.op_responses();
+            for pair in responses.chunks(2) {
+                let [TxnOpResponse::Get(rec), TxnOpResponse::Get(up)] = pair else {
+                    continue;
+                };
+                let Some(kv) = rec.kvs().first() else {
+                    continue;
+                };
+                match decode_stored(kv.key(), kv.value()) {
+                    Ok(service) => {
+                        let up = service.status == Status::Up && up.count() > 0;
+                        out.push(ServiceInfo { service, up });
+                    }
+                    Err(_) => log_once::skipped_key(kv.key()),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record in the namespace with its liveness, at one revision.
+    pub(crate) async fn scan(&self) -> Result<Vec<ServiceInfo>> {
+        Ok(self.scan_at().await?.0)
+    }
+
+    /// Like [`Store::scan`], also returning the revision it reflects.
+    pub(crate) async fn scan_at(&self) -> Result<(Vec<ServiceInfo>, i64)> {
+        let k = &self.keys;
+        let resp = self
+            .txn(
+                "list: scan",
+                Txn::new().and_then([
+                    TxnOp::get(k.records_prefix(), Some(GetOptions::new().with_prefix())),
+                    TxnOp::get(
+                        k.status_prefix(Status::Up),
+                        Some(GetOptions::new().with_prefix().with_keys_only()),
+                    ),
+                ]),
+            )
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let ops = resp.op_responses();
+        let mut up = BTreeSet::new();
+        if let Some(TxnOpResponse::Get(g)) = ops.get(1) {
+            for kv in g.kvs() {
+                match k.parse(kv.key()) {
+                    Some(ParsedKey::Status(Status::Up, u)) => {
+                        up.insert(u);
+                    }
+                    _ => log_once::skipped_key(kv.key()),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(TxnOpResponse::Get(g)) = ops.first() {
+            for kv in g.kvs() {
+                if !matches!(k.parse(kv.key()), Some(ParsedKey::Record(_))) {
+                    log_once::skipped_key(kv.key());
+                    continue;
+                }
+                match decode_stored(kv.key(), kv.value()) {
+                    Ok(service) => {
+                        let alive = service.status == Status::Up && up.contains(&service.uuid);
+                        out.push(ServiceInfo { service, up: alive });
+                    }
+                    Err(_) => log_once::skipped_key(kv.key()),
+                }
+            }
+        }
+        Ok((out, revision))
+    }
+
+    /// Makes sure the UP key of a service this client owns is on `lease`.
+    /// `previous_lease` is a lease of ours that expired: a key still on it is
+    /// ours to move.
+    pub(crate) async fn rebind_up(
+        &self,
+        uuid: &str,
+        lease: i64,
+        previous_lease: i64,
+    ) -> Result<Rebind> {
+        let record_key = self.keys.record(uuid);
+        let up_key = self.keys.status(Status::Up, uuid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let seen = self
+                .read("keepalive: check UP key", &[&record_key, &up_key])
+                .await?;
+            let (Some(rec), Some(up)) = (seen.first(), seen.get(1)) else {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "short transaction response",
+                ));
+            };
+            if !rec.exists() {
+                return Ok(Rebind::Disowned);
+            }
+            match decode_stored(record_key.as_bytes(), &rec.value) {
+                Ok(s) if s.status == Status::Up => {}
+                _ => return Ok(Rebind::Disowned),
+            }
+            if up.exists() && up.lease == lease {
+                return Ok(Rebind::Ours);
+            }
+            if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
+                return Ok(Rebind::Disowned);
+            }
+            let txn = Txn::new()
+                .when([rec.unchanged(&record_key), up.unchanged(&up_key)])
+                .and_then([TxnOp::put(
+                    up_key.as_str(),
+                    "",
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            if self
+                .txn("keepalive: restore UP key", txn)
+                .await?
+                .succeeded()
+            {
+                return Ok(Rebind::Restored);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: UP key kept changing while restoring it"),
+        ))
+    }
+}
+
+fn seen(kv: &KeyValue) -> Seen {
+    Seen {
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+        value: kv.value().to_vec(),
+    }
+}

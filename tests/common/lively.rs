@@ -1,0 +1,94 @@
+//! Helpers that connect os-lively clients and registering child processes to
+//! a test etcd.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use os_lively::{Client, Config};
+
+/// A config for `endpoints` in namespace `ns` with a short TTL.
+pub fn config(endpoints: &[String], ns: &str, ttl_secs: u64) -> Config {
+    let mut c = Config::new();
+    c.endpoints(endpoints)
+        .expect("endpoints")
+        .namespace(ns)
+        .expect("namespace")
+        .status_ttl(Duration::from_secs(ttl_secs))
+        .connect_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(3));
+    c
+}
+
+/// Connects a client.
+pub fn connect(endpoints: &[String], ns: &str, ttl_secs: u64) -> Client {
+    Client::connect(&config(endpoints, ns, ttl_secs)).expect("connect")
+}
+
+/// A child process running `oslively register`: a daemon that registered
+/// itself and stays UP until killed or its stdin is closed.
+pub struct Registrant {
+    pub child: Child,
+    pub uuid: String,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Registrant {
+    /// Starts the child and waits until it printed its uuid.
+    pub fn start(endpoints: &[String], ns: &str, ttl_secs: u64, args: &[&str]) -> Registrant {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oslively"))
+            .arg("register")
+            .args(args)
+            .env("OSLIVELY_ETCD_ENDPOINTS", endpoints.join(","))
+            .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)
+            .env("OSLIVELY_STATUS_TTL", ttl_secs.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn oslively register");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read uuid line");
+        let uuid = line
+            .trim()
+            .strip_prefix("uuid ")
+            .unwrap_or_else(|| panic!("child did not register: {line:?}"))
+            .to_string();
+        Registrant {
+            child,
+            uuid,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Asks the child to call `update()` again with its unchanged record.
+    pub fn update(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"update\n").expect("write");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "updated");
+    }
+
+    /// SIGKILL: the process dies without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Closes stdin: the child closes its client and exits cleanly.
+    pub fn finish(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registrant {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,692 @@
+//! The core library against a real etcd: registration, queries, index keys,
+//! lease-kept liveness, self-healing, and failure behaviour.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use os_lively::{ErrorKind, Filter, Service, Status};
+
+const TTL: u64 = 2;
+
+fn keys_of(raw: &Raw, ns: &str) -> Vec<String> {
+    raw.keys(&format!("{ns}/services/"))
+        .into_iter()
+        .map(|k| k[ns.len()..].to_string())
+        .collect()
+}
+
+#[test]
+fn register_list_move_down_delete_leave_exactly_the_designed_keys() {
+    let etcd = Etcd::start();
+    let ns = namespace("keys");
+    let raw = etcd.raw();
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+
+    let uuid = client
+        .update(&Service::new("nova-compute", "host-1").with_region("r1"))
+        .unwrap();
+    assert_eq!(uuid.len(), 32);
+    assert_eq!(
+        keys_of(&raw, &ns),
+        vec![
+            format!("/services/by-region/r1/{uuid}"),
+            format!("/services/by-status/UP/{uuid}"),
+            "/services/by-type-host/nova-compute/host-1".to_string(),
+            format!("/services/by-uuid/{uuid}"),
+        ]
+    );
+    let up = raw
+        .get(&format!("{ns}/services/by-status/UP/{uuid}"))
+        .unwrap();
+    assert_eq!(
+        up.lease,
+        client.stats().lease_id,
+        "UP key is on the client's lease"
+    );
+    assert_eq!(
+        raw.get(&format!("{ns}/services/by-type-host/nova-compute/host-1"))
+            .unwrap()
+            .value_str(),
+        uuid
+    );
+    let rec = raw.get(&format!("{ns}/services/by-uuid/{uuid}")).unwrap();
+    assert_eq!(rec.lease, 0, "the record is durable");
+    let decoded = Service::from_bytes(&rec.value).unwrap();
+    assert_eq!(decoded.uuid, uuid);
+    assert_eq!(decoded.status, Status::Up);
+
+    assert!(client.is_up(&uuid).unwrap());
+    assert!(client.is_up_by_type_host("nova-compute", "host-1").unwrap());
+    let info = client
+        .get_by_type_host("nova-compute", "host-1")
+        .unwrap()
+        .unwrap();
+    assert!(info.up);
+    assert_eq!(info.service.region, "r1");
+
+    // A second service to make the filters mean something.
+    let other = client
+        .update(&Service::new("glance", "host-2").with_region("r2"))
+        .unwrap();
+    let uuids = |f: Filter| {
+        let mut v: Vec<String> = client
+            .list(&f)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.service.uuid)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut both = vec![uuid.clone(), other.clone()];
+    both.sort();
+    assert_eq!(uuids(Filter::all()), both);
+    assert_eq!(uuids(Filter::all().region("r1")), vec![uuid.clone()]);
+    assert_eq!(
+        uuids(Filter::all().service_type("glance")),
+        vec![other.clone()]
+    );
+    assert_eq!(uuids(Filter::all().host("host-1")), vec![uuid.clone()]);
+    assert_eq!(
+        uuids(Filter::all().service_type("nova-compute").host("host-1")),
+        vec![uuid.clone()]
+    );
+    assert_eq!(uuids(Filter::all().uuid(&uuid)), vec![uuid.clone()]);
+    assert_eq!(uuids(Filter::all().status(Status::Up)), both);
+    assert_eq!(
+        uuids(Filter::all().status(Status::Down)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        uuids(Filter::all().region("r1").service_type("glance")),
+        Vec::<String>::new()
+    );
+
+    // Move region and host: old index keys go, new ones come, in one write.
+    let moved = Service::new("nova-compute", "host-9")
+        .with_region("r2")
+        .with_uuid(&uuid);
+    client.update(&moved).unwrap();
+    let keys = keys_of(&raw, &ns);
+    assert!(keys.contains(&format!("/services/by-region/r2/{uuid}")));
+    assert!(!keys.contains(&format!("/services/by-region/r1/{uuid}")));
+    assert!(keys.contains(&"/services/by-type-host/nova-compute/host-9".to_string()));
+    assert!(!keys.contains(&"/services/by-type-host/nova-compute/host-1".to_string()));
+    assert!(!client.is_up_by_type_host("nova-compute", "host-1").unwrap());
+    assert!(client.is_up_by_type_host("nova-compute", "host-9").unwrap());
+
+    // Forced down: record says DOWN with the note, UP key gone, DOWN key durable.
+    client.down(&uuid, "disk replacement", 100, 200).unwrap();
+    assert!(!client.is_up(&uuid).unwrap());
+    let info = client.get(&uuid).unwrap().unwrap();
+    assert_eq!(info.service.status, Status::Down);
+    assert_eq!(info.service.maintenance_note, "disk replacement");
+    assert_eq!(
+        (info.service.maintenance_start, info.service.maintenance_end),
+        (100, 200)
+    );
+    assert!(
+        raw.get(&format!("{ns}/services/by-status/UP/{uuid}"))
+            .is_none()
+    );
+    assert_eq!(
+        raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
+            .unwrap()
+            .lease,
+        0
+    );
+    assert_eq!(
+        uuids(Filter::all().status(Status::Down)),
+        vec![uuid.clone()]
+    );
+    // A forced-down service is not put back by the heartbeat.
+    std::thread::sleep(Duration::from_millis(TTL * 1000 / 3 + 500));
+    assert!(
+        !client.is_up(&uuid).unwrap(),
+        "a forced-down service must stay down"
+    );
+
+    // Back up, then delete: every key of that uuid disappears.
+    client.update(&moved).unwrap();
+    assert!(client.is_up(&uuid).unwrap());
+    assert!(
+        raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
+            .is_none()
+    );
+    assert!(client.delete(&uuid).unwrap());
+    assert!(
+        !client.delete(&uuid).unwrap(),
+        "deleting twice reports nothing deleted"
+    );
+    assert!(
+        keys_of(&raw, &ns)
+            .iter()
+            .all(|k| !k.contains(&uuid) && !k.contains("host-9"))
+    );
+    assert!(client.get(&uuid).unwrap().is_none());
+    assert!(!client.is_up(&uuid).unwrap());
+    assert_eq!(
+        client.down(&uuid, "", 0, 0).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn type_and_host_belonging_to_another_uuid_is_a_conflict() {
+    let etcd = Etcd::start();
+    let ns = namespace("conflict");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let first = client.update(&Service::new("api", "h")).unwrap();
+    let before = etcd.raw().revision();
+    let err = client.update(&Service::new("api", "h")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains(&first), "{err}");
+    assert_eq!(etcd.raw().revision(), before, "a conflict writes nothing");
+}
+
+#[test]
+fn invalid_input_is_refused_and_writes_nothing() {
+    let etcd = Etcd::start();
+    let ns = namespace("invalid");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let raw = etcd.raw();
+    let before = raw.revision();
+    let long = "x".repeat(os_lively::MAX_SEGMENT_LEN + 1);
+    let bad = [
+        Service::new("", "h"),
+        Service::new("t", ""),
+        Service::new("a/b", "h"),
+        Service::new("t", "h/../x"),
+        Service::new("t\0", "h"),
+        Service::new("t", "h").with_region("r/1"),
+        Service::new(&long, "h"),
+        Service::new("t", "h").with_uuid("not-a-uuid"),
+        Service::new("t", "h").with_uuid("3b059e33bbc44bc8b0d37df6e8d7022g"),
+    ];
+    for s in &bad {
+        let err = client.update(s).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{s:?}: {err}");
+    }
+    for u in ["", "x", "../../etc", "3b059e33bbc44bc8b0d37df6e8d70223/x"] {
+        assert_eq!(
+            client.is_up(u).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            client.get(u).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            client.delete(u).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            client.down(u, "n", 0, 0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+    assert_eq!(
+        client.is_up_by_type_host("a/b", "h").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        client
+            .list(&Filter::all().region("a/b"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        client.update_bytes(b"\xff\xff\xff").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(raw.revision(), before, "invalid input must not write");
+    assert!(raw.keys(&ns).is_empty());
+}
+
+#[test]
+fn hyphenated_uuids_are_accepted_and_stored_plain() {
+    let etcd = Etcd::start();
+    let ns = namespace("hyphen");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client
+        .update(&Service::new("t", "h").with_uuid("3B059E33-BBC4-4BC8-B0D3-7DF6E8D70223"))
+        .unwrap();
+    assert_eq!(uuid, "3b059e33bbc44bc8b0d37df6e8d70223");
+    assert!(
+        client
+            .is_up("3b059e33-bbc4-4bc8-b0d3-7df6e8d70223")
+            .unwrap()
+    );
+}
+
+#[test]
+fn corrupt_and_foreign_keys_are_errors_or_skipped_never_panics() {
+    let etcd = Etcd::start();
+    let ns = namespace("corrupt");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let raw = etcd.raw();
+    let good = client
+        .update(&Service::new("t", "good").with_region("r"))
+        .unwrap();
+    let bad = "0123456789abcdef0123456789abcdef";
+    raw.put(
+        &format!("{ns}/services/by-uuid/{bad}"),
+        b"\xff\xfe\x01garbage",
+    );
+    raw.put(&format!("{ns}/services/by-uuid/not-a-uuid"), b"");
+    raw.put(&format!("{ns}/services/by-status/UP/{bad}"), b"");
+    raw.put(&format!("{ns}/services/by-region/r/junk"), b"");
+    raw.put(&format!("{ns}/services/something-else/x"), b"");
+    let err = client.get(bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptRecord);
+    assert!(
+        err.to_string()
+            .contains(&format!("{ns}/services/by-uuid/{bad}")),
+        "{err}"
+    );
+    let listed: Vec<String> = client
+        .list(&Filter::all())
+        .unwrap()
+        .into_iter()
+        .map(|i| i.service.uuid)
+        .collect();
+    assert_eq!(listed, vec![good.clone()]);
+    let listed: Vec<String> = client
+        .list(&Filter::all().region("r"))
+        .unwrap()
+        .into_iter()
+        .map(|i| i.service.uuid)
+        .collect();
+    assert_eq!(listed, vec![good]);
+    // An operator can still delete the corrupt record.
+    assert!(client.delete(bad).unwrap());
+}
+
+#[test]
+fn records_written_by_the_python_library_read_correctly() {
+    let etcd = Etcd::start();
+    let ns = namespace("python");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let raw = etcd.raw();
+    // What os-lively (Python) writes: region index without the uuid, and a
+    // DOWN key bound to a lease.
+    let up_uuid = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let down_uuid = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let lease = raw.grant(60);
+    let rec = |u: &str, st: Status| Service {
+        uuid: u.into(),
+        service_type: "nova".into(),
+        host: u[..4].into(),
+        status: st,
+        region: "east".into(),
+        ..Default::default()
+    };
+    raw.put(
+        &format!("{ns}/services/by-uuid/{up_uuid}"),
+        &rec(up_uuid, Status::Up).to_bytes(),
+    );
+    raw.put(
+        &format!("{ns}/services/by-type-host/nova/aaaa"),
+        up_uuid.as_bytes(),
+    );
+    raw.put_with_lease(&format!("{ns}/services/by-status/UP/{up_uuid}"), b"", lease);
+    raw.put(&format!("{ns}/services/by-region/east"), b"");
+    raw.put(
+        &format!("{ns}/services/by-uuid/{down_uuid}"),
+        &rec(down_uuid, Status::Down).to_bytes(),
+    );
+    raw.put_with_lease(
+        &format!("{ns}/services/by-status/DOWN/{down_uuid}"),
+        b"",
+        lease,
+    );
+    assert!(client.is_up(up_uuid).unwrap());
+    assert!(client.is_up_by_type_host("nova", "aaaa").unwrap());
+    assert!(!client.is_up(down_uuid).unwrap());
+    let mut east: Vec<String> = client
+        .list(&Filter::all().region("east"))
+        .unwrap()
+        .into_iter()
+        .map(|i| i.service.uuid)
+        .collect();
+    east.sort();
+    assert_eq!(east, vec![up_uuid.to_string(), down_uuid.to_string()]);
+    // Our update of a Python record takes it over cleanly.
+    client.update(&rec(down_uuid, Status::Up)).unwrap();
+    assert!(client.is_up(down_uuid).unwrap());
+    assert!(
+        raw.get(&format!("{ns}/services/by-status/DOWN/{down_uuid}"))
+            .is_none()
+    );
+}
+
+#[test]
+fn a_killed_registrant_goes_down_for_everyone_within_ttl_plus_2s() {
+    let etcd = Etcd::start();
+    let ns = namespace("kill");
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let mut child = Registrant::start(
+        &etcd.endpoints(),
+        &ns,
+        TTL,
+        &["--type", "nova", "--host", "h1"],
+    );
+    assert!(observer.is_up(&child.uuid).unwrap());
+    child.kill();
+    let killed = Instant::now();
+    assert!(
+        observer.is_up(&child.uuid).unwrap(),
+        "UP until the TTL runs out"
+    );
+    assert!(
+        wait_until(Duration::from_secs(TTL + 2), || !observer
+            .is_up(&child.uuid)
+            .unwrap()),
+        "still UP {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    let info = observer.get(&child.uuid).unwrap().unwrap();
+    assert!(!info.up);
+    assert_eq!(
+        info.service.status,
+        Status::Up,
+        "the record is kept; only liveness is gone"
+    );
+}
+
+#[test]
+fn unchanged_updates_write_nothing_and_keep_the_service_up_past_3_ttl() {
+    let etcd = Etcd::start();
+    let ns = namespace("unchanged");
+    let raw = etcd.raw();
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let svc = Service::new("t", "h");
+    let uuid = client.update(&svc).unwrap();
+    let svc = svc.with_uuid(&uuid);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3 * TTL + 1) {
+        let rev = raw.revision();
+        client.update(&svc).unwrap();
+        assert_eq!(raw.revision(), rev, "an unchanged update must not write");
+        assert!(
+            client.is_up(&uuid).unwrap(),
+            "DOWN after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_restarted_daemon_with_its_saved_uuid_takes_over_its_up_key() {
+    let etcd = Etcd::start();
+    let ns = namespace("restart");
+    let raw = etcd.raw();
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let mut first = Registrant::start(&etcd.endpoints(), &ns, TTL, &["--type", "d", "--host", "h"]);
+    let uuid = first.uuid.clone();
+    let dead_lease = raw
+        .get(&format!("{ns}/services/by-status/UP/{uuid}"))
+        .unwrap()
+        .lease;
+    first.kill();
+    let second = Registrant::start(
+        &etcd.endpoints(),
+        &ns,
+        TTL,
+        &["--type", "d", "--host", "h", "--uuid", &uuid],
+    );
+    assert_eq!(second.uuid, uuid);
+    let now_lease = raw
+        .get(&format!("{ns}/services/by-status/UP/{uuid}"))
+        .unwrap()
+        .lease;
+    assert_ne!(
+        now_lease, dead_lease,
+        "the UP key must move to the living process's lease"
+    );
+    // Well past the dead lease's expiry, still UP.
+    assert!(wait_until(Duration::from_secs(TTL + 2), || raw
+        .lease_ttl(dead_lease)
+        < 0));
+    assert!(observer.is_up(&uuid).unwrap());
+}
+
+#[test]
+fn an_up_key_deleted_by_hand_comes_back_within_a_keepalive_period() {
+    let etcd = Etcd::start();
+    let ns = namespace("heal");
+    let raw = etcd.raw();
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    let up_key = format!("{ns}/services/by-status/UP/{uuid}");
+    assert_eq!(raw.delete(&up_key), 1);
+    let deleted = Instant::now();
+    assert!(
+        wait_until(Duration::from_millis(TTL * 1000 / 3 + 1000), || raw
+            .get(&up_key)
+            .is_some()),
+        "UP key not restored"
+    );
+    assert_eq!(raw.get(&up_key).unwrap().lease, client.stats().lease_id);
+    assert!(deleted.elapsed() < Duration::from_millis(TTL * 1000 / 3 + 1000));
+    assert_eq!(client.stats().up_keys_restored, 1);
+    // A deleted record is not restored.
+    client.delete(&uuid).unwrap();
+    std::thread::sleep(Duration::from_millis(TTL * 1000 / 3 + 300));
+    assert!(raw.get(&up_key).is_none());
+}
+
+#[test]
+fn close_makes_services_down_at_once() {
+    let etcd = Etcd::start();
+    let ns = namespace("close");
+    let observer = connect(&etcd.endpoints(), &ns, 30);
+    let client = connect(&etcd.endpoints(), &ns, 30);
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    assert!(observer.is_up(&uuid).unwrap());
+    let closed = Instant::now();
+    client.close().unwrap();
+    assert!(
+        !observer.is_up(&uuid).unwrap(),
+        "DOWN right after close, not after the 30 s TTL"
+    );
+    assert!(closed.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn dropping_the_last_clone_revokes_too() {
+    let etcd = Etcd::start();
+    let ns = namespace("drop");
+    let observer = connect(&etcd.endpoints(), &ns, 30);
+    let client = connect(&etcd.endpoints(), &ns, 30);
+    let clone = client.clone();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    drop(client);
+    assert!(
+        clone.is_up(&uuid).unwrap(),
+        "a clone keeps the client alive"
+    );
+    drop(clone);
+    assert!(!observer.is_up(&uuid).unwrap());
+}
+
+#[test]
+fn sixteen_threads_share_one_client() {
+    let etcd = Etcd::start();
+    let ns = namespace("threads");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let client = client.clone();
+            s.spawn(move || {
+                let svc = Service::new("worker", &format!("h{t}"));
+                let uuid = client.update(&svc).unwrap();
+                let svc = svc.with_uuid(&uuid);
+                for i in 0..1000 {
+                    match i % 5 {
+                        0 => assert!(client.is_up(&uuid).unwrap()),
+                        1 => assert!(client.get(&uuid).unwrap().unwrap().up),
+                        2 => assert!(
+                            client
+                                .is_up_by_type_host("worker", &format!("h{t}"))
+                                .unwrap()
+                        ),
+                        3 => {
+                            client.update(&svc).unwrap();
+                        }
+                        _ => assert_eq!(client.list(&Filter::all().uuid(&uuid)).unwrap().len(), 1),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        client
+            .list(&Filter::all().status(Status::Up))
+            .unwrap()
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn with_etcd_stopped_every_call_fails_within_its_timeout() {
+    let mut etcd = Etcd::start();
+    let ns = namespace("stopped");
+    let mut cfg = config(&etcd.endpoints(), &ns, TTL);
+    cfg.request_timeout(Duration::from_secs(1));
+    let client = os_lively::Client::connect(&cfg).unwrap();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    etcd.stop();
+    let limit = Duration::from_millis(1600);
+    type Call<'a> = Box<dyn Fn() -> Option<ErrorKind> + 'a>;
+    let calls: Vec<(&str, Call)> = vec![
+        (
+            "is_up",
+            Box::new(|| client.is_up(&uuid).err().map(|e| e.kind())),
+        ),
+        (
+            "get",
+            Box::new(|| client.get(&uuid).err().map(|e| e.kind())),
+        ),
+        (
+            "list",
+            Box::new(|| client.list(&Filter::all()).err().map(|e| e.kind())),
+        ),
+        (
+            "update",
+            Box::new(|| {
+                client
+                    .update(&Service::new("t", "h2"))
+                    .err()
+                    .map(|e| e.kind())
+            }),
+        ),
+        (
+            "down",
+            Box::new(|| client.down(&uuid, "", 0, 0).err().map(|e| e.kind())),
+        ),
+        (
+            "delete",
+            Box::new(|| client.delete(&uuid).err().map(|e| e.kind())),
+        ),
+    ];
+    for (name, call) in calls {
+        let t = Instant::now();
+        let kind = call();
+        assert!(
+            matches!(
+                kind,
+                Some(ErrorKind::Unavailable) | Some(ErrorKind::Timeout)
+            ),
+            "{name}: {kind:?}"
+        );
+        assert!(t.elapsed() < limit, "{name} took {:?}", t.elapsed());
+    }
+    let t = Instant::now();
+    let mut cfg2 = config(&etcd.endpoints(), &ns, TTL);
+    cfg2.connect_timeout(Duration::from_secs(1));
+    let err = os_lively::Client::connect(&cfg2).unwrap_err();
+    assert!(t.elapsed() < limit, "connect took {:?}", t.elapsed());
+    assert!(
+        err.to_string().contains(&etcd.endpoint()),
+        "error names the endpoint: {err}"
+    );
+}
+
+#[test]
+fn a_paused_etcd_expires_the_lease_and_the_client_re_registers_exactly_once() {
+    let etcd = Etcd::start();
+    let ns = namespace("pause");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let a = client.update(&Service::new("t", "a")).unwrap();
+    let b = client.update(&Service::new("t", "b")).unwrap();
+    let first_lease = client.stats().lease_id;
+    etcd.pause();
+    std::thread::sleep(Duration::from_secs(TTL + 2));
+    etcd.resume();
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    assert!(
+        wait_until(Duration::from_secs(3 * TTL + 5), || {
+            client.stats().lease_regrants >= 1
+                && observer.is_up(&a).unwrap()
+                && observer.is_up(&b).unwrap()
+        }),
+        "services did not come back: {:?}",
+        client.stats()
+    );
+    // Give the heartbeat a few more periods: nothing may happen twice.
+    std::thread::sleep(Duration::from_secs(TTL));
+    let stats = client.stats();
+    assert_eq!(stats.lease_regrants, 1, "{stats:?}");
+    assert_eq!(
+        stats.up_keys_restored, 2,
+        "one re-put per service: {stats:?}"
+    );
+    assert_ne!(stats.lease_id, first_lease);
+    assert!(observer.is_up(&a).unwrap() && observer.is_up(&b).unwrap());
+}
+
+#[test]
+fn keepalives_resume_after_etcd_restarts_without_user_action() {
+    let mut etcd = Etcd::start();
+    let ns = namespace("etcdrestart");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    for outage in [Duration::from_millis(300), Duration::from_secs(TTL + 1)] {
+        etcd.kill();
+        std::thread::sleep(outage);
+        etcd.start_again();
+        let sent = client.stats().keepalives_sent;
+        assert!(
+            wait_until(Duration::from_secs(3 * TTL + 5), || client
+                .stats()
+                .keepalives_sent
+                > sent + 2),
+            "keepalives did not resume after a {outage:?} outage: {:?}",
+            client.stats()
+        );
+        // etcd restores leases on restart with a fresh TTL: the service
+        // never reads DOWN once etcd answers again.
+        let observer = connect(&etcd.endpoints(), &ns, TTL);
+        let until = Instant::now() + Duration::from_secs(TTL + 1);
+        while Instant::now() < until {
+            assert!(
+                observer.is_up(&uuid).unwrap(),
+                "DOWN after a {outage:?} outage"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(client.stats().reconnects >= 2, "{:?}", client.stats());
+    assert_eq!(
+        client.stats().lease_regrants,
+        0,
+        "the lease survived: {:?}",
+        client.stats()
+    );
+}
