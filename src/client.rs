@@ -17,6 +17,7 @@ use crate::record::{Service, Status, check_segment, normalize_uuid};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::store::{Filter, ServiceInfo, Store};
+use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
 /// questions. Cheap to clone (clones share one connection, lease and runtime
@@ -32,8 +33,7 @@ pub struct Client {
 
 pub(crate) struct Inner {
     pub(crate) rt: Runtime,
-    #[allow(dead_code)] // the watch layer opens its streams on this connection
-    pub(crate) etcd: etcd_client::Client,
+    hub: Arc<Hub>,
     pub(crate) store: Store,
     lease: Arc<Lease>,
     pub(crate) config: Config,
@@ -78,12 +78,18 @@ impl Client {
                 Ok((etcd, store, lease))
             },
         )?;
+        let hub = Hub::new(
+            store.clone(),
+            etcd.watch_client(),
+            counters.clone(),
+            config.get_request_timeout(),
+        );
         let (stop_heartbeat, stop_rx) = watch::channel(false);
         rt.spawn(lease.clone().run(stop_rx));
         Ok(Client {
             inner: Arc::new(Inner {
                 rt,
-                etcd,
+                hub,
                 store,
                 lease,
                 config: config.clone(),
@@ -249,6 +255,43 @@ impl Client {
         Ok(deleted)
     }
 
+    /// Subscribes to changes of the services matching `filter` (by uuid,
+    /// type, host and/or region; not by status). Read events with
+    /// [`Subscription::recv_timeout`] or iterate `&subscription`.
+    pub fn subscribe(&self, filter: &Filter, options: &SubscribeOptions) -> Result<Subscription> {
+        self.subscribe_inner(filter, options, None)
+    }
+
+    /// Subscribes with a callback, run on a library thread of this
+    /// subscription's own, one event at a time, never on the thread that
+    /// keeps leases alive: a slow callback delays only its own events.
+    pub fn subscribe_callback<F>(
+        &self,
+        filter: &Filter,
+        options: &SubscribeOptions,
+        callback: F,
+    ) -> Result<Subscription>
+    where
+        F: FnMut(&crate::Event) + Send + 'static,
+    {
+        self.subscribe_inner(filter, options, Some(Box::new(callback)))
+    }
+
+    fn subscribe_inner(
+        &self,
+        filter: &Filter,
+        options: &SubscribeOptions,
+        callback: Option<Callback>,
+    ) -> Result<Subscription> {
+        let filter = filter.validated()?;
+        if options.queue_capacity == 0 {
+            return Err(Error::invalid("queue_capacity must be at least 1"));
+        }
+        let hub = self.inner.hub.clone();
+        self.call("subscribe", async move { hub.ensure_started().await })?;
+        crate::watch::subscribe(&self.inner.hub, filter, options, callback)
+    }
+
     /// Counters for operators: keepalives, reconnects, lease re-grants, the
     /// current lease and its remaining TTL.
     pub fn stats(&self) -> Stats {
@@ -280,6 +323,7 @@ impl Inner {
             return Ok(());
         }
         let _ = self.stop_heartbeat.send(true);
+        self.hub.shutdown();
         let lease = self.lease.clone();
         let result = if self.rt.check_caller().is_ok() {
             self.rt

@@ -32,7 +32,6 @@ impl Keys {
     }
 
     /// Every key of the namespace starts with this.
-    #[allow(dead_code)]
     pub(crate) fn root(&self) -> &str {
         &self.root
     }

@@ -17,10 +17,12 @@
 
 mod etcd;
 mod lively;
+mod proxy;
 mod raw;
 
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member};
 pub use lively::{Registrant, config, connect};
+pub use proxy::Proxy;
 pub use raw::{Raw, RawKv};
 
 use std::hash::{BuildHasher, Hasher};

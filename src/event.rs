@@ -1,0 +1,64 @@
+//! What subscribers are told: one event per change of a service, in etcd
+//! revision order.
+
+use crate::record::{Service, Status};
+
+/// What happened to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Part of the initial snapshot: the service as it is when the
+    /// subscription starts (only with [`SubscribeOptions::snapshot`](crate::SubscribeOptions)).
+    Existing,
+    /// A new record appeared.
+    Registered,
+    /// The service became effectively UP.
+    Up,
+    /// The service stopped being effectively UP; see [`DownReason`].
+    Down,
+    /// Fields other than the effective status changed.
+    Updated,
+    /// The record was deleted.
+    Removed,
+    /// The subscription fell behind (its queue overflowed, or the history it
+    /// needed was compacted): the events that follow are the differences
+    /// between what it was told and the current state.
+    Resync,
+}
+
+/// Why a service went DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DownReason {
+    /// Its record was set to DOWN (`down()`, maintenance).
+    Forced,
+    /// Its UP key vanished while the record says UP: the registering
+    /// process stopped keeping its lease alive (it died, or was cut off
+    /// for longer than the TTL).
+    Expired,
+    /// Its record was deleted.
+    Deleted,
+}
+
+/// One change of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Why, for [`EventKind::Down`].
+    pub reason: Option<DownReason>,
+    /// The service's uuid (empty for [`EventKind::Resync`]).
+    pub uuid: String,
+    /// Its type (from the newest record known).
+    pub service_type: String,
+    /// Its host.
+    pub host: String,
+    /// Its region.
+    pub region: String,
+    /// Effective status before the change; `None` if it did not exist.
+    pub old_status: Option<Status>,
+    /// Effective status after the change; `None` if it no longer exists.
+    pub new_status: Option<Status>,
+    /// The record after the change (before it, for `Removed`).
+    pub service: Option<Service>,
+    /// The etcd revision of the change.
+    pub revision: i64,
+}

@@ -1,0 +1,923 @@
+//! Subscriptions: one shared etcd watch per client over the namespace feeds
+//! an in-memory model of every service; each change of the model becomes
+//! events, filtered into each subscription's bounded queue.
+//!
+//! etcd-client's watch stream neither reconnects nor notices a dead
+//! connection, so the watcher asks for progress when the stream is quiet,
+//! reconnects with jittered backoff, and resumes after the last revision
+//! seen. When that revision was compacted it re-reads everything and each
+//! subscription gets a `Resync` plus the differences from what it was told.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use etcd_client::{EventType, WatchClient, WatchOptions, WatchResponse};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{DownReason, Event, EventKind};
+use crate::keys::ParsedKey;
+use crate::log_once;
+use crate::record::{Service, Status, decode_stored};
+use crate::stats::Counters;
+use crate::store::{Filter, ServiceInfo, Store};
+
+/// How [`Client::subscribe`](crate::Client::subscribe) behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// First deliver an [`EventKind::Existing`] event for every matching
+    /// service, then changes, with no gap between them.
+    pub snapshot: bool,
+    /// Events held for a slow consumer before it is resynced instead
+    /// (at least 1).
+    pub queue_capacity: usize,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> SubscribeOptions {
+        SubscribeOptions {
+            snapshot: false,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// How long a quiet watch stream may stay silent before we ask etcd for a
+/// progress notification, and again before we call the stream dead.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// One service as the model knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Entry {
+    record: Option<Service>,
+    up_key: bool,
+}
+
+impl Entry {
+    /// Effective status; `None` when there is no record.
+    fn effective(&self) -> Option<Status> {
+        self.record.as_ref().map(|r| {
+            if r.status == Status::Up && self.up_key {
+                Status::Up
+            } else {
+                Status::Down
+            }
+        })
+    }
+}
+
+/// What a subscriber has been told about one service.
+#[derive(Debug, Clone)]
+struct Known {
+    status: Status,
+    service: Service,
+}
+
+/// The shared state of every subscription of one client.
+pub(crate) struct Hub {
+    state: Mutex<HubState>,
+    store: Store,
+    watch: WatchClient,
+    counters: Arc<Counters>,
+    request_timeout: Duration,
+    synced: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct HubState {
+    started: bool,
+    model: HashMap<String, Entry>,
+    revision: i64,
+    subs: Vec<Arc<Sub>>,
+}
+
+/// One subscription's queue and cancellation state.
+struct Sub {
+    filter: Filter,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    cond: Condvar,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    known: HashMap<String, Known>,
+    /// Events were dropped; a resync is owed once the consumer catches up.
+    overflowed: bool,
+    cancelled: bool,
+    /// A callback subscription's dispatcher thread, while it runs.
+    dispatcher: Option<ThreadId>,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        store: Store,
+        watch: WatchClient,
+        counters: Arc<Counters>,
+        request_timeout: Duration,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            state: Mutex::new(HubState::default()),
+            store,
+            watch,
+            counters,
+            request_timeout,
+            synced: watch::channel(false).0,
+            stop: watch::channel(false).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the shared watcher on first use and waits until its model is
+    /// loaded. Runs on the runtime thread.
+    pub(crate) async fn ensure_started(self: &Arc<Hub>) -> Result<()> {
+        let start = {
+            let mut st = self.lock();
+            !std::mem::replace(&mut st.started, true)
+        };
+        if start {
+            tokio::spawn(self.clone().run());
+        }
+        let mut synced = self.synced.subscribe();
+        synced.wait_for(|s| *s).await.map_err(|_| Error::closed())?;
+        Ok(())
+    }
+
+    /// Stops the watcher and cancels every subscription.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let subs = std::mem::take(&mut self.lock().subs);
+        for sub in subs {
+            sub.cancel_queue();
+        }
+    }
+
+    /// Reads the whole namespace (retrying with backoff until it works) and
+    /// replaces the model; every subscription is told the differences.
+    async fn load(&self, resync: bool, stop: &mut watch::Receiver<bool>) -> Option<()> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            match timeout(self.request_timeout, self.store.scan_at()).await {
+                Ok(Ok((services, revision))) => {
+                    let model = model_from(services);
+                    let mut st = self.lock();
+                    st.model = model;
+                    st.revision = revision;
+                    if resync {
+                        Counters::bump(&self.counters.resyncs);
+                        log::warn!(
+                            "os-lively: watch history compacted; re-listed the namespace at revision {revision} and resynced subscribers"
+                        );
+                        for sub in &st.subs {
+                            sub.resync(&st.model, revision);
+                        }
+                    }
+                    drop(st);
+                    let _ = self.synced.send(true);
+                    return Some(());
+                }
+                Ok(Err(e)) => log::debug!("os-lively: listing for the watch failed: {e}"),
+                Err(_) => log::debug!("os-lively: listing for the watch timed out"),
+            }
+            if sleep_or_stop(backoff.next_delay(), stop).await {
+                return None;
+            }
+        }
+    }
+
+    /// The watcher: load, watch from the next revision, apply, dispatch;
+    /// reconnect and resume on any failure.
+    async fn run(self: Arc<Hub>) {
+        let mut stop = self.stop.subscribe();
+        if self.load(false, &mut stop).await.is_none() {
+            return;
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut failures = 0u32;
+        loop {
+            let from = self.lock().revision + 1;
+            match self.watch_from(from, &mut stop, &mut backoff).await {
+                Outcome::Stopped => return,
+                Outcome::Compacted => {
+                    if self.load(true, &mut stop).await.is_none() {
+                        return;
+                    }
+                }
+                Outcome::Broken(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        log::warn!(
+                            "os-lively: watch broke at revision {}, resuming: {e}",
+                            from - 1
+                        );
+                    }
+                    Counters::bump(&self.counters.reconnects);
+                    if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            failures = 0;
+        }
+    }
+
+    async fn watch_from(
+        &self,
+        from: i64,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+    ) -> Outcome {
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_progress_notify();
+        let root = self.store.keys().root().to_string();
+        let mut client = self.watch.clone();
+        let mut stream = match timeout(self.request_timeout, client.watch(root, Some(opts))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Outcome::Broken(Error::etcd("opening the watch", e)),
+            Err(_) => {
+                return Outcome::Broken(Error::new(
+                    ErrorKind::Timeout,
+                    "opening the watch timed out",
+                ));
+            }
+        };
+        let mut last_heard = Instant::now();
+        let mut asked_progress = false;
+        loop {
+            let wait = QUIET
+                .saturating_sub(last_heard.elapsed())
+                .max(Duration::from_millis(10));
+            tokio::select! {
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() {
+                        return Outcome::Stopped;
+                    }
+                }
+                msg = timeout(wait, stream.message()) => match msg {
+                    Ok(Ok(Some(resp))) => {
+                        last_heard = Instant::now();
+                        asked_progress = false;
+                        if resp.compact_revision() > 0 {
+                            return Outcome::Compacted;
+                        }
+                        if resp.canceled() {
+                            return Outcome::Broken(Error::new(ErrorKind::Unavailable, format!("etcd cancelled the watch: {}", resp.cancel_reason())));
+                        }
+                        backoff.reset();
+                        self.apply(&resp);
+                    }
+                    Ok(Ok(None)) => return Outcome::Broken(Error::new(ErrorKind::Unavailable, "etcd closed the watch stream")),
+                    Ok(Err(e)) => return Outcome::Broken(Error::etcd("watching", e)),
+                    Err(_) => {
+                        if asked_progress {
+                            return Outcome::Broken(Error::new(ErrorKind::Timeout, format!("watch stream silent for {:?}", last_heard.elapsed())));
+                        }
+                        // A quiet stream may be a dead one: ask, and give it
+                        // another quiet period to answer.
+                        if stream.request_progress().await.is_err() {
+                            return Outcome::Broken(Error::new(ErrorKind::Unavailable, "watch stream closed"));
+                        }
+                        asked_progress = true;
+                        last_heard = Instant::now();
+                    }
+                },
+            }
+        }
+    }
+
+    /// Applies one watch response to the model, revision by revision, and
+    /// dispatches the resulting events.
+    fn apply(&self, resp: &WatchResponse) {
+        let keys = self.store.keys();
+        let mut st = self.lock();
+        let events = resp.events();
+        let mut i = 0;
+        while i < events.len() {
+            let rev = events[i].kv().map(|kv| kv.mod_revision()).unwrap_or(0);
+            // The changes of one revision (one transaction) are applied
+            // together, so a service is never seen half-written.
+            let mut touched: Vec<(String, Entry)> = Vec::new();
+            while i < events.len() && events[i].kv().map(|kv| kv.mod_revision()).unwrap_or(0) == rev
+            {
+                let ev = &events[i];
+                i += 1;
+                let Some(kv) = ev.kv() else { continue };
+                let (uuid, change) = match keys.parse(kv.key()) {
+                    Some(ParsedKey::Record(uuid)) => match ev.event_type() {
+                        EventType::Put => match decode_stored(kv.key(), kv.value()) {
+                            Ok(s) => (uuid, Change::Record(Some(s))),
+                            Err(_) => {
+                                log_once::skipped_key(kv.key());
+                                continue;
+                            }
+                        },
+                        EventType::Delete => (uuid, Change::Record(None)),
+                    },
+                    Some(ParsedKey::Status(Status::Up, uuid)) => {
+                        (uuid, Change::UpKey(ev.event_type() == EventType::Put))
+                    }
+                    Some(_) => continue,
+                    None => {
+                        log_once::skipped_key(kv.key());
+                        continue;
+                    }
+                };
+                if !touched.iter().any(|(u, _)| *u == uuid) {
+                    let before = st.model.get(&uuid).cloned().unwrap_or_default();
+                    touched.push((uuid.clone(), before));
+                }
+                let entry = st.model.entry(uuid.clone()).or_default();
+                match change {
+                    Change::Record(r) => entry.record = r,
+                    Change::UpKey(up) => entry.up_key = up,
+                }
+                if entry.record.is_none() && !entry.up_key {
+                    st.model.remove(&uuid);
+                }
+            }
+            for (uuid, before) in touched {
+                let after = st.model.get(&uuid).cloned().unwrap_or_default();
+                for event in transition(&uuid, &before, &after, rev) {
+                    for sub in &st.subs {
+                        sub.offer(&event);
+                    }
+                }
+            }
+            st.revision = st.revision.max(rev);
+        }
+        // A progress notification (or an event batch) says everything up to
+        // the header's revision has been seen.
+        // A "created" response's header is the store's revision, not progress:
+        // catch-up events may still be on their way.
+        if let Some(h) = resp.header() {
+            if events.is_empty() && !resp.created() {
+                st.revision = st.revision.max(h.revision());
+            }
+        }
+    }
+
+    /// Registers a subscription at the model's current revision.
+    fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
+        let sub = Arc::new(Sub {
+            filter,
+            capacity: options.queue_capacity.max(1),
+            queue: Mutex::new(Queue::default()),
+            cond: Condvar::new(),
+            counters: self.counters.clone(),
+        });
+        let mut st = self.lock();
+        let revision = st.revision;
+        {
+            let mut q = sub.lock();
+            for (uuid, entry) in &st.model {
+                let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
+                    continue;
+                };
+                let info = ServiceInfo {
+                    service: record.clone(),
+                    up: status == Status::Up,
+                };
+                if !sub.filter.matches(&info) {
+                    continue;
+                }
+                q.known.insert(
+                    uuid.clone(),
+                    Known {
+                        status,
+                        service: record.clone(),
+                    },
+                );
+                if options.snapshot {
+                    q.events.push_back(make_event(
+                        EventKind::Existing,
+                        None,
+                        uuid,
+                        None,
+                        Some(status),
+                        Some(record),
+                        revision,
+                    ));
+                }
+            }
+        }
+        st.subs.push(sub.clone());
+        sub
+    }
+
+    fn unregister(&self, sub: &Arc<Sub>) {
+        self.lock().subs.retain(|s| !Arc::ptr_eq(s, sub));
+    }
+
+    /// Owed resync for `sub`, computed from the model (hub lock first, then
+    /// the queue: the same order as dispatch).
+    fn settle(&self, sub: &Sub) {
+        let st = self.lock();
+        sub.resync(&st.model, st.revision);
+    }
+}
+
+/// One key change that matters to the model.
+enum Change {
+    Record(Option<Service>),
+    UpKey(bool),
+}
+
+enum Outcome {
+    Stopped,
+    Compacted,
+    Broken(Error),
+}
+
+fn model_from(services: Vec<ServiceInfo>) -> HashMap<String, Entry> {
+    services
+        .into_iter()
+        .map(|i| {
+            let up_key = i.up;
+            (
+                i.service.uuid.clone(),
+                Entry {
+                    record: Some(i.service),
+                    up_key,
+                },
+            )
+        })
+        .collect()
+}
+
+fn make_event(
+    kind: EventKind,
+    reason: Option<DownReason>,
+    uuid: &str,
+    old_status: Option<Status>,
+    new_status: Option<Status>,
+    service: Option<&Service>,
+    revision: i64,
+) -> Event {
+    let s = service.cloned();
+    Event {
+        kind,
+        reason,
+        uuid: uuid.to_string(),
+        service_type: s
+            .as_ref()
+            .map(|s| s.service_type.clone())
+            .unwrap_or_default(),
+        host: s.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
+        region: s.as_ref().map(|s| s.region.clone()).unwrap_or_default(),
+        old_status,
+        new_status,
+        service: s,
+        revision,
+    }
+}
+
+/// The events that turn `old` (effective status and record, or nothing)
+/// into `new`. Shared by live changes and resync differences, so both speak
+/// the same language.
+fn diff(
+    uuid: &str,
+    old: Option<(Status, &Service)>,
+    new: Option<(Status, &Service)>,
+    revision: i64,
+) -> Vec<Event> {
+    match (old, new) {
+        (None, None) => vec![],
+        (None, Some((st, s))) => vec![make_event(
+            EventKind::Registered,
+            None,
+            uuid,
+            None,
+            Some(st),
+            Some(s),
+            revision,
+        )],
+        (Some((st, s)), None) => {
+            let mut v = Vec::new();
+            if st == Status::Up {
+                v.push(make_event(
+                    EventKind::Down,
+                    Some(DownReason::Deleted),
+                    uuid,
+                    Some(Status::Up),
+                    Some(Status::Down),
+                    Some(s),
+                    revision,
+                ));
+            }
+            v.push(make_event(
+                EventKind::Removed,
+                None,
+                uuid,
+                Some(Status::Down),
+                None,
+                Some(s),
+                revision,
+            ));
+            v
+        }
+        (Some((ost, os)), Some((nst, ns))) => match (ost, nst) {
+            (Status::Up, Status::Down) => {
+                let reason = if ns.status == Status::Down {
+                    DownReason::Forced
+                } else {
+                    DownReason::Expired
+                };
+                vec![make_event(
+                    EventKind::Down,
+                    Some(reason),
+                    uuid,
+                    Some(ost),
+                    Some(nst),
+                    Some(ns),
+                    revision,
+                )]
+            }
+            (Status::Down, Status::Up) => vec![make_event(
+                EventKind::Up,
+                None,
+                uuid,
+                Some(ost),
+                Some(nst),
+                Some(ns),
+                revision,
+            )],
+            _ if os != ns => vec![make_event(
+                EventKind::Updated,
+                None,
+                uuid,
+                Some(ost),
+                Some(nst),
+                Some(ns),
+                revision,
+            )],
+            _ => vec![],
+        },
+    }
+}
+
+fn transition(uuid: &str, before: &Entry, after: &Entry, revision: i64) -> Vec<Event> {
+    let old = before.effective().zip(before.record.as_ref());
+    let new = after.effective().zip(after.record.as_ref());
+    diff(uuid, old, new, revision)
+}
+
+impl Sub {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True if `event` concerns a service this subscription watches, judged
+    /// by the record before or after the change.
+    fn wants(&self, event: &Event, known: Option<&Known>) -> bool {
+        let check = |s: &Service, st: Status| {
+            self.filter.matches(&ServiceInfo {
+                service: s.clone(),
+                up: st == Status::Up,
+            })
+        };
+        known.is_some_and(|k| check(&k.service, k.status))
+            || event.service.as_ref().is_some_and(|s| {
+                check(
+                    s,
+                    event
+                        .new_status
+                        .or(event.old_status)
+                        .unwrap_or(Status::Down),
+                )
+            })
+    }
+
+    /// Queues `event` if it matches, or records the overflow.
+    fn offer(&self, event: &Event) {
+        let mut q = self.lock();
+        if q.cancelled || !self.wants(event, q.known.get(&event.uuid)) {
+            return;
+        }
+        if q.overflowed {
+            return;
+        }
+        if q.events.len() >= self.capacity {
+            q.overflowed = true;
+            return;
+        }
+        self.push(&mut q, event.clone());
+    }
+
+    fn push(&self, q: &mut Queue, event: Event) {
+        if !event.uuid.is_empty() {
+            match (event.new_status, &event.service) {
+                (Some(status), Some(service)) => {
+                    let matches = self.filter.matches(&ServiceInfo {
+                        service: service.clone(),
+                        up: status == Status::Up,
+                    });
+                    if matches {
+                        q.known.insert(
+                            event.uuid.clone(),
+                            Known {
+                                status,
+                                service: service.clone(),
+                            },
+                        );
+                    } else {
+                        q.known.remove(&event.uuid);
+                    }
+                }
+                _ => {
+                    q.known.remove(&event.uuid);
+                }
+            }
+        }
+        q.events.push_back(event);
+        Counters::bump(&self.counters.events_delivered);
+        self.cond.notify_all();
+    }
+
+    /// Brings the subscriber from what it was told to `model`: a `Resync`
+    /// event, then the differences.
+    fn resync(&self, model: &HashMap<String, Entry>, revision: i64) {
+        let mut q = self.lock();
+        if q.cancelled {
+            return;
+        }
+        q.overflowed = false;
+        let mut events = vec![make_event(
+            EventKind::Resync,
+            None,
+            "",
+            None,
+            None,
+            None,
+            revision,
+        )];
+        let mut current: HashMap<&str, (Status, &Service)> = HashMap::new();
+        for (uuid, entry) in model {
+            if let (Some(st), Some(rec)) = (entry.effective(), &entry.record) {
+                if self.filter.matches(&ServiceInfo {
+                    service: rec.clone(),
+                    up: st == Status::Up,
+                }) {
+                    current.insert(uuid.as_str(), (st, rec));
+                }
+            }
+        }
+        for (uuid, known) in &q.known {
+            let new = current.get(uuid.as_str()).copied();
+            events.extend(diff(
+                uuid,
+                Some((known.status, &known.service)),
+                new,
+                revision,
+            ));
+        }
+        for (uuid, now) in &current {
+            if !q.known.contains_key(*uuid) {
+                events.extend(diff(uuid, None, Some(*now), revision));
+            }
+        }
+        Counters::bump(&self.counters.resyncs);
+        for e in events {
+            self.push(&mut q, e);
+        }
+    }
+
+    fn cancel_queue(&self) {
+        let mut q = self.lock();
+        q.cancelled = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits for the next event until `deadline`. `Err(Closed)` once cancelled.
+    fn pop(&self, hub: &Hub, deadline: Option<Instant>) -> Result<Option<Event>> {
+        let mut q = self.lock();
+        loop {
+            if q.cancelled {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the subscription is cancelled",
+                ));
+            }
+            if let Some(e) = q.events.pop_front() {
+                let owe_resync = q.overflowed && q.events.len() < self.capacity / 2 + 1;
+                drop(q);
+                if owe_resync {
+                    hub.settle(self);
+                }
+                return Ok(Some(e));
+            }
+            if q.overflowed {
+                drop(q);
+                hub.settle(self);
+                q = self.lock();
+                continue;
+            }
+            match deadline {
+                None => q = self.cond.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    q = self
+                        .cond
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// A live subscription. Events arrive in etcd revision order. Dropping it
+/// cancels it.
+pub struct Subscription {
+    canceller: Canceller,
+    pull: bool,
+}
+
+/// Cancels a subscription from anywhere, including from inside its own
+/// callback. Cheap to clone.
+#[derive(Clone)]
+pub struct Canceller {
+    sub: Arc<Sub>,
+    hub: Weak<Hub>,
+}
+
+impl Canceller {
+    /// Stops the subscription. Called outside its callback, it returns only
+    /// once no callback is running and none will start (the callback has
+    /// been dropped, so whatever it owned is released). Called from inside
+    /// the callback, the current callback finishes and no other starts.
+    /// Idempotent.
+    pub fn cancel(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unregister(&self.sub);
+        }
+        let mut q = self.sub.lock();
+        q.cancelled = true;
+        self.sub.cond.notify_all();
+        let me = std::thread::current().id();
+        while q.dispatcher.is_some_and(|d| d != me) {
+            q = self.sub.cond.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// True once cancelled (or the client closed).
+    pub fn is_cancelled(&self) -> bool {
+        self.sub.lock().cancelled
+    }
+}
+
+impl Subscription {
+    /// Waits up to `timeout` for the next event; `Ok(None)` on timeout,
+    /// `Err(Closed)` once cancelled or the client closed. Only for
+    /// subscriptions without a callback.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.pull_check()?;
+        let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
+        self.canceller.sub.pop(&hub, Some(Instant::now() + timeout))
+    }
+
+    /// Waits for the next event; `Err(Closed)` once cancelled.
+    pub fn recv(&self) -> Result<Event> {
+        self.pull_check()?;
+        let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
+        loop {
+            if let Some(e) = self.canceller.sub.pop(&hub, None)? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&self) -> Result<Option<Event>> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    fn pull_check(&self) -> Result<()> {
+        if self.pull {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "this subscription delivers to its callback; it has no queue to read",
+            ))
+        }
+    }
+
+    /// Cancels; see [`Canceller::cancel`].
+    pub fn cancel(&self) {
+        self.canceller.cancel();
+    }
+
+    /// A handle that can cancel this subscription from any thread.
+    pub fn canceller(&self) -> Canceller {
+        self.canceller.clone()
+    }
+
+    /// Events queued and not yet consumed.
+    pub fn pending(&self) -> usize {
+        self.canceller.sub.lock().events.len()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.canceller.cancel();
+    }
+}
+
+impl Iterator for &Subscription {
+    type Item = Event;
+    /// Blocks for the next event; ends when the subscription is cancelled.
+    fn next(&mut self) -> Option<Event> {
+        self.recv().ok()
+    }
+}
+
+/// A boxed subscriber callback.
+pub(crate) type Callback = Box<dyn FnMut(&Event) + Send + 'static>;
+
+/// Registers a subscription on `hub` (already loaded) and, for a callback,
+/// starts its dispatcher thread.
+pub(crate) fn subscribe(
+    hub: &Arc<Hub>,
+    filter: Filter,
+    options: &SubscribeOptions,
+    callback: Option<Callback>,
+) -> Result<Subscription> {
+    if filter.status.is_some() {
+        return Err(Error::invalid(
+            "subscriptions filter by uuid, type, host or region; status changes are the events themselves",
+        ));
+    }
+    let sub = hub.register(filter, options);
+    let canceller = Canceller {
+        sub: sub.clone(),
+        hub: Arc::downgrade(hub),
+    };
+    let Some(mut callback) = callback else {
+        return Ok(Subscription {
+            canceller,
+            pull: true,
+        });
+    };
+    let weak_hub = Arc::downgrade(hub);
+    let thread_sub = sub.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("lively-sub".into())
+        .spawn(move || {
+            let sub = thread_sub;
+            sub.lock().dispatcher = Some(std::thread::current().id());
+            let _ = started_tx.send(());
+            while let Some(hub) = weak_hub.upgrade() {
+                let next = sub.pop(&hub, None);
+                drop(hub);
+                match next {
+                    Ok(Some(event)) => callback(&event),
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+            // Release what the callback owns before anyone waiting in cancel()
+            // is told no callback runs any more.
+            drop(callback);
+            let mut q = sub.lock();
+            q.cancelled = true;
+            q.dispatcher = None;
+            sub.cond.notify_all();
+        });
+    if let Err(e) = spawned {
+        hub.unregister(&sub);
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("spawning the subscription thread: {e}"),
+        ));
+    }
+    let _ = started_rx.recv();
+    Ok(Subscription {
+        canceller,
+        pull: false,
+    })
+}
+
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        r = stop.changed() => r.is_err() || *stop.borrow(),
+    }
+}
