@@ -9,4 +9,4 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 # Fault tests start and stop their own etcd members; two cores run them
 # comfortably in parallel.
-cargo test --quiet -- --test-threads="${OSLIVELY_TEST_THREADS:-4}"
+cargo test --quiet -- --test-threads="${OSLIVELY_TEST_THREADS:-2}"

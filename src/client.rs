@@ -9,6 +9,7 @@ use std::time::Duration;
 use etcd_client::ConnectOptions;
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::heartbeat::{Lease, with_live_lease};
@@ -66,7 +67,8 @@ impl Client {
             config.get_connect_timeout(),
             async move {
                 let etcd = connect_etcd(&cfg).await?;
-                let store = Store::new(etcd.kv_client(), Keys::new(cfg.get_namespace()));
+                let auth = Auth::new(&etcd, cfg.credentials().is_some());
+                let store = Store::new(etcd.kv_client(), Keys::new(cfg.get_namespace()), auth);
                 let lease = Lease::grant(
                     etcd.lease_client(),
                     store.clone(),
@@ -105,8 +107,16 @@ impl Client {
         &self.inner
     }
 
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// Runs `fut` on the runtime thread with the request timeout.
-    fn call<T, F>(&self, what: &str, fut: F) -> Result<T>
+    pub(crate) fn call<T, F>(&self, what: &str, fut: F) -> Result<T>
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T>> + Send + 'static,
@@ -356,16 +366,142 @@ async fn connect_etcd(cfg: &Config) -> Result<etcd_client::Client> {
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
     // pings find dead connections; etcd's default minimum ping interval is
     // 5 s, so pinging more often gets the connection closed.
+    //
+    // require_leader: a member cut off from its peers answers "no leader" at
+    // once (instead of hanging or serving a stale view), and closes our
+    // watch when it loses its leader, so the watcher moves elsewhere.
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(cfg.get_connect_timeout())
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        .with_require_leader(true);
     if let Some((user, password)) = cfg.credentials() {
-        opts = opts.with_user(user, password);
+        // Auto refresh covers "invalid auth token" at the start of a call;
+        // crate::auth covers the rest.
+        opts = opts.with_user(user, password).with_auto_token_refresh(true);
     }
-    etcd_client::Client::connect(cfg.get_endpoints(), Some(opts))
+    let tls = crate::tls::options(cfg)?;
+    if let Some(tls) = &tls {
+        opts = opts.with_tls(tls.clone());
+    }
+    let endpoints = cfg.get_endpoints().to_vec();
+    let client = etcd_client::Client::connect(&endpoints, Some(opts))
         .await
-        .map_err(|e| Error::etcd("connecting", e))
+        .map_err(|e| Error::etcd("connecting", e))?;
+    if endpoints.len() > 1 {
+        let ttl = cfg.get_status_ttl();
+        let probe_timeout = (ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
+        let mut probe = ConnectOptions::new()
+            .with_connect_timeout(cfg.get_connect_timeout().min(probe_timeout))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(tls) = tls {
+            probe = probe.with_tls(tls);
+        }
+        tokio::spawn(steer_endpoints(
+            client.clone(),
+            endpoints,
+            ttl,
+            probe_timeout,
+            probe,
+        ));
+    }
+    Ok(client)
+}
+
+/// Keeps dead and leaderless members out of the client's balancer.
+///
+/// etcd-client balances over every endpoint at random (tower p2c with a
+/// constant load) and never evicts one: a member that accepts connections
+/// but does not answer (blackholed, frozen) or refuses them (killed) keeps
+/// getting a share of calls, keepalive and watch streams. So every TTL/10
+/// each endpoint gets a `Status` call on its own connection (no credentials:
+/// Status needs none), within TTL/5; endpoints that do not answer, or answer
+/// without a leader, are removed from the balancer and put back once they
+/// answer with a leader. The balancer is never left empty: with no healthy
+/// member every answering one (or, failing that, every one) stays in.
+async fn steer_endpoints(
+    client: etcd_client::Client,
+    endpoints: Vec<String>,
+    ttl: Duration,
+    probe_timeout: Duration,
+    probe_opts: ConnectOptions,
+) {
+    let every = (ttl / 10).clamp(Duration::from_millis(150), Duration::from_secs(1));
+    let mut probes = Vec::with_capacity(endpoints.len());
+    for ep in &endpoints {
+        // Without credentials, connecting does no I/O.
+        match etcd_client::Client::connect([ep.as_str()], Some(probe_opts.clone())).await {
+            Ok(c) => probes.push(c),
+            Err(e) => {
+                log::warn!("os-lively: cannot probe endpoint {ep}, not steering: {e}");
+                return;
+            }
+        }
+    }
+    let mut active = vec![true; endpoints.len()];
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, p) in probes.iter().enumerate() {
+            let mut p = p.clone();
+            set.spawn(async move {
+                let health = match tokio::time::timeout(probe_timeout, p.status()).await {
+                    Ok(Ok(s)) if s.leader() != 0 => Health::Good,
+                    Ok(Ok(_)) => Health::NoLeader,
+                    _ => Health::Dead,
+                };
+                (i, health)
+            });
+        }
+        let mut health = vec![Health::Dead; endpoints.len()];
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, h)) = r {
+                health[i] = h;
+            }
+        }
+        let want: Vec<bool> = if health.contains(&Health::Good) {
+            health.iter().map(|h| *h == Health::Good).collect()
+        } else if health.contains(&Health::NoLeader) {
+            health.iter().map(|h| *h != Health::Dead).collect()
+        } else {
+            vec![true; endpoints.len()]
+        };
+        // Add before removing, so the balancer is never empty.
+        for (i, ep) in endpoints.iter().enumerate() {
+            if want[i] && !active[i] {
+                if client.add_endpoint(ep).await.is_err() {
+                    return; // the client is gone
+                }
+                log::warn!("os-lively: etcd endpoint {ep} answers again; using it");
+                active[i] = true;
+            }
+        }
+        for (i, ep) in endpoints.iter().enumerate() {
+            if !want[i] && active[i] {
+                if client.remove_endpoint(ep).await.is_err() {
+                    return;
+                }
+                log::warn!(
+                    "os-lively: etcd endpoint {ep} {}; avoiding it",
+                    if health[i] == Health::NoLeader {
+                        "has no leader"
+                    } else {
+                        "does not answer"
+                    }
+                );
+                active[i] = false;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Good,
+    NoLeader,
+    Dead,
 }
 
 #[allow(dead_code)]

@@ -26,6 +26,15 @@ pub mod env {
     pub const USER: &str = "OSLIVELY_ETCD_USER";
     /// etcd password for authentication.
     pub const PASSWORD: &str = "OSLIVELY_ETCD_PASSWORD";
+    /// PEM file of the CA that signed etcd's server certificate; enables TLS.
+    pub const CA_FILE: &str = "OSLIVELY_ETCD_CA_FILE";
+    /// PEM client certificate for mutual TLS (with `OSLIVELY_ETCD_KEY_FILE`).
+    pub const CERT_FILE: &str = "OSLIVELY_ETCD_CERT_FILE";
+    /// PEM private key of the client certificate.
+    pub const KEY_FILE: &str = "OSLIVELY_ETCD_KEY_FILE";
+    /// Server name to verify in etcd's certificate, when it differs from the
+    /// endpoint's host.
+    pub const TLS_SERVER_NAME: &str = "OSLIVELY_ETCD_TLS_SERVER_NAME";
 }
 
 /// Longest namespace we accept; keys must stay well below etcd's limits.
@@ -53,6 +62,16 @@ pub struct Config {
     connect_timeout: Duration,
     request_timeout: Duration,
     user: Option<(String, String)>,
+    tls: Option<Tls>,
+}
+
+/// TLS settings: paths to PEM files, read at connect time.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct Tls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    pub server_name: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +83,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             user: None,
+            tls: None,
         }
     }
 }
@@ -78,6 +98,20 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("password", &self.user.as_ref().map(|_| "<hidden>"))
+            .field(
+                "tls_ca_file",
+                &self.tls.as_ref().and_then(|t| t.ca_file.as_ref()),
+            )
+            .field(
+                "tls_cert_file",
+                &self.tls.as_ref().and_then(|t| t.cert_file.as_ref()),
+            )
+            // The key's path is not secret, but say only whether one is set.
+            .field(
+                "tls_key_file",
+                &self.tls.as_ref().map(|t| t.key_file.is_some()),
+            )
             .finish()
     }
 }
@@ -143,6 +177,34 @@ impl Config {
                 .filter(|s| (1..=MAX_TTL_SECS).contains(s))
                 .ok_or_else(|| bad(env::STATUS_TTL, &v, "whole seconds, at least 1"))?;
             config.status_ttl = Duration::from_secs(secs);
+        }
+        if let Some(ca) = lookup(env::CA_FILE) {
+            config
+                .tls_ca_file(&ca)
+                .map_err(|e| rename(e, env::CA_FILE))?;
+        }
+        match (lookup(env::CERT_FILE), lookup(env::KEY_FILE)) {
+            (Some(cert), Some(key)) => {
+                config
+                    .tls_client_cert(&cert, &key)
+                    .map_err(|e| rename(e, env::CERT_FILE))?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{} and {} must be set together",
+                        env::CERT_FILE,
+                        env::KEY_FILE
+                    ),
+                ));
+            }
+        }
+        if let Some(name) = lookup(env::TLS_SERVER_NAME) {
+            config
+                .tls_server_name(&name)
+                .map_err(|e| rename(e, env::TLS_SERVER_NAME))?;
         }
         match (lookup(env::USER), lookup(env::PASSWORD)) {
             (Some(user), Some(password)) => {
@@ -239,9 +301,56 @@ impl Config {
         Ok(self)
     }
 
-    /// The endpoints, normalized to `http://host:port`.
-    pub fn get_endpoints(&self) -> &[String] {
-        &self.endpoints
+    /// Verifies etcd's server certificate against the CA in `path` (PEM) and
+    /// switches every endpoint to `https://`.
+    pub fn tls_ca_file(&mut self, path: &str) -> Result<&mut Config> {
+        let p = check_path("CA file", path)?;
+        self.tls.get_or_insert_with(Tls::default).ca_file = Some(p);
+        Ok(self)
+    }
+
+    /// Presents a client certificate and key (PEM files) for mutual TLS.
+    pub fn tls_client_cert(&mut self, cert_path: &str, key_path: &str) -> Result<&mut Config> {
+        let cert = check_path("client certificate", cert_path)?;
+        let key = check_path("client key", key_path)?;
+        let tls = self.tls.get_or_insert_with(Tls::default);
+        tls.cert_file = Some(cert);
+        tls.key_file = Some(key);
+        Ok(self)
+    }
+
+    /// The name to verify in etcd's certificate, when it differs from the
+    /// endpoints' host (for example when connecting by IP address).
+    pub fn tls_server_name(&mut self, name: &str) -> Result<&mut Config> {
+        check_host("TLS server name", name)?;
+        self.tls.get_or_insert_with(Tls::default).server_name = Some(name.to_string());
+        Ok(self)
+    }
+
+    /// True when TLS is configured.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub(crate) fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// The endpoints as `http://host:port`, or `https://` when TLS is on.
+    pub fn get_endpoints(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let hostport = e
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://");
+                if self.tls.is_some() {
+                    format!("https://{hostport}")
+                } else {
+                    format!("http://{hostport}")
+                }
+            })
+            .collect()
     }
     /// The namespace prefix: `""` or `"/name"`.
     pub fn get_namespace(&self) -> &str {
@@ -277,6 +386,16 @@ fn bad(name: &str, value: &str, expected: &str) -> Error {
 
 fn rename(e: Error, var: &str) -> Error {
     Error::new(ErrorKind::Config, format!("{var}: {}", e.message()))
+}
+
+fn check_path(what: &str, path: &str) -> Result<std::path::PathBuf> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{what} path {path:?}: must be non-empty without NUL"),
+        ));
+    }
+    Ok(std::path::PathBuf::from(path))
 }
 
 fn parse_secs(name: &str, value: &str) -> Result<Duration> {
@@ -366,6 +485,14 @@ mod tests {
         assert_eq!(c.get_connect_timeout(), Duration::from_millis(500));
         let c = from(&[(env::ENDPOINTS, "a:1, http://b:2")]).unwrap();
         assert_eq!(c.get_endpoints(), ["http://a:1", "http://b:2"]);
+        let c = from(&[(env::ENDPOINTS, "a:1"), (env::CA_FILE, "/ca.pem")]).unwrap();
+        assert_eq!(c.get_endpoints(), ["https://a:1"]);
+        assert!(
+            from(&[(env::CERT_FILE, "/c.pem")])
+                .unwrap_err()
+                .to_string()
+                .contains(env::KEY_FILE)
+        );
     }
 
     #[test]
@@ -396,6 +523,9 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(dbg.contains("alice"));
         assert!(!dbg.contains("s3cret-pw"));
+        c.tls_client_cert("/etc/c.pem", "/etc/secret-key.pem")
+            .unwrap();
+        assert!(!format!("{c:?}").contains("secret-key"));
     }
 
     #[test]
@@ -403,5 +533,29 @@ mod tests {
         let mut c = Config::new();
         assert_eq!(c.namespace("/x/").unwrap().get_namespace(), "/x");
         assert_eq!(c.namespace("").unwrap().get_namespace(), "");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any value in any variable is accepted or refused with a
+        /// configuration error naming that variable; never a panic.
+        #[test]
+        fn any_environment_value_is_handled(which in 0usize..9, value in ".{0,64}") {
+            let names = [env::HOST, env::PORT, env::ENDPOINTS, env::CONNECT_TIMEOUT, env::REQUEST_TIMEOUT, env::NAMESPACE, env::STATUS_TTL, env::CA_FILE, env::TLS_SERVER_NAME];
+            let name = names[which];
+            let v = value.clone();
+            match Config::from_lookup(|k| (k == name).then(|| v.clone())) {
+                Ok(_) => {}
+                Err(e) => {
+                    prop_assert_eq!(e.kind(), ErrorKind::Config);
+                    prop_assert!(e.to_string().contains(name), "{} does not name {}", e, name);
+                }
+            }
+        }
     }
 }

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     Forked,
     /// A configuration value (environment variable or setter) is invalid.
     Config,
+    /// A local view's watch has been disconnected for longer than its
+    /// staleness bound, so it can no longer vouch for liveness.
+    Stale,
     /// An unexpected internal failure.
     Internal,
 }
@@ -54,6 +57,7 @@ impl ErrorKind {
             ErrorKind::WouldDeadlock => "call would deadlock",
             ErrorKind::Forked => "client used after fork",
             ErrorKind::Config => "invalid configuration",
+            ErrorKind::Stale => "view is stale",
             ErrorKind::Internal => "internal error",
         }
     }

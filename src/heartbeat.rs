@@ -15,6 +15,7 @@ use etcd_client::{LeaseClient, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiv
 use tokio::sync::watch;
 use tokio::time::timeout;
 
+use crate::auth::Auth;
 use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
@@ -171,8 +172,11 @@ impl Lease {
     /// Revokes the lease, so every service this client keeps UP goes DOWN now.
     pub(crate) async fn revoke(&self) -> Result<()> {
         let id = self.id();
-        let mut client = self.client.clone();
-        match timeout(self.request_timeout, client.revoke(id)).await {
+        let revoke = self.store.auth().retry(|| {
+            let mut client = self.client.clone();
+            async move { client.revoke(id).await }
+        });
+        match timeout(self.request_timeout, revoke).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.to_string().contains("lease not found") => Ok(()),
             Ok(Err(e)) => Err(Error::etcd("close: revoking the lease", e)),
@@ -198,9 +202,12 @@ impl Lease {
                 return;
             }
             let id = self.id();
-            let deadline = self
-                .period()
-                .clamp(Duration::from_millis(300), self.request_timeout);
+            // Half a period: a blackholed member is noticed (and left, the
+            // endpoint steering having evicted it) about TTL/2 after the last
+            // good keepalive, well before the lease is at risk.
+            let deadline = (self.period() / 2)
+                .max(Duration::from_millis(300))
+                .min(self.request_timeout);
             let beat = match &mut stream {
                 Some((sid, keeper, responses)) if *sid == id => {
                     send_and_wait(keeper, responses, deadline).await
@@ -234,6 +241,7 @@ impl Lease {
                     backoff.reset();
                     if let Err(e) = self.heal(id).await {
                         log::debug!("os-lively: checking UP keys failed: {e}");
+                        self.reauthenticate_if_stale(&e).await;
                     }
                     if sleep_or_stop(self.period(), &mut stop).await {
                         return;
@@ -242,6 +250,7 @@ impl Lease {
                 Ok(Beat::Gone) => {
                     stream = None;
                     if let Err(e) = self.regrant(id).await {
+                        self.reauthenticate_if_stale(&e).await;
                         Counters::bump(&self.counters.keepalives_failed);
                         log::warn!(
                             "os-lively: replacing expired lease {id:x} failed, will retry: {e}"
@@ -253,6 +262,7 @@ impl Lease {
                 }
                 Err(e) => {
                     stream = None;
+                    self.reauthenticate_if_stale(&e).await;
                     Counters::bump(&self.counters.keepalives_failed);
                     if !failing {
                         log::warn!(
@@ -264,6 +274,16 @@ impl Lease {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// A keepalive stream or lease call that failed for an expired or
+    /// invalidated token gets a new one before the next attempt.
+    async fn reauthenticate_if_stale(&self, e: &Error) {
+        if Auth::is_stale_token(e.message()) {
+            if let Err(e) = self.store.auth().refresh().await {
+                log::warn!("os-lively: re-authenticating failed: {e}");
             }
         }
     }

@@ -178,3 +178,31 @@ mod tests {
         assert_eq!(prefix_end(""), vec![0]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any key written into the namespace by another tool parses to
+        /// something well-formed or to nothing; it never panics.
+        #[test]
+        fn parse_never_panics_and_yields_clean_segments(suffix in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let k = Keys::new("/ns");
+            let mut key = b"/ns/services/".to_vec();
+            key.extend_from_slice(&suffix);
+            if let Some(parsed) = k.parse(&key) {
+                let segs: Vec<String> = match parsed {
+                    ParsedKey::Record(u) => vec![u],
+                    ParsedKey::TypeHost(t, h) => vec![t, h],
+                    ParsedKey::Region(r, u) => vec![r].into_iter().chain(u).collect(),
+                    ParsedKey::Status(_, u) => vec![u],
+                };
+                for s in segs {
+                    prop_assert!(!s.is_empty() && !s.contains('/'));
+                }
+            }
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! # Ok::<(), os_lively::Error>(())
 //! ```
 
+mod auth;
 mod backoff;
 mod client;
 mod config;
@@ -21,10 +22,13 @@ mod event;
 mod heartbeat;
 mod keys;
 mod log_once;
+mod model;
 mod record;
 mod runtime;
 mod stats;
 mod store;
+mod tls;
+mod view;
 mod watch;
 
 pub use client::Client;
@@ -34,4 +38,5 @@ pub use event::{DownReason, Event, EventKind};
 pub use record::{MAX_NOTE_LEN, MAX_SEGMENT_LEN, Service, Status, normalize_uuid, pb};
 pub use stats::Stats;
 pub use store::{Filter, ServiceInfo};
+pub use view::{StalePolicy, View};
 pub use watch::{Canceller, SubscribeOptions, Subscription};

@@ -289,3 +289,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes under `by-uuid/` are a corrupt-record error or a
+        /// record, never a panic.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            match decode_stored(b"/services/by-uuid/x", &bytes) {
+                Ok(_) => {}
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::CorruptRecord),
+            }
+        }
+
+        /// Whatever strings a caller passes, validation either accepts a
+        /// record whose key segments are safe, or refuses it as invalid.
+        #[test]
+        fn validation_accepts_only_safe_segments(t in ".{0,300}", h in ".{0,40}", r in ".{0,40}", u in ".{0,40}") {
+            let s = Service { uuid: u, service_type: t, host: h, region: r, ..Service::default() };
+            match s.validated() {
+                Ok(v) => {
+                    for seg in [&v.service_type, &v.host] {
+                        prop_assert!(!seg.is_empty() && seg.len() <= MAX_SEGMENT_LEN);
+                    }
+                    for seg in [&v.service_type, &v.host, &v.region, &v.uuid] {
+                        prop_assert!(!seg.contains('/') && !seg.contains('\0'));
+                    }
+                    prop_assert_eq!(v.uuid.len(), 32);
+                }
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::InvalidArgument),
+            }
+        }
+    }
+}

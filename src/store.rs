@@ -10,6 +10,7 @@ use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 
+use crate::auth::Auth;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, ParsedKey};
 use crate::log_once;
@@ -160,23 +161,46 @@ impl Seen {
 pub(crate) struct Store {
     kv: KvClient,
     keys: Keys,
+    auth: Auth,
 }
 
 impl Store {
-    pub(crate) fn new(kv: KvClient, keys: Keys) -> Store {
-        Store { kv, keys }
+    pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth) -> Store {
+        Store { kv, keys, auth }
     }
 
     pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// Re-authentication for calls made outside the store (leases, watches).
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        self.kv
-            .clone()
-            .txn(txn)
+        self.auth
+            .retry(|| {
+                let mut kv = self.kv.clone();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
             .await
             .map_err(|e| Error::etcd(context, e))
+    }
+
+    async fn range(
+        &self,
+        key: &str,
+        opts: GetOptions,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        self.auth
+            .retry(|| {
+                let mut kv = self.kv.clone();
+                let opts = opts.clone();
+                async move { kv.get(key, Some(opts)).await }
+            })
+            .await
     }
 
     /// Point-reads `keys` in one transaction (one revision).
@@ -191,6 +215,15 @@ impl Store {
                 _ => Seen::default(),
             })
             .collect())
+    }
+
+    /// The cluster's current revision (a linearizable read).
+    pub(crate) async fn revision(&self) -> Result<i64> {
+        let resp = self
+            .range(self.keys.root(), GetOptions::new().with_count_only())
+            .await
+            .map_err(|e| Error::etcd("reading the current revision", e))?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
     /// True when the record says UP and its UP key exists: one round trip.
@@ -577,9 +610,8 @@ impl Store {
 
     /// Uuids stored as values of keys under `prefix` (the type/host index).
     async fn index_values(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut kv = self.kv.clone();
-        let resp = kv
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+        let resp = self
+            .range(prefix, GetOptions::new().with_prefix())
             .await
             .map_err(|e| Error::etcd("list: read index", e))?;
         let mut uuids = Vec::new();

@@ -9,6 +9,7 @@
 //! subscription gets a `Resync` plus the differences from what it was told.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DownReason, Event, EventKind};
 use crate::keys::ParsedKey;
 use crate::log_once;
+use crate::model::{Entry, Model};
 use crate::record::{Service, Status, decode_stored};
 use crate::stats::Counters;
 use crate::store::{Filter, ServiceInfo, Store};
@@ -50,26 +52,6 @@ impl Default for SubscribeOptions {
 /// progress notification, and again before we call the stream dead.
 const QUIET: Duration = Duration::from_secs(2);
 
-/// One service as the model knows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Entry {
-    record: Option<Service>,
-    up_key: bool,
-}
-
-impl Entry {
-    /// Effective status; `None` when there is no record.
-    fn effective(&self) -> Option<Status> {
-        self.record.as_ref().map(|r| {
-            if r.status == Status::Up && self.up_key {
-                Status::Up
-            } else {
-                Status::Down
-            }
-        })
-    }
-}
-
 /// What a subscriber has been told about one service.
 #[derive(Debug, Clone)]
 struct Known {
@@ -80,6 +62,14 @@ struct Known {
 /// The shared state of every subscription of one client.
 pub(crate) struct Hub {
     state: Mutex<HubState>,
+    /// Every service in the namespace; written only under `state`'s lock.
+    pub(crate) model: Model,
+    /// The etcd revision `model` reflects; written only under `state`'s lock.
+    revision: AtomicI64,
+    /// Signalled whenever `revision` moves (for `wait_for_revision`).
+    revision_moved: (Mutex<()>, Condvar),
+    connected: AtomicBool,
+    disconnected_since: Mutex<Option<Instant>>,
     store: Store,
     watch: WatchClient,
     counters: Arc<Counters>,
@@ -91,8 +81,6 @@ pub(crate) struct Hub {
 #[derive(Default)]
 struct HubState {
     started: bool,
-    model: HashMap<String, Entry>,
-    revision: i64,
     subs: Vec<Arc<Sub>>,
 }
 
@@ -125,6 +113,11 @@ impl Hub {
     ) -> Arc<Hub> {
         Arc::new(Hub {
             state: Mutex::new(HubState::default()),
+            model: Model::new(),
+            revision: AtomicI64::new(0),
+            revision_moved: (Mutex::new(()), Condvar::new()),
+            connected: AtomicBool::new(false),
+            disconnected_since: Mutex::new(Some(Instant::now())),
             store,
             watch,
             counters,
@@ -134,12 +127,76 @@ impl Hub {
         })
     }
 
+    /// The etcd revision the model reflects.
+    pub(crate) fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    fn set_revision(&self, revision: i64) {
+        // Single writer (the watcher, under the hub lock): load-then-store is safe.
+        if revision > self.revision() {
+            self.revision.store(revision, Ordering::Release);
+            let _guard = self.revision_moved.0.lock();
+            self.revision_moved.1.notify_all();
+        }
+    }
+
+    /// Waits until the model reflects at least `revision`; false on timeout.
+    pub(crate) fn wait_for_revision(&self, revision: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self
+            .revision_moved
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while self.revision() < revision {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .revision_moved
+                .1
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// True while the watch stream is open and caught up.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// How long the watch has been disconnected; `None` while connected.
+    pub(crate) fn disconnected_for(&self) -> Option<Duration> {
+        self.disconnected_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    fn set_connected(&self, connected: bool) {
+        if self.connected.swap(connected, Ordering::AcqRel) != connected {
+            let mut since = self
+                .disconnected_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *since = if connected {
+                None
+            } else {
+                Some(Instant::now())
+            };
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts the shared watcher on first use and waits until its model is
-    /// loaded. Runs on the runtime thread.
+    /// loaded and its watch is open. Runs on the runtime thread.
     pub(crate) async fn ensure_started(self: &Arc<Hub>) -> Result<()> {
         let start = {
             let mut st = self.lock();
@@ -169,21 +226,19 @@ impl Hub {
         loop {
             match timeout(self.request_timeout, self.store.scan_at()).await {
                 Ok(Ok((services, revision))) => {
-                    let model = model_from(services);
-                    let mut st = self.lock();
-                    st.model = model;
-                    st.revision = revision;
+                    let st = self.lock();
+                    self.model.replace(services);
+                    self.set_revision(revision);
                     if resync {
                         Counters::bump(&self.counters.resyncs);
                         log::warn!(
                             "os-lively: watch history compacted; re-listed the namespace at revision {revision} and resynced subscribers"
                         );
                         for sub in &st.subs {
-                            sub.resync(&st.model, revision);
+                            sub.resync(&self.model, revision);
                         }
                     }
                     drop(st);
-                    let _ = self.synced.send(true);
                     return Some(());
                 }
                 Ok(Err(e)) => log::debug!("os-lively: listing for the watch failed: {e}"),
@@ -205,8 +260,10 @@ impl Hub {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let mut failures = 0u32;
         loop {
-            let from = self.lock().revision + 1;
-            match self.watch_from(from, &mut stop, &mut backoff).await {
+            let from = self.revision() + 1;
+            let outcome = self.watch_from(from, &mut stop, &mut backoff).await;
+            self.set_connected(false);
+            match outcome {
                 Outcome::Stopped => return,
                 Outcome::Compacted => {
                     if self.load(true, &mut stop).await.is_none() {
@@ -214,6 +271,11 @@ impl Hub {
                     }
                 }
                 Outcome::Broken(e) => {
+                    if crate::auth::Auth::is_stale_token(e.message()) {
+                        if let Err(e) = self.store.auth().refresh().await {
+                            log::warn!("os-lively: re-authenticating the watch failed: {e}");
+                        }
+                    }
                     failures += 1;
                     if failures == 1 {
                         log::warn!(
@@ -277,6 +339,10 @@ impl Hub {
                             return Outcome::Broken(Error::new(ErrorKind::Unavailable, format!("etcd cancelled the watch: {}", resp.cancel_reason())));
                         }
                         backoff.reset();
+                        self.set_connected(true);
+                        // Ready for subscribers once the model is loaded
+                        // and the watch that keeps it current is in place.
+                        self.synced.send_if_modified(|s| !std::mem::replace(s, true));
                         self.apply(&resp);
                     }
                     Ok(Ok(None)) => return Outcome::Broken(Error::new(ErrorKind::Unavailable, "etcd closed the watch stream")),
@@ -302,14 +368,15 @@ impl Hub {
     /// dispatches the resulting events.
     fn apply(&self, resp: &WatchResponse) {
         let keys = self.store.keys();
-        let mut st = self.lock();
+        let st = self.lock();
         let events = resp.events();
         let mut i = 0;
         while i < events.len() {
             let rev = events[i].kv().map(|kv| kv.mod_revision()).unwrap_or(0);
             // The changes of one revision (one transaction) are applied
             // together, so a service is never seen half-written.
-            let mut touched: Vec<(String, Entry)> = Vec::new();
+            let mut changes: Vec<(String, Vec<Change>)> = Vec::new();
+            let mut slot: HashMap<String, usize> = HashMap::new();
             while i < events.len() && events[i].kv().map(|kv| kv.mod_revision()).unwrap_or(0) == rev
             {
                 let ev = &events[i];
@@ -335,28 +402,39 @@ impl Hub {
                         continue;
                     }
                 };
-                if !touched.iter().any(|(u, _)| *u == uuid) {
-                    let before = st.model.get(&uuid).cloned().unwrap_or_default();
-                    touched.push((uuid.clone(), before));
-                }
-                let entry = st.model.entry(uuid.clone()).or_default();
-                match change {
-                    Change::Record(r) => entry.record = r,
-                    Change::UpKey(up) => entry.up_key = up,
-                }
-                if entry.record.is_none() && !entry.up_key {
-                    st.model.remove(&uuid);
+                // A lease revocation deletes thousands of keys in one
+                // revision: find each service's slot by hash, not by scan.
+                match slot.get(&uuid) {
+                    Some(&at) => changes[at].1.push(change),
+                    None => {
+                        slot.insert(uuid.clone(), changes.len());
+                        changes.push((uuid, vec![change]));
+                    }
                 }
             }
+            // Each service's changes in this revision land in one step, so a
+            // view reader never sees a transaction half-applied.
+            let mut touched: Vec<(String, Entry)> = Vec::with_capacity(changes.len());
+            for (uuid, list) in changes {
+                let before = self.model.update(&uuid, |entry| {
+                    for change in list {
+                        match change {
+                            Change::Record(r) => entry.record = r,
+                            Change::UpKey(up) => entry.up_key = up,
+                        }
+                    }
+                });
+                touched.push((uuid, before));
+            }
             for (uuid, before) in touched {
-                let after = st.model.get(&uuid).cloned().unwrap_or_default();
+                let after = self.model.entry(&uuid).unwrap_or_default();
                 for event in transition(&uuid, &before, &after, rev) {
                     for sub in &st.subs {
                         sub.offer(&event);
                     }
                 }
             }
-            st.revision = st.revision.max(rev);
+            self.set_revision(rev);
         }
         // A progress notification (or an event batch) says everything up to
         // the header's revision has been seen.
@@ -364,7 +442,7 @@ impl Hub {
         // catch-up events may still be on their way.
         if let Some(h) = resp.header() {
             if events.is_empty() && !resp.created() {
-                st.revision = st.revision.max(h.revision());
+                self.set_revision(h.revision());
             }
         }
     }
@@ -379,10 +457,10 @@ impl Hub {
             counters: self.counters.clone(),
         });
         let mut st = self.lock();
-        let revision = st.revision;
+        let revision = self.revision();
         {
             let mut q = sub.lock();
-            for (uuid, entry) in &st.model {
+            for (uuid, entry) in &self.model.snapshot() {
                 let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
                     continue;
                 };
@@ -424,8 +502,8 @@ impl Hub {
     /// Owed resync for `sub`, computed from the model (hub lock first, then
     /// the queue: the same order as dispatch).
     fn settle(&self, sub: &Sub) {
-        let st = self.lock();
-        sub.resync(&st.model, st.revision);
+        let _st = self.lock();
+        sub.resync(&self.model, self.revision());
     }
 }
 
@@ -439,22 +517,6 @@ enum Outcome {
     Stopped,
     Compacted,
     Broken(Error),
-}
-
-fn model_from(services: Vec<ServiceInfo>) -> HashMap<String, Entry> {
-    services
-        .into_iter()
-        .map(|i| {
-            let up_key = i.up;
-            (
-                i.service.uuid.clone(),
-                Entry {
-                    record: Some(i.service),
-                    up_key,
-                },
-            )
-        })
-        .collect()
 }
 
 fn make_event(
@@ -648,7 +710,8 @@ impl Sub {
 
     /// Brings the subscriber from what it was told to `model`: a `Resync`
     /// event, then the differences.
-    fn resync(&self, model: &HashMap<String, Entry>, revision: i64) {
+    fn resync(&self, model: &Model, revision: i64) {
+        let model = model.snapshot();
         let mut q = self.lock();
         if q.cancelled {
             return;
@@ -664,7 +727,7 @@ impl Sub {
             revision,
         )];
         let mut current: HashMap<&str, (Status, &Service)> = HashMap::new();
-        for (uuid, entry) in model {
+        for (uuid, entry) in &model {
             if let (Some(st), Some(rec)) = (entry.effective(), &entry.record) {
                 if self.filter.matches(&ServiceInfo {
                     service: rec.clone(),

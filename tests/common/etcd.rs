@@ -28,6 +28,19 @@ pub struct EtcdOpts {
     pub auth_token: Option<String>,
     /// Appended verbatim to etcd's command line.
     pub extra_args: Vec<String>,
+    /// Serve clients over TLS with these PEM files (health is then checked
+    /// on a plain-HTTP metrics port).
+    pub tls: Option<TlsFiles>,
+}
+
+/// Server-side TLS files for a member.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// Require client certificates signed by `ca`.
+    pub client_cert_auth: bool,
 }
 
 fn etcd_bin() -> String {
@@ -129,6 +142,9 @@ pub struct Member {
     name: String,
     client: Port,
     peer: Port,
+    /// Plain-HTTP port serving /health when the client port speaks TLS.
+    metrics: Option<Port>,
+    scheme: &'static str,
     data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<String>,
@@ -150,7 +166,9 @@ impl Member {
     ) -> Member {
         let data_dir = base.join(format!("{name}.etcd"));
         let log_path = base.join(format!("{name}.log"));
-        let client_url = format!("http://127.0.0.1:{}", client.port);
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let metrics = opts.tls.as_ref().map(|_| free_port());
+        let client_url = format!("{scheme}://127.0.0.1:{}", client.port);
         let peer_url = format!("http://127.0.0.1:{}", peer.port);
         let mut args: Vec<String> = vec![
             format!("--name={name}"),
@@ -174,11 +192,22 @@ impl Member {
         if let Some(t) = &opts.auth_token {
             args.push(format!("--auth-token={t}"));
         }
+        if let (Some(tls), Some(m)) = (&opts.tls, &metrics) {
+            args.push(format!("--cert-file={}", tls.cert.display()));
+            args.push(format!("--key-file={}", tls.key.display()));
+            args.push(format!("--trusted-ca-file={}", tls.ca.display()));
+            if tls.client_cert_auth {
+                args.push("--client-cert-auth".into());
+            }
+            args.push(format!("--listen-metrics-urls=http://127.0.0.1:{}", m.port));
+        }
         args.extend(opts.extra_args.iter().cloned());
         Member {
             name: name.to_owned(),
             client,
             peer,
+            metrics,
+            scheme,
             data_dir,
             log_path,
             args,
@@ -252,7 +281,7 @@ impl Member {
 
     /// `GET /health` on the client port returns `{"health":"true"}`.
     pub fn healthy(&self) -> bool {
-        http_health(self.client.port)
+        http_health(self.metrics.as_ref().map_or(self.client.port, |m| m.port))
     }
 
     /// Wait until healthy; error if the process exits or the deadline passes.
@@ -306,9 +335,9 @@ impl Member {
         }
     }
 
-    /// `"http://127.0.0.1:<client port>"`.
+    /// `"http://127.0.0.1:<client port>"` (`https` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client.port)
     }
 
     /// `vec![self.endpoint()]`.

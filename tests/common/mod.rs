@@ -17,11 +17,13 @@
 
 mod etcd;
 mod lively;
+mod pki;
 mod proxy;
 mod raw;
 
-pub use etcd::{Cluster, Etcd, EtcdOpts, Member};
+pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
 pub use lively::{Registrant, config, connect};
+pub use pki::{Pki, jwt_keys};
 pub use proxy::Proxy;
 pub use raw::{Raw, RawKv};
 

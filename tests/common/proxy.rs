@@ -1,17 +1,54 @@
-//! A user-space TCP proxy on 127.0.0.1 in front of an etcd client port, so a
-//! test can cut one client's path to etcd while etcd itself stays healthy.
+//! A user-space TCP proxy on 127.0.0.1 in front of an etcd port, so a test
+//! can break one path to etcd while etcd itself stays healthy.
+//!
+//! Faults (each can be undone with [`Proxy::heal`]):
+//! * [`Proxy::blackhole`] — connections stay open but nothing is forwarded
+//!   either way; new connections are accepted and hang. Bytes are held, not
+//!   lost (like a network partition: TCP retransmits once it heals).
+//! * [`Proxy::drop_connections`] — closes every proxied connection now.
+//! * [`Proxy::refuse`] — new connections are closed at once.
+//! * [`Proxy::cut`] — both of the above.
+//! * [`Proxy::delay`] — every chunk is forwarded after a delay.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[derive(Default)]
+struct Shared {
+    refuse: AtomicBool,
+    blackhole: AtomicBool,
+    delay_ms: AtomicU64,
+    stop: AtomicBool,
+    /// Bytes forwarded (both directions).
+    bytes: AtomicU64,
+    /// Connections accepted.
+    accepted: AtomicU64,
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl Shared {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Vec<TcpStream>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits while blackholed; false if the proxy is stopping.
+    fn wait_open(&self) -> bool {
+        while self.blackhole.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        !self.stop.load(Ordering::SeqCst)
+    }
+}
+
 pub struct Proxy {
     port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Proxy {
@@ -21,71 +58,111 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (c, s, cs) = (cut.clone(), stop.clone(), conns.clone());
+        let shared = Arc::new(Shared::default());
+        let sh = shared.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
+                if sh.stop.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                if c.load(Ordering::SeqCst) {
+                if sh.refuse.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                if let (Ok(a), Ok(b)) = (client.try_clone(), server.try_clone()) {
-                    let mut list = cs.lock().unwrap_or_else(|p| p.into_inner());
-                    list.push(a);
-                    list.push(b);
+                sh.accepted.fetch_add(1, Ordering::SeqCst);
+                if let Ok(c) = client.try_clone() {
+                    sh.conns().push(c);
                 }
-                pipe(
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                );
-                pipe(server, client);
+                let sh = sh.clone();
+                let upstream = upstream.clone();
+                // Connect upstream off the accept thread: while blackholed a
+                // new connection just hangs.
+                std::thread::spawn(move || {
+                    if !sh.wait_open() {
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(&upstream) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    if let Ok(s) = server.try_clone() {
+                        sh.conns().push(s);
+                    }
+                    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                        return;
+                    };
+                    pipe(sh.clone(), c2, s2);
+                    pipe(sh, server, client);
+                });
             }
         });
-        Proxy {
-            port,
-            cut,
-            conns,
-            stop,
-        }
+        Proxy { port, shared }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Closes every proxied connection and refuses new ones.
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for c in self
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops forwarding (both ways, on every connection, old and new)
+    /// without closing anything.
+    pub fn blackhole(&self) {
+        self.shared.blackhole.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every proxied connection (new ones are still accepted unless
+    /// refused).
+    pub fn drop_connections(&self) {
+        for c in self.shared.conns().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
 
-    /// Accepts connections again.
+    /// Closes new connections at once.
+    pub fn refuse(&self) {
+        self.shared.refuse.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards every chunk after `d` (zero: no delay).
+    pub fn delay(&self, d: Duration) {
+        self.shared
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Closes every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        self.refuse();
+        self.drop_connections();
+    }
+
+    /// Undoes every fault: accepts, forwards, no delay.
     pub fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+        self.shared.refuse.store(false, Ordering::SeqCst);
+        self.shared.delay_ms.store(0, Ordering::SeqCst);
+        self.shared.blackhole.store(false, Ordering::SeqCst);
+    }
+
+    /// Bytes forwarded so far (both directions).
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.shared.stop.store(true, Ordering::SeqCst);
         self.cut();
         let _ = TcpStream::connect_timeout(
             &format!("127.0.0.1:{}", self.port).parse().expect("addr"),
@@ -94,18 +171,26 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
-            match from.read(&mut buf) {
+            let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
+                Ok(n) => n,
+            };
+            // Hold the chunk while blackholed (nothing is lost).
+            if !sh.wait_open() {
+                break;
             }
+            let delay = sh.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                std::thread::sleep(Duration::from_millis(delay));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            sh.bytes.fetch_add(n as u64, Ordering::SeqCst);
         }
         let _ = to.shutdown(Shutdown::Both);
         let _ = from.shutdown(Shutdown::Both);

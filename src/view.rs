@@ -1,0 +1,199 @@
+//! A local view: every service of the namespace in process memory, kept
+//! current by the client's shared watch, answering is-up, get and list
+//! without a round trip.
+//!
+//! It is the same model the subscriptions are computed from, so a view and a
+//! subscription never disagree about what happened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::Model;
+use crate::record::{Status, check_segment};
+use crate::store::{Filter, ServiceInfo};
+use crate::watch::Hub;
+
+/// What a [`View`] does with reads while its watch is disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Answer from the last known state; check [`View::is_connected`].
+    Serve,
+    /// Answer until the watch has been disconnected for `after`, then fail
+    /// reads with [`ErrorKind::Stale`] until it reconnects.
+    FailAfter(Duration),
+}
+
+/// A watch-backed in-process copy of every service in the namespace.
+///
+/// Reads never touch the network and never allocate on the is-up path. The
+/// default [`StalePolicy`] is `FailAfter(status TTL)`: once the watch has been
+/// cut off for a whole TTL any service may have expired unseen, so the view
+/// stops vouching for liveness rather than lie.
+#[derive(Clone)]
+pub struct View {
+    hub: Arc<Hub>,
+    client: Client,
+    policy: StalePolicy,
+}
+
+impl Client {
+    /// A local view of the namespace. The first view (or subscription) of a
+    /// client starts its shared watch and waits until the copy is loaded.
+    pub fn view(&self) -> Result<View> {
+        let hub = self.hub().clone();
+        let h = hub.clone();
+        self.call("view", async move { h.ensure_started().await })?;
+        Ok(View {
+            hub,
+            client: self.clone(),
+            policy: StalePolicy::FailAfter(self.config().get_status_ttl()),
+        })
+    }
+}
+
+impl View {
+    /// Sets the staleness policy for reads from this handle.
+    pub fn set_stale_policy(&mut self, policy: StalePolicy) -> &mut View {
+        self.policy = policy;
+        self
+    }
+
+    /// The staleness policy.
+    pub fn stale_policy(&self) -> StalePolicy {
+        self.policy
+    }
+
+    fn model(&self) -> Result<&Model> {
+        if let StalePolicy::FailAfter(bound) = self.policy {
+            if let Some(d) = self.hub.disconnected_for() {
+                if d > bound {
+                    return Err(Error::new(
+                        ErrorKind::Stale,
+                        format!(
+                            "the view's watch has been disconnected for {d:.1?} (bound {bound:?}); last revision {}",
+                            self.revision()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(&self.hub.model)
+    }
+
+    /// True when the service exists, says UP and its lease is alive, as of
+    /// [`View::revision`]. No allocation, no round trip.
+    pub fn is_up(&self, uuid: &str) -> Result<bool> {
+        let mut buf = [0u8; 32];
+        let key = stored_uuid(uuid, &mut buf)?;
+        Ok(self.model()?.status(key) == Some(Status::Up))
+    }
+
+    /// [`View::is_up`] for the service registered as `service_type` on `host`.
+    pub fn is_up_by_type_host(&self, service_type: &str, host: &str) -> Result<bool> {
+        check_segment("type", service_type, false)?;
+        check_segment("host", host, false)?;
+        let model = self.model()?;
+        Ok(model
+            .with_type_host(service_type, host, |uuid| {
+                model.status(uuid) == Some(Status::Up)
+            })
+            .unwrap_or(false))
+    }
+
+    /// The record and liveness of `uuid`, if known.
+    pub fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
+        let mut buf = [0u8; 32];
+        let key = stored_uuid(uuid, &mut buf)?;
+        Ok(self.model()?.entry(key).and_then(|e| e.info()))
+    }
+
+    /// [`View::get`] for the service registered as `service_type` on `host`.
+    pub fn get_by_type_host(&self, service_type: &str, host: &str) -> Result<Option<ServiceInfo>> {
+        check_segment("type", service_type, false)?;
+        check_segment("host", host, false)?;
+        let model = self.model()?;
+        Ok(model
+            .with_type_host(service_type, host, |uuid| model.entry(uuid))
+            .flatten()
+            .and_then(|e| e.info()))
+    }
+
+    /// Services matching `filter`.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+        let filter = filter.validated()?;
+        let mut out: Vec<ServiceInfo> = self
+            .model()?
+            .snapshot()
+            .into_iter()
+            .filter_map(|(_, e)| e.info())
+            .filter(|i| filter.matches(i))
+            .collect();
+        out.sort_by(|a, b| a.service.uuid.cmp(&b.service.uuid));
+        Ok(out)
+    }
+
+    /// Number of services in the view.
+    pub fn len(&self) -> usize {
+        self.hub.model.len()
+    }
+
+    /// True when the view holds no service.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The etcd revision the view reflects.
+    pub fn revision(&self) -> i64 {
+        self.hub.revision()
+    }
+
+    /// True while the view's watch is connected and caught up.
+    pub fn is_connected(&self) -> bool {
+        self.hub.is_connected()
+    }
+
+    /// Waits until the view reflects `revision`; [`ErrorKind::Timeout`] if it
+    /// does not within `timeout`.
+    pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<()> {
+        if self.hub.wait_for_revision(revision, timeout) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the view reached revision {} of {revision} within {timeout:?}",
+                    self.revision()
+                ),
+            ))
+        }
+    }
+
+    /// Read-your-writes: reads etcd's current revision (one round trip) and
+    /// waits until the view reflects it, so every write this process has
+    /// completed is visible.
+    pub fn sync(&self, timeout: Duration) -> Result<()> {
+        let store = self.client.store().clone();
+        let rev = self
+            .client
+            .call("view sync", async move { store.revision().await })?;
+        self.wait_for_revision(rev, timeout)
+    }
+}
+
+/// The stored form of `uuid` (32 lowercase hex digits) in `buf`, without
+/// allocating.
+fn stored_uuid<'a>(uuid: &str, buf: &'a mut [u8; 32]) -> Result<&'a str> {
+    if uuid.len() != 32 && uuid.len() != 36 {
+        return Err(Error::invalid(format!(
+            "uuid {uuid:?}: expected 32 hex digits (hyphens allowed)"
+        )));
+    }
+    let parsed = uuid::Uuid::try_parse(uuid).map_err(|_| {
+        Error::invalid(format!(
+            "uuid {uuid:?}: expected 32 hex digits (hyphens allowed)"
+        ))
+    })?;
+    Ok(parsed.simple().encode_lower(buf))
+}

@@ -1,0 +1,333 @@
+//! TLS, authentication that survives token expiry and auth-store changes,
+//! and secrets kept out of output — against real etcd processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use os_lively::{Client, Config, ErrorKind, EventKind, Filter, Service, SubscribeOptions};
+
+const TTL: u64 = 2;
+
+fn tls_config(etcd: &Etcd, ns: &str, ca: &std::path::Path) -> Config {
+    let mut c = config(&etcd.endpoints(), ns, TTL);
+    c.tls_ca_file(ca.to_str().unwrap())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    c
+}
+
+#[test]
+fn tls_with_a_ca_and_mutual_tls_work_end_to_end() {
+    let pki = Pki::generate();
+    let etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(pki.server_files(true)),
+        ..Default::default()
+    });
+    assert!(etcd.endpoint().starts_with("https://"));
+    let ns = namespace("mtls");
+    let mut cfg = tls_config(&etcd, &ns, &pki.ca);
+    cfg.tls_client_cert(
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    )
+    .unwrap();
+    let client = Client::connect(&cfg).unwrap();
+    let sub = client
+        .subscribe(&Filter::all(), &SubscribeOptions::default())
+        .unwrap();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    assert!(client.is_up(&uuid).unwrap());
+    let e = sub
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("event over TLS");
+    assert_eq!(e.kind, EventKind::Registered);
+    // Keepalives over TLS keep it up past the TTL.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    assert!(client.is_up(&uuid).unwrap());
+}
+
+#[test]
+fn tls_failures_are_clear_errors_naming_the_endpoint_within_the_connect_timeout() {
+    let pki = Pki::generate();
+    let etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(pki.server_files(true)),
+        ..Default::default()
+    });
+    let ns = namespace("tlsbad");
+    let hostport = etcd.endpoint().trim_start_matches("https://").to_string();
+    let with_client = |ca: &std::path::Path, cert: Option<(&std::path::Path, &std::path::Path)>| {
+        let mut c = tls_config(&etcd, &ns, ca);
+        if let Some((cert, key)) = cert {
+            c.tls_client_cert(cert.to_str().unwrap(), key.to_str().unwrap())
+                .unwrap();
+        }
+        c
+    };
+    let mut plain = config(&etcd.endpoints(), &ns, TTL);
+    plain
+        .endpoints(&[format!("http://{hostport}")])
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    let cases = [
+        (
+            "wrong CA",
+            with_client(&pki.other_ca, Some((&pki.client_cert, &pki.client_key))),
+        ),
+        ("no client certificate", with_client(&pki.ca, None)),
+        (
+            "expired client certificate",
+            with_client(&pki.ca, Some((&pki.expired_cert, &pki.expired_key))),
+        ),
+        ("plain text against TLS", plain),
+    ];
+    for (name, cfg) in cases {
+        let t = Instant::now();
+        let err = Client::connect(&cfg).expect_err(name);
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{name}: took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            err.to_string().contains(&hostport),
+            "{name}: error does not name the endpoint: {err}"
+        );
+    }
+    let mut missing = config(&etcd.endpoints(), &ns, TTL);
+    missing.tls_ca_file("/nonexistent/ca.pem").unwrap();
+    let err = Client::connect(&missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("/nonexistent/ca.pem"));
+}
+
+/// Enables auth with root/rootpw and a user `svc` whose role grants only the
+/// namespace's prefix.
+fn enable_auth(raw: &Raw, ns: &str) {
+    let mut c = raw.client();
+    let prefix = format!("{ns}/services/");
+    raw.block_on(async move {
+        c.user_add("root", "rootpw", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.role_add("lively").await.unwrap();
+        c.role_grant_permission(
+            "lively",
+            etcd_client::Permission::read_write(prefix.clone()).with_prefix(),
+        )
+        .await
+        .unwrap();
+        c.user_add("svc", "svc-secret-pw", None).await.unwrap();
+        c.user_grant_role("svc", "lively").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
+}
+
+fn user_config(etcd: &Etcd, ns: &str, password: &str) -> Config {
+    let mut c = config(&etcd.endpoints(), ns, TTL);
+    c.user("svc", password).unwrap();
+    c
+}
+
+/// Registers, subscribes, idles for `idle`, then proves every path still
+/// works: a call, the keepalive (service still UP) and the watch.
+fn survives_idle(etcd: &Etcd, ns: &str, idle: Duration) -> Duration {
+    let client = Client::connect(&user_config(etcd, ns, "svc-secret-pw")).unwrap();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    let sub = client
+        .subscribe(&Filter::all(), &SubscribeOptions::default())
+        .unwrap();
+    let observer = Client::connect(&user_config(etcd, ns, "svc-secret-pw")).unwrap();
+    std::thread::sleep(idle);
+    let t = Instant::now();
+    assert!(client.is_up(&uuid).unwrap(), "call after idling");
+    let first_call = t.elapsed();
+    assert!(observer.is_up(&uuid).unwrap(), "keepalives continued");
+    let other = observer.update(&Service::new("t", "h2")).unwrap();
+    let e = sub
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("watch still delivers");
+    assert_eq!(e.uuid, other);
+    first_call
+}
+
+#[test]
+fn simple_tokens_expiring_while_idle_are_renewed() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some("simple".into()),
+        extra_args: vec!["--auth-token-ttl=2".into()],
+        ..Default::default()
+    });
+    let ns = namespace("simpletoken");
+    enable_auth(&etcd.raw(), &ns);
+    let took = survives_idle(&etcd, &ns, Duration::from_secs(3 * 2));
+    eprintln!("first call after 3x simple-token TTL idle took {took:?}");
+}
+
+#[test]
+fn jwt_tokens_expiring_are_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = jwt_keys(dir.path());
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some(format!(
+            "jwt,pub-key={},priv-key={},sign-method=ES256,ttl=2s",
+            public.display(),
+            key.display()
+        )),
+        ..Default::default()
+    });
+    let ns = namespace("jwt");
+    enable_auth(&etcd.raw(), &ns);
+    let took = survives_idle(&etcd, &ns, Duration::from_secs(3 * 2));
+    eprintln!("first call after 3x jwt TTL took {took:?}");
+}
+
+#[test]
+fn a_role_change_while_registered_and_subscribed_is_survived() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some("simple".into()),
+        ..Default::default()
+    });
+    let ns = namespace("rolechange");
+    let raw = etcd.raw();
+    enable_auth(&raw, &ns);
+    let client = Client::connect(&user_config(&etcd, &ns, "svc-secret-pw")).unwrap();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    let sub = client
+        .subscribe(&Filter::all(), &SubscribeOptions::default())
+        .unwrap();
+    let admin = Raw::connect_with_user(&etcd.endpoints(), "root", "rootpw");
+    let mut c = admin.client();
+    admin.block_on(async move {
+        // Any user or role change bumps the auth revision and invalidates
+        // every token issued before it.
+        c.role_add("unrelated").await.unwrap();
+        c.user_add("someone", "pw", None).await.unwrap();
+    });
+    assert!(
+        client.is_up(&uuid).unwrap(),
+        "read after the auth store changed"
+    );
+    client
+        .update(&Service::new("t", "h").with_region("moved").with_uuid(&uuid))
+        .expect("write after the auth store changed");
+    let observer = Client::connect(&user_config(&etcd, &ns, "svc-secret-pw")).unwrap();
+    let moved = sub
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("watch after the role change");
+    assert_eq!(
+        (moved.kind, moved.uuid.as_str()),
+        (EventKind::Updated, uuid.as_str())
+    );
+    let other = observer.update(&Service::new("t", "h2")).unwrap();
+    let e = sub
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("watch after the role change");
+    assert_eq!(e.uuid, other);
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    assert!(
+        observer.is_up(&uuid).unwrap(),
+        "keepalives continued after the role change"
+    );
+    client.close().unwrap();
+    assert!(
+        !observer.is_up(&uuid).unwrap(),
+        "revoking works with namespace-only permissions"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_an_auth_error_not_a_retry_loop_and_is_never_printed() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some("simple".into()),
+        ..Default::default()
+    });
+    let ns = namespace("badpw");
+    enable_auth(&etcd.raw(), &ns);
+    let cfg = user_config(&etcd, &ns, "Wr0ng-Pa55word");
+    let t = Instant::now();
+    let err = Client::connect(&cfg).unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    for shown in [err.to_string(), format!("{err:?}"), format!("{cfg:?}")] {
+        assert!(
+            !shown.contains("Wr0ng-Pa55word"),
+            "password leaked: {shown}"
+        );
+    }
+    let good = Client::connect(&user_config(&etcd, &ns, "svc-secret-pw")).unwrap();
+    assert!(!format!("{good:?}").contains("svc-secret-pw"));
+}
+
+#[test]
+fn hostile_keys_and_records_in_the_namespace_are_skipped_never_fatal() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as PtConfig, TestRunner};
+    let etcd = Etcd::start();
+    let ns = namespace("hostile");
+    let raw = etcd.raw();
+    let client = common::connect(&etcd.endpoints(), &ns, TTL);
+    let good = client
+        .update(&Service::new("t", "good").with_region("r"))
+        .unwrap();
+    let view = client.view().unwrap();
+    let sub = client
+        .subscribe(
+            &Filter::all(),
+            &SubscribeOptions {
+                snapshot: false,
+                queue_capacity: 100_000,
+            },
+        )
+        .unwrap();
+    let suffixes = prop_oneof![
+        Just("by-uuid/".to_string()),
+        Just("by-type-host/".to_string()),
+        Just("by-region/".to_string()),
+        Just("by-status/UP/".to_string()),
+        Just("".to_string()),
+    ];
+    let strategy = (
+        suffixes,
+        "[a-f0-9/]{0,40}|.{0,20}",
+        proptest::collection::vec(any::<u8>(), 0..64),
+    );
+    let mut runner = TestRunner::new(PtConfig {
+        cases: 64,
+        ..PtConfig::default()
+    });
+    runner
+        .run(&strategy, |(index, tail, value)| {
+            let key = format!("{ns}/services/{index}{tail}");
+            raw.put(&key, &value);
+            let listed = client
+                .list(&Filter::all())
+                .expect("list must survive hostile keys");
+            prop_assert!(listed.iter().any(|i| i.service.uuid == good));
+            prop_assert!(client.list(&Filter::all().region("r")).is_ok());
+            prop_assert!(client.is_up(&good).unwrap());
+            Ok(())
+        })
+        .unwrap();
+    view.sync(Duration::from_secs(5)).unwrap();
+    assert!(view.is_up(&good).unwrap());
+    while sub.try_recv().unwrap().is_some() {}
+    // The watch is still alive after all that.
+    let other = client.update(&Service::new("t", "after")).unwrap();
+    let mut seen = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen && Instant::now() < deadline {
+        if let Some(e) = sub.recv_timeout(Duration::from_millis(200)).unwrap() {
+            seen = e.uuid == other;
+        }
+    }
+    assert!(seen, "subscription died on hostile keys");
+}
