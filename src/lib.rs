@@ -15,6 +15,7 @@
 
 mod auth;
 mod backoff;
+pub mod capi;
 mod client;
 mod config;
 mod error;

@@ -1,0 +1,498 @@
+//! `lively_client`: a thread-safe connection to etcd.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use super::config::lively_config;
+use super::guard::{arg_bytes, arg_out, arg_ref, arg_str, opt_str};
+use super::result::{Failure, lively_result};
+use super::service::{
+    LIVELY_UUID_BUF_LEN, lively_filter, lively_service, lively_service_info, lively_service_list,
+};
+use crate::{Client, Stats};
+
+/// A connection to etcd that registers services and answers liveness
+/// questions.
+///
+/// Created by `lively_client_connect()`, released by `lively_client_free()`.
+/// Thread-safe: one handle may be used from many threads at once (but not
+/// freed while another thread still uses it). Services registered UP
+/// through it stay UP while it lives; closing or freeing it revokes its
+/// lease, so they go DOWN at once.
+pub struct lively_client {
+    _private: [u8; 0],
+}
+
+/// Counters for operators, from `lively_client_stats()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct lively_stats {
+    /// Keepalive requests answered by etcd.
+    pub keepalives_sent: u64,
+    /// Keepalive requests that failed or went unanswered in time.
+    pub keepalives_failed: u64,
+    /// Keepalive streams re-opened after a failure.
+    pub reconnects: u64,
+    /// Leases granted to replace one that expired.
+    pub lease_regrants: u64,
+    /// UP keys this client put back.
+    pub up_keys_restored: u64,
+    /// Events handed to subscribers.
+    pub events_delivered: u64,
+    /// Subscription resyncs (re-list after compaction or overflow).
+    pub resyncs: u64,
+    /// The current lease's id.
+    pub lease_id: i64,
+    /// TTL etcd granted to the current lease, in seconds.
+    pub lease_granted_ttl: i64,
+    /// Seconds left on the current lease at the last keepalive answer.
+    pub lease_ttl_remaining: i64,
+}
+
+impl From<Stats> for lively_stats {
+    fn from(s: Stats) -> lively_stats {
+        lively_stats {
+            keepalives_sent: s.keepalives_sent,
+            keepalives_failed: s.keepalives_failed,
+            reconnects: s.reconnects,
+            lease_regrants: s.lease_regrants,
+            up_keys_restored: s.up_keys_restored,
+            events_delivered: s.events_delivered,
+            resyncs: s.resyncs,
+            lease_id: s.lease_id,
+            lease_granted_ttl: s.lease_granted_ttl,
+            lease_ttl_remaining: s.lease_ttl_remaining,
+        }
+    }
+}
+
+/// Checks a caller's uuid buffer before any work is done (NULL: not wanted).
+fn check_uuid_buf(buf: *mut c_char, len: usize) -> Result<(), Failure> {
+    if !buf.is_null() && len < LIVELY_UUID_BUF_LEN {
+        return Err(Failure::invalid(format!(
+            "uuid buffer: {len} bytes, need LIVELY_UUID_BUF_LEN ({LIVELY_UUID_BUF_LEN})"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `uuid` and a NUL into a buffer checked by [`check_uuid_buf`].
+fn write_uuid(buf: *mut c_char, len: usize, uuid: &str) {
+    if buf.is_null() {
+        return;
+    }
+    let n = uuid.len().min(len - 1);
+    // SAFETY: `buf` has `len` writable bytes per the caller's contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(uuid.as_ptr().cast::<c_char>(), buf, n);
+        *buf.add(n) = 0;
+    }
+}
+
+impl lively_client {
+    /// Borrows the `Client` behind a handle.
+    ///
+    /// # Safety
+    /// `p` is NULL or a live handle from `lively_client_connect`.
+    pub(crate) unsafe fn get<'a>(p: *const lively_client) -> Result<&'a Client, Failure> {
+        // SAFETY: made by `Arc::into_raw` of a `Client` in `connect`.
+        unsafe { p.cast::<Client>().as_ref() }.ok_or_else(|| Failure::null("client"))
+    }
+
+    /// Connects to etcd with `config` and grants the client's lease; waits
+    /// at most the connect timeout. On failure `lively_last_error()` names
+    /// the endpoints.
+    ///
+    /// Ownership: `config` is copied (free it whenever you like). On success
+    /// `*out` receives a client the caller frees with `lively_client_free()`;
+    /// on failure `*out` is untouched.
+    /// Thread safety: thread-safe. The client starts a library thread that
+    /// keeps its lease alive. After `fork()`, a child must connect its own
+    /// client (calls on the parent's return `LIVELY_RESULT_FORKED`).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_connect(
+        config: *const lively_config,
+        out: *mut *const lively_client,
+    ) -> lively_result {
+        lively_call!({
+            super::log::ensure_logger();
+            // SAFETY: handle per the documented contract.
+            let config = unsafe { lively_config::get(config) }?;
+            let out = arg_out(out, "out")?;
+            let client = Client::connect(config)?;
+            let p = Arc::into_raw(Arc::new(client)).cast::<lively_client>();
+            // SAFETY: `out` is non-NULL and writable.
+            unsafe { out.write(p) };
+            Ok(())
+        })
+    }
+
+    /// Closes the client: revokes its lease (its services go DOWN at once,
+    /// not after the TTL) and stops its thread. Returns the revoke's error,
+    /// if any; the client is closed either way and later calls on it return
+    /// `LIVELY_RESULT_CLOSED`. Closing twice is OK.
+    ///
+    /// Ownership: the handle stays allocated; free it with
+    /// `lively_client_free()`.
+    /// Thread safety: thread-safe; calls racing with close may fail with
+    /// `LIVELY_RESULT_CLOSED`.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_close(client: *const lively_client) -> lively_result {
+        lively_call!({
+            // SAFETY: handle per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            client.clone().close()?;
+            Ok(())
+        })
+    }
+
+    /// Frees a client, closing it quietly if `lively_client_close()` was not
+    /// called (its services go DOWN at once). Its subscriptions end: no
+    /// further callbacks start, their release callbacks run, pull
+    /// subscriptions return `LIVELY_RESULT_CLOSED`; each must still be
+    /// freed with `lively_subscription_free()`. NULL is a no-op.
+    ///
+    /// Ownership: takes `client`; do not use it afterwards.
+    /// Thread safety: no other thread may use this handle during or after
+    /// the call. Do not call it from inside a callback of this client's
+    /// subscriptions.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_free(client: *const lively_client) {
+        lively_guard!({
+            if !client.is_null() {
+                // SAFETY: made by `Arc::into_raw` in `connect`, freed once.
+                drop(unsafe { Arc::from_raw(client.cast::<Client>()) });
+            }
+        })
+    }
+
+    /// Creates or updates a service record and its indexes in one
+    /// transaction. A service with status UP is bound to this client's
+    /// lease and stays UP while the client lives. An empty or NULL
+    /// `service->uuid` makes the library generate one; a daemon that
+    /// restarts should pass the uuid it saved.
+    ///
+    /// `uuid_out` (may be NULL) receives the uuid, NUL-terminated;
+    /// `uuid_out_len` must then be at least `LIVELY_UUID_BUF_LEN`, else
+    /// `LIVELY_RESULT_INVALID_ARGUMENT` before anything is written.
+    /// Fails with `LIVELY_RESULT_CONFLICT` when the type+host belongs to
+    /// another uuid and `LIVELY_RESULT_INVALID_ARGUMENT` for a bad field.
+    ///
+    /// Ownership: `service` and its strings are borrowed for the call;
+    /// `uuid_out` is the caller's.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_update(
+        client: *const lively_client,
+        service: *const lively_service,
+        uuid_out: *mut c_char,
+        uuid_out_len: usize,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handles and strings per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let service = unsafe { arg_ref(service, "service")?.read() }?;
+            check_uuid_buf(uuid_out, uuid_out_len)?;
+            let uuid = client.update(&service)?;
+            write_uuid(uuid_out, uuid_out_len, &uuid);
+            Ok(())
+        })
+    }
+
+    /// Like `lively_client_update()`, with the record given as a serialized
+    /// protobuf `oslively.Service` message (`proto/os_lively/service.proto`)
+    /// of `len` bytes.
+    ///
+    /// Ownership: `bytes` is borrowed for the call.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_update_bytes(
+        client: *const lively_client,
+        bytes: *const u8,
+        len: usize,
+        uuid_out: *mut c_char,
+        uuid_out_len: usize,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and buffer per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let bytes = unsafe { arg_bytes(bytes, len, "bytes") }?;
+            check_uuid_buf(uuid_out, uuid_out_len)?;
+            let uuid = client.update_bytes(bytes)?;
+            write_uuid(uuid_out, uuid_out_len, &uuid);
+            Ok(())
+        })
+    }
+
+    /// Whether the service `uuid` is effectively UP now: its record says UP
+    /// and its registering process is alive. An unknown uuid is not UP
+    /// (`*up = false`, `LIVELY_RESULT_OK`).
+    ///
+    /// Ownership: `uuid` is borrowed; `*up` is written only on success.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_is_up(
+        client: *const lively_client,
+        uuid: *const c_char,
+        up: *mut bool,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and string per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            let up = arg_out(up, "up")?;
+            let v = client.is_up(uuid)?;
+            // SAFETY: non-NULL, writable.
+            unsafe { up.write(v) };
+            Ok(())
+        })
+    }
+
+    /// Like `lively_client_is_up()`, naming the service by type and host.
+    ///
+    /// Ownership: the strings are borrowed; `*up` is written only on success.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_is_up_by_type_host(
+        client: *const lively_client,
+        service_type: *const c_char,
+        host: *const c_char,
+        up: *mut bool,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and strings per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let service_type = unsafe { arg_str(service_type, "service_type") }?;
+            let host = unsafe { arg_str(host, "host") }?;
+            let up = arg_out(up, "up")?;
+            let v = client.is_up_by_type_host(service_type, host)?;
+            // SAFETY: non-NULL, writable.
+            unsafe { up.write(v) };
+            Ok(())
+        })
+    }
+
+    /// Reads one service's record and effective status.
+    /// `LIVELY_RESULT_NOT_FOUND` if there is no such service.
+    ///
+    /// Ownership: on success `*out` receives an object the caller frees with
+    /// `lively_service_info_free()`.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_get(
+        client: *const lively_client,
+        uuid: *const c_char,
+        out: *mut *mut lively_service_info,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and string per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            let out = arg_out(out, "out")?;
+            let info = client.get(uuid)?.ok_or_else(|| {
+                Failure::new(
+                    lively_result::NotFound,
+                    format!("no service with uuid {uuid}"),
+                )
+            })?;
+            // SAFETY: non-NULL, writable.
+            unsafe { out.write(lively_service_info::boxed(&info)) };
+            Ok(())
+        })
+    }
+
+    /// Like `lively_client_get()`, naming the service by type and host.
+    ///
+    /// Ownership: as `lively_client_get()`.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_get_by_type_host(
+        client: *const lively_client,
+        service_type: *const c_char,
+        host: *const c_char,
+        out: *mut *mut lively_service_info,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and strings per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let service_type = unsafe { arg_str(service_type, "service_type") }?;
+            let host = unsafe { arg_str(host, "host") }?;
+            let out = arg_out(out, "out")?;
+            let info = client
+                .get_by_type_host(service_type, host)?
+                .ok_or_else(|| {
+                    Failure::new(
+                        lively_result::NotFound,
+                        format!("no service of type {service_type} on host {host}"),
+                    )
+                })?;
+            // SAFETY: non-NULL, writable.
+            unsafe { out.write(lively_service_info::boxed(&info)) };
+            Ok(())
+        })
+    }
+
+    /// Lists the services matching `filter` (NULL: every service in the
+    /// namespace). Keys that do not decode are skipped and logged.
+    ///
+    /// Ownership: `filter` is borrowed; on success `*out` receives a list
+    /// the caller frees with `lively_service_list_free()`.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_list(
+        client: *const lively_client,
+        filter: *const lively_filter,
+        out: *mut *mut lively_service_list,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and filter per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let filter = unsafe { lively_filter::to_rust(filter) }?;
+            let out = arg_out(out, "out")?;
+            let infos = client.list(&filter)?;
+            // SAFETY: non-NULL, writable.
+            unsafe { out.write(lively_service_list::boxed(&infos)) };
+            Ok(())
+        })
+    }
+
+    /// Forces a service DOWN for maintenance: status DOWN, `note` (NULL for
+    /// none) and the window (seconds since the epoch, 0 for none) recorded,
+    /// its UP key removed, in one transaction. `LIVELY_RESULT_NOT_FOUND` if
+    /// the uuid is unknown.
+    ///
+    /// Ownership: strings are borrowed for the call.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_down(
+        client: *const lively_client,
+        uuid: *const c_char,
+        note: *const c_char,
+        maintenance_start: u64,
+        maintenance_end: u64,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and strings per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            let note = unsafe { opt_str(note, "note") }?.unwrap_or("");
+            client.down(uuid, note, maintenance_start, maintenance_end)?;
+            Ok(())
+        })
+    }
+
+    /// Removes a service's record and index keys in one transaction.
+    /// `*deleted` (may be NULL) is set to false if there was no such
+    /// service.
+    ///
+    /// Ownership: `uuid` is borrowed.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_delete(
+        client: *const lively_client,
+        uuid: *const c_char,
+        deleted: *mut bool,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and string per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            let v = client.delete(uuid)?;
+            if !deleted.is_null() {
+                // SAFETY: non-NULL, writable.
+                unsafe { deleted.write(v) };
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies the client's counters into `*out`: keepalives, reconnects,
+    /// lease re-grants, events delivered, resyncs, and the current lease
+    /// and its remaining TTL. Does not talk to etcd.
+    ///
+    /// Ownership: `*out` is the caller's.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_stats(
+        client: *const lively_client,
+        out: *mut lively_stats,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let out = arg_out(out, "out")?;
+            // SAFETY: non-NULL, writable.
+            unsafe { out.write(client.stats().into()) };
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lively_client as C;
+    use lively_result as R;
+    use std::ptr::{null, null_mut};
+
+    #[test]
+    fn null_handles_are_refused() {
+        let mut up = false;
+        assert_eq!(
+            C::lively_client_is_up(null(), c"x".as_ptr(), &mut up),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_is_up_by_type_host(null(), null(), null(), null_mut()),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_update(null(), null(), null_mut(), 0),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_update_bytes(null(), null(), 0, null_mut(), 0),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_get(null(), null(), null_mut()),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_get_by_type_host(null(), null(), null(), null_mut()),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_list(null(), null(), null_mut()),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_down(null(), null(), null(), 0, 0),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_delete(null(), null(), null_mut()),
+            R::NullParameter
+        );
+        assert_eq!(C::lively_client_stats(null(), null_mut()), R::NullParameter);
+        assert_eq!(C::lively_client_close(null()), R::NullParameter);
+        assert_eq!(
+            C::lively_client_connect(null(), null_mut()),
+            R::NullParameter
+        );
+        C::lively_client_free(null());
+        let msg = unsafe { std::ffi::CStr::from_ptr(super::super::lively_last_error()) };
+        assert!(msg.to_str().unwrap().contains("NULL parameter"));
+    }
+
+    #[test]
+    fn uuid_buffers() {
+        assert!(check_uuid_buf(null_mut(), 0).is_ok());
+        let mut small = [0 as c_char; 8];
+        assert!(check_uuid_buf(small.as_mut_ptr(), small.len()).is_err());
+        let mut buf = [1 as c_char; LIVELY_UUID_BUF_LEN];
+        write_uuid(buf.as_mut_ptr(), buf.len(), &"a".repeat(32));
+        assert_eq!(buf[32], 0);
+        assert_eq!(buf[31], b'a' as c_char);
+    }
+}

@@ -1,0 +1,383 @@
+//! The plain C structs for service records, filters and query results, and
+//! their conversions.
+
+use std::ffi::{CString, c_char};
+
+use super::guard::{opt_str, to_cstring};
+use super::result::Failure;
+use crate::{Filter, Service, ServiceInfo, Status};
+
+/// Size of a buffer that holds a uuid as returned by the library: 32
+/// lowercase hex digits and the terminating NUL.
+pub const LIVELY_UUID_BUF_LEN: usize = 33;
+
+/// `old_status`/`new_status` of a `lively_event` when there is none (the
+/// service did not exist before, or no longer exists).
+pub const LIVELY_STATUS_NONE: i32 = -1;
+
+/// A service's declared status (values as in the protobuf record).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lively_status {
+    /// The service says it is working; it is effectively UP only while its
+    /// registering client keeps its lease alive.
+    Up = 0,
+    /// Forced down (maintenance) or declared down.
+    Down = 1,
+}
+
+impl lively_status {
+    pub(crate) fn from_u32(v: u32, name: &str) -> Result<Status, Failure> {
+        match v {
+            0 => Ok(Status::Up),
+            1 => Ok(Status::Down),
+            _ => Err(Failure::invalid(format!(
+                "{name}: {v} is not a lively_status (LIVELY_STATUS_UP or LIVELY_STATUS_DOWN)"
+            ))),
+        }
+    }
+
+    pub(crate) fn code(s: Status) -> u32 {
+        match s {
+            Status::Up => lively_status::Up as u32,
+            Status::Down => lively_status::Down as u32,
+        }
+    }
+}
+
+/// A service record as plain C data.
+///
+/// As input (`lively_client_update()`): the strings are borrowed for the
+/// call; `uuid`, `region` and `maintenance_note` may be NULL (= empty; an
+/// empty uuid makes the library generate one); `service_type` and `host`
+/// are required; `status` must be a `lively_status` value.
+///
+/// As output (inside a `lively_service_info` or a `lively_event`): every
+/// string is non-NULL (possibly `""`) and owned by the enclosing object.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lively_service {
+    /// 32 lowercase hex digits (hyphenated form accepted on input).
+    pub uuid: *const c_char,
+    /// What the service is, e.g. `"nova-compute"`.
+    pub service_type: *const c_char,
+    /// Where it runs, e.g. `"host-7"`.
+    pub host: *const c_char,
+    /// Declared status: a `lively_status` value.
+    pub status: u32,
+    /// Region, `""` for none.
+    pub region: *const c_char,
+    /// Maintenance window start, seconds since the epoch (0 for none).
+    pub maintenance_start: u64,
+    /// Maintenance window end, seconds since the epoch (0 for none).
+    pub maintenance_end: u64,
+    /// Why the service is down for maintenance.
+    pub maintenance_note: *const c_char,
+}
+
+impl lively_service {
+    /// Reads a C record (borrowed strings) into a `Service`.
+    ///
+    /// # Safety
+    /// Every non-NULL string is NUL-terminated and valid for the call.
+    pub(crate) unsafe fn read(&self) -> Result<Service, Failure> {
+        // SAFETY: per the function's contract.
+        unsafe {
+            Ok(Service {
+                uuid: opt_str(self.uuid, "service.uuid")?
+                    .unwrap_or("")
+                    .to_string(),
+                service_type: opt_str(self.service_type, "service.service_type")?
+                    .ok_or_else(|| Failure::null("service.service_type"))?
+                    .to_string(),
+                host: opt_str(self.host, "service.host")?
+                    .ok_or_else(|| Failure::null("service.host"))?
+                    .to_string(),
+                status: lively_status::from_u32(self.status, "service.status")?,
+                region: opt_str(self.region, "service.region")?
+                    .unwrap_or("")
+                    .to_string(),
+                maintenance_start: self.maintenance_start,
+                maintenance_end: self.maintenance_end,
+                maintenance_note: opt_str(self.maintenance_note, "service.maintenance_note")?
+                    .unwrap_or("")
+                    .to_string(),
+            })
+        }
+    }
+
+    /// A record whose strings point into `strings` (which must outlive it).
+    pub(crate) fn borrowing(strings: &ServiceStrings, s: &Service) -> lively_service {
+        lively_service {
+            uuid: strings.uuid.as_ptr(),
+            service_type: strings.service_type.as_ptr(),
+            host: strings.host.as_ptr(),
+            status: lively_status::code(s.status),
+            region: strings.region.as_ptr(),
+            maintenance_start: s.maintenance_start,
+            maintenance_end: s.maintenance_end,
+            maintenance_note: strings.maintenance_note.as_ptr(),
+        }
+    }
+
+    /// A record that owns its strings (released by [`lively_service::free_owned`]).
+    fn owned(s: &Service) -> lively_service {
+        let raw = |v: &str| to_cstring(v).into_raw() as *const c_char;
+        lively_service {
+            uuid: raw(&s.uuid),
+            service_type: raw(&s.service_type),
+            host: raw(&s.host),
+            status: lively_status::code(s.status),
+            region: raw(&s.region),
+            maintenance_start: s.maintenance_start,
+            maintenance_end: s.maintenance_end,
+            maintenance_note: raw(&s.maintenance_note),
+        }
+    }
+
+    /// # Safety
+    /// `self` was made by [`lively_service::owned`] and is freed once.
+    unsafe fn free_owned(&mut self) {
+        for p in [
+            &mut self.uuid,
+            &mut self.service_type,
+            &mut self.host,
+            &mut self.region,
+            &mut self.maintenance_note,
+        ] {
+            if !p.is_null() {
+                // SAFETY: made by `CString::into_raw` in `owned`.
+                drop(unsafe { CString::from_raw(p.cast_mut()) });
+                *p = std::ptr::null();
+            }
+        }
+    }
+}
+
+/// Owned copies of a record's strings, for records lent to a callback.
+pub(crate) struct ServiceStrings {
+    uuid: CString,
+    service_type: CString,
+    host: CString,
+    region: CString,
+    maintenance_note: CString,
+}
+
+impl ServiceStrings {
+    pub(crate) fn new(s: &Service) -> ServiceStrings {
+        ServiceStrings {
+            uuid: to_cstring(&s.uuid),
+            service_type: to_cstring(&s.service_type),
+            host: to_cstring(&s.host),
+            region: to_cstring(&s.region),
+            maintenance_note: to_cstring(&s.maintenance_note),
+        }
+    }
+}
+
+/// A record and whether the service is effectively UP now (record UP and
+/// its lease-bound UP key present).
+///
+/// Ownership: returned by `lively_client_get()` (free with
+/// `lively_service_info_free()`) or inside a `lively_service_list` (freed
+/// with the list). Its strings belong to it; do not modify or free them.
+#[repr(C)]
+#[derive(Debug)]
+pub struct lively_service_info {
+    /// The stored record.
+    pub service: lively_service,
+    /// True when the service is effectively UP.
+    pub up: bool,
+}
+
+impl lively_service_info {
+    pub(crate) fn owned(info: &ServiceInfo) -> lively_service_info {
+        lively_service_info {
+            service: lively_service::owned(&info.service),
+            up: info.up,
+        }
+    }
+
+    pub(crate) fn boxed(info: &ServiceInfo) -> *mut lively_service_info {
+        Box::into_raw(Box::new(lively_service_info::owned(info)))
+    }
+
+    /// Frees a `lively_service_info` returned by `lively_client_get()` or
+    /// `lively_client_get_by_type_host()`. NULL is a no-op.
+    ///
+    /// Ownership: takes `info`; its strings become invalid. Never pass an
+    /// element of a `lively_service_list`.
+    /// Thread safety: thread-safe (for different objects).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_service_info_free(info: *mut lively_service_info) {
+        lively_guard!({
+            if !info.is_null() {
+                // SAFETY: made by `boxed`, freed once per the contract.
+                let mut b = unsafe { Box::from_raw(info) };
+                unsafe { b.service.free_owned() };
+            }
+        })
+    }
+}
+
+/// An array of service infos returned by `lively_client_list()`.
+///
+/// Ownership: the caller frees it with `lively_service_list_free()`, which
+/// frees every element and its strings. Do not modify it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct lively_service_list {
+    /// `len` elements (not NULL, even when `len` is 0).
+    pub items: *mut lively_service_info,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl lively_service_list {
+    pub(crate) fn boxed(infos: &[ServiceInfo]) -> *mut lively_service_list {
+        let items: Box<[lively_service_info]> =
+            infos.iter().map(lively_service_info::owned).collect();
+        let len = items.len();
+        let items = Box::into_raw(items).cast::<lively_service_info>();
+        Box::into_raw(Box::new(lively_service_list { items, len }))
+    }
+
+    /// Frees a list from `lively_client_list()` with all its elements.
+    /// NULL is a no-op.
+    ///
+    /// Ownership: takes `list`; every pointer into it becomes invalid.
+    /// Thread safety: thread-safe (for different objects).
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_service_list_free(list: *mut lively_service_list) {
+        lively_guard!({
+            if !list.is_null() {
+                // SAFETY: made by `boxed`, freed once per the contract.
+                let list = unsafe { Box::from_raw(list) };
+                let mut items: Box<[lively_service_info]> = unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(list.items, list.len))
+                };
+                for item in items.iter_mut() {
+                    unsafe { item.service.free_owned() };
+                }
+            }
+        })
+    }
+}
+
+/// Which services `lively_client_list()` returns or a subscription
+/// watches (subscriptions refuse `has_status`). Every non-NULL string
+/// field narrows the result; a
+/// zero-initialized filter (`lively_filter f = {0};`) matches everything.
+///
+/// Ownership: borrowed for the call (subscriptions copy it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lively_filter {
+    /// Only this uuid (NULL: any).
+    pub uuid: *const c_char,
+    /// Only this type (NULL: any).
+    pub service_type: *const c_char,
+    /// Only this host (NULL: any).
+    pub host: *const c_char,
+    /// Only this region (NULL: any).
+    pub region: *const c_char,
+    /// When true, only services whose effective status is `status`.
+    pub has_status: bool,
+    /// A `lively_status` value; read only when `has_status` is true.
+    pub status: u32,
+}
+
+impl lively_filter {
+    /// Reads a C filter; NULL means "everything".
+    ///
+    /// # Safety
+    /// `p` is NULL or a valid filter whose non-NULL strings are
+    /// NUL-terminated.
+    pub(crate) unsafe fn to_rust(p: *const lively_filter) -> Result<Filter, Failure> {
+        // SAFETY: per the function's contract.
+        let Some(f) = (unsafe { p.as_ref() }) else {
+            return Ok(Filter::all());
+        };
+        let own = |v: Option<&str>| v.map(str::to_string);
+        // SAFETY: per the function's contract.
+        unsafe {
+            Ok(Filter {
+                uuid: own(opt_str(f.uuid, "filter.uuid")?),
+                service_type: own(opt_str(f.service_type, "filter.service_type")?),
+                host: own(opt_str(f.host, "filter.host")?),
+                region: own(opt_str(f.region, "filter.region")?),
+                status: if f.has_status {
+                    Some(lively_status::from_u32(f.status, "filter.status")?)
+                } else {
+                    None
+                },
+            })
+        }
+    }
+}
+
+/// Frees a string the library returned as owned (documented as "free with
+/// `lively_string_free()`"). NULL is a no-op.
+///
+/// Ownership: takes `s`.
+/// Thread safety: thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn lively_string_free(s: *mut c_char) {
+    lively_guard!({
+        if !s.is_null() {
+            // SAFETY: made by `CString::into_raw` in this library.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_convert_and_validate() {
+        let mut c = lively_service {
+            uuid: std::ptr::null(),
+            service_type: c"nova".as_ptr(),
+            host: c"h1".as_ptr(),
+            status: 1,
+            region: std::ptr::null(),
+            maintenance_start: 5,
+            maintenance_end: 6,
+            maintenance_note: c"note".as_ptr(),
+        };
+        let s = unsafe { c.read() }.unwrap();
+        assert_eq!(s.status, Status::Down);
+        assert_eq!(s.uuid, "");
+        assert_eq!(s.maintenance_note, "note");
+        c.status = 7;
+        assert!(unsafe { c.read() }.is_err());
+        c.status = 0;
+        c.host = std::ptr::null();
+        assert_eq!(
+            unsafe { c.read() }.unwrap_err().code,
+            super::super::lively_result::NullParameter
+        );
+        let f = unsafe { lively_filter::to_rust(std::ptr::null()) }.unwrap();
+        assert_eq!(f, Filter::all());
+    }
+
+    #[test]
+    fn owned_lists_free_cleanly() {
+        let info = ServiceInfo {
+            service: Service::new("t", "h"),
+            up: true,
+        };
+        let list = lively_service_list::boxed(&[info.clone(), info.clone()]);
+        assert_eq!(unsafe { (*list).len }, 2);
+        lively_service_list::lively_service_list_free(list);
+        let empty = lively_service_list::boxed(&[]);
+        lively_service_list::lively_service_list_free(empty);
+        lively_service_list::lively_service_list_free(std::ptr::null_mut());
+        let one = lively_service_info::boxed(&info);
+        lively_service_info::lively_service_info_free(one);
+        lively_service_info::lively_service_info_free(std::ptr::null_mut());
+        lively_string_free(std::ptr::null_mut());
+    }
+}

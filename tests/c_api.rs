@@ -1,0 +1,419 @@
+//! The C ABI end to end: the committed header is current, the shared
+//! library exports only `lively_*`, and the C, C++ and Python examples
+//! (built with the Makefile against this build's `libos_lively.so`) work
+//! against a real etcd — also under valgrind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Regenerates the header with the cbindgen library and compares it with
+/// `include/os_lively.h`; `UPDATE_HEADER=1` rewrites the committed file.
+#[test]
+fn header_is_current() {
+    let dir = manifest_dir();
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(dir.join("src/capi/mod.rs"))
+        .generate()
+        .expect("cbindgen failed");
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("os_lively.h");
+    bindings.write_to_file(&fresh);
+    let fresh = std::fs::read_to_string(&fresh).unwrap();
+    let committed_path = dir.join("include/os_lively.h");
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    if std::env::var_os("UPDATE_HEADER").is_some() {
+        std::fs::create_dir_all(committed_path.parent().unwrap()).unwrap();
+        std::fs::write(&committed_path, &fresh).unwrap();
+        return;
+    }
+    assert!(
+        fresh == committed,
+        "include/os_lively.h is stale: run `UPDATE_HEADER=1 cargo test --test c_api header_is_current` \
+         (or `make -C examples-c header`) and commit the result"
+    );
+}
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Where this build's `libos_lively.so` is: the test binary lives in
+/// `target/<profile>/deps/`, and that is where `cargo test` writes the
+/// fresh cdylib (the copy in `target/<profile>/` is refreshed only by
+/// `cargo build`, so it may be stale).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    let dir = if deps.join("libos_lively.so").exists() {
+        deps
+    } else {
+        deps.parent().expect("target/<profile>").to_path_buf()
+    };
+    assert!(
+        dir.join("libos_lively.so").exists(),
+        "no libos_lively.so in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Builds the examples and the C tests once, with `-Wall -Wextra -Werror`,
+/// through the examples' Makefile, into `target/<profile>/c-api/`.
+fn build() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let lib = lib_dir();
+        let out = lib.parent().expect("target dir").join("c-api");
+        let status = Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(manifest_dir().join("examples-c"))
+            .arg(format!("LIB_DIR={}", lib.display()))
+            .arg(format!("OUT={}", out.display()))
+            .arg("tests")
+            .status()
+            .expect("run make");
+        assert!(status.success(), "building the C examples and tests failed");
+        out
+    })
+}
+
+/// A command for a built program, pointed at `etcd` and namespace `ns`.
+fn program(name: &str, etcd: &Etcd, ns: &str, ttl: u64) -> Command {
+    let mut cmd = Command::new(build().join(name));
+    lively_env(&mut cmd, etcd, ns, ttl);
+    cmd
+}
+
+fn lively_env(cmd: &mut Command, etcd: &Etcd, ns: &str, ttl: u64) {
+    cmd.env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
+        .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)
+        .env("OSLIVELY_STATUS_TTL", ttl.to_string())
+        .env_remove("OSLIVELY_ETCD_HOST")
+        .env_remove("OSLIVELY_ETCD_PORT");
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Lines a child prints, read on a thread so waits can time out.
+fn lines(child: &mut Child) -> Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line for which `want` is true; panics (with what was seen)
+/// after `timeout`.
+fn expect_line(
+    rx: &Receiver<String>,
+    timeout: Duration,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if want(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line {what} within {timeout:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+fn terminate(child: &mut Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exited with {status:?}");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn shared_library_exports_only_lively_symbols_and_has_soname() {
+    let so = lib_dir().join("libos_lively.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&so)
+        .output()
+        .expect("run nm");
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let symbols: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert!(symbols.len() > 30, "too few exports: {symbols:?}");
+    let foreign: Vec<&&str> = symbols
+        .iter()
+        .filter(|s| !s.starts_with("lively_"))
+        .collect();
+    assert!(foreign.is_empty(), "exports outside lively_*: {foreign:?}");
+    for f in [
+        "lively_client_connect",
+        "lively_client_subscribe",
+        "lively_version",
+    ] {
+        assert!(symbols.contains(&f), "{f} not exported");
+    }
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&so)
+        .output()
+        .expect("run readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Library soname: [libos_lively.so.0]"),
+        "no soname: {text}"
+    );
+}
+
+/// TTL for the smoke programs, which never wait for an expiry: long enough
+/// that keepalives stay on time under valgrind on a loaded machine.
+const SMOKE_TTL: u64 = 15;
+
+#[test]
+fn c_smoke() {
+    let etcd = Etcd::start();
+    let out = program("smoke", &etcd, &namespace("c_smoke"), SMOKE_TTL)
+        .output()
+        .expect("run smoke");
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn c_bad_input() {
+    let etcd = Etcd::start();
+    let out = program("bad-input", &etcd, &namespace("c_bad_input"), SMOKE_TTL)
+        .output()
+        .expect("run bad-input");
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// Both C test programs under valgrind: no invalid access, no leak.
+#[test]
+fn c_programs_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("valgrind not installed; skipping");
+        return;
+    }
+    let etcd = Etcd::start();
+    for (name, ns) in [("smoke", "vg_smoke"), ("bad-input", "vg_bad_input")] {
+        let mut cmd = Command::new("valgrind");
+        cmd.args([
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,possible",
+            "--quiet",
+        ])
+        .arg(format!(
+            "--suppressions={}",
+            manifest_dir().join("tests/c/valgrind.supp").display()
+        ))
+        .arg(build().join(name));
+        lively_env(&mut cmd, &etcd, &namespace(ns), SMOKE_TTL);
+        let out = cmd.output().expect("run valgrind");
+        assert!(
+            out.status.success(),
+            "{name} under valgrind: {}",
+            show(&out)
+        );
+    }
+}
+
+/// The README story in C: a C daemon registers; Python (ctypes) and the C
+/// is-up command see it UP; C and C++ watchers see it go DOWN (expired)
+/// when the daemon is SIGKILLed.
+#[test]
+fn daemon_python_and_watchers() {
+    let etcd = Etcd::start();
+    let ns = namespace("c_daemon");
+    let ttl = 2;
+
+    let mut daemon = KillOnDrop(
+        program("lively-daemon", &etcd, &ns, ttl)
+            .args(["c-daemon", "host-1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn daemon"),
+    );
+    let daemon_out = lines(&mut daemon.0);
+    let line = expect_line(&daemon_out, Duration::from_secs(10), "uuid", |l| {
+        l.starts_with("uuid ")
+    });
+    let uuid = line.trim_start_matches("uuid ").to_string();
+    assert_eq!(uuid.len(), 32);
+
+    // Python through ctypes.
+    let python = |args: &[&str]| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(manifest_dir().join("examples-c/query.py"))
+            .arg("--lib")
+            .arg(lib_dir().join("libos_lively.so"))
+            .args(args);
+        lively_env(&mut cmd, &etcd, &ns, ttl);
+        cmd.output().expect("run python3")
+    };
+    let out = python(&["is-up", &uuid]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "up");
+    let out = python(&["list"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{uuid} c-daemon host-1 up")
+    );
+    let out = python(&["version"]);
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{v} {v}")
+    );
+
+    // The C is-up command.
+    let out = program("lively-is-up", &etcd, &ns, ttl)
+        .args(["c-daemon", "host-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // Watchers in C++ and C.
+    let mut watchers = Vec::new();
+    for name in ["lively-watch-cxx", "lively-watch"] {
+        let mut child = KillOnDrop(
+            program(name, &etcd, &ns, ttl)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn watcher"),
+        );
+        let rx = lines(&mut child.0);
+        expect_line(&rx, Duration::from_secs(10), "EXISTING", |l| {
+            l.starts_with(&format!("EXISTING {uuid} c-daemon host-1"))
+        });
+        watchers.push((name, child, rx));
+    }
+
+    let killed = Instant::now();
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    for (name, _, rx) in &watchers {
+        let line = expect_line(rx, Duration::from_secs(ttl + 8), "DOWN expired", |l| {
+            l.starts_with(&format!("DOWN {uuid} "))
+        });
+        assert!(line.contains(" expired "), "{name}: {line}");
+    }
+    eprintln!(
+        "DOWN seen {:?} after SIGKILL (TTL {ttl} s)",
+        killed.elapsed()
+    );
+
+    let out = program("lively-is-up", &etcd, &ns, ttl)
+        .arg(&uuid)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "down");
+    let out = python(&["is-up", &uuid]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    for (_, mut child, _) in watchers {
+        terminate(&mut child.0);
+    }
+}
+
+/// A daemon stopped by SIGTERM closes its client: DOWN at once, not after
+/// the TTL.
+#[test]
+fn daemon_close_takes_service_down_at_once() {
+    let etcd = Etcd::start();
+    let ns = namespace("c_daemon_close");
+    let mut daemon = KillOnDrop(
+        program("lively-daemon", &etcd, &ns, 30)
+            .args(["closer", "host-1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn daemon"),
+    );
+    let rx = lines(&mut daemon.0);
+    let uuid = expect_line(&rx, Duration::from_secs(10), "uuid", |l| {
+        l.starts_with("uuid ")
+    })
+    .trim_start_matches("uuid ")
+    .to_string();
+    let client = connect(&etcd.endpoints(), &ns, 30);
+    assert!(client.is_up(&uuid).unwrap());
+    terminate(&mut daemon.0);
+    assert!(
+        !client.is_up(&uuid).unwrap(),
+        "still UP after a clean close"
+    );
+}
+
+#[test]
+fn make_install_stages_library_header_and_pkg_config() {
+    build();
+    let stage = tempfile::tempdir().unwrap();
+    let status = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(manifest_dir().join("examples-c"))
+        .arg(format!("LIB_DIR={}", lib_dir().display()))
+        .arg(format!("OUT={}", build().display()))
+        .arg("PREFIX=/opt/lively")
+        .arg(format!("DESTDIR={}", stage.path().display()))
+        .arg("install")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = stage.path().join("opt/lively");
+    let v = env!("CARGO_PKG_VERSION");
+    assert!(root.join("include/os_lively.h").is_file());
+    assert!(root.join(format!("lib/libos_lively.so.{v}")).is_file());
+    assert_eq!(
+        std::fs::read_link(root.join("lib/libos_lively.so.0")).unwrap(),
+        PathBuf::from(format!("libos_lively.so.{v}"))
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("lib/libos_lively.so")).unwrap(),
+        PathBuf::from("libos_lively.so.0")
+    );
+    let pc = std::fs::read_to_string(root.join("lib/pkgconfig/os-lively.pc")).unwrap();
+    assert!(pc.contains("prefix=/opt/lively"), "{pc}");
+    assert!(pc.contains(&format!("Version: {v}")), "{pc}");
+    assert!(pc.contains("Libs: -L${libdir} -los_lively"), "{pc}");
+}

@@ -1,0 +1,1048 @@
+//! Fault injection against real etcd: leader kills, blackholed and dropped
+//! connections (through the harness's TCP proxy), lost quorum, a frozen etcd.
+//!
+//! Every test checks what subscribers saw against a reference history read
+//! with a raw etcd watch from the test's start revision (no compaction):
+//! ordered, unique, none missing, one transaction never split, and no DOWN
+//! that is not a real deletion of an UP key. Tests run one at a time (they
+//! are timing-sensitive and a 3-member cluster with 500 ms elections does
+//! not like sharing 2 cores with another one).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use os_lively::{Client, DownReason, ErrorKind, Event, EventKind, Filter, Service, Status};
+
+const TTL: u64 = 2;
+/// The harness's request timeout (see `common::config`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slack for a blocking call's hand-off to the runtime thread and back.
+const CALL_SLACK: Duration = Duration::from_millis(500);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ttl() -> Duration {
+    Duration::from_secs(TTL)
+}
+
+// ---------------------------------------------------------------------------
+// Subscriber side: collect every event a subscription delivers.
+// ---------------------------------------------------------------------------
+
+struct Collector {
+    events: Arc<Mutex<Vec<(Instant, Event)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start(client: &Client) -> Collector {
+        let sub = client
+            .subscribe(&Filter::all(), &Default::default())
+            .expect("subscribe");
+        let events: Arc<Mutex<Vec<(Instant, Event)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ev, st) = (events.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match sub.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Some(e)) => ev.lock().unwrap().push((Instant::now(), e)),
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Collector {
+            events,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// When the first event of `kind` for `uuid` arrived.
+    fn arrival(&self, kind: EventKind, uuid: &str) -> Option<Instant> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, e)| e.kind == kind && e.uuid == uuid)
+            .map(|(t, _)| *t)
+    }
+
+    fn count(&self, kind: EventKind, uuid: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e.kind == kind && e.uuid == uuid)
+            .count()
+    }
+
+    fn wait_for(&self, kind: EventKind, uuid: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.arrival(kind, uuid).is_some())
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reference side: the true history, and the events it implies.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct RefChange {
+    revision: i64,
+    key: String,
+    put: bool,
+    value: Vec<u8>,
+}
+
+/// Every change under `ns` from revision `from` to now, read with a raw
+/// watch straight from etcd.
+fn history(raw: &Raw, ns: &str, from: i64) -> Vec<RefChange> {
+    let until = raw.revision();
+    let mut client = raw.client();
+    let prefix = format!("{ns}/");
+    raw.block_on(async move {
+        let mut stream = client
+            .watch(
+                prefix,
+                Some(
+                    etcd_client::WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(from),
+                ),
+            )
+            .await
+            .expect("reference watch");
+        let mut out = Vec::new();
+        let mut caught_up = false;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "reference watch did not catch up"
+            );
+            match tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
+                Ok(Ok(Some(resp))) => {
+                    assert_eq!(resp.compact_revision(), 0, "history was compacted");
+                    for e in resp.events() {
+                        let kv = e.kv().expect("kv");
+                        out.push(RefChange {
+                            revision: kv.mod_revision(),
+                            key: String::from_utf8_lossy(kv.key()).into_owned(),
+                            put: e.event_type() == etcd_client::EventType::Put,
+                            value: kv.value().to_vec(),
+                        });
+                    }
+                    if resp.header().is_some_and(|h| h.revision() >= until) {
+                        caught_up = true;
+                    }
+                }
+                Ok(other) => panic!("reference watch ended: {other:?}"),
+                Err(_) if caught_up => break,
+                Err(_) => {
+                    let _ = stream.request_progress().await;
+                }
+            }
+        }
+        out
+    })
+}
+
+#[derive(Default, Clone)]
+struct RefEntry {
+    record: Option<Vec<u8>>,
+    up_key: bool,
+}
+
+impl RefEntry {
+    fn effective(&self) -> Option<Status> {
+        self.record.as_ref().map(|r| {
+            let s = Service::from_bytes(r).expect("record decodes");
+            if s.status == Status::Up && self.up_key {
+                Status::Up
+            } else {
+                Status::Down
+            }
+        })
+    }
+}
+
+type Key3 = (EventKind, String, i64);
+
+/// The events a subscription over everything must deliver for `hist`,
+/// applying each revision (one transaction) as a whole.
+fn expected_events(ns: &str, hist: &[RefChange]) -> Vec<Key3> {
+    let rec_prefix = format!("{ns}/services/by-uuid/");
+    let up_prefix = format!("{ns}/services/by-status/UP/");
+    let mut model: HashMap<String, RefEntry> = HashMap::new();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < hist.len() {
+        let rev = hist[i].revision;
+        let mut touched: Vec<(String, RefEntry)> = Vec::new();
+        while i < hist.len() && hist[i].revision == rev {
+            let c = &hist[i];
+            i += 1;
+            let (uuid, is_record) = if let Some(u) = c.key.strip_prefix(&rec_prefix) {
+                (u.to_string(), true)
+            } else if let Some(u) = c.key.strip_prefix(&up_prefix) {
+                (u.to_string(), false)
+            } else {
+                continue;
+            };
+            if !touched.iter().any(|(u, _)| *u == uuid) {
+                touched.push((uuid.clone(), model.get(&uuid).cloned().unwrap_or_default()));
+            }
+            let e = model.entry(uuid).or_default();
+            if is_record {
+                e.record = c.put.then(|| c.value.clone());
+            } else {
+                e.up_key = c.put;
+            }
+        }
+        for (uuid, before) in touched {
+            let after = model.get(&uuid).cloned().unwrap_or_default();
+            match (before.effective(), after.effective()) {
+                (None, None) => {}
+                (None, Some(_)) => out.push((EventKind::Registered, uuid, rev)),
+                (Some(st), None) => {
+                    if st == Status::Up {
+                        out.push((EventKind::Down, uuid.clone(), rev));
+                    }
+                    out.push((EventKind::Removed, uuid, rev));
+                }
+                (Some(Status::Up), Some(Status::Down)) => out.push((EventKind::Down, uuid, rev)),
+                (Some(Status::Down), Some(Status::Up)) => out.push((EventKind::Up, uuid, rev)),
+                (Some(_), Some(_)) => {
+                    if before.record != after.record {
+                        out.push((EventKind::Updated, uuid, rev));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks what a subscriber saw against the reference; returns the number
+/// of DOWN events the subscriber reported that are not real deletions of an
+/// UP key (false DOWNs). Panics on any difference.
+fn check_against_reference(who: &str, seen: &[Event], expected: &[Key3]) -> usize {
+    let got: Vec<Key3> = seen
+        .iter()
+        .map(|e| (e.kind, e.uuid.clone(), e.revision))
+        .collect();
+    let resyncs = got.iter().filter(|k| k.0 == EventKind::Resync).count();
+    let false_downs = got
+        .iter()
+        .filter(|k| k.0 == EventKind::Down && !expected.contains(k))
+        .count();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|k| k.2);
+    let mut uniq = got.clone();
+    uniq.sort_by(|a, b| (a.2, &a.1, a.0 as u8).cmp(&(b.2, &b.1, b.0 as u8)));
+    uniq.dedup();
+    let missing: Vec<&Key3> = expected.iter().filter(|k| !got.contains(k)).collect();
+    let extra: Vec<&Key3> = got.iter().filter(|k| !expected.contains(k)).collect();
+    println!(
+        "{who}: {} events, expected {}; missing {}, extra {}, duplicated {}, out of order {}, resyncs {resyncs}, false DOWNs {false_downs}",
+        got.len(),
+        expected.len(),
+        missing.len(),
+        extra.len(),
+        got.len() - uniq.len(),
+        sorted != got,
+    );
+    assert_eq!(resyncs, 0, "{who}: unexpected resync: {seen:#?}");
+    assert_eq!(false_downs, 0, "{who}: false DOWN: {got:?} vs {expected:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{who}: missing {missing:?}, extra {extra:?}"
+    );
+    assert_eq!(got, expected, "{who}: order or duplicates differ");
+    false_downs
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers.
+// ---------------------------------------------------------------------------
+
+/// Registers `svc`, retrying transient errors until `timeout`.
+fn register(client: &Client, svc: &Service, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.update(svc) {
+            Ok(u) => return u,
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("registering {svc:?}: {e}"),
+        }
+    }
+}
+
+/// Statistics of blocking calls made in the background during a fault.
+#[derive(Debug, Default, Clone)]
+struct CallLog {
+    ok: usize,
+    false_down: usize,
+    errors: Vec<(ErrorKind, String)>,
+    slowest: Duration,
+}
+
+/// Calls `is_up` on every uuid from `client` in a loop until stopped.
+struct Poller {
+    log: Arc<Mutex<CallLog>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(client: &Client, uuids: &[String]) -> Poller {
+        let log: Arc<Mutex<CallLog>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s, c, uuids) = (log.clone(), stop.clone(), client.clone(), uuids.to_vec());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                for u in &uuids {
+                    let t = Instant::now();
+                    let r = c.is_up(u);
+                    let took = t.elapsed();
+                    let mut log = l.lock().unwrap();
+                    log.slowest = log.slowest.max(took);
+                    match r {
+                        Ok(true) => log.ok += 1,
+                        Ok(false) => log.false_down += 1,
+                        Err(e) => log.errors.push((e.kind(), e.to_string())),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Poller {
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> CallLog {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Records when each successful keepalive of `client` happened.
+struct KeepaliveSampler {
+    beats: Arc<Mutex<Vec<Instant>>>,
+    failures: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KeepaliveSampler {
+    fn start(client: &Client) -> KeepaliveSampler {
+        let beats: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let failures: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, f, s, c) = (
+            beats.clone(),
+            failures.clone(),
+            stop.clone(),
+            client.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut last = c.stats();
+            while !s.load(Ordering::SeqCst) {
+                let now = c.stats();
+                if now.keepalives_sent != last.keepalives_sent {
+                    b.lock().unwrap().push(Instant::now());
+                }
+                if now.keepalives_failed != last.keepalives_failed {
+                    f.lock().unwrap().push(Instant::now());
+                }
+                last = now;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        KeepaliveSampler {
+            beats,
+            failures,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn first_after(&self, t: Instant) -> Option<Instant> {
+        self.beats.lock().unwrap().iter().copied().find(|b| *b > t)
+    }
+
+    fn first_failure_after(&self, t: Instant) -> Option<Instant> {
+        self.failures
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|b| *b > t)
+    }
+
+    fn max_gap_between(&self, from: Instant, to: Instant) -> Duration {
+        let beats = self.beats.lock().unwrap();
+        let mut prev = beats.iter().copied().rev().find(|b| *b <= from);
+        let mut gap = Duration::ZERO;
+        for b in beats.iter().copied().filter(|b| *b > from && *b <= to) {
+            if let Some(p) = prev {
+                gap = gap.max(b - p);
+            }
+            prev = Some(b);
+        }
+        gap
+    }
+}
+
+impl Drop for KeepaliveSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn live_endpoints(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .members()
+        .iter()
+        .filter(|m| m.is_running() && !m.is_paused())
+        .map(|m| m.endpoint())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Leader killed.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn leader_killed_calls_keep_working_and_nobody_sees_a_false_down() {
+    let _g = serial();
+    let mut cluster = Cluster::start(3);
+    let ns = namespace("leader-kill");
+    let start = cluster.raw().revision();
+    let eps = cluster.endpoints();
+    let owner = connect(&eps, &ns, TTL);
+    let reader = connect(&eps, &ns, TTL);
+    let col = Collector::start(&reader);
+    let uuids: Vec<String> = (0..3)
+        .map(|i| register(&owner, &Service::new("svc", &format!("h{i}")), ttl()))
+        .collect();
+    for u in &uuids {
+        assert!(col.wait_for(EventKind::Registered, u, Duration::from_secs(5)));
+    }
+    let poller = Poller::start(&reader, &uuids);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let leader = cluster.leader_index().expect("leader");
+    cluster.member(leader).kill();
+    let killed = Instant::now();
+    // Writes keep working too: the owner registers one more service.
+    let t = Instant::now();
+    let late = register(&owner, &Service::new("svc", "late"), REQUEST_TIMEOUT * 2);
+    let write_latency = t.elapsed();
+    assert!(cluster.wait_leader(Duration::from_secs(10)).is_some());
+    // Run through two TTLs (a lease refreshed on the new leader would
+    // expire by then if keepalives had stopped).
+    std::thread::sleep((ttl() * 2 + Duration::from_millis(500)).saturating_sub(killed.elapsed()));
+    let log = poller.finish();
+    assert!(col.wait_for(EventKind::Registered, &late, Duration::from_secs(5)));
+    for u in &uuids {
+        assert!(reader.is_up(u).unwrap(), "{u} not UP after the failover");
+    }
+    println!(
+        "leader kill: is_up calls ok {}, false DOWN {}, errors {} {:?}, slowest {:?}; a write right after the kill took {write_latency:?}; owner stats {:?}",
+        log.ok,
+        log.false_down,
+        log.errors.len(),
+        log.errors.iter().take(3).collect::<Vec<_>>(),
+        log.slowest,
+        owner.stats()
+    );
+    assert_eq!(log.false_down, 0, "a live service read DOWN");
+    assert!(
+        log.slowest <= REQUEST_TIMEOUT + CALL_SLACK,
+        "a call took {:?}",
+        log.slowest
+    );
+    assert!(
+        log.errors
+            .iter()
+            .all(|(k, _)| matches!(k, ErrorKind::Unavailable | ErrorKind::Timeout))
+    );
+    assert!(
+        log.errors.len() * 10 <= log.ok,
+        "too many failed calls: {:?}",
+        log.errors
+    );
+    assert_eq!(
+        owner.stats().lease_regrants,
+        0,
+        "the owner's lease was lost"
+    );
+
+    let raw = Raw::connect(&live_endpoints(&cluster));
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference("leader kill: subscriber", &col.events(), &expected);
+    assert!(expected.iter().all(|k| k.0 == EventKind::Registered));
+}
+
+// ---------------------------------------------------------------------------
+// 2. One member of a healthy cluster blackholed.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_blackholed_member_is_left_within_half_a_ttl_and_nothing_is_lost() {
+    let _g = serial();
+    let cluster = Cluster::start(3);
+    let ns = namespace("blackhole-member");
+    let start = cluster.raw().revision();
+    let proxies: Vec<Proxy> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| Proxy::start(e))
+        .collect();
+    let via: Vec<String> = proxies.iter().map(Proxy::endpoint).collect();
+    let client = connect(&via, &ns, TTL);
+    let other = connect(&cluster.endpoints(), &ns, TTL);
+    let col = Collector::start(&client);
+    let mine = register(&client, &Service::new("svc", "mine"), ttl());
+    assert!(col.wait_for(EventKind::Registered, &mine, Duration::from_secs(5)));
+
+    // Make the keepalive and watch streams live on member 0: break the
+    // paths to the other two until both streams work again, then heal them.
+    proxies[1].cut();
+    proxies[2].cut();
+    let marker = register(&other, &Service::new("svc", "marker"), ttl());
+    assert!(col.wait_for(EventKind::Registered, &marker, Duration::from_secs(10)));
+    let k = client.stats().keepalives_sent;
+    assert!(wait_until(ttl() * 2, || client.stats().keepalives_sent >= k + 2));
+    proxies[1].heal();
+    proxies[2].heal();
+    // Let the client put them back in rotation.
+    std::thread::sleep(Duration::from_millis(800));
+    let sampler = KeepaliveSampler::start(&client);
+    let observer = Poller::start(&other, std::slice::from_ref(&mine));
+    let own_calls = Poller::start(&client, std::slice::from_ref(&mine));
+    std::thread::sleep(Duration::from_millis(700));
+
+    let before = client.stats();
+    proxies[0].blackhole();
+    let t0 = Instant::now();
+    let during = register(&other, &Service::new("svc", "during"), ttl());
+    assert!(
+        col.wait_for(EventKind::Registered, &during, ttl() * 3),
+        "the subscription did not resume while member 0 was blackholed"
+    );
+    let watch_moved = col.arrival(EventKind::Registered, &during).unwrap() - t0;
+    std::thread::sleep((ttl() * 3).saturating_sub(t0.elapsed()));
+    let t1 = Instant::now();
+    proxies[0].heal();
+    let observed = observer.finish();
+    let own = own_calls.finish();
+    let keepalive_moved = sampler.first_after(t0).map(|t| t - t0);
+    // The move itself: from the keepalive found unanswered to the next one
+    // answered by another member.
+    let switch = sampler
+        .first_failure_after(t0)
+        .and_then(|f| sampler.first_after(f).map(|t| t - f));
+    let max_gap = sampler.max_gap_between(t0, t1);
+    let after = client.stats();
+    println!(
+        "blackholed member: keepalive moved after {keepalive_moved:?} (switch after the unanswered keepalive {switch:?}, max gap between keepalives {max_gap:?}), subscription resumed after {watch_moved:?}; keepalive failures {}; observer is_up ok {} false DOWN {} errors {}; the client's own is_up ok {} false DOWN {} errors {} slowest {:?}",
+        after.keepalives_failed - before.keepalives_failed,
+        observed.ok,
+        observed.false_down,
+        observed.errors.len(),
+        own.ok,
+        own.false_down,
+        own.errors.len(),
+        own.slowest,
+    );
+    let keepalive_moved = keepalive_moved.expect("no keepalive after the blackhole");
+    assert!(
+        keepalive_moved <= ttl() / 2 + Duration::from_millis(250),
+        "keepalives took {keepalive_moved:?} to move off the blackholed member"
+    );
+    assert!(
+        after.keepalives_failed > before.keepalives_failed,
+        "keepalive was not on member 0"
+    );
+    assert_eq!(after.lease_regrants, 0, "the lease was lost");
+    assert_eq!(
+        observed.false_down, 0,
+        "another client saw the service DOWN"
+    );
+    assert_eq!(own.false_down, 0);
+    assert!(own.slowest <= REQUEST_TIMEOUT + CALL_SLACK);
+
+    let after_heal = register(&other, &Service::new("svc", "after"), ttl());
+    assert!(col.wait_for(EventKind::Registered, &after_heal, Duration::from_secs(5)));
+    let raw = cluster.raw();
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference("blackholed member: subscriber", &col.events(), &expected);
+}
+
+// ---------------------------------------------------------------------------
+// 3. The only endpoint blackholed for 3 TTLs.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_blackholed_single_endpoint_goes_down_then_re_registers_exactly_once() {
+    let _g = serial();
+    let etcd = Etcd::start();
+    let ns = namespace("blackhole-single");
+    let raw = etcd.raw();
+    let start = raw.revision();
+    let proxy = Proxy::start(&etcd.endpoint());
+    let client = connect(&[proxy.endpoint()], &ns, TTL);
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let mine_col = Collector::start(&client);
+    let obs_col = Collector::start(&observer);
+    let uuid = register(&client, &Service::new("svc", "cut-off"), ttl());
+    assert!(obs_col.wait_for(EventKind::Registered, &uuid, Duration::from_secs(5)));
+    assert!(mine_col.wait_for(EventKind::Registered, &uuid, Duration::from_secs(5)));
+
+    proxy.blackhole();
+    let t0 = Instant::now();
+    assert!(
+        obs_col.wait_for(EventKind::Down, &uuid, ttl() + Duration::from_secs(3)),
+        "others did not see the cut-off service DOWN"
+    );
+    let down_after = obs_col.arrival(EventKind::Down, &uuid).unwrap() - t0;
+    assert!(!observer.is_up(&uuid).unwrap());
+    std::thread::sleep((ttl() * 3).saturating_sub(t0.elapsed()));
+    proxy.heal();
+    let healed = Instant::now();
+    assert!(
+        obs_col.wait_for(EventKind::Up, &uuid, Duration::from_secs(10)),
+        "the service did not come back UP"
+    );
+    let up_after = obs_col.arrival(EventKind::Up, &uuid).unwrap() - healed;
+    assert!(mine_col.wait_for(EventKind::Up, &uuid, Duration::from_secs(10)));
+    // Give a second re-grant every chance to (wrongly) happen.
+    std::thread::sleep(ttl() + Duration::from_millis(500));
+    let stats = client.stats();
+    println!(
+        "blackholed single endpoint: others saw DOWN {down_after:?} after the cut, UP {up_after:?} after the heal; client stats {stats:?}"
+    );
+    assert_eq!(
+        stats.lease_regrants, 1,
+        "re-registered {} times",
+        stats.lease_regrants
+    );
+    assert_eq!(stats.up_keys_restored, 1);
+    assert!(observer.is_up(&uuid).unwrap());
+    for (who, col) in [("cut-off client", &mine_col), ("observer", &obs_col)] {
+        assert_eq!(col.count(EventKind::Down, &uuid), 1, "{who}");
+        assert_eq!(col.count(EventKind::Up, &uuid), 1, "{who}");
+        let downs: Vec<Event> = col
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Down)
+            .collect();
+        assert_eq!(downs[0].reason, Some(DownReason::Expired), "{who}");
+    }
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    // The observer's own lease is alive throughout; only `uuid` flips.
+    check_against_reference(
+        "single endpoint: cut-off client",
+        &mine_col.events(),
+        &expected,
+    );
+    check_against_reference("single endpoint: observer", &obs_col.events(), &expected);
+}
+
+// ---------------------------------------------------------------------------
+// 5. Quorum lost.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn without_quorum_calls_fail_fast_and_everything_recovers_by_itself() {
+    let _g = serial();
+    let mut cluster = Cluster::start(3);
+    let ns = namespace("quorum");
+    let start = cluster.raw().revision();
+    let eps = cluster.endpoints();
+    let owner = connect(&eps, &ns, TTL);
+    let reader = connect(&eps, &ns, TTL);
+    let col = Collector::start(&reader);
+    let uuid = register(&owner, &Service::new("svc", "keeps"), ttl());
+    assert!(col.wait_for(EventKind::Registered, &uuid, Duration::from_secs(5)));
+
+    let leader = cluster.leader_index().expect("leader");
+    let victims: Vec<usize> = vec![leader, (leader + 1) % 3];
+    for &v in &victims {
+        cluster.member(v).kill();
+    }
+    let lost = Instant::now();
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    let mut slowest = Duration::ZERO;
+    let mut calls = 0;
+    while lost.elapsed() < ttl() * 2 {
+        let t = Instant::now();
+        let r1 = reader.is_up(&uuid).map(|_| ());
+        slowest = slowest.max(t.elapsed());
+        let t = Instant::now();
+        let r2 = owner
+            .update(&Service::new("svc", &format!("during-{calls}")))
+            .map(|_| ());
+        slowest = slowest.max(t.elapsed());
+        for r in [r1, r2] {
+            calls += 1;
+            let k = match r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    assert!(e.is_transient(), "not transient: {e}");
+                    format!("{:?}", e.kind())
+                }
+            };
+            *kinds.entry(k).or_default() += 1;
+        }
+    }
+    println!("quorum lost: {calls} calls, outcomes {kinds:?}, slowest {slowest:?}");
+    assert!(
+        slowest <= REQUEST_TIMEOUT + CALL_SLACK,
+        "a call hung: {slowest:?}"
+    );
+
+    cluster.member(victims[0]).start_again_nowait();
+    cluster.member(victims[1]).start_again();
+    assert!(cluster.wait_leader(Duration::from_secs(10)).is_some());
+    let back = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || reader
+            .is_up(&uuid)
+            .unwrap_or(false)),
+        "the registration did not recover"
+    );
+    let after = register(
+        &owner,
+        &Service::new("svc", "after"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        col.wait_for(EventKind::Registered, &after, Duration::from_secs(10)),
+        "the subscription did not recover"
+    );
+    println!(
+        "quorum back: recovered in {:?}; owner stats {:?}",
+        back.elapsed(),
+        owner.stats()
+    );
+    // Wait out a TTL: the registration must stay UP by itself.
+    std::thread::sleep(ttl() + Duration::from_millis(500));
+    assert!(reader.is_up(&uuid).unwrap());
+    assert!(reader.is_up(&after).unwrap());
+    let raw = cluster.raw();
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference("quorum: subscriber", &col.events(), &expected);
+}
+
+// ---------------------------------------------------------------------------
+// 6. A single etcd frozen for longer than the TTL.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_frozen_etcd_expires_every_lease_and_each_client_re_registers_once() {
+    let _g = serial();
+    let etcd = Etcd::start();
+    let ns = namespace("frozen");
+    let raw = etcd.raw();
+    let start = raw.revision();
+    let clients: Vec<Client> = (0..3)
+        .map(|_| connect(&etcd.endpoints(), &ns, TTL))
+        .collect();
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let col = Collector::start(&observer);
+    let uuids: Vec<String> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| register(c, &Service::new("svc", &format!("h{i}")), ttl()))
+        .collect();
+    for u in &uuids {
+        assert!(col.wait_for(EventKind::Registered, u, Duration::from_secs(5)));
+    }
+    let leases: Vec<i64> = clients.iter().map(|c| c.stats().lease_id).collect();
+
+    etcd.pause();
+    std::thread::sleep(ttl() * 2 + Duration::from_millis(500));
+    etcd.resume();
+    let resumed = Instant::now();
+    for (i, c) in clients.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || c.stats().lease_regrants >= 1),
+            "client {i} did not re-grant"
+        );
+    }
+    for u in &uuids {
+        assert!(
+            col.wait_for(EventKind::Up, u, Duration::from_secs(10)),
+            "{u} not UP again"
+        );
+    }
+    println!(
+        "frozen etcd: all services UP again {:?} after resume",
+        resumed.elapsed()
+    );
+    std::thread::sleep(ttl() + Duration::from_millis(500));
+    for (i, c) in clients.iter().enumerate() {
+        let s = c.stats();
+        assert_eq!(s.lease_regrants, 1, "client {i}: {s:?}");
+        assert_eq!(s.up_keys_restored, 1, "client {i}: {s:?}");
+        assert_ne!(s.lease_id, leases[i]);
+        assert_eq!(raw.lease_ttl(leases[i]), -1, "old lease {i} still alive");
+        assert!(observer.is_up(&uuids[i]).unwrap());
+    }
+    for u in &uuids {
+        assert_eq!(col.count(EventKind::Down, u), 1);
+        assert_eq!(col.count(EventKind::Up, u), 1);
+    }
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference("frozen etcd: observer", &col.events(), &expected);
+}
+
+// ---------------------------------------------------------------------------
+// 7. Leader killed while a registering process is already dead.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn down_after_a_leader_kill_arrives_within_two_ttls_plus_an_election() {
+    let _g = serial();
+    let mut cluster = Cluster::start(3);
+    let ns = namespace("dead-then-leader");
+    let start = cluster.raw().revision();
+    let eps = cluster.endpoints();
+    let observer = connect(&eps, &ns, TTL);
+    let col = Collector::start(&observer);
+    let mut child = Registrant::start(&eps, &ns, TTL, &["--type", "t", "--host", "h"]);
+    assert!(col.wait_for(EventKind::Registered, &child.uuid, Duration::from_secs(5)));
+    // Let a keepalive land so the lease is near its full TTL.
+    std::thread::sleep(Duration::from_millis(700));
+
+    child.kill();
+    let t0 = Instant::now();
+    let leader = cluster.leader_index().expect("leader");
+    cluster.member(leader).kill();
+    let worst = ttl() * 2 + Duration::from_millis(500);
+    assert!(
+        col.wait_for(EventKind::Down, &child.uuid, worst + Duration::from_secs(3)),
+        "no DOWN within {:?}",
+        worst + Duration::from_secs(3)
+    );
+    let latency = col.arrival(EventKind::Down, &child.uuid).unwrap() - t0;
+    println!(
+        "leader kill with a dead registrant: DOWN after {latency:?} (TTL {TTL} s; documented worst case 2 x TTL + election timeout = {worst:?})"
+    );
+    // Allow the lessor's 500 ms check and the watch hop on top.
+    assert!(latency <= worst + Duration::from_secs(1), "{latency:?}");
+    let e = col
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::Down)
+        .unwrap();
+    assert_eq!(e.reason, Some(DownReason::Expired));
+    let raw = Raw::connect(&live_endpoints(&cluster));
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference(
+        "leader kill, dead registrant: observer",
+        &col.events(),
+        &expected,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. Connections dropped in the middle of registrations.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn registrations_retried_through_dropped_connections_are_idempotent() {
+    let _g = serial();
+    let etcd = Etcd::start();
+    let ns = namespace("drops");
+    let raw = etcd.raw();
+    let start = raw.revision();
+    let proxy = Arc::new(Proxy::start(&etcd.endpoint()));
+    let client = connect(&[proxy.endpoint()], &ns, TTL);
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let col = Collector::start(&observer);
+
+    // Slow the path so a drop often lands between a request reaching etcd
+    // and its answer reaching the client (the write committed, the client
+    // does not know).
+    proxy.delay(Duration::from_millis(5));
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropper = {
+        let (p, s) = (proxy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut drops = 0;
+            while !s.load(Ordering::SeqCst) {
+                // 30..130 ms apart: often in the middle of a transaction,
+                // yet leaving a retry room to get through.
+                std::thread::sleep(Duration::from_millis(30 + (n * 37) % 100));
+                p.drop_connections();
+                drops += 1;
+                n += 1;
+            }
+            drops
+        })
+    };
+    let mut uuids = Vec::new();
+    let mut failures = 0;
+    for i in 0..20 {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        let svc = Service::new("reg", &format!("h{i}")).with_uuid(&uuid);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.update(&svc) {
+                Ok(u) => {
+                    assert_eq!(u, uuid);
+                    break;
+                }
+                Err(e) if e.is_transient() && Instant::now() < deadline => failures += 1,
+                Err(e) => panic!("registration {i} failed for good: {e}"),
+            }
+        }
+        uuids.push(uuid);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let drops = dropper.join().unwrap();
+    proxy.heal();
+    // Past the TTL, keys bound to any lease other than the live one are gone.
+    std::thread::sleep(ttl() + Duration::from_millis(1000));
+    let stats = client.stats();
+    println!(
+        "dropped connections: {drops} drops, {failures} failed attempts retried, client stats {stats:?}"
+    );
+    let lease = stats.lease_id;
+    for u in &uuids {
+        assert!(observer.is_up(u).unwrap(), "{u} not UP");
+        let up = raw
+            .get(&format!("{ns}/services/by-status/UP/{u}"))
+            .expect("UP key");
+        assert_eq!(up.lease, lease, "UP key of {u} on an old lease");
+        let rec = raw.get(&format!("{ns}/services/by-uuid/{u}")).unwrap();
+        assert_eq!(rec.version, 1, "record of {u} written more than once");
+        assert_eq!(col.count(EventKind::Registered, u), 1);
+    }
+    let up_keys = raw.keys(&format!("{ns}/services/by-status/UP/"));
+    assert_eq!(up_keys.len(), uuids.len(), "{up_keys:?}");
+    assert_eq!(
+        raw.keys(&format!("{ns}/services/by-uuid/")).len(),
+        uuids.len()
+    );
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    assert_eq!(
+        expected.len(),
+        uuids.len(),
+        "more than one UP per registration: {expected:?}"
+    );
+    check_against_reference("dropped connections: observer", &col.events(), &expected);
+}
+
+// ---------------------------------------------------------------------------
+// 9. Many clients reconnecting after an outage spread their retries.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_hundred_clients_spread_their_reconnects_after_an_outage() {
+    let _g = serial();
+    let mut etcd = Etcd::start();
+    let ns = namespace("stampede");
+    const N: usize = 200;
+    let clients: Vec<Client> = (0..N)
+        .map(|_| connect(&etcd.endpoints(), &ns, TTL))
+        .collect();
+    etcd.kill();
+    // Long enough for every client to have failed a few times and backed
+    // off to its cap; short enough for the leases to survive.
+    std::thread::sleep(Duration::from_millis(1500));
+    let clients = Arc::new(clients);
+    let before: Vec<u64> = clients.iter().map(|c| c.stats().keepalives_sent).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (clients, stop) = (clients.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut first: Vec<Option<Instant>> = vec![None; N];
+            while !stop.load(Ordering::SeqCst) && first.iter().any(Option::is_none) {
+                for (i, c) in clients.iter().enumerate() {
+                    if first[i].is_none() && c.stats().keepalives_sent > before[i] {
+                        first[i] = Some(Instant::now());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            first
+        })
+    };
+    let spawned = Instant::now();
+    etcd.start_again();
+    let healthy = spawned.elapsed();
+    std::thread::sleep(ttl() * 2);
+    stop.store(true, Ordering::SeqCst);
+    let first = sampler.join().unwrap();
+    let back = first.iter().flatten().count();
+    let mut times: Vec<Duration> = first.iter().flatten().map(|t| *t - spawned).collect();
+    times.sort();
+    assert!(!times.is_empty(), "no client reconnected");
+    let pct = |p: usize| times[(times.len() - 1) * p / 100];
+    println!(
+        "reconnect spread of {N} clients after an outage: {back} back; etcd healthy {healthy:?} after its restart; first keepalive after the restart: min {:?}, p10 {:?}, p50 {:?}, p90 {:?}, max {:?} (spread {:?}, p10-p90 {:?})",
+        pct(0),
+        pct(10),
+        pct(50),
+        pct(90),
+        pct(100),
+        pct(100) - pct(0),
+        pct(90) - pct(10)
+    );
+    assert_eq!(
+        back, N,
+        "only {back} of {N} clients reconnected within 2 TTLs"
+    );
+    assert!(
+        pct(90) - pct(10) >= Duration::from_millis(100),
+        "reconnects bunched together: p10 {:?} p90 {:?}",
+        pct(10),
+        pct(90)
+    );
+    let regrants: u64 = clients.iter().map(|c| c.stats().lease_regrants).sum();
+    println!("stampede: lease re-grants {regrants}");
+}
