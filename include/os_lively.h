@@ -119,6 +119,11 @@ enum lively_result
    */
   LIVELY_RESULT_INTERNAL = 12,
   /**
+   * A local view's watch has been disconnected longer than its
+   * staleness bound; it no longer vouches for liveness.
+   */
+  LIVELY_RESULT_STALE = 13,
+  /**
    * The library panicked; the message is in `lively_last_error()`. The
    * handle involved should be freed.
    */
@@ -316,6 +321,15 @@ typedef struct lively_config lively_config;
  * `lively_subscription_free()` (which cancels it). Thread-safe.
  */
 typedef struct lively_subscription lively_subscription;
+
+/**
+ * A local view of every service in the client's namespace.
+ *
+ * Created by `lively_view_new()`, released by `lively_view_free()`.
+ * Thread-safe: many threads may read one view at once; reads never block
+ * on the network and `lively_view_is_up()` does not allocate.
+ */
+typedef struct lively_view lively_view;
 
 /**
  * A service record as plain C data.
@@ -991,6 +1005,92 @@ const char *lively_version(void);
  * Thread safety: thread-safe.
  */
 uint32_t lively_version_number(void);
+
+/**
+ * Creates a view of `client`'s namespace. The first view or
+ * subscription of a client starts its shared watch and waits (at most
+ * the request timeout) until the copy is loaded.
+ *
+ * `stale_after_ms`: reads fail with `LIVELY_RESULT_STALE` once the
+ * watch has been disconnected this long; 0 means the client's status
+ * TTL (the default: after a TTL unseen, any service may have expired),
+ * `UINT64_MAX` means never (serve the last known state; check
+ * `lively_view_is_connected()`).
+ *
+ * Ownership: on success `*out` receives a view the caller frees with
+ * `lively_view_free()`; it keeps the connection alive, but
+ * `lively_client_free()` of its client still ends its updates.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
+
+/**
+ * Releases a view. NULL is a no-op.
+ *
+ * Ownership: takes `view`. Thread safety: no other thread may use the
+ * handle during or after the call.
+ */
+void lively_view_free(const struct lively_view *view);
+
+/**
+ * Whether `uuid` is effectively UP as of `lively_view_revision()`.
+ * Unknown services are not UP.
+ *
+ * Ownership: `uuid` is borrowed; `*up` is written only on success.
+ * Thread safety: thread-safe; no allocation, no round trip.
+ */
+lively_result lively_view_is_up(const struct lively_view *view, const char *uuid, bool *up);
+
+/**
+ * Like `lively_view_is_up()`, naming the service by type and host.
+ *
+ * Ownership: strings are borrowed; `*up` is written only on success.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_view_is_up_by_type_host(const struct lively_view *view, const char *service_type, const char *host, bool *up);
+
+/**
+ * The record and liveness of `uuid`; `LIVELY_RESULT_NOT_FOUND` if the
+ * view does not know it.
+ *
+ * Ownership: on success `*out` receives an object freed with
+ * `lively_service_info_free()`.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_view_get(const struct lively_view *view, const char *uuid, struct lively_service_info **out);
+
+/**
+ * Services matching `filter` (NULL: all), from the local copy.
+ *
+ * Ownership: on success `*out` receives a list freed with
+ * `lively_service_list_free()`.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_view_list(const struct lively_view *view, const struct lively_filter *filter, struct lively_service_list **out);
+
+/**
+ * The etcd revision the view reflects (0 for a NULL handle).
+ *
+ * Thread safety: thread-safe.
+ */
+int64_t lively_view_revision(const struct lively_view *view);
+
+/**
+ * True while the view's watch is connected and caught up (false for a
+ * NULL handle).
+ *
+ * Thread safety: thread-safe.
+ */
+bool lively_view_is_connected(const struct lively_view *view);
+
+/**
+ * Read-your-writes: reads etcd's current revision and waits (at most
+ * `timeout_ms`) until the view reflects it. `LIVELY_RESULT_TIMEOUT` if
+ * it does not.
+ *
+ * Thread safety: thread-safe.
+ */
+lively_result lively_view_sync(const struct lively_view *view, uint64_t timeout_ms);
 
 #ifdef __cplusplus
 }  // extern "C"

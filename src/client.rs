@@ -85,6 +85,7 @@ impl Client {
             etcd.watch_client(),
             counters.clone(),
             config.get_request_timeout(),
+            config.get_status_ttl(),
         );
         let (stop_heartbeat, stop_rx) = watch::channel(false);
         rt.spawn(lease.clone().run(stop_rx));

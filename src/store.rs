@@ -5,6 +5,7 @@
 //! read a bounded number of times, then reported as a conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use etcd_client::{
     Compare, CompareOp, GetOptions, KeyValue, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse,
@@ -179,14 +180,13 @@ impl Store {
     }
 
     async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        self.auth
-            .retry(|| {
-                let mut kv = self.kv.clone();
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await
-            .map_err(|e| Error::etcd(context, e))
+        resilient(&self.auth, || {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(|e| Error::etcd(context, e))
     }
 
     async fn range(
@@ -194,13 +194,12 @@ impl Store {
         key: &str,
         opts: GetOptions,
     ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
-        self.auth
-            .retry(|| {
-                let mut kv = self.kv.clone();
-                let opts = opts.clone();
-                async move { kv.get(key, Some(opts)).await }
-            })
-            .await
+        resilient(&self.auth, || {
+            let mut kv = self.kv.clone();
+            let opts = opts.clone();
+            async move { kv.get(key, Some(opts)).await }
+        })
+        .await
     }
 
     /// Point-reads `keys` in one transaction (one revision).
@@ -769,6 +768,38 @@ impl Store {
             format!("service {uuid}: UP key kept changing while restoring it"),
         ))
     }
+}
+
+/// Runs an etcd call, retrying briefly on failures a healthy cluster gets
+/// over in milliseconds (a leader change; a member without a leader that
+/// endpoint steering is about to drop). Writes are safe to retry: each is
+/// guarded by compares, so one that did commit loses its compare on the
+/// retry and the next read finds nothing left to do.
+async fn resilient<T, F, Fut>(auth: &Auth, call: F) -> Result<T, etcd_client::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut delay = Duration::from_millis(25);
+    let mut attempt = 1;
+    loop {
+        match auth.retry(&call).await {
+            Err(e) if attempt < MOMENTARY_ATTEMPTS && is_momentary(&e) => {
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Attempts of a call that fails momentarily (see [`resilient`]).
+const MOMENTARY_ATTEMPTS: u32 = 3;
+
+fn is_momentary(e: &etcd_client::Error) -> bool {
+    let m = e.to_string();
+    m.contains("leader changed") || m.contains("no leader") || m.contains("transport error")
 }
 
 fn seen(kv: &KeyValue) -> Seen {

@@ -49,8 +49,11 @@ impl Default for SubscribeOptions {
 }
 
 /// How long a quiet watch stream may stay silent before we ask etcd for a
-/// progress notification, and again before we call the stream dead.
-const QUIET: Duration = Duration::from_secs(2);
+/// progress notification, and again before we call the stream dead: a
+/// quarter of the status TTL, within these bounds, so a dead stream is left
+/// within about half a TTL and a DOWN is never held back much longer.
+const QUIET_MIN: Duration = Duration::from_millis(250);
+const QUIET_MAX: Duration = Duration::from_secs(2);
 
 /// What a subscriber has been told about one service.
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ pub(crate) struct Hub {
     watch: WatchClient,
     counters: Arc<Counters>,
     request_timeout: Duration,
+    quiet: Duration,
     synced: watch::Sender<bool>,
     stop: watch::Sender<bool>,
 }
@@ -86,6 +90,9 @@ struct HubState {
 
 /// One subscription's queue and cancellation state.
 struct Sub {
+    /// The dispatcher thread of a callback subscription, joined by the
+    /// first cancel made outside it (so a C caller may unload the library).
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     filter: Filter,
     capacity: usize,
     queue: Mutex<Queue>,
@@ -110,6 +117,7 @@ impl Hub {
         watch: WatchClient,
         counters: Arc<Counters>,
         request_timeout: Duration,
+        status_ttl: Duration,
     ) -> Arc<Hub> {
         Arc::new(Hub {
             state: Mutex::new(HubState::default()),
@@ -122,6 +130,7 @@ impl Hub {
             watch,
             counters,
             request_timeout,
+            quiet: (status_ttl / 4).clamp(QUIET_MIN, QUIET_MAX),
             synced: watch::channel(false).0,
             stop: watch::channel(false).0,
         })
@@ -319,7 +328,8 @@ impl Hub {
         let mut last_heard = Instant::now();
         let mut asked_progress = false;
         loop {
-            let wait = QUIET
+            let wait = self
+                .quiet
                 .saturating_sub(last_heard.elapsed())
                 .max(Duration::from_millis(10));
             tokio::select! {
@@ -450,6 +460,7 @@ impl Hub {
     /// Registers a subscription at the model's current revision.
     fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
         let sub = Arc::new(Sub {
+            thread: Mutex::new(None),
             filter,
             capacity: options.queue_capacity.max(1),
             queue: Mutex::new(Queue::default()),
@@ -837,6 +848,19 @@ impl Canceller {
         while q.dispatcher.is_some_and(|d| d != me) {
             q = self.sub.cond.wait(q).unwrap_or_else(|p| p.into_inner());
         }
+        let inside_callback = q.dispatcher == Some(me);
+        drop(q);
+        if !inside_callback {
+            let thread = self
+                .sub
+                .thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        }
     }
 
     /// True once cancelled (or the client closed).
@@ -964,6 +988,9 @@ pub(crate) fn subscribe(
             q.dispatcher = None;
             sub.cond.notify_all();
         });
+    let spawned = spawned.map(|t| {
+        *sub.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+    });
     if let Err(e) = spawned {
         hub.unregister(&sub);
         return Err(Error::new(

@@ -38,6 +38,18 @@ impl PanicDefault for u32 {
     }
 }
 
+impl PanicDefault for i64 {
+    fn panic_value() -> Self {
+        0
+    }
+}
+
+impl PanicDefault for bool {
+    fn panic_value() -> Self {
+        false
+    }
+}
+
 /// Runs an exported function's body, catching a panic: the panic becomes
 /// the calling thread's last error and the return type's
 /// [`PanicDefault`] value (`LIVELY_RESULT_PANIC`, NULL, 0, nothing).

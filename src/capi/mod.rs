@@ -26,6 +26,7 @@ mod result;
 mod service;
 mod subscription;
 mod version;
+mod view;
 
 pub use client::{lively_client, lively_stats};
 pub use config::lively_config;
@@ -43,3 +44,4 @@ pub use version::{
     LIVELY_VERSION_MAJOR, LIVELY_VERSION_MINOR, LIVELY_VERSION_NUMBER, LIVELY_VERSION_PATCH,
     lively_version, lively_version_number,
 };
+pub use view::lively_view;

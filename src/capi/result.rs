@@ -43,6 +43,9 @@ pub enum lively_result {
     Config = 11,
     /// An unexpected internal failure.
     Internal = 12,
+    /// A local view's watch has been disconnected longer than its
+    /// staleness bound; it no longer vouches for liveness.
+    Stale = 13,
     /// The library panicked; the message is in `lively_last_error()`. The
     /// handle involved should be freed.
     Panic = 100,
@@ -70,6 +73,7 @@ impl lively_result {
             ErrorKind::Forked => lively_result::Forked,
             ErrorKind::Config => lively_result::Config,
             ErrorKind::Internal => lively_result::Internal,
+            ErrorKind::Stale => lively_result::Stale,
             #[allow(unreachable_patterns)] // ErrorKind is non_exhaustive
             _ => lively_result::Unknown,
         }
@@ -92,6 +96,7 @@ impl lively_result {
             10 => Forked,
             11 => Config,
             12 => Internal,
+            13 => Stale,
             100 => Panic,
             101 => NullParameter,
             102 => InvalidUtf8,
@@ -117,6 +122,7 @@ impl lively_result {
             Forked => "client used after fork\0",
             Config => "invalid configuration\0",
             Internal => "internal error\0",
+            Stale => "view is stale\0",
             Panic => "panic in os-lively\0",
             NullParameter => "NULL parameter\0",
             InvalidUtf8 => "invalid UTF-8\0",
@@ -268,6 +274,7 @@ mod tests {
             ErrorKind::Forked,
             ErrorKind::Config,
             ErrorKind::Internal,
+            ErrorKind::Stale,
         ];
         let codes: std::collections::HashSet<u32> = kinds
             .iter()

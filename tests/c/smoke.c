@@ -282,6 +282,29 @@ int main(void) {
   CHECK(strcmp(list->items[0].service.host, "host-1") == 0);
   lively_service_list_free(list);
 
+  /* Local view: answers without a round trip, reads its own writes. */
+  const lively_view *view = NULL;
+  OK(lively_view_new(client, 0, &view));
+  OK(lively_view_sync(view, 5000));
+  CHECK(lively_view_is_connected(view));
+  CHECK(lively_view_revision(view) > 0);
+  up = false;
+  OK(lively_view_is_up(view, w.uuid_a, &up));
+  CHECK(up);
+  up = false;
+  OK(lively_view_is_up_by_type_host(view, "bytes", "h2", &up));
+  CHECK(up);
+  OK(lively_view_get(view, w.uuid_b, &info));
+  CHECK(strcmp(info->service.host, "h2") == 0);
+  lively_service_info_free(info);
+  info = NULL;
+  OK(lively_view_list(view, &by_type, &list));
+  CHECK(list->len == 1);
+  lively_service_list_free(list);
+  CHECK(lively_view_is_up(view, "not-a-uuid", &up) == LIVELY_RESULT_INVALID_ARGUMENT);
+  lively_view_free(view);
+  lively_view_free(NULL);
+
   lively_stats stats;
   OK(lively_client_stats(client, &stats));
   CHECK(stats.lease_id != 0);
