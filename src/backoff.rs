@@ -37,6 +37,18 @@ impl Backoff {
     }
 }
 
+/// Sleeps for `d`; returns true if asked to stop meanwhile (the sender set
+/// `true` or went away), so background loops end promptly on close.
+pub(crate) async fn sleep_or_stop(
+    d: Duration,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        r = stop.changed() => r.is_err() || *stop.borrow(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

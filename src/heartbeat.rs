@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::auth::Auth;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
 use crate::stats::Counters;
@@ -389,14 +389,6 @@ async fn grant(client: &LeaseClient, ttl: i64, request_timeout: Duration) -> Res
             ErrorKind::Timeout,
             format!("granting a lease took longer than {request_timeout:?}"),
         )),
-    }
-}
-
-/// Sleeps for `d`; returns true if asked to stop meanwhile.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        r = stop.changed() => r.is_err() || *stop.borrow(),
     }
 }
 

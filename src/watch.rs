@@ -18,7 +18,7 @@ use etcd_client::{EventType, WatchClient, WatchOptions, WatchResponse};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DownReason, Event, EventKind};
 use crate::keys::ParsedKey;
@@ -1003,11 +1003,4 @@ pub(crate) fn subscribe(
         canceller,
         pull: false,
     })
-}
-
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        r = stop.changed() => r.is_err() || *stop.borrow(),
-    }
 }
