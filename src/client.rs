@@ -145,7 +145,9 @@ impl Client {
         let lease = self.inner.lease.clone();
         let store = self.inner.store.clone();
         let uuid = svc.uuid.clone();
-        let was_owned = lease.owned().contains(&uuid);
+        let was_owned = lease.owns(&uuid);
+        // A uuid we just generated cannot exist yet: write without reading.
+        let fresh = service.uuid.is_empty();
         // Owned before the write, so a lease re-grant racing with it
         // re-registers this service too.
         if svc.status == Status::Up {
@@ -156,7 +158,7 @@ impl Client {
             with_live_lease(&l, |id| {
                 let store = store.clone();
                 let svc = svc.clone();
-                async move { store.update(&svc, id).await }
+                async move { store.update(&svc, id, fresh).await }
             })
             .await
         });

@@ -110,6 +110,11 @@ impl Lease {
         self.state().owned.remove(uuid);
     }
 
+    /// True when this client keeps `uuid` UP.
+    pub(crate) fn owns(&self, uuid: &str) -> bool {
+        self.state().owned.contains(uuid)
+    }
+
     pub(crate) fn owned(&self) -> Vec<String> {
         self.state().owned.iter().cloned().collect()
     }

@@ -4,7 +4,8 @@
 //! half-written service is impossible; a lost compare is retried from a fresh
 //! read a bounded number of times, then reported as a conflict.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
@@ -21,9 +22,9 @@ use crate::record::{Service, Status, decode_stored};
 const MAX_WRITE_ATTEMPTS: usize = 8;
 /// etcd's default `--max-txn-ops` is 128; two reads per service.
 const READ_BATCH: usize = 60;
-/// Above this many candidates from an index, one range scan is cheaper than
-/// batched point reads.
-const SCAN_THRESHOLD: usize = 240;
+/// Above this many candidates from an index, one range scan of every record
+/// is cheaper than (concurrent) batches of point reads.
+const SCAN_THRESHOLD: usize = 4000;
 
 /// A record together with whether the service is alive now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +164,33 @@ pub(crate) struct Store {
     kv: KvClient,
     keys: Keys,
     auth: Auth,
+    /// The state this client last saw or wrote for each service it writes,
+    /// so the next change is one guarded transaction with no read first.
+    /// Only a hint: the compares reject it if anything changed meanwhile.
+    last: Arc<Mutex<HashMap<String, Snapshot>>>,
 }
+
+/// A service's keys as last seen: record, UP, DOWN and type/host index.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    rec: Seen,
+    up: Seen,
+    down: Seen,
+    type_hosts: BTreeMap<String, Seen>,
+}
+
+/// Bound on remembered snapshots (beyond it the memory is dropped, costing
+/// only a read per write).
+const MAX_SNAPSHOTS: usize = 100_000;
 
 impl Store {
     pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth) -> Store {
-        Store { kv, keys, auth }
+        Store {
+            kv,
+            keys,
+            auth,
+            last: Arc::default(),
+        }
     }
 
     pub(crate) fn keys(&self) -> &Keys {
@@ -292,9 +315,28 @@ impl Store {
         Ok(Some(ServiceInfo { service, up }))
     }
 
-    /// Creates or updates `desired` (already validated); the UP key is bound to
-    /// `lease`.
-    pub(crate) async fn update(&self, desired: &Service, lease: i64) -> Result<Written> {
+    /// Creates or updates `desired` (already validated); the UP key is bound
+    /// to `lease`. `fresh`: the uuid was just generated, so nothing of it can
+    /// exist and the first attempt writes without reading (its compares
+    /// still check that).
+    pub(crate) async fn update(
+        &self,
+        desired: &Service,
+        lease: i64,
+        fresh: bool,
+    ) -> Result<Written> {
+        if fresh {
+            let th = self.keys.type_host(&desired.service_type, &desired.host);
+            self.remember(
+                &desired.uuid,
+                Snapshot {
+                    rec: Seen::default(),
+                    up: Seen::default(),
+                    down: Seen::default(),
+                    type_hosts: BTreeMap::from([(th, Seen::default())]),
+                },
+            );
+        }
         let want = desired.clone();
         self.write(
             &desired.uuid,
@@ -342,20 +384,42 @@ impl Store {
         let record_key = k.record(uuid);
         let up_key = k.status(Status::Up, uuid);
         let down_key = k.status(Status::Down, uuid);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let mut read_keys = vec![record_key.clone(), up_key.clone(), down_key.clone()];
-            if let Some((t, h)) = type_host_hint {
-                read_keys.push(k.type_host(t, h));
-            }
-            let refs: Vec<&str> = read_keys.iter().map(String::as_str).collect();
-            let mut seen = self.read("update: read", &refs).await?;
-            let rec = seen.remove(0);
-            let up = seen.remove(0);
-            let down = seen.remove(0);
-            let mut type_hosts: BTreeMap<String, Seen> = BTreeMap::new();
-            if let (Some((t, h)), Some(s)) = (type_host_hint, seen.pop()) {
-                type_hosts.insert(k.type_host(t, h), s);
-            }
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            let remembered = if attempt == 0 {
+                self.remembered(uuid)
+            } else {
+                None
+            };
+            let from_memory = remembered.is_some();
+            let Snapshot {
+                rec,
+                up,
+                down,
+                mut type_hosts,
+            } = match remembered {
+                Some(s) => s,
+                None => {
+                    let mut read_keys = vec![record_key.clone(), up_key.clone(), down_key.clone()];
+                    if let Some((t, h)) = type_host_hint {
+                        read_keys.push(k.type_host(t, h));
+                    }
+                    let refs: Vec<&str> = read_keys.iter().map(String::as_str).collect();
+                    let mut seen = self.read("update: read", &refs).await?;
+                    let rec = seen.remove(0);
+                    let up = seen.remove(0);
+                    let down = seen.remove(0);
+                    let mut type_hosts: BTreeMap<String, Seen> = BTreeMap::new();
+                    if let (Some((t, h)), Some(s)) = (type_host_hint, seen.pop()) {
+                        type_hosts.insert(k.type_host(t, h), s);
+                    }
+                    Snapshot {
+                        rec,
+                        up,
+                        down,
+                        type_hosts,
+                    }
+                }
+            };
             let old = if rec.exists() {
                 Some(decode_stored(record_key.as_bytes(), &rec.value)?)
             } else {
@@ -430,7 +494,7 @@ impl Store {
                 Status::Up => {
                     // Bind the UP key to this client's lease unless it already
                     // is: a restarted daemon takes over from its dead self.
-                    if !up.exists() || up.lease != lease {
+                    if ops_put_up(&new, &up, lease) {
                         ops.push(TxnOp::put(
                             up_key.as_str(),
                             "",
@@ -452,20 +516,77 @@ impl Store {
                 }
             }
             if ops.is_empty() {
+                if from_memory {
+                    // Nothing to do by our memory; someone else may have
+                    // changed it (forced it down, say), so look before
+                    // deciding that nothing needs writing.
+                    continue;
+                }
+                self.remember(
+                    uuid,
+                    Snapshot {
+                        rec,
+                        up,
+                        down,
+                        type_hosts,
+                    },
+                );
                 return Ok(Written {
                     uuid: uuid.to_string(),
                     wrote: false,
                 });
             }
+            let puts_up = ops_put_up(&new, &up, lease);
             let resp = self
                 .txn("update: write", Txn::new().when(compares).and_then(ops))
                 .await?;
-            if resp.succeeded() {
-                return Ok(Written {
-                    uuid: uuid.to_string(),
-                    wrote: true,
-                });
+            if !resp.succeeded() {
+                self.forget(uuid);
+                continue;
             }
+            // Every key this transaction wrote now has its revision.
+            let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            let written = |value: &[u8], lease: i64| Seen {
+                mod_revision: rev,
+                lease,
+                value: value.to_vec(),
+            };
+            let rec = if changed {
+                written(&new.to_bytes(), 0)
+            } else {
+                rec
+            };
+            let (up, down) = match new.status {
+                Status::Up if puts_up => (written(b"", lease), Seen::default()),
+                Status::Up => (up, Seen::default()),
+                Status::Down if !down.exists() || down.lease != 0 => {
+                    (Seen::default(), written(b"", 0))
+                }
+                Status::Down => (Seen::default(), down),
+            };
+            let th_before = type_hosts.get(&new_th).cloned().unwrap_or_default();
+            if !th_before.exists() {
+                type_hosts.insert(new_th.clone(), written(uuid.as_bytes(), 0));
+            }
+            if let Some(old_th) = &old_th {
+                if *old_th != new_th {
+                    type_hosts.insert(old_th.clone(), Seen::default());
+                }
+            }
+            type_hosts.retain(|key, _| *key == new_th);
+            self.remember(
+                uuid,
+                Snapshot {
+                    rec,
+                    up,
+                    down,
+                    type_hosts,
+                },
+            );
+            return Ok(Written {
+                uuid: uuid.to_string(),
+                wrote: true,
+            });
         }
         Err(Error::new(
             ErrorKind::Conflict,
@@ -473,9 +594,30 @@ impl Store {
         ))
     }
 
+    fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Snapshot>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remembered(&self, uuid: &str) -> Option<Snapshot> {
+        self.memory().get(uuid).cloned()
+    }
+
+    fn remember(&self, uuid: &str, snapshot: Snapshot) {
+        let mut m = self.memory();
+        if m.len() >= MAX_SNAPSHOTS && !m.contains_key(uuid) {
+            m.clear();
+        }
+        m.insert(uuid.to_string(), snapshot);
+    }
+
+    pub(crate) fn forget(&self, uuid: &str) {
+        self.memory().remove(uuid);
+    }
+
     /// Removes the record and every index key in one transaction. Returns
     /// false when there was nothing to delete.
     pub(crate) async fn delete(&self, uuid: &str) -> Result<bool> {
+        self.forget(uuid);
         let k = &self.keys;
         let record_key = k.record(uuid);
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -626,37 +768,54 @@ impl Store {
         Ok(uuids)
     }
 
-    /// Records and liveness of `uuids`, read in batched transactions.
+    /// Records and liveness of `uuids`, read in batched transactions that
+    /// run concurrently (each batch is one revision; a list is not a
+    /// snapshot across batches, as with any paged read).
     async fn get_many(&self, uuids: &[String]) -> Result<Vec<ServiceInfo>> {
+        let mut batches = tokio::task::JoinSet::new();
+        for (i, chunk) in uuids.chunks(READ_BATCH).enumerate() {
+            let store = self.clone();
+            let chunk = chunk.to_vec();
+            batches.spawn(async move { (i, store.read_batch(&chunk).await) });
+        }
+        let mut parts = Vec::with_capacity(batches.len());
+        while let Some(joined) = batches.join_next().await {
+            let (i, part) =
+                joined.map_err(|e| Error::new(ErrorKind::Internal, format!("list: {e}")))?;
+            parts.push((i, part?));
+        }
+        parts.sort_by_key(|(i, _)| *i);
+        Ok(parts.into_iter().flat_map(|(_, p)| p).collect())
+    }
+
+    /// One transaction reading the records and UP keys of `uuids`.
+    async fn read_batch(&self, uuids: &[String]) -> Result<Vec<ServiceInfo>> {
         let k = &self.keys;
+        let mut ops = Vec::with_capacity(uuids.len() * 2);
+        for u in uuids {
+            ops.push(TxnOp::get(k.record(u), None));
+            ops.push(TxnOp::get(
+                k.status(Status::Up, u),
+                Some(GetOptions::new().with_count_only()),
+            ));
+        }
+        let resp = self
+            .txn("list: read records", Txn::new().and_then(ops))
+            .await?;
         let mut out = Vec::with_capacity(uuids.len());
-        for chunk in uuids.chunks(READ_BATCH) {
-            let mut ops = Vec::with_capacity(chunk.len() * 2);
-            for u in chunk {
-                ops.push(TxnOp::get(k.record(u), None));
-                ops.push(TxnOp::get(
-                    k.status(Status::Up, u),
-                    Some(GetOptions::new().with_count_only()),
-                ));
-            }
-            let resp = self
-                .txn("list: read records", Txn::new().and_then(ops))
-                .await?;
-            let responses = resp.op_responses();
-            for pair in responses.chunks(2) {
-                let [TxnOpResponse::Get(rec), TxnOpResponse::Get(up)] = pair else {
-                    continue;
-                };
-                let Some(kv) = rec.kvs().first() else {
-                    continue;
-                };
-                match decode_stored(kv.key(), kv.value()) {
-                    Ok(service) => {
-                        let up = service.status == Status::Up && up.count() > 0;
-                        out.push(ServiceInfo { service, up });
-                    }
-                    Err(_) => log_once::skipped_key(kv.key()),
+        for pair in resp.op_responses().chunks(2) {
+            let [TxnOpResponse::Get(rec), TxnOpResponse::Get(up)] = pair else {
+                continue;
+            };
+            let Some(kv) = rec.kvs().first() else {
+                continue;
+            };
+            match decode_stored(kv.key(), kv.value()) {
+                Ok(service) => {
+                    let up = service.status == Status::Up && up.count() > 0;
+                    out.push(ServiceInfo { service, up });
                 }
+                Err(_) => log_once::skipped_key(kv.key()),
             }
         }
         Ok(out)
@@ -723,6 +882,7 @@ impl Store {
         lease: i64,
         previous_lease: i64,
     ) -> Result<Rebind> {
+        self.forget(uuid);
         let record_key = self.keys.record(uuid);
         let up_key = self.keys.status(Status::Up, uuid);
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -800,6 +960,11 @@ const MOMENTARY_ATTEMPTS: u32 = 3;
 fn is_momentary(e: &etcd_client::Error) -> bool {
     let m = e.to_string();
     m.contains("leader changed") || m.contains("no leader") || m.contains("transport error")
+}
+
+/// True when a write of `new` puts the UP key (on `lease`).
+fn ops_put_up(new: &Service, up: &Seen, lease: i64) -> bool {
+    new.status == Status::Up && (!up.exists() || up.lease != lease)
 }
 
 fn seen(kv: &KeyValue) -> Seen {

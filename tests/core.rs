@@ -690,3 +690,45 @@ fn keepalives_resume_after_etcd_restarts_without_user_action() {
         client.stats()
     );
 }
+
+#[test]
+fn writes_from_memory_never_override_what_another_client_did() {
+    let etcd = Etcd::start();
+    let ns = namespace("memory");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let svc = Service::new("t", "h").with_region("r1");
+    let uuid = owner.update(&svc).unwrap();
+    let svc = svc.with_uuid(&uuid);
+    // Someone else forces it down: the owner's unchanged update must look,
+    // see DOWN, and bring it back UP (its record says UP).
+    operator.down(&uuid, "maintenance", 0, 0).unwrap();
+    owner.update(&svc).unwrap();
+    assert!(operator.is_up(&uuid).unwrap());
+    // Someone else changes the record: the owner's next change must not be
+    // written against the stale revision it remembers.
+    operator.down(&uuid, "again", 0, 0).unwrap();
+    let moved = svc.clone().with_region("r2");
+    owner.update(&moved).unwrap();
+    let info = operator.get(&uuid).unwrap().unwrap();
+    assert!(info.up);
+    assert_eq!(info.service.region, "r2");
+    assert_eq!(
+        info.service.maintenance_note, "",
+        "the owner's record replaces the operator's"
+    );
+    assert!(
+        raw.get(&format!("{ns}/services/by-region/r1/{uuid}"))
+            .is_none()
+    );
+    assert!(
+        raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
+            .is_none()
+    );
+    // And a uuid generated for a type+host someone else holds is a conflict,
+    // even though the first attempt writes without reading.
+    let err = owner.update(&Service::new("t", "h")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(raw.keys(&format!("{ns}/services/by-uuid/")).len(), 1);
+}
