@@ -23,6 +23,35 @@ use std::time::{Duration, Instant};
 use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use os_lively::{Client, Config, DownReason, EventKind, Filter, Service, SubscribeOptions};
 
+/// Counts heap allocations per thread, so the view rows can show that its
+/// is-up path allocates nothing.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a const-initialized
+// thread-local without a destructor, so touching it never allocates.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocs_here() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
 /// Status TTL of every client in this benchmark (and of the CLI).
 const TTL: Duration = Duration::from_secs(2);
 /// os-lively key namespace; raw-only keys live under [`RAW_PREFIX`].
@@ -337,8 +366,10 @@ fn fmt_t(s: f64) -> String {
         format!("{s:.3} s")
     } else if a >= 1e-3 {
         format!("{:.2} ms", s * 1e3)
-    } else {
+    } else if a >= 1e-6 {
         format!("{:.1} µs", s * 1e6)
+    } else {
+        format!("{:.0} ns", s * 1e9)
     }
 }
 
@@ -723,6 +754,89 @@ fn scale_rows(
     progress(&row);
     rows.push(row);
     client
+}
+
+/// The local view over the scale test's services: memory per service, and
+/// is-up latency from 1, 2 and 8 reader threads beside the raw get it
+/// replaces.
+fn view_rows(p: &Params, client: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
+    let before = rss_kib();
+    let view = client.view().expect("view");
+    view.sync(WAIT).expect("view sync");
+    let after = rss_kib();
+    let n = view.len().max(1);
+    rows.push(Row::text(
+        "view: memory for the copy",
+        format!(
+            "{n} services, +{:.1} MiB RSS, ~{} bytes/service",
+            mib(after.saturating_sub(before)),
+            after.saturating_sub(before) * 1024 / n as u64
+        ),
+        "few MB / 10k",
+        verdict(after.saturating_sub(before) < 16 * 1024),
+    ));
+    let uuids: Vec<String> = view
+        .list(&Filter::all())
+        .expect("view list")
+        .into_iter()
+        .take(1000)
+        .map(|i| i.service.uuid)
+        .collect();
+    // Per-call time from blocks of 100 calls (an Instant per call would
+    // cost as much as the call).
+    const BLOCK: usize = 100;
+    let blocks = if p.quick { 200 } else { 2000 };
+    let measure = |threads: usize| -> (Vec<f64>, u64) {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (view, uuids) = (&view, &uuids);
+                    s.spawn(move || {
+                        let mut samples = Vec::with_capacity(blocks);
+                        let a0 = allocs_here();
+                        for b in 0..blocks {
+                            let start = Instant::now();
+                            for i in 0..BLOCK {
+                                let u = &uuids[(t * 7919 + b * BLOCK + i) % uuids.len()];
+                                std::hint::black_box(view.is_up(u).expect("view is_up"));
+                            }
+                            samples.push(secs(start.elapsed()) / BLOCK as f64);
+                        }
+                        (samples, allocs_here() - a0)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            let mut allocs = 0;
+            for h in hs {
+                let (v, a) = h.join().expect("reader");
+                all.extend(v);
+                allocs += a;
+            }
+            (all, allocs)
+        })
+    };
+    let record = format!("{}by-uuid/{}", root(client.config()), uuids[0]);
+    let raw_samples: Vec<f64> = (0..200).map(|_| secs(timed(|| raw.get(&record)))).collect();
+    for threads in [1, 2, 8] {
+        let (samples, allocs) = measure(threads);
+        let m = Measured {
+            ratios: vec![median(&samples) / median(&raw_samples)],
+            lively: samples,
+            raw: raw_samples.clone(),
+        };
+        let mut row = Row::ratio(
+            &format!("view is_up, {threads} reader thread(s) vs raw get"),
+            &m,
+            None,
+        );
+        row.ratio = format!("{:.5}×", m.ratio());
+        row.target = "≤ 100 ns, p99 < 1 µs".into();
+        row.met = verdict(median(&m.lively) <= 100e-9 && p99(&m.lively) < 1e-6 && allocs == 0);
+        row.spread = format!("{allocs} allocs");
+        progress(&row);
+        rows.push(row);
+    }
 }
 
 fn read_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
@@ -1235,6 +1349,7 @@ fn main() {
 
     // First, so the RSS figures are the client's and not earlier phases'.
     let scale_client = scale_rows(&p, &etcd.endpoint, &mut raw, rss_start, &mut rows);
+    view_rows(&p, &scale_client, &mut raw, &mut rows);
 
     let lively = Client::connect(&config(&etcd.endpoint)).expect("connect");
     read_rows(&p, &lively, &mut raw, &mut rows);

@@ -6,14 +6,45 @@
 //! lock and a reader never allocates.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::record::{Service, Status};
 use crate::store::ServiceInfo;
 
 const SHARDS: usize = 64;
+
+/// A multiply-xor hash taking eight bytes at a time: the keys are short
+/// uuids and type/host names, where SipHash's flood resistance buys nothing
+/// (only etcd's contents reach these maps) and costs much of an is-up.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Quick(u64);
+
+impl Hasher for Quick {
+    fn finish(&self) -> u64 {
+        // Final avalanche, so the low bits hashbrown uses depend on every byte.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+        }
+        for b in chunks.remainder() {
+            h = (h ^ u64::from(*b)).wrapping_mul(K).rotate_left(29);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Quick>>;
 
 /// One service as the model knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,10 +74,10 @@ impl Entry {
     }
 }
 
-type TypeHostIndex = HashMap<String, HashMap<String, String>>;
+type TypeHostIndex = FastMap<String, FastMap<String, String>>;
 
 pub(crate) struct Model {
-    shards: Box<[RwLock<HashMap<String, Entry>>]>,
+    shards: Box<[RwLock<FastMap<String, Entry>>]>,
     type_host: Box<[RwLock<TypeHostIndex>]>,
 }
 
@@ -67,19 +98,19 @@ impl Model {
     }
 
     fn type_host_shard(service_type: &str, host: &str) -> usize {
-        let mut h = DefaultHasher::new();
+        let mut h = Quick::default();
         service_type.hash(&mut h);
         host.hash(&mut h);
         (h.finish() as usize) % SHARDS
     }
 
-    fn read(&self, uuid: &str) -> RwLockReadGuard<'_, HashMap<String, Entry>> {
+    fn read(&self, uuid: &str) -> RwLockReadGuard<'_, FastMap<String, Entry>> {
         self.shards[Self::shard_of(uuid)]
             .read()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, uuid: &str) -> RwLockWriteGuard<'_, HashMap<String, Entry>> {
+    fn write(&self, uuid: &str) -> RwLockWriteGuard<'_, FastMap<String, Entry>> {
         self.shards[Self::shard_of(uuid)]
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -184,7 +184,11 @@ impl View {
 
 /// The stored form of `uuid` (32 lowercase hex digits) in `buf`, without
 /// allocating.
-fn stored_uuid<'a>(uuid: &str, buf: &'a mut [u8; 32]) -> Result<&'a str> {
+fn stored_uuid<'a>(uuid: &'a str, buf: &'a mut [u8; 32]) -> Result<&'a str> {
+    // The common case, already in stored form, needs no conversion.
+    if uuid.len() == 32 && uuid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(uuid);
+    }
     if uuid.len() != 32 && uuid.len() != 36 {
         return Err(Error::invalid(format!(
             "uuid {uuid:?}: expected 32 hex digits (hyphens allowed)"

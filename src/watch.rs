@@ -9,7 +9,7 @@
 //! subscription gets a `Resync` plus the differences from what it was told.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -72,7 +72,10 @@ pub(crate) struct Hub {
     /// Signalled whenever `revision` moves (for `wait_for_revision`).
     revision_moved: (Mutex<()>, Condvar),
     connected: AtomicBool,
-    disconnected_since: Mutex<Option<Instant>>,
+    /// When the watch was last lost, in microseconds after `born`; 0 while
+    /// connected. An atomic, because every view read checks it.
+    disconnected_since_us: AtomicU64,
+    born: Instant,
     store: Store,
     watch: WatchClient,
     counters: Arc<Counters>,
@@ -125,7 +128,8 @@ impl Hub {
             revision: AtomicI64::new(0),
             revision_moved: (Mutex::new(()), Condvar::new()),
             connected: AtomicBool::new(false),
-            disconnected_since: Mutex::new(Some(Instant::now())),
+            disconnected_since_us: AtomicU64::new(1),
+            born: Instant::now(),
             store,
             watch,
             counters,
@@ -180,23 +184,24 @@ impl Hub {
 
     /// How long the watch has been disconnected; `None` while connected.
     pub(crate) fn disconnected_for(&self) -> Option<Duration> {
-        self.disconnected_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|t| t.elapsed())
+        match self.disconnected_since_us.load(Ordering::Acquire) {
+            0 => None,
+            us => Some(
+                self.born
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(us)),
+            ),
+        }
     }
 
     fn set_connected(&self, connected: bool) {
         if self.connected.swap(connected, Ordering::AcqRel) != connected {
-            let mut since = self
-                .disconnected_since
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *since = if connected {
-                None
+            let since = if connected {
+                0
             } else {
-                Some(Instant::now())
+                (self.born.elapsed().as_micros() as u64).max(1)
             };
+            self.disconnected_since_us.store(since, Ordering::Release);
         }
     }
 
