@@ -1,5 +1,6 @@
 //! Fault injection against real etcd: leader kills, blackholed and dropped
-//! connections (through the harness's TCP proxy), lost quorum, a frozen etcd.
+//! connections (through the harness's TCP proxy), lost quorum, a frozen etcd,
+//! a member cut off from its peers but not from its clients.
 //!
 //! Every test checks what subscribers saw against a reference history read
 //! with a raw etcd watch from the test's start revision (no compaction):
@@ -11,7 +12,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -1045,4 +1046,577 @@ fn two_hundred_clients_spread_their_reconnects_after_an_outage() {
     );
     let regrants: u64 = clients.iter().map(|c| c.stats().lease_regrants).sum();
     println!("stampede: lease re-grants {regrants}");
+}
+
+// ---------------------------------------------------------------------------
+// 10. A member cut off from its peers, still reachable by clients.
+// ---------------------------------------------------------------------------
+
+/// A raw etcd watch on one member, from a given revision, recording when
+/// each change arrived: the reference for what the majority saw, and when.
+struct RefWatch {
+    changes: Arc<Mutex<Vec<(Instant, RefChange)>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    ns: String,
+}
+
+impl RefWatch {
+    fn start(endpoint: &str, ns: &str, from: i64) -> RefWatch {
+        let raw = Raw::connect(&[endpoint.to_string()]);
+        let changes: Arc<Mutex<Vec<(Instant, RefChange)>>> = Arc::default();
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ch, fail, st) = (changes.clone(), failure.clone(), stop.clone());
+        let prefix = format!("{ns}/");
+        let thread = std::thread::spawn(move || {
+            let mut client = raw.client();
+            let result: Result<(), String> = raw.block_on(async move {
+                let opts = etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(from);
+                let mut stream = client
+                    .watch(prefix, Some(opts))
+                    .await
+                    .map_err(|e| format!("reference watch: {e}"))?;
+                while !st.load(Ordering::SeqCst) {
+                    match tokio::time::timeout(Duration::from_millis(100), stream.message()).await {
+                        Ok(Ok(Some(resp))) => {
+                            let now = Instant::now();
+                            if resp.compact_revision() != 0 || resp.canceled() {
+                                return Err(format!("reference watch ended: {resp:?}"));
+                            }
+                            let mut ch = ch.lock().unwrap();
+                            for e in resp.events() {
+                                let Some(kv) = e.kv() else { continue };
+                                ch.push((
+                                    now,
+                                    RefChange {
+                                        revision: kv.mod_revision(),
+                                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                                        put: e.event_type() == etcd_client::EventType::Put,
+                                        value: kv.value().to_vec(),
+                                    },
+                                ));
+                            }
+                        }
+                        Ok(other) => return Err(format!("reference watch ended: {other:?}")),
+                        Err(_) => {}
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                *fail.lock().unwrap() = Some(e);
+            }
+        });
+        RefWatch {
+            changes,
+            failure,
+            stop,
+            thread: Some(thread),
+            ns: ns.to_string(),
+        }
+    }
+
+    fn changes(&self) -> Vec<RefChange> {
+        self.changes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// The first DOWN of `uuid` the reference saw: its revision, and when
+    /// the reference received it.
+    fn down(&self, uuid: &str) -> Option<(i64, Instant)> {
+        if let Some(e) = self.failure.lock().unwrap().as_ref() {
+            panic!("{e}");
+        }
+        let rev = expected_events(&self.ns, &self.changes())
+            .into_iter()
+            .find(|(k, u, _)| *k == EventKind::Down && u == uuid)?
+            .2;
+        let arrived = self
+            .changes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, c)| c.revision == rev)?
+            .0;
+        Some((rev, arrived))
+    }
+
+    fn wait_down(&self, uuid: &str, timeout: Duration) -> Option<(i64, Instant)> {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self.down(uuid);
+            found.is_some()
+        });
+        found
+    }
+}
+
+impl Drop for RefWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One liveness read made in the background.
+#[derive(Debug, Clone)]
+struct Read {
+    /// Index into the sampler's uuids.
+    which: usize,
+    started: Instant,
+    took: Duration,
+    /// The view's revision just before the read (0 for a client read).
+    revision: i64,
+    outcome: Result<bool, (ErrorKind, String)>,
+}
+
+/// Reads the liveness of every uuid every `pause`, in the background, until
+/// finished: `read(uuid)` returns the revision the answer is at least as
+/// new as (0 if unknown) and the answer. Up to `in_flight` rounds of reads
+/// run at once, each on its own thread, so reads keep starting on schedule
+/// while some wait out a call stuck on an unresponsive member.
+struct ReadSampler {
+    log: Arc<Mutex<Vec<Read>>>,
+    busy: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReadSampler {
+    fn start<F>(uuids: &[String], pause: Duration, in_flight: usize, read: F) -> ReadSampler
+    where
+        F: Fn(&str) -> (i64, Result<bool, (ErrorKind, String)>) + Send + Sync + 'static,
+    {
+        let log: Arc<Mutex<Vec<Read>>> = Arc::default();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, b, s) = (log.clone(), busy.clone(), stop.clone());
+        let uuids: Arc<Vec<String>> = Arc::new(uuids.to_vec());
+        let read = Arc::new(read);
+        let round = move |l: &Mutex<Vec<Read>>, uuids: &[String], read: &F| {
+            for (which, u) in uuids.iter().enumerate() {
+                let started = Instant::now();
+                let (revision, outcome) = read(u);
+                let took = started.elapsed();
+                l.lock().unwrap().push(Read {
+                    which,
+                    started,
+                    took,
+                    revision,
+                    outcome,
+                });
+            }
+        };
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if in_flight <= 1 {
+                    round(&l, &uuids, &read);
+                } else if b.load(Ordering::SeqCst) < in_flight {
+                    b.fetch_add(1, Ordering::SeqCst);
+                    let (l, b, uuids, read) = (l.clone(), b.clone(), uuids.clone(), read.clone());
+                    std::thread::spawn(move || {
+                        round(&l, &uuids, &read);
+                        b.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                std::thread::sleep(pause);
+            }
+        });
+        ReadSampler {
+            log,
+            busy,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Reads made so far.
+    fn reads(&self) -> Vec<Read> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Stops starting reads, waits for those under way, returns them all.
+    fn finish(mut self) -> Vec<Read> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        assert!(
+            wait_until(REQUEST_TIMEOUT * 2, || self.busy.load(Ordering::SeqCst)
+                == 0),
+            "reads still under way"
+        );
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl Drop for ReadSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Makes `client`'s watch (and keepalive) streams live on member `x`: its
+/// paths to the other members (`via[j]`, a proxy in front of member j's
+/// client port) are cut until its subscription delivers a registration
+/// made after the cut, then healed. Streams stay where they are once
+/// opened, so the watch is left on `x`.
+fn pin_streams(via: &[Proxy], x: usize, col: &Collector, writer: &Client, label: &str) {
+    for (j, p) in via.iter().enumerate() {
+        if j != x {
+            p.cut();
+        }
+    }
+    let marker = register(writer, &Service::new("pin", label), ttl());
+    assert!(
+        col.wait_for(EventKind::Registered, &marker, ttl() * 3),
+        "{label}: the subscription did not come back through member {x}"
+    );
+    let accepted: Vec<u64> = via.iter().map(Proxy::accepted).collect();
+    for (j, p) in via.iter().enumerate() {
+        if j != x {
+            p.heal();
+        }
+    }
+    // Endpoint steering probes every member each TTL/10 on its own
+    // connection: once those reconnect, the others are back in rotation.
+    assert!(
+        wait_until(ttl(), || via
+            .iter()
+            .enumerate()
+            .all(|(j, p)| j == x || p.accepted() > accepted[j])),
+        "{label}: the client did not reconnect to the healed members"
+    );
+}
+
+/// A member cut off from its peers (its peer traffic blackholed both ways)
+/// stays reachable by clients, serving an old state with no leader. Client
+/// A's watch is made to live on it; then, on the majority, a registrant is
+/// killed (its service expires) and another service is forced DOWN. Twice,
+/// once for each follower.
+///
+/// Asserted: A's subscription delivers both DOWNs within TTL + 3 s of the
+/// cut, once each and in order (the final check against the reference
+/// history); no `A.is_up` call started after the reference watch (on a
+/// majority member) received a DOWN answers UP; A's view never answers UP
+/// at a revision that includes the DOWN, nor after A's subscription
+/// delivered it. The view may still answer from the state before the DOWN
+/// until its watch leaves the cut-off member: that window is measured and
+/// printed ("still at the pre-DOWN state ... for ..."), not asserted zero.
+#[test]
+fn a_member_cut_off_from_its_peers_is_left_and_no_read_reports_a_dead_service_up() {
+    let _g = serial();
+    let cluster = Cluster::start_with(
+        3,
+        EtcdOpts {
+            peer_proxies: true,
+            ..Default::default()
+        },
+    );
+    let ns = namespace("peer-partition");
+    let start = cluster.raw().revision();
+    // Client A reaches member i through `via[i]`, so the test can make its
+    // watch live on the member it is about to cut off.
+    let via: Vec<Proxy> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| Proxy::start(e))
+        .collect();
+    let via_eps: Vec<String> = via.iter().map(Proxy::endpoint).collect();
+    let a = connect(&via_eps, &ns, TTL);
+    let a_col = Collector::start(&a);
+    let view = a.view().expect("view");
+    let mut forced_all = Vec::new();
+    let mut expired_all = Vec::new();
+    let mut isolated: Vec<usize> = Vec::new();
+
+    // Each round cuts off a member that is not the leader, a different one
+    // the second time.
+    for round in 0..2 {
+        let leader = cluster
+            .wait_leader(Duration::from_secs(10))
+            .expect("leader");
+        let x = (0..3)
+            .find(|i| *i != leader && !isolated.contains(i))
+            .or_else(|| (0..3).find(|i| *i != leader))
+            .unwrap();
+        isolated.push(x);
+        let majority: Vec<usize> = (0..3).filter(|i| *i != x).collect();
+        let maj_eps: Vec<String> = majority
+            .iter()
+            .map(|i| cluster.member_ref(*i).endpoint())
+            .collect();
+        let label = format!("round {round} (member {x} cut off, leader {leader})");
+        let reference = RefWatch::start(&maj_eps[0], &ns, start);
+        let b = connect(&maj_eps, &ns, TTL);
+        let host = format!("r{round}");
+        let mut child =
+            Registrant::start(&maj_eps, &ns, TTL, &["--type", "daemon", "--host", &host]);
+        let expired = child.uuid.clone();
+        let forced = register(&b, &Service::new("svc", &format!("forced-{round}")), ttl());
+        for u in [&expired, &forced] {
+            assert!(a_col.wait_for(EventKind::Registered, u, Duration::from_secs(5)));
+        }
+        pin_streams(&via, x, &a_col, &b, &format!("pin-{round}"));
+
+        let uuids = vec![expired.clone(), forced.clone()];
+        // A's calls: a round of reads every 20 ms, however long some take.
+        let ac = a.clone();
+        let client_reads = ReadSampler::start(&uuids, Duration::from_millis(20), 64, move |u| {
+            (0, ac.is_up(u).map_err(|e| (e.kind(), e.to_string())))
+        });
+        let v = view.clone();
+        let view_reads = ReadSampler::start(&uuids, Duration::from_millis(5), 1, move |u| {
+            let rev = v.revision();
+            (rev, v.is_up(u).map_err(|e| (e.kind(), e.to_string())))
+        });
+        // Both services read UP from A's calls and view before the cut.
+        let saw_up = |s: &ReadSampler, which: usize| {
+            s.reads()
+                .iter()
+                .any(|r| r.which == which && r.outcome == Ok(true))
+        };
+        assert!(
+            wait_until(Duration::from_secs(5), || (0..2).all(|w| saw_up(
+                &view_reads,
+                w
+            ) && saw_up(
+                &client_reads,
+                w
+            ))),
+            "{label}: not read UP before the cut"
+        );
+        let before_cut: Vec<Read> = client_reads
+            .reads()
+            .into_iter()
+            .chain(view_reads.reads())
+            .collect();
+        assert!(
+            before_cut.iter().all(|r| r.outcome != Ok(false)),
+            "{label}: read DOWN before the cut: {before_cut:?}"
+        );
+        let errors_before_cut: Vec<&(ErrorKind, String)> = before_cut
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().err())
+            .collect();
+        if !errors_before_cut.is_empty() {
+            println!("peer partition {label}: failed reads before the cut: {errors_before_cut:?}");
+        }
+
+        cluster.isolate(x);
+        let t0 = Instant::now();
+        child.kill();
+        let deadline = Instant::now() + REQUEST_TIMEOUT * 2;
+        loop {
+            match b.down(&forced, "maintenance", 0, 0) {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("{label}: forcing DOWN: {e}"),
+            }
+        }
+        // The harness did cut it off: it loses its leader.
+        assert!(
+            wait_until(Duration::from_secs(3), || cluster
+                .member_ref(x)
+                .has_leader()
+                == Some(false)),
+            "{label}: member {x} still has a leader"
+        );
+        let leaderless = t0.elapsed();
+        let bound = ttl() + Duration::from_secs(3);
+        let mut downs = Vec::new();
+        for (what, u) in [("expired", &expired), ("forced", &forced)] {
+            let (rev, seen_ref) = reference
+                .wait_down(u, bound.saturating_sub(t0.elapsed()))
+                .unwrap_or_else(|| panic!("{label}: the majority never saw {what} DOWN"));
+            assert!(
+                a_col.wait_for(EventKind::Down, u, bound.saturating_sub(t0.elapsed())),
+                "{label}: A did not see {what} DOWN within {bound:?} of the cut; A's stats {:?}",
+                a.stats()
+            );
+            let seen_a = a_col.arrival(EventKind::Down, u).unwrap();
+            downs.push((what, rev, seen_ref, seen_a));
+        }
+        // Keep watching the reads a while longer with the member still cut off.
+        let last_down = downs.iter().map(|d| d.3).max().unwrap();
+        std::thread::sleep(
+            (last_down + Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+        );
+        let cut_for = t0.elapsed();
+        cluster.rejoin(x);
+        let healed = Instant::now();
+        assert!(
+            wait_until(Duration::from_secs(10), || cluster
+                .member_ref(x)
+                .has_leader()
+                == Some(true)),
+            "{label}: member {x} did not rejoin"
+        );
+        let after = register(
+            &b,
+            &Service::new("svc", &format!("after-{round}")),
+            Duration::from_secs(10),
+        );
+        assert!(
+            a_col.wait_for(EventKind::Registered, &after, Duration::from_secs(10)),
+            "{label}: A's subscription did not carry on after the heal"
+        );
+        // Everyone converges: A's view and calls, and the cut-off member.
+        view.sync(Duration::from_secs(5)).expect("view sync");
+        let on_x = connect(&[cluster.member_ref(x).endpoint()], &ns, TTL);
+        assert!(
+            wait_until(Duration::from_secs(10), || on_x
+                .is_up(&after)
+                .unwrap_or(false)),
+            "{label}: member {x} did not catch up"
+        );
+        for u in [&expired, &forced] {
+            assert!(!view.is_up(u).unwrap(), "{label}");
+            assert!(!a.is_up(u).unwrap(), "{label}");
+            assert!(!on_x.is_up(u).unwrap(), "{label}");
+        }
+        assert!(view.is_up(&after).unwrap() && a.is_up(&after).unwrap());
+        let converged = healed.elapsed();
+        let client_log = client_reads.finish();
+        let view_log = view_reads.finish();
+
+        // Judge every read against the reference.
+        let mut report = Vec::new();
+        for (which, (what, rev, seen_ref, seen_a)) in downs.iter().enumerate() {
+            let mine = |log: &[Read]| -> Vec<Read> {
+                log.iter().filter(|r| r.which == which).cloned().collect()
+            };
+            let (cl, vl) = (mine(&client_log), mine(&view_log));
+            // A linearizable read started after the majority committed the
+            // DOWN must not say UP.
+            let false_up: Vec<&Read> = cl
+                .iter()
+                .filter(|r| r.started > *seen_ref && r.outcome == Ok(true))
+                .collect();
+            // The view never says UP at a revision that includes the DOWN,
+            // nor once the subscription (same model) has delivered it.
+            let contradicting: Vec<&Read> = vl
+                .iter()
+                .filter(|r| r.outcome == Ok(true) && (r.revision >= *rev || r.started > *seen_a))
+                .collect();
+            // Reads of the view still reflecting the state before the DOWN
+            // (stale, not contradicting: its revision predates the DOWN).
+            let stale: Vec<&Read> = vl
+                .iter()
+                .filter(|r| r.started > *seen_ref && r.outcome == Ok(true))
+                .collect();
+            let stale_for = stale
+                .iter()
+                .map(|r| r.started - *seen_ref)
+                .max()
+                .unwrap_or_default();
+            if *what == "forced" {
+                // The scenario did happen: A's watch was on the cut-off
+                // member, so its view lagged the majority's forced DOWN
+                // (one on a majority member follows within milliseconds).
+                assert!(
+                    vl.iter()
+                        .any(|r| r.started > *seen_ref + Duration::from_millis(100)
+                            && r.revision < *rev),
+                    "{label}: A's watch was not on member {x} when it was cut off"
+                );
+            }
+            let errors = cl.iter().filter(|r| r.outcome.is_err()).count();
+            let mut messages: Vec<String> = cl
+                .iter()
+                .filter_map(|r| r.outcome.as_ref().err())
+                .map(|(k, m)| format!("{k:?}: {m}"))
+                .collect();
+            messages.sort();
+            messages.dedup();
+            // Meanwhile A's own calls (linearizable reads) already said DOWN.
+            let calls_down_before_view = cl
+                .iter()
+                .filter(|r| r.started > *seen_ref && r.started < *seen_a && r.outcome == Ok(false))
+                .count();
+            let slowest = cl.iter().map(|r| r.took).max().unwrap_or_default();
+            report.push(format!(
+                "{what}: majority DOWN {:?} after the cut, A's DOWN {:?} after the cut ({:?} after the majority); A.is_up {} reads, false UP {}, errors {errors} {messages:?}, slowest {slowest:?}, DOWN before A's view knew {calls_down_before_view}; view {} reads, contradicting {}, still at the pre-DOWN state {} for {stale_for:?} after the majority's DOWN",
+                *seen_ref - t0,
+                *seen_a - t0,
+                seen_a.saturating_duration_since(*seen_ref),
+                cl.len(),
+                false_up.len(),
+                vl.len(),
+                contradicting.len(),
+                stale.len(),
+            ));
+            assert!(
+                false_up.is_empty(),
+                "{label}: A.is_up said UP after the majority saw {what} DOWN: {false_up:?}"
+            );
+            assert!(
+                contradicting.is_empty(),
+                "{label}: A's view said UP at or after {what}'s DOWN: {contradicting:?}"
+            );
+            assert!(
+                slowest <= REQUEST_TIMEOUT + CALL_SLACK,
+                "{label}: an is_up call hung for {slowest:?}"
+            );
+            assert!(
+                cl.iter().all(|r| matches!(
+                    r.outcome,
+                    Ok(_) | Err((ErrorKind::Unavailable | ErrorKind::Timeout, _))
+                )),
+                "{label}: unexpected errors"
+            );
+        }
+        println!(
+            "peer partition {label}: member {x} leaderless {leaderless:?} after the cut, cut off for {cut_for:?}, converged {converged:?} after the heal; A's stats {:?}\n  {}",
+            a.stats(),
+            report.join("\n  ")
+        );
+        let a_down = |u: &str| {
+            a_col
+                .events()
+                .into_iter()
+                .find(|e| e.kind == EventKind::Down && e.uuid == u)
+        };
+        assert_eq!(a_down(&expired).unwrap().reason, Some(DownReason::Expired));
+        assert_eq!(a_down(&forced).unwrap().reason, Some(DownReason::Forced));
+        // The live reference agrees with the history read afterwards.
+        let hist = history(&cluster.raw(), &ns, start);
+        let seen = reference.changes();
+        assert_eq!(
+            seen.iter()
+                .map(|c| (c.revision, &c.key, c.put))
+                .collect::<Vec<_>>(),
+            hist[..seen.len()]
+                .iter()
+                .map(|c| (c.revision, &c.key, c.put))
+                .collect::<Vec<_>>(),
+            "{label}: the reference watch missed changes"
+        );
+        b.close().expect("close b");
+        expired_all.push(expired);
+        forced_all.push(forced);
+    }
+
+    // After both rounds: every event once, in order, none missing.
+    let raw = cluster.raw();
+    let expected = expected_events(&ns, &history(&raw, &ns, start));
+    check_against_reference("peer partition: A", &a_col.events(), &expected);
+    for u in expired_all.iter().chain(&forced_all) {
+        assert_eq!(a_col.count(EventKind::Down, u), 1, "{u}");
+    }
 }

@@ -6,11 +6,12 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Raw, random_u64, wait_until};
+use super::proxy::Classifier;
+use super::{Proxy, Raw, random_u64, wait_until};
 
 /// How long a member (or a whole cluster) may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -31,6 +32,11 @@ pub struct EtcdOpts {
     /// Serve clients over TLS with these PEM files (health is then checked
     /// on a plain-HTTP metrics port).
     pub tls: Option<TlsFiles>,
+    /// [`Cluster`] only: put a [`Proxy`] in front of each member's peer
+    /// port. Members listen on their real peer ports but advertise (and
+    /// find each other through) the proxies, so [`Cluster::isolate`] can cut
+    /// one member off from its peers while clients still reach it.
+    pub peer_proxies: bool,
 }
 
 /// Server-side TLS files for a member.
@@ -149,20 +155,28 @@ pub struct Member {
     log_path: PathBuf,
     args: Vec<String>,
     child: Mutex<Option<Child>>,
+    /// Pid of the current process (0 when not running), shared with the
+    /// peer proxies' classifier.
+    pid_slot: Arc<AtomicU32>,
     paused: AtomicBool,
     /// Byte offset in the log file where the current run's output starts.
     log_offset: AtomicU64,
 }
 
 impl Member {
+    /// `advertised_peer`: the port other members reach this one on (its
+    /// own peer port, or the port of a proxy in front of it).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         base: &Path,
         name: &str,
         client: Port,
         peer: Port,
+        advertised_peer: u16,
         initial_cluster: &str,
         token: &str,
         opts: &EtcdOpts,
+        pid_slot: Arc<AtomicU32>,
     ) -> Member {
         let data_dir = base.join(format!("{name}.etcd"));
         let log_path = base.join(format!("{name}.log"));
@@ -170,13 +184,14 @@ impl Member {
         let metrics = opts.tls.as_ref().map(|_| free_port());
         let client_url = format!("{scheme}://127.0.0.1:{}", client.port);
         let peer_url = format!("http://127.0.0.1:{}", peer.port);
+        let advertised_peer_url = format!("http://127.0.0.1:{advertised_peer}");
         let mut args: Vec<String> = vec![
             format!("--name={name}"),
             format!("--data-dir={}", data_dir.display()),
             format!("--listen-client-urls={client_url}"),
             format!("--advertise-client-urls={client_url}"),
             format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={advertised_peer_url}"),
             format!("--initial-cluster={initial_cluster}"),
             format!("--initial-cluster-token={token}"),
             "--initial-cluster-state=new".into(),
@@ -212,6 +227,7 @@ impl Member {
             log_path,
             args,
             child: Mutex::new(None),
+            pid_slot,
             paused: AtomicBool::new(false),
             log_offset: AtomicU64::new(0),
         }
@@ -252,6 +268,7 @@ impl Member {
                 etcd_bin()
             ))
         })?;
+        self.pid_slot.store(c.id(), Ordering::SeqCst);
         *child = Some(c);
         self.paused.store(false, Ordering::SeqCst);
         Ok(())
@@ -437,6 +454,7 @@ impl Member {
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
+        self.pid_slot.store(0, Ordering::SeqCst);
         self.paused.store(false, Ordering::SeqCst);
     }
 
@@ -484,6 +502,16 @@ impl Member {
     pub fn resume(&self) {
         self.signal(libc::SIGCONT);
         self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether this member knows a leader (its Status names one); `None`
+    /// if it is not running, paused or not answering within ~1.5 s.
+    pub fn has_leader(&self) -> Option<bool> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build tokio runtime");
+        self.status(&rt).map(|(_, leader, _)| leader != 0)
     }
 
     /// Member id and whether this member currently believes it is the
@@ -554,6 +582,64 @@ fn http_health(port: u16) -> bool {
     body.starts_with("HTTP/1.1 200") && body.contains("\"health\":\"true\"")
 }
 
+/// Which member's process opened the loopback TCP connection that arrived
+/// from `from` at local port `to_port`: the socket whose local end is `from`
+/// and remote end `to_port` is looked up in /proc/net/tcp{,6}, and its inode
+/// among the members' open file descriptors (Linux only; `None` elsewhere,
+/// or when the owner is not a member).
+fn connection_owner(from: SocketAddr, to_port: u16, pids: &[Arc<AtomicU32>]) -> Option<usize> {
+    // The connecting side's socket exists before the connection is
+    // accepted; retry briefly in case /proc lags.
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let Some(inode) = socket_inode(from.port(), to_port) else {
+            continue;
+        };
+        let needle = format!("socket:[{inode}]");
+        return pids.iter().position(|pid| {
+            let pid = pid.load(Ordering::SeqCst);
+            pid != 0 && process_has_fd(pid, &needle)
+        });
+    }
+    None
+}
+
+/// Inode of the TCP socket with local port `local` and remote port
+/// `remote`. Ports in /proc/net/tcp are 4 hex digits after the ':'.
+fn socket_inode(local: u16, remote: u16) -> Option<u64> {
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && port_of(f[1]) == Some(local) && port_of(f[2]) == Some(remote) {
+                if let Ok(inode) = f[9].parse::<u64>() {
+                    if inode != 0 {
+                        return Some(inode);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn process_has_fd(pid: u32, link: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == std::ffi::OsStr::new(link))
+    })
+}
+
 fn unique_token() -> String {
     format!("oslively-{}-{:016x}", std::process::id(), random_u64())
 }
@@ -593,6 +679,7 @@ impl Etcd {
 
     #[track_caller]
     pub fn start_with(opts: EtcdOpts) -> Etcd {
+        assert!(!opts.peer_proxies, "peer proxies need a Cluster");
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::Builder::new()
@@ -601,7 +688,18 @@ impl Etcd {
                 .expect("create temp dir");
             let (client, peer) = (free_port(), free_port());
             let ic = format!("m0=http://127.0.0.1:{}", peer.port);
-            let member = Member::new(dir.path(), "m0", client, peer, &ic, &unique_token(), &opts);
+            let advertised = peer.port;
+            let member = Member::new(
+                dir.path(),
+                "m0",
+                client,
+                peer,
+                advertised,
+                &ic,
+                &unique_token(),
+                &opts,
+                Arc::default(),
+            );
             let res = member
                 .spawn()
                 .and_then(|()| member.wait_healthy(START_TIMEOUT));
@@ -709,6 +807,9 @@ impl Drop for Etcd {
 pub struct Cluster {
     // Field order matters: kill the processes before removing the directory.
     members: Vec<Member>,
+    /// With [`EtcdOpts::peer_proxies`]: the proxy in front of each member's
+    /// peer port (empty otherwise).
+    peer_proxies: Vec<Proxy>,
     dir: tempfile::TempDir,
 }
 
@@ -740,19 +841,56 @@ impl Cluster {
             .tempdir()
             .expect("create temp dir");
         let ports: Vec<(Port, Port)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let ic = ports
+        let pids: Vec<Arc<AtomicU32>> = (0..n).map(|_| Arc::default()).collect();
+        let peer_proxies: Vec<Proxy> = if opts.peer_proxies {
+            assert!(n <= 64, "at most 64 members behind peer proxies");
+            let owners = pids.clone();
+            let classify: Classifier =
+                Arc::new(move |from, to_port| connection_owner(from, to_port, &owners));
+            ports
+                .iter()
+                .map(|(_, p)| {
+                    Proxy::start_classified(&format!("127.0.0.1:{}", p.port), classify.clone())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let advertised: Vec<u16> = match peer_proxies.is_empty() {
+            true => ports.iter().map(|(_, p)| p.port).collect(),
+            false => peer_proxies.iter().map(Proxy::port).collect(),
+        };
+        let ic = advertised
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{}", p.port))
+            .map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
         let token = unique_token();
         let members: Vec<Member> = ports
             .into_iter()
+            .zip(pids)
             .enumerate()
-            .map(|(i, (c, p))| Member::new(dir.path(), &format!("m{i}"), c, p, &ic, &token, opts))
+            .map(|(i, ((c, p), pid))| {
+                let name = format!("m{i}");
+                Member::new(
+                    dir.path(),
+                    &name,
+                    c,
+                    p,
+                    advertised[i],
+                    &ic,
+                    &token,
+                    opts,
+                    pid,
+                )
+            })
             .collect();
-        let cluster = Cluster { members, dir };
+        let cluster = Cluster {
+            members,
+            peer_proxies,
+            dir,
+        };
         for m in &cluster.members {
             m.spawn()?;
         }
@@ -839,6 +977,45 @@ impl Cluster {
     /// A [`Raw`] client connected to all members.
     pub fn raw(&self) -> Raw {
         Raw::connect(&self.endpoints())
+    }
+
+    /// The proxy in front of member `i`'s peer port (with
+    /// [`EtcdOpts::peer_proxies`]).
+    pub fn peer_proxy(&self, i: usize) -> Option<&Proxy> {
+        self.peer_proxies.get(i)
+    }
+
+    /// Cuts member `i` off from its peers, both ways, while clients still
+    /// reach it: everything sent to its peer port is held, and so is
+    /// everything its own process sends to the other members' peer ports
+    /// (raft messages, lease forwarding, version probes). Bytes are held,
+    /// not lost, as in a network partition. Needs
+    /// [`EtcdOpts::peer_proxies`]. Undo with [`Cluster::rejoin`].
+    pub fn isolate(&self, i: usize) {
+        assert!(
+            !self.peer_proxies.is_empty(),
+            "isolate() needs a cluster started with EtcdOpts::peer_proxies"
+        );
+        self.peer_proxies[i].blackhole();
+        for (j, p) in self.peer_proxies.iter().enumerate() {
+            if j != i {
+                p.blackhole_from(i);
+            }
+        }
+    }
+
+    /// Undoes [`Cluster::isolate`] for member `i`.
+    pub fn rejoin(&self, i: usize) {
+        assert!(
+            !self.peer_proxies.is_empty(),
+            "rejoin() needs a cluster started with EtcdOpts::peer_proxies"
+        );
+        for (j, p) in self.peer_proxies.iter().enumerate() {
+            if j != i {
+                p.heal_from(i);
+            }
+        }
+        self.peer_proxies[i].heal();
     }
 
     pub fn dir(&self) -> &Path {

@@ -9,17 +9,26 @@
 //! * [`Proxy::refuse`] — new connections are closed at once.
 //! * [`Proxy::cut`] — both of the above.
 //! * [`Proxy::delay`] — every chunk is forwarded after a delay.
+//! * [`Proxy::blackhole_from`] — like `blackhole`, but only for connections
+//!   that a [`Classifier`] attributed to one source (see
+//!   [`Proxy::start_classified`]); undone by [`Proxy::heal_from`] or `heal`.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Says which source (0..64) opened a connection, given its remote address
+/// and the proxy's listening port; `None` when it cannot tell.
+pub type Classifier = Arc<dyn Fn(SocketAddr, u16) -> Option<usize> + Send + Sync>;
 
 #[derive(Default)]
 struct Shared {
     refuse: AtomicBool,
     blackhole: AtomicBool,
+    /// Bit `i` set: connections classified as source `i` are blackholed.
+    blocked_sources: AtomicU64,
     delay_ms: AtomicU64,
     stop: AtomicBool,
     /// Bytes forwarded (both directions).
@@ -34,9 +43,15 @@ impl Shared {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits while blackholed; false if the proxy is stopping.
-    fn wait_open(&self) -> bool {
-        while self.blackhole.load(Ordering::SeqCst) {
+    fn held(&self, source: Option<usize>) -> bool {
+        self.blackhole.load(Ordering::SeqCst)
+            || source.is_some_and(|s| self.blocked_sources.load(Ordering::SeqCst) & (1 << s) != 0)
+    }
+
+    /// Waits while blackholed (for this connection's `source`); false if
+    /// the proxy is stopping.
+    fn wait_open(&self, source: Option<usize>) -> bool {
+        while self.held(source) {
             if self.stop.load(Ordering::SeqCst) {
                 return false;
             }
@@ -55,6 +70,18 @@ impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`
     /// (`http://127.0.0.1:port` or `127.0.0.1:port`).
     pub fn start(upstream: &str) -> Proxy {
+        Self::start_inner(upstream, None)
+    }
+
+    /// Like [`Proxy::start`], and every accepted connection is attributed
+    /// to a source by `classify` (called once per connection, before
+    /// anything is forwarded), so [`Proxy::blackhole_from`] can hold the
+    /// traffic of one source only.
+    pub fn start_classified(upstream: &str, classify: Classifier) -> Proxy {
+        Self::start_inner(upstream, Some(classify))
+    }
+
+    fn start_inner(upstream: &str, classify: Option<Classifier>) -> Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
@@ -76,10 +103,12 @@ impl Proxy {
                 }
                 let sh = sh.clone();
                 let upstream = upstream.clone();
+                let classify = classify.clone();
                 // Connect upstream off the accept thread: while blackholed a
                 // new connection just hangs.
                 std::thread::spawn(move || {
-                    if !sh.wait_open() {
+                    let source = classify.and_then(|f| f(client.peer_addr().ok()?, port));
+                    if !sh.wait_open(source) {
                         return;
                     }
                     let Ok(server) = TcpStream::connect(&upstream) else {
@@ -94,8 +123,8 @@ impl Proxy {
                     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                         return;
                     };
-                    pipe(sh.clone(), c2, s2);
-                    pipe(sh, server, client);
+                    pipe(sh.clone(), c2, s2, source);
+                    pipe(sh, server, client, source);
                 });
             }
         });
@@ -124,6 +153,24 @@ impl Proxy {
         }
     }
 
+    /// Stops forwarding, both ways, on the connections attributed to
+    /// `source` (< 64) by this proxy's classifier, old and new, without
+    /// closing anything. No effect on a proxy started without one.
+    pub fn blackhole_from(&self, source: usize) {
+        assert!(source < 64, "source {source} out of range");
+        self.shared
+            .blocked_sources
+            .fetch_or(1 << source, Ordering::SeqCst);
+    }
+
+    /// Undoes [`Proxy::blackhole_from`] for `source`.
+    pub fn heal_from(&self, source: usize) {
+        assert!(source < 64, "source {source} out of range");
+        self.shared
+            .blocked_sources
+            .fetch_and(!(1 << source), Ordering::SeqCst);
+    }
+
     /// Closes new connections at once.
     pub fn refuse(&self) {
         self.shared.refuse.store(true, Ordering::SeqCst);
@@ -146,6 +193,7 @@ impl Proxy {
     pub fn heal(&self) {
         self.shared.refuse.store(false, Ordering::SeqCst);
         self.shared.delay_ms.store(0, Ordering::SeqCst);
+        self.shared.blocked_sources.store(0, Ordering::SeqCst);
         self.shared.blackhole.store(false, Ordering::SeqCst);
     }
 
@@ -171,7 +219,7 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
+fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream, source: Option<usize>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
@@ -180,7 +228,7 @@ fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
                 Ok(n) => n,
             };
             // Hold the chunk while blackholed (nothing is lost).
-            if !sh.wait_open() {
+            if !sh.wait_open(source) {
                 break;
             }
             let delay = sh.delay_ms.load(Ordering::SeqCst);
