@@ -66,9 +66,15 @@ impl Client {
             &format!("connecting to {endpoints}"),
             config.get_connect_timeout(),
             async move {
-                let etcd = connect_etcd(&cfg).await?;
+                let (reroute_tx, reroutes) = watch::channel(0u64);
+                let etcd = connect_etcd(&cfg, reroute_tx).await?;
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
-                let store = Store::new(etcd.kv_client(), Keys::new(cfg.get_namespace()), auth);
+                let store = Store::new(
+                    etcd.kv_client(),
+                    Keys::new(cfg.get_namespace()),
+                    auth,
+                    reroutes,
+                );
                 let lease = Lease::grant(
                     etcd.lease_client(),
                     store.clone(),
@@ -364,7 +370,7 @@ impl Drop for Inner {
     }
 }
 
-async fn connect_etcd(cfg: &Config) -> Result<etcd_client::Client> {
+async fn connect_etcd(cfg: &Config, reroute: watch::Sender<u64>) -> Result<etcd_client::Client> {
     // No per-request timeout here: tonic would apply it to whole streams
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
     // pings find dead connections; etcd's default minimum ping interval is
@@ -406,6 +412,7 @@ async fn connect_etcd(cfg: &Config) -> Result<etcd_client::Client> {
             ttl,
             probe_timeout,
             probe,
+            reroute,
         ));
     }
     Ok(client)
@@ -428,6 +435,7 @@ async fn steer_endpoints(
     ttl: Duration,
     probe_timeout: Duration,
     probe_opts: ConnectOptions,
+    reroute: watch::Sender<u64>,
 ) {
     let every = (ttl / 10).clamp(Duration::from_millis(150), Duration::from_secs(1));
     let mut probes = Vec::with_capacity(endpoints.len());
@@ -495,6 +503,10 @@ async fn steer_endpoints(
                     }
                 );
                 active[i] = false;
+                // Streams opened before (watch, keepalive) may still be on
+                // it: a member without a leader keeps serving an open watch
+                // from its stale revision. Tell them to reopen elsewhere.
+                reroute.send_modify(|n| *n += 1);
             }
         }
     }

@@ -202,9 +202,16 @@ impl Lease {
             self.period().max(Duration::from_millis(200)),
         );
         let mut failing = false;
+        let mut reroutes = self.store.reroutes();
+        reroutes.mark_unchanged();
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if reroutes.has_changed().unwrap_or(false) {
+                // A member left rotation: the stream may be on it.
+                reroutes.mark_unchanged();
+                stream = None;
             }
             let id = self.id();
             // Half a period: a blackholed member is noticed (and left, the

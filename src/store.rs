@@ -168,6 +168,9 @@ pub(crate) struct Store {
     /// so the next change is one guarded transaction with no read first.
     /// Only a hint: the compares reject it if anything changed meanwhile.
     last: Arc<Mutex<HashMap<String, Snapshot>>>,
+    /// Bumped whenever endpoint steering takes a member out of rotation, so
+    /// long-lived streams (keepalive, watch) leave it too.
+    reroutes: tokio::sync::watch::Receiver<u64>,
 }
 
 /// A service's keys as last seen: record, UP, DOWN and type/host index.
@@ -184,13 +187,25 @@ struct Snapshot {
 const MAX_SNAPSHOTS: usize = 100_000;
 
 impl Store {
-    pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth) -> Store {
+    pub(crate) fn new(
+        kv: KvClient,
+        keys: Keys,
+        auth: Auth,
+        reroutes: tokio::sync::watch::Receiver<u64>,
+    ) -> Store {
         Store {
             kv,
             keys,
             auth,
             last: Arc::default(),
+            reroutes,
         }
+    }
+
+    /// Changes whenever a member is taken out of rotation; streams opened
+    /// before should be reopened.
+    pub(crate) fn reroutes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reroutes.clone()
     }
 
     pub(crate) fn keys(&self) -> &Keys {
@@ -959,7 +974,10 @@ const MOMENTARY_ATTEMPTS: u32 = 3;
 
 fn is_momentary(e: &etcd_client::Error) -> bool {
     let m = e.to_string();
-    m.contains("leader changed") || m.contains("no leader") || m.contains("transport error")
+    m.contains("leader changed")
+        || m.contains("no leader")
+        || m.contains("transport error")
+        || m.contains("connection closed")
 }
 
 /// True when a write of `new` puts the UP key (on `lease`).

@@ -330,6 +330,8 @@ impl Hub {
                 ));
             }
         };
+        let mut reroutes = self.store.reroutes();
+        reroutes.mark_unchanged();
         let mut last_heard = Instant::now();
         let mut asked_progress = false;
         loop {
@@ -342,6 +344,12 @@ impl Hub {
                     if r.is_err() || *stop.borrow() {
                         return Outcome::Stopped;
                     }
+                }
+                Ok(()) = reroutes.changed() => {
+                    return Outcome::Broken(Error::new(
+                        ErrorKind::Unavailable,
+                        "a member was taken out of rotation; moving the watch",
+                    ));
                 }
                 msg = timeout(wait, stream.message()) => match msg {
                     Ok(Ok(Some(resp))) => {
