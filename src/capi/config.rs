@@ -378,3 +378,47 @@ mod tests {
         lively_config::lively_config_free(cfg);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::ffi::CString;
+
+    proptest! {
+        /// Any bytes a C caller passes as a string (invalid UTF-8, control
+        /// characters, huge lengths; a C string cannot hold a NUL) get a
+        /// status code, never a panic, and a refused value changes nothing.
+        #[test]
+        fn any_c_string_in_any_setter_gets_a_code(
+            bytes in proptest::collection::vec(1u8..=255, 0..600),
+            huge in 0usize..3,
+            which in 0usize..6,
+        ) {
+            let mut bytes = bytes;
+            if huge == 0 {
+                bytes = bytes.repeat(200);
+            }
+            let s = CString::new(bytes).expect("no NUL by construction");
+            let cfg = lively_config::lively_config_new();
+            let before = format!("{:?}", unsafe { lively_config::get(cfg) }.map(|c| c.clone()).ok());
+            let rc = match which {
+                0 => lively_config::lively_config_set_endpoints(cfg, s.as_ptr()),
+                1 => lively_config::lively_config_set_namespace(cfg, s.as_ptr()),
+                2 => lively_config::lively_config_set_user(cfg, s.as_ptr(), s.as_ptr()),
+                3 => lively_config::lively_config_set_tls_ca_file(cfg, s.as_ptr()),
+                4 => lively_config::lively_config_set_tls_client_cert(cfg, s.as_ptr(), s.as_ptr()),
+                _ => lively_config::lively_config_set_tls_server_name(cfg, s.as_ptr()),
+            };
+            prop_assert!(matches!(
+                rc,
+                lively_result::Ok | lively_result::InvalidUtf8 | lively_result::Config | lively_result::InvalidArgument
+            ), "{:?}", rc);
+            if rc != lively_result::Ok {
+                let after = format!("{:?}", unsafe { lively_config::get(cfg) }.map(|c| c.clone()).ok());
+                prop_assert_eq!(before, after, "a refused value changed the config");
+            }
+            lively_config::lively_config_free(cfg);
+        }
+    }
+}
