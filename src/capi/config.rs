@@ -401,7 +401,7 @@ mod properties {
             }
             let s = CString::new(bytes).expect("no NUL by construction");
             let cfg = lively_config::lively_config_new();
-            let before = format!("{:?}", unsafe { lively_config::get(cfg) }.map(|c| c.clone()).ok());
+            let before = format!("{:?}", unsafe { lively_config::get(cfg) }.ok().cloned());
             let rc = match which {
                 0 => lively_config::lively_config_set_endpoints(cfg, s.as_ptr()),
                 1 => lively_config::lively_config_set_namespace(cfg, s.as_ptr()),
@@ -415,7 +415,7 @@ mod properties {
                 lively_result::Ok | lively_result::InvalidUtf8 | lively_result::Config | lively_result::InvalidArgument
             ), "{:?}", rc);
             if rc != lively_result::Ok {
-                let after = format!("{:?}", unsafe { lively_config::get(cfg) }.map(|c| c.clone()).ok());
+                let after = format!("{:?}", unsafe { lively_config::get(cfg) }.ok().cloned());
                 prop_assert_eq!(before, after, "a refused value changed the config");
             }
             lively_config::lively_config_free(cfg);
