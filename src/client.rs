@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::heartbeat::{Lease, with_live_lease};
 use crate::keys::Keys;
 use crate::record::{Service, Status, check_segment, normalize_uuid};
@@ -109,11 +109,6 @@ impl Client {
         })
     }
 
-    #[allow(dead_code)]
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
     }
@@ -143,8 +138,8 @@ impl Client {
     /// A service with status UP is bound to this client's lease and stays UP
     /// while the client lives. An unchanged record writes nothing, but a
     /// restarted daemon re-using its saved uuid gets its UP key moved to this
-    /// client's lease. Fails with [`ErrorKind::Conflict`] when the type+host
-    /// belongs to another uuid, and [`ErrorKind::InvalidArgument`] (writing
+    /// client's lease. Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the type+host
+    /// belongs to another uuid, and [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) (writing
     /// nothing) for a bad field.
     pub fn update(&self, service: &Service) -> Result<String> {
         let svc = service.validated()?;
@@ -236,7 +231,7 @@ impl Client {
     /// Forces a service DOWN for maintenance: status DOWN, the note and the
     /// window (seconds since the epoch, 0 for none) recorded, its UP key
     /// removed and its DOWN key written, in one transaction.
-    /// [`ErrorKind::NotFound`] if the uuid is unknown.
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if the uuid is unknown.
     pub fn down(
         &self,
         uuid: &str,
@@ -356,11 +351,6 @@ impl Inner {
         };
         self.rt.stop();
         result
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -519,9 +509,10 @@ enum Health {
     Dead,
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
+/// `Client` must stay shareable across threads: a compile-time check.
+const _: fn() = || {
     fn is<T: Send + Sync>() {}
     is::<Client>();
-    let _ = ErrorKind::Internal;
-}
+    is::<crate::View>();
+    is::<crate::Subscription>();
+};

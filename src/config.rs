@@ -124,7 +124,7 @@ impl Config {
     }
 
     /// Defaults overridden by the `OSLIVELY_*` environment variables (see
-    /// [`env`]). A variable that is set but invalid is an error naming it.
+    /// [`mod@env`]). A variable that is set but invalid is an error naming it.
     pub fn from_env() -> Result<Config> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }

@@ -106,20 +106,6 @@ fn is_stored_uuid(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The smallest key greater than every key starting with `prefix`, for range
-/// reads and watches.
-#[allow(dead_code)]
-pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,12 +156,6 @@ mod tests {
         ] {
             assert_eq!(k.parse(junk), None, "{}", String::from_utf8_lossy(junk));
         }
-    }
-
-    #[test]
-    fn prefix_end_is_exclusive_bound() {
-        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(""), vec![0]);
     }
 }
 

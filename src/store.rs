@@ -244,14 +244,26 @@ impl Store {
     async fn read(&self, context: &str, keys: &[&str]) -> Result<Vec<Seen>> {
         let ops: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
         let resp = self.txn(context, Txn::new().and_then(ops)).await?;
-        Ok(resp
+        let seen: Vec<Seen> = resp
             .op_responses()
             .into_iter()
             .map(|r| match r {
                 TxnOpResponse::Get(g) => g.kvs().first().map(seen).unwrap_or_default(),
                 _ => Seen::default(),
             })
-            .collect())
+            .collect();
+        // Callers index the answers by position: never trust a short one.
+        if seen.len() != keys.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{context}: etcd answered {} of {} reads",
+                    seen.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(seen)
     }
 
     /// The cluster's current revision (a linearizable read).

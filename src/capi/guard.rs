@@ -65,7 +65,7 @@ macro_rules! lively_guard {
     }};
 }
 
-/// [`lively_guard!`] for bodies written as `Result<(), Failure>` (so `?`
+/// `lively_guard!` for bodies written as `Result<(), Failure>` (so `?`
 /// works): a failure is recorded as the thread's last error and returned
 /// as its code.
 macro_rules! lively_call {

@@ -5,7 +5,7 @@
 //! - every fallible function returns a [`lively_result`]; outputs go through
 //!   trailing pointers written only on success;
 //! - [`lively_last_error`] gives the calling thread's last failure message;
-//! - every exported body runs inside [`lively_guard!`], so no panic crosses
+//! - every exported body runs inside `lively_guard!`, so no panic crosses
 //!   the boundary; NULL and invalid UTF-8 get their own codes;
 //! - integers from C that name an enum value are validated, never transmuted;
 //! - `*_free(NULL)` is a no-op; memory returned by the library has its own
