@@ -566,3 +566,39 @@ fn closing_the_client_ends_its_subscriptions() {
     client.close().unwrap();
     assert_eq!(reader.join().unwrap(), os_lively::ErrorKind::Closed);
 }
+
+#[test]
+fn the_cli_watch_prints_the_snapshot_then_each_event() {
+    use std::io::{BufRead, BufReader};
+    let etcd = Etcd::start();
+    let ns = namespace("cliwatch");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let before = client.update(&Service::new("t", "before")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oslively"))
+        .arg("watch")
+        .env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
+        .env("OSLIVELY_ETCD_KEY_NAMESPACE", &ns)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.contains("existing") && first.contains(&before),
+        "{first}"
+    );
+    let after = client.update(&Service::new("t", "after")).unwrap();
+    let next = lines.next().unwrap().unwrap();
+    assert!(
+        next.contains("registered") && next.contains(&after) && next.ends_with("- -> UP"),
+        "{next}"
+    );
+    client.down(&after, "", 0, 0).unwrap();
+    let down = lines.next().unwrap().unwrap();
+    assert!(
+        down.contains("down (forced)") && down.ends_with("UP -> DOWN"),
+        "{down}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

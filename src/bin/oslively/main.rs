@@ -6,6 +6,8 @@
 //!     prints "uuid <uuid>" once registered
 //! oslively is-up (<uuid> | --type T --host H)   exit 0 if UP, 1 if not
 //! oslively list [--type T] [--host H] [--region R] [--status UP|DOWN]
+//! oslively watch [--type T] [--host H] [--region R] [--uuid U]
+//!     prints every event (with a snapshot first) until killed
 //! oslively down <uuid> [note]
 //! oslively delete <uuid>
 //! oslively demo        the guided tour on a throwaway etcd (see README)
@@ -23,7 +25,7 @@ mod demo;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: oslively (register|is-up|list|down|delete|demo) ...");
+        eprintln!("usage: oslively (register|is-up|list|watch|down|delete|demo) ...");
         return ExitCode::from(2);
     };
     let rest = &args[1..];
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         "register" => register(rest),
         "is-up" => is_up(rest),
         "list" => list(rest),
+        "watch" => watch(rest),
         "down" => down(rest),
         "delete" => delete(rest),
         other => Err(format!("unknown command {other:?}")),
@@ -137,6 +140,43 @@ fn list(args: &[String]) -> Result<ExitCode, String> {
             s.host,
             s.region
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch(args: &[String]) -> Result<ExitCode, String> {
+    let (flags, _) = parse(args)?;
+    let mut filter = Filter::all();
+    filter.uuid = flags.get("uuid").cloned();
+    filter.service_type = flags.get("type").cloned();
+    filter.host = flags.get("host").cloned();
+    filter.region = flags.get("region").cloned();
+    let client = connect()?;
+    let options = os_lively::SubscribeOptions {
+        snapshot: true,
+        ..Default::default()
+    };
+    let sub = client
+        .subscribe(&filter, &options)
+        .map_err(|e| e.to_string())?;
+    let show = |s: Option<Status>| s.map(Status::as_str).unwrap_or("-");
+    for e in &sub {
+        let reason = e
+            .reason
+            .map(|r| format!(" ({})", format!("{r:?}").to_lowercase()))
+            .unwrap_or_default();
+        println!(
+            "{} {}{} {} {}@{} {} -> {}",
+            e.revision,
+            format!("{:?}", e.kind).to_lowercase(),
+            reason,
+            e.uuid,
+            e.service_type,
+            e.host,
+            show(e.old_status),
+            show(e.new_status)
+        );
+        let _ = std::io::stdout().flush();
     }
     Ok(ExitCode::SUCCESS)
 }
