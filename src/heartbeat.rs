@@ -154,21 +154,31 @@ impl Lease {
     /// Puts back the UP keys of `uuids` on `lease`, dropping the services
     /// that were deleted, forced down or taken over meanwhile.
     async fn rebind(&self, uuids: &[String], lease: i64, previous: i64) -> Result<()> {
-        for uuid in uuids {
-            match self.store.rebind_up(uuid, lease, previous).await? {
+        let verdicts = self.store.rebind_many(uuids, lease, previous).await?;
+        let mut restored = Vec::new();
+        for (uuid, verdict) in verdicts {
+            match verdict {
                 Rebind::Ours => {}
                 Rebind::Restored => {
                     Counters::bump(&self.counters.up_keys_restored);
-                    log::warn!(
-                        "os-lively: service {uuid} is UP again (its UP key was put back on lease {lease:x})"
-                    );
+                    restored.push(uuid);
                 }
                 Rebind::Disowned => {
                     log::info!(
                         "os-lively: service {uuid} was deleted, forced down or taken over; no longer keeping it UP"
                     );
-                    self.disown(uuid);
+                    self.disown(&uuid);
                 }
+            }
+        }
+        match restored.len() {
+            0 => {}
+            1..=10 => log::warn!(
+                "os-lively: UP again (UP key put back on lease {lease:x}): {}",
+                restored.join(", ")
+            ),
+            n => {
+                log::warn!("os-lively: {n} services UP again (UP keys put back on lease {lease:x})")
             }
         }
         Ok(())

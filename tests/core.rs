@@ -732,3 +732,39 @@ fn writes_from_memory_never_override_what_another_client_did() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(raw.keys(&format!("{ns}/services/by-uuid/")).len(), 1);
 }
+
+#[test]
+fn hundreds_of_services_come_back_together_after_a_lease_is_lost() {
+    let etcd = Etcd::start();
+    let ns = namespace("regrantmany");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let n = 300;
+    let uuids: Vec<String> = (0..n)
+        .map(|i| client.update(&Service::new("t", &format!("h{i}"))).unwrap())
+        .collect();
+    etcd.pause();
+    std::thread::sleep(Duration::from_secs(TTL + 2));
+    etcd.resume();
+    let resumed = Instant::now();
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    assert!(
+        wait_until(Duration::from_secs(3 * TTL + 5), || {
+            observer
+                .list(&Filter::all().status(Status::Up))
+                .unwrap()
+                .len()
+                == n
+        }),
+        "not every service came back: {:?}",
+        client.stats()
+    );
+    let took = resumed.elapsed();
+    let stats = client.stats();
+    assert_eq!(stats.lease_regrants, 1, "{stats:?}");
+    assert_eq!(
+        stats.up_keys_restored, n as u64,
+        "one re-put per service: {stats:?}"
+    );
+    assert!(uuids.iter().all(|u| observer.is_up(u).unwrap()));
+    eprintln!("{n} services UP again {took:?} after etcd resumed");
+}
