@@ -497,8 +497,9 @@ impl Store {
             ];
             let mut ops = Vec::new();
             let changed = old.as_ref() != Some(&new);
+            let encoded = if changed { new.to_bytes() } else { Vec::new() };
             if changed {
-                ops.push(TxnOp::put(record_key.as_str(), new.to_bytes(), None));
+                ops.push(TxnOp::put(record_key.as_str(), encoded.clone(), None));
                 if !new.region.is_empty() {
                     ops.push(TxnOp::put(k.region(&new.region, uuid), "", None));
                 }
@@ -537,7 +538,7 @@ impl Store {
                         ops.push(TxnOp::delete(up_key.as_str(), None));
                     }
                     // The Python library bound DOWN keys to a lease; ours are durable.
-                    if !down.exists() || down.lease != 0 {
+                    if puts_down(&down) {
                         ops.push(TxnOp::put(down_key.as_str(), "", None));
                     }
                 }
@@ -578,29 +579,19 @@ impl Store {
                 lease,
                 value: value.to_vec(),
             };
-            let rec = if changed {
-                written(&new.to_bytes(), 0)
-            } else {
-                rec
-            };
+            let rec = if changed { written(&encoded, 0) } else { rec };
             let (up, down) = match new.status {
                 Status::Up if puts_up => (written(b"", lease), Seen::default()),
                 Status::Up => (up, Seen::default()),
-                Status::Down if !down.exists() || down.lease != 0 => {
-                    (Seen::default(), written(b"", 0))
-                }
+                Status::Down if puts_down(&down) => (Seen::default(), written(b"", 0)),
                 Status::Down => (Seen::default(), down),
             };
-            let th_before = type_hosts.get(&new_th).cloned().unwrap_or_default();
-            if !th_before.exists() {
-                type_hosts.insert(new_th.clone(), written(uuid.as_bytes(), 0));
-            }
-            if let Some(old_th) = &old_th {
-                if *old_th != new_th {
-                    type_hosts.insert(old_th.clone(), Seen::default());
-                }
-            }
-            type_hosts.retain(|key, _| *key == new_th);
+            // Only the index the record now names matters for the next write.
+            let th = match type_hosts.remove(&new_th) {
+                Some(th) if th.exists() => th,
+                _ => written(uuid.as_bytes(), 0),
+            };
+            let type_hosts = BTreeMap::from([(new_th, th)]);
             self.remember(
                 uuid,
                 Snapshot {
@@ -1061,6 +1052,12 @@ fn is_momentary(e: &etcd_client::Error) -> bool {
         || m.contains("no leader")
         || m.contains("transport error")
         || m.contains("connection closed")
+}
+
+/// True when a write of a DOWN record (re)writes the DOWN key: it is
+/// missing, or lease-bound as the Python library wrote it (ours are durable).
+fn puts_down(down: &Seen) -> bool {
+    !down.exists() || down.lease != 0
 }
 
 /// True when a write of `new` puts the UP key (on `lease`).

@@ -614,43 +614,28 @@ fn diff(
             ));
             v
         }
-        (Some((ost, os)), Some((nst, ns))) => match (ost, nst) {
-            (Status::Up, Status::Down) => {
-                let reason = if ns.status == Status::Down {
-                    DownReason::Forced
-                } else {
-                    DownReason::Expired
-                };
+        (Some((ost, os)), Some((nst, ns))) => {
+            let event = |kind, reason| {
                 vec![make_event(
-                    EventKind::Down,
-                    Some(reason),
+                    kind,
+                    reason,
                     uuid,
                     Some(ost),
                     Some(nst),
                     Some(ns),
                     revision,
                 )]
+            };
+            match (ost, nst) {
+                (Status::Up, Status::Down) if ns.status == Status::Down => {
+                    event(EventKind::Down, Some(DownReason::Forced))
+                }
+                (Status::Up, Status::Down) => event(EventKind::Down, Some(DownReason::Expired)),
+                (Status::Down, Status::Up) => event(EventKind::Up, None),
+                _ if os != ns => event(EventKind::Updated, None),
+                _ => vec![],
             }
-            (Status::Down, Status::Up) => vec![make_event(
-                EventKind::Up,
-                None,
-                uuid,
-                Some(ost),
-                Some(nst),
-                Some(ns),
-                revision,
-            )],
-            _ if os != ns => vec![make_event(
-                EventKind::Updated,
-                None,
-                uuid,
-                Some(ost),
-                Some(nst),
-                Some(ns),
-                revision,
-            )],
-            _ => vec![],
-        },
+        }
     }
 }
 

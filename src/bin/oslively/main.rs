@@ -5,7 +5,7 @@
 //!     registers and stays UP until stdin closes or the process is killed;
 //!     prints "uuid <uuid>" once registered
 //! oslively is-up (<uuid> | --type T --host H)   exit 0 if UP, 1 if not
-//! oslively list [--type T] [--host H] [--region R] [--status UP|DOWN]
+//! oslively list [--uuid U] [--type T] [--host H] [--region R] [--status UP|DOWN]
 //! oslively watch [--type T] [--host H] [--region R] [--uuid U]
 //!     prints every event (with a snapshot first) until killed
 //! oslively down <uuid> [note]
@@ -117,12 +117,20 @@ fn is_up(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
+/// The `--uuid/--type/--host/--region` narrowing shared by list and watch.
+fn filter_from(flags: &HashMap<String, String>) -> Filter {
+    Filter {
+        uuid: flags.get("uuid").cloned(),
+        service_type: flags.get("type").cloned(),
+        host: flags.get("host").cloned(),
+        region: flags.get("region").cloned(),
+        status: None,
+    }
+}
+
 fn list(args: &[String]) -> Result<ExitCode, String> {
     let (flags, _) = parse(args)?;
-    let mut filter = Filter::all();
-    filter.service_type = flags.get("type").cloned();
-    filter.host = flags.get("host").cloned();
-    filter.region = flags.get("region").cloned();
+    let mut filter = filter_from(&flags);
     filter.status = match flags.get("status").map(String::as_str) {
         None => None,
         Some("UP") | Some("up") => Some(Status::Up),
@@ -146,11 +154,7 @@ fn list(args: &[String]) -> Result<ExitCode, String> {
 
 fn watch(args: &[String]) -> Result<ExitCode, String> {
     let (flags, _) = parse(args)?;
-    let mut filter = Filter::all();
-    filter.uuid = flags.get("uuid").cloned();
-    filter.service_type = flags.get("type").cloned();
-    filter.host = flags.get("host").cloned();
-    filter.region = flags.get("region").cloned();
+    let filter = filter_from(&flags);
     let client = connect()?;
     let options = os_lively::SubscribeOptions {
         snapshot: true,
