@@ -1,0 +1,674 @@
+"""The Pythonic API: `Client`, `View`, `Subscription`.
+
+Every method is one call of the C API (`include/os_lively.h`). Blocking
+calls release the GIL. A client is safe to share between threads. After
+`os.fork()` the child's next call connects a client of its own (the
+parent's lease and thread do not carry over; the inherited handle is left
+alone, never freed or used).
+"""
+
+import atexit
+import datetime
+import logging
+import os
+import threading
+import weakref
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+from . import _convert
+from ._ffi import HAS_HEARTBEAT, HAS_UP, NULL, UINT64_MAX, arg, cstr, fail, ffi, lib
+from .errors import ClosedError, ForkedError, NotSupportedError
+from .model import Event, ServiceInfo, Status
+
+_log = logging.getLogger("os_lively")
+
+Seconds = Union[int, float, datetime.timedelta]
+Timestamp = Union[int, float, datetime.datetime, None]
+
+_FORKED = lib.LIVELY_RESULT_FORKED
+_NULL_PARAMETER = lib.LIVELY_RESULT_NULL_PARAMETER
+_CLOSED = lib.LIVELY_RESULT_CLOSED
+
+# Everything with a handle, so a forked child can drop the parent's
+# handles and clients can be closed at exit.
+_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_handles: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _seconds(value: Optional[Seconds], name: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ValueError("%s must be a non-negative number of seconds or a timedelta, not %r" % (name, value))
+    return float(value)
+
+
+def _millis(value: Optional[Seconds], name: str) -> int:
+    return int(round(_seconds(value, name) * 1000))
+
+
+def _epoch(value: Timestamp, name: str) -> int:
+    """Seconds since the epoch from a datetime (naive = local time, as
+    `datetime.timestamp()` has it) or a number; None -> 0 (none)."""
+    if value is None:
+        return 0
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    if isinstance(value, (int, float)) and value >= 0:
+        return int(value)
+    raise ValueError("%s must be a datetime or Unix seconds, not %r" % (name, value))
+
+
+def _status_code(status) -> int:
+    if isinstance(status, str):
+        try:
+            return int(Status[status.upper()])
+        except KeyError:
+            raise ValueError("status must be UP or DOWN, not %r" % status) from None
+    return int(status)
+
+
+def _filter(uuid=None, service_type=None, host=None, region=None, status=None):
+    f = ffi.new("lively_filter *")
+    keep = []  # the bytes must outlive the call
+    for field, value in (("uuid", uuid), ("service_type", service_type), ("host", host), ("region", region)):
+        if value is not None:
+            b = cstr(value, field)
+            keep.append(b)
+            setattr(f, field, b)
+    if status is not None:
+        f.has_status = True
+        f.status = _status_code(status)
+    return f, keep
+
+
+class Client:
+    """A connection to etcd that registers services and answers liveness
+    questions. Services registered UP through it stay UP while it lives;
+    `close()` (or leaving the `with` block, or the end of the process)
+    revokes its lease, so they go DOWN at once.
+
+    Settings left as None keep the library's defaults (`localhost:2379`,
+    no namespace, 60 s TTL, 5 s timeouts) or, with `Client.from_env()`,
+    the `OSLIVELY_*` environment variables.
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, Sequence[str], None] = None,
+        *,
+        namespace: Optional[str] = None,
+        status_ttl: Optional[Seconds] = None,
+        connect_timeout: Optional[Seconds] = None,
+        request_timeout: Optional[Seconds] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+        tls_server_name: Optional[str] = None,
+        _from_env: bool = False,
+    ) -> None:
+        self._settings = dict(
+            endpoints=endpoints, namespace=namespace, status_ttl=status_ttl,
+            connect_timeout=connect_timeout, request_timeout=request_timeout,
+            user=user, password=password, ca_file=ca_file, cert_file=cert_file,
+            key_file=key_file, tls_server_name=tls_server_name,
+        )
+        self._from_env = _from_env
+        self._lock = threading.Lock()
+        self._closed = False
+        self._handle = NULL
+        self._pid = os.getpid()
+        self._handle = self._connect()
+        _clients.add(self)
+        _handles.add(self)
+
+    @classmethod
+    def from_env(cls, endpoints: Union[str, Sequence[str], None] = None, **overrides) -> "Client":
+        """A client configured from the `OSLIVELY_*` environment variables
+        (as the C library reads them), then `overrides` (the constructor's
+        keyword arguments)."""
+        return cls(endpoints, _from_env=True, **overrides)
+
+    # -- connection ---------------------------------------------------
+
+    def _config(self):
+        s = self._settings
+        if self._from_env:
+            out = ffi.new("lively_config **")
+            rc = lib.lively_config_from_env(out)
+            if rc:
+                fail(rc, "reading the OSLIVELY_* environment")
+            cfg = out[0]
+        else:
+            cfg = lib.lively_config_new()
+            if cfg == NULL:
+                fail(lib.LIVELY_RESULT_PANIC, "lively_config_new")
+        cfg = ffi.gc(cfg, lib.lively_config_free)
+
+        def check(rc, what):
+            if rc:
+                fail(rc, what)
+
+        eps = s["endpoints"]
+        if eps is not None:
+            if not isinstance(eps, str):
+                eps = ",".join(eps)
+            check(lib.lively_config_set_endpoints(cfg, arg(eps, "endpoints")), "endpoints %r" % eps)
+        if s["namespace"] is not None:
+            check(lib.lively_config_set_namespace(cfg, arg(s["namespace"], "namespace")), "namespace")
+        if s["status_ttl"] is not None:
+            ttl = _seconds(s["status_ttl"], "status_ttl")
+            check(lib.lively_config_set_status_ttl(cfg, max(1, int(round(ttl)))), "status_ttl %r" % ttl)
+        if s["connect_timeout"] is not None:
+            ms = _millis(s["connect_timeout"], "connect_timeout")
+            check(lib.lively_config_set_connect_timeout_ms(cfg, ms), "connect_timeout")
+        if s["request_timeout"] is not None:
+            ms = _millis(s["request_timeout"], "request_timeout")
+            check(lib.lively_config_set_request_timeout_ms(cfg, ms), "request_timeout")
+        if s["user"] is not None:
+            check(lib.lively_config_set_user(cfg, arg(s["user"], "user"), arg(s["password"] or "", "password")), "user")
+        if s["ca_file"] is not None:
+            check(lib.lively_config_set_tls_ca_file(cfg, arg(s["ca_file"], "ca_file")), "ca_file")
+        if s["cert_file"] is not None or s["key_file"] is not None:
+            check(lib.lively_config_set_tls_client_cert(
+                cfg, arg(s["cert_file"], "cert_file"), arg(s["key_file"], "key_file")), "cert_file/key_file")
+        if s["tls_server_name"] is not None:
+            check(lib.lively_config_set_tls_server_name(cfg, arg(s["tls_server_name"], "tls_server_name")),
+                  "tls_server_name")
+        return cfg
+
+    def _connect(self):
+        cfg = self._config()
+        out = ffi.new("const lively_client **")
+        rc = lib.lively_client_connect(cfg, out)
+        if rc:
+            fail(rc, "connect")
+        return out[0]
+
+    def _after_fork(self) -> None:
+        # The inherited handle belongs to the parent: its runtime thread does
+        # not exist here and its lease is the parent's. Drop it unfreed; the
+        # next call connects anew (see _recover).
+        self._handle = NULL
+        self._lock = threading.Lock()
+
+    def _recover(self, rc: int, what: str) -> None:
+        """After a failed call: reconnect if the failure is a fork (the
+        caller then retries once), else raise."""
+        if self._closed:
+            raise ClosedError("%s: the client is closed" % what, _CLOSED)
+        if rc in (_FORKED, _NULL_PARAMETER) and (self._handle == NULL or rc == _FORKED):
+            with self._lock:
+                if self._pid != os.getpid() or self._handle == NULL:
+                    self._pid = os.getpid()
+                    self._handle = NULL
+                    self._handle = self._connect()
+                    _log.debug("os_lively: connected a new client in forked child %d", self._pid)
+            return
+        fail(rc, what)
+
+    def _call(self, what: str, fn, *args) -> None:
+        rc = fn(self._handle, *args)
+        if rc:
+            self._recover(rc, what)
+            rc = fn(self._handle, *args)
+            if rc:
+                fail(rc, what)
+
+    # -- writes -------------------------------------------------------
+
+    def update(
+        self,
+        service_type: str,
+        host: str,
+        *,
+        uuid: Optional[str] = None,
+        region: Optional[str] = None,
+        status: Union[Status, int, str] = Status.UP,
+        heartbeat: Optional[Seconds] = None,
+        maintenance_start: Timestamp = None,
+        maintenance_end: Timestamp = None,
+        maintenance_note: Optional[str] = None,
+    ) -> str:
+        """Creates or updates a service (one etcd transaction) and returns
+        its uuid (generated when `uuid` is None; save it and pass it back
+        after a restart). UP services stay UP while this client lives and,
+        with `heartbeat` (seconds), only while you also call `heartbeat()`
+        or `update()` at least that often."""
+        return self._update(
+            uuid, service_type, host, _status_code(status), region,
+            _epoch(maintenance_start, "maintenance_start"), _epoch(maintenance_end, "maintenance_end"),
+            maintenance_note, _millis(heartbeat, "heartbeat"),
+        )
+
+    def _update(self, uuid, service_type, host, status, region, m_start, m_end, m_note, heartbeat_ms) -> str:
+        svc = ffi.new("lively_service *")
+        keep = [cstr(uuid, "uuid"), cstr(service_type, "service_type"), cstr(host, "host"),
+                cstr(region, "region"), cstr(m_note, "maintenance_note")]
+        svc.uuid, svc.service_type, svc.host, svc.region, svc.maintenance_note = keep
+        svc.status = status
+        svc.maintenance_start = m_start
+        svc.maintenance_end = m_end
+        if heartbeat_ms:
+            if not HAS_HEARTBEAT:
+                raise NotSupportedError(
+                    "update(heartbeat=...): the loaded os-lively library has no heartbeat deadlines "
+                    "(lively_service.heartbeat_ms); rebuild it from a newer checkout")
+            svc.heartbeat_ms = heartbeat_ms
+        out = ffi.new("char[]", lib.LIVELY_UUID_BUF_LEN)
+        self._call("update %s@%s" % (service_type, host), lib.lively_client_update, svc, out, len(out))
+        return ffi.string(out).decode()
+
+    def heartbeat(self, uuid: str) -> None:
+        """Checks in for a service registered with a heartbeat deadline
+        (local: no round trip)."""
+        if not HAS_HEARTBEAT:
+            raise NotSupportedError("heartbeat(): the loaded os-lively library has no lively_client_heartbeat")
+        self._call("heartbeat %s" % uuid, lib.lively_client_heartbeat, arg(uuid, "uuid"))
+
+    def down(self, uuid: str, note: Optional[str] = None, *, start: Timestamp = None, end: Timestamp = None) -> None:
+        """Forces a service DOWN for maintenance (an operator's decision:
+        with a library that has `up()`, it sticks until `up()` or the end of
+        the window)."""
+        self._call("down %s" % uuid, lib.lively_client_down, arg(uuid, "uuid"), arg(note, "note"),
+                   _epoch(start, "start"), _epoch(end, "end"))
+
+    def up(self, uuid: str) -> None:
+        """Lifts a forced DOWN."""
+        if not HAS_UP:
+            raise NotSupportedError("up(): the loaded os-lively library has no lively_client_up")
+        self._call("up %s" % uuid, lib.lively_client_up, arg(uuid, "uuid"))
+
+    def delete(self, uuid: str) -> bool:
+        """Removes a service; False if there was none."""
+        out = ffi.new("bool *")
+        self._call("delete %s" % uuid, lib.lively_client_delete, arg(uuid, "uuid"), out)
+        return bool(out[0])
+
+    # -- reads --------------------------------------------------------
+
+    def is_up(self, uuid: Optional[str] = None, *, service_type: Optional[str] = None,
+              host: Optional[str] = None) -> bool:
+        """Whether a service is effectively UP now (one round trip by uuid,
+        two by type and host). Unknown services are not UP."""
+        out = ffi.new("bool *")
+        if uuid is not None:
+            self._call("is_up %s" % uuid, lib.lively_client_is_up, arg(uuid, "uuid"), out)
+        elif service_type is not None and host is not None:
+            self._call("is_up %s@%s" % (service_type, host), lib.lively_client_is_up_by_type_host,
+                       arg(service_type, "service_type"), arg(host, "host"), out)
+        else:
+            raise ValueError("is_up() needs a uuid, or both service_type and host")
+        return bool(out[0])
+
+    def get(self, uuid: Optional[str] = None, *, service_type: Optional[str] = None,
+            host: Optional[str] = None) -> ServiceInfo:
+        """A service's record and liveness; `NotFoundError` if unknown."""
+        out = ffi.new("lively_service_info **")
+        if uuid is not None:
+            self._call("get %s" % uuid, lib.lively_client_get, arg(uuid, "uuid"), out)
+        elif service_type is not None and host is not None:
+            self._call("get %s@%s" % (service_type, host), lib.lively_client_get_by_type_host,
+                       arg(service_type, "service_type"), arg(host, "host"), out)
+        else:
+            raise ValueError("get() needs a uuid, or both service_type and host")
+        info = ffi.gc(out[0], lib.lively_service_info_free)
+        return _convert.service_info(info.service, info.up)
+
+    def list(self, *, uuid: Optional[str] = None, service_type: Optional[str] = None,
+             host: Optional[str] = None, region: Optional[str] = None,
+             status: Union[Status, int, str, None] = None) -> List[ServiceInfo]:
+        """Services matching every filter given (`status` is the effective
+        status)."""
+        f, keep = _filter(uuid, service_type, host, region, status)
+        out = ffi.new("lively_service_list **")
+        self._call("list", lib.lively_client_list, f, out)
+        lst = ffi.gc(out[0], lib.lively_service_list_free)
+        return _convert.service_list(lst)
+
+    def stats(self) -> dict:
+        """Counters: keepalives, reconnects, lease re-grants, events,
+        resyncs, the lease and its remaining TTL (no round trip)."""
+        out = ffi.new("lively_stats *")
+        self._call("stats", lib.lively_client_stats, out)
+        return _convert.stats(out)
+
+    # -- subscriptions and views --------------------------------------
+
+    def subscribe(
+        self,
+        callback: Optional[Callable[[Event], None]] = None,
+        *,
+        uuid: Optional[str] = None,
+        service_type: Optional[str] = None,
+        host: Optional[str] = None,
+        region: Optional[str] = None,
+        snapshot: bool = False,
+        queue_capacity: int = 0,
+    ) -> "Subscription":
+        """Subscribes to changes of the matching services. Without a
+        callback, iterate the returned subscription; with one, it is called
+        for each event on a library thread (one at a time), and an exception
+        it raises is logged (logger `os_lively`) without ending anything.
+        `cancel()` works from any thread and from inside the loop or
+        callback."""
+        f, keep = _filter(uuid, service_type, host, region)
+        opts = ffi.new("lively_subscribe_options *")
+        opts.snapshot = bool(snapshot)
+        opts.queue_capacity = int(queue_capacity)
+        out = ffi.new("lively_subscription **")
+        if callback is None:
+            self._call("subscribe", lib.lively_client_subscribe_pull, f, opts, out)
+            return Subscription(self, out[0], None)
+        state = _CallbackState(callback)
+        self._call("subscribe", lib.lively_client_subscribe, f, opts, lib._os_lively_event_cb,
+                   state.handle, lib._os_lively_release_cb, out)
+        _pending.add(state)
+        return Subscription(self, out[0], state)
+
+    def view(self, stale_after: Optional[Seconds] = None) -> "View":
+        """A local copy of the namespace kept current by a watch: reads
+        without a round trip. Reads fail with `StaleError` once the watch
+        has been disconnected for `stale_after` seconds (None: the status
+        TTL; `float('inf')`: never)."""
+        return View(self, stale_after)
+
+    # -- lifetime -----------------------------------------------------
+
+    def close(self) -> None:
+        """Revokes the lease (this client's services go DOWN at once) and
+        stops the client's thread. Later calls raise `ClosedError`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._handle != NULL and self._pid == os.getpid():
+            rc = lib.lively_client_close(self._handle)
+            if rc:
+                fail(rc, "close")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        h = getattr(self, "_handle", NULL)
+        if h != NULL and self._pid == os.getpid():
+            self._handle = NULL
+            lib.lively_client_free(h)
+
+
+class _CallbackState:
+    """What a callback subscription's userdata points to; kept alive (in
+    `_pending`) until the library's release callback."""
+
+    __slots__ = ("callback", "handle", "__weakref__")
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.handle = ffi.new_handle(self)
+
+
+_pending = set()
+
+
+@ffi.def_extern()
+def _os_lively_event_cb(userdata, event) -> None:
+    try:
+        state = ffi.from_handle(userdata)
+        state.callback(_convert.event(event))
+    except BaseException:
+        # Never let an exception reach the library's thread: log it and go on.
+        _log.exception("os_lively: exception in a subscription callback (the subscription goes on)")
+
+
+@ffi.def_extern()
+def _os_lively_release_cb(userdata) -> None:
+    try:
+        _pending.discard(ffi.from_handle(userdata))
+    except BaseException:
+        _log.exception("os_lively: releasing a subscription")
+
+
+class Subscription:
+    """A subscription: iterate it (pull) or let its callback run.
+
+    Iteration yields `Event`s and ends once `cancel()` was called (from any
+    thread, or inside the loop) or the client closed.
+    """
+
+    def __init__(self, client: Client, handle, state) -> None:
+        self._client = client
+        self._handle = handle
+        self._state = state
+        self._cancelled = False
+        self._pid = os.getpid()
+        _handles.add(self)
+
+    def _after_fork(self) -> None:
+        self._handle = NULL
+
+    def cancel(self) -> None:
+        """Stops the subscription: no callback starts after this returns
+        (outside a callback); iteration ends."""
+        self._cancelled = True
+        if self._handle != NULL:
+            rc = lib.lively_subscription_cancel(self._handle)
+            if rc and rc != _CLOSED:
+                fail(rc, "cancel")
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def next(self, timeout: Optional[Seconds] = None) -> Optional[Event]:
+        """The next event, waiting at most `timeout` seconds (None: until
+        one arrives); None on timeout, or at once once cancelled (see
+        `cancelled`)."""
+        return self._next(timeout)
+
+    def _next(self, timeout: Optional[Seconds]) -> Optional[Event]:
+        if self._state is not None:
+            raise TypeError("next(): this subscription delivers to its callback")
+        remaining = None if timeout is None else _millis(timeout, "timeout")
+        out = ffi.new("lively_event **")
+        while not self._cancelled:
+            if self._handle == NULL:
+                raise ForkedError("this subscription was made before fork() or closed; subscribe again", _FORKED)
+            # Wait in slices so Ctrl-C and cancel() are noticed promptly.
+            step = 200 if remaining is None else min(200, remaining)
+            rc = lib.lively_subscription_next(self._handle, step, out)
+            if rc == _CLOSED:
+                self._cancelled = True
+                break
+            if rc:
+                fail(rc, "subscription next")
+            if out[0] != NULL:
+                ev = ffi.gc(out[0], lib.lively_event_free)
+                return _convert.event(ev)
+            if remaining is not None:
+                remaining -= step
+                if remaining <= 0:
+                    break
+        return None
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        ev = self._next(None)
+        if ev is None:
+            raise StopIteration
+        return ev
+
+    def close(self) -> None:
+        """Cancels and frees the subscription (not while another thread is
+        inside `next()`; `cancel()` is the thread-safe stop)."""
+        self.cancel()
+        h, self._handle = self._handle, NULL
+        if h != NULL and self._pid == os.getpid():
+            lib.lively_subscription_free(h)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        h = getattr(self, "_handle", NULL)
+        if h != NULL and self._pid == os.getpid():
+            self._handle = NULL
+            lib.lively_subscription_free(h)
+
+
+_view_is_up = lib.lively_view_is_up
+_new = ffi.new
+
+
+class View:
+    """A local copy of every service in the client's namespace: `is_up`,
+    `get`, `list` answer without a round trip (about a microsecond)."""
+
+    def __init__(self, client: Client, stale_after: Optional[Seconds]) -> None:
+        self._client = client
+        if stale_after is None:
+            self._stale_ms = 0
+        elif stale_after == float("inf"):
+            self._stale_ms = UINT64_MAX
+        else:
+            self._stale_ms = max(1, _millis(stale_after, "stale_after"))
+        self._pid = os.getpid()
+        self._handle = NULL
+        self._handle = self._new()
+        _handles.add(self)
+
+    def _new(self):
+        out = ffi.new("const lively_view **")
+        self._client._call("view", lib.lively_view_new, self._stale_ms, out)
+        return out[0]
+
+    def _after_fork(self) -> None:
+        self._handle = NULL
+
+    def _retry(self, rc: int, what: str, fn, *args):
+        if rc == _NULL_PARAMETER and self._handle == NULL and self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._handle = self._new()
+            rc = fn(self._handle, *args)
+            if rc == 0:
+                return
+        if rc == _NULL_PARAMETER and self._handle == NULL:
+            raise ClosedError("%s: the view is closed" % what, _CLOSED)
+        fail(rc, what)
+
+    def is_up(self, uuid: Optional[str] = None, *, service_type: Optional[str] = None,
+              host: Optional[str] = None) -> bool:
+        """Whether a service is effectively UP as of `revision()`."""
+        out = _new("bool *")
+        if type(uuid) is str:
+            rc = _view_is_up(self._handle, uuid.encode(), out)
+            if rc:
+                self._retry(rc, "view is_up %s" % uuid, _view_is_up, uuid.encode(), out)
+            return out[0]
+        if uuid is not None:
+            b = arg(uuid, "uuid")
+            rc = _view_is_up(self._handle, b, out)
+            if rc:
+                self._retry(rc, "view is_up", _view_is_up, b, out)
+            return out[0]
+        if service_type is None or host is None:
+            raise ValueError("is_up() needs a uuid, or both service_type and host")
+        t, h = arg(service_type, "service_type"), arg(host, "host")
+        rc = lib.lively_view_is_up_by_type_host(self._handle, t, h, out)
+        if rc:
+            self._retry(rc, "view is_up %s@%s" % (service_type, host), lib.lively_view_is_up_by_type_host, t, h, out)
+        return out[0]
+
+    def get(self, uuid: str) -> ServiceInfo:
+        """A service's record and liveness; `NotFoundError` if unknown."""
+        out = ffi.new("lively_service_info **")
+        b = arg(uuid, "uuid")
+        rc = lib.lively_view_get(self._handle, b, out)
+        if rc:
+            self._retry(rc, "view get %s" % uuid, lib.lively_view_get, b, out)
+        info = ffi.gc(out[0], lib.lively_service_info_free)
+        return _convert.service_info(info.service, info.up)
+
+    def list(self, *, uuid: Optional[str] = None, service_type: Optional[str] = None,
+             host: Optional[str] = None, region: Optional[str] = None,
+             status: Union[Status, int, str, None] = None) -> List[ServiceInfo]:
+        f, keep = _filter(uuid, service_type, host, region, status)
+        out = ffi.new("lively_service_list **")
+        rc = lib.lively_view_list(self._handle, f, out)
+        if rc:
+            self._retry(rc, "view list", lib.lively_view_list, f, out)
+        return _convert.service_list(ffi.gc(out[0], lib.lively_service_list_free))
+
+    def revision(self) -> int:
+        return lib.lively_view_revision(self._handle)
+
+    def is_connected(self) -> bool:
+        return bool(lib.lively_view_is_connected(self._handle))
+
+    def sync(self, timeout: Seconds = 5.0) -> None:
+        """Read-your-writes: waits until the view reflects etcd's current
+        revision (`TimeoutError` if it does not within `timeout`)."""
+        ms = _millis(timeout, "timeout")
+        rc = lib.lively_view_sync(self._handle, ms)
+        if rc:
+            self._retry(rc, "view sync", lib.lively_view_sync, ms)
+
+    def close(self) -> None:
+        """Frees the view (not while other threads use it)."""
+        h, self._handle = self._handle, NULL
+        if h != NULL and self._pid == os.getpid():
+            lib.lively_view_free(h)
+
+    def __enter__(self) -> "View":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        h = getattr(self, "_handle", NULL)
+        if h != NULL and self._pid == os.getpid():
+            self._handle = NULL
+            lib.lively_view_free(h)
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_handles):
+        obj._after_fork()
+    _pending.clear()  # the parent's callback threads do not exist here
+
+
+def _at_exit() -> None:
+    # Stop callbacks before the interpreter goes away, then revoke leases so
+    # this process's services go DOWN at once rather than after the TTL.
+    for obj in list(_handles):
+        if isinstance(obj, Subscription):
+            try:
+                obj.cancel()
+            except Exception:
+                pass
+    for c in list(_clients):
+        try:
+            c.close()
+        except Exception as e:  # at exit, a failed revoke only delays DOWN by one TTL
+            _log.warning("os_lively: closing a client at exit: %s", e)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)

@@ -1,0 +1,237 @@
+"""The original os-lively's `os_lively.service` module, drop-in.
+
+Same names and arguments as the original; the work is done by the
+os-lively library through its C API. Differences a caller may notice:
+
+- `update()` with status UP means "UP while I keep calling update()": the
+  service gets a heartbeat deadline of `conf.status_ttl` seconds, so one
+  that stops calling goes DOWN after `status_ttl` and one that keeps
+  calling stays UP forever (the original lost it after one TTL). A process
+  that dies goes DOWN after the TTL too, and one that exits cleanly at once.
+- Records read back (`get_one`, `get_many`, `notify`) carry the effective
+  status: a service whose process died or stopped calling reads DOWN.
+- `update()` returns the uuid (generated and set on the message when empty).
+- `notify()` also takes `region`, a `type` alone, or no filter (everything),
+  and yields a DOWN record when a service's liveness lapses or it is deleted.
+"""
+
+import collections
+import datetime
+import time
+
+from . import _dropin
+from . import conf as _conf
+from ._ffi import HAS_HEARTBEAT
+from .errors import NotFoundError
+
+from . import service_pb2  # generated from proto/os_lively/service.proto at build time
+
+Service = service_pb2.Service
+
+
+class Status(object):
+    """Status codes, as the original exposes them."""
+
+    UP = service_pb2.UP
+    DOWN = service_pb2.DOWN
+    ALL_STATUSES = (service_pb2.UP, service_pb2.DOWN)
+    Name = staticmethod(service_pb2.Status.Name)
+    Value = staticmethod(service_pb2.Status.Value)
+
+
+def status_itoa(status_code):
+    """'UP' / 'DOWN' for a status code (None if unknown)."""
+    try:
+        return service_pb2.Status.Name(status_code)
+    except ValueError:
+        return None
+
+
+def status_atoi(status_string):
+    """The status code for 'UP' / 'DOWN' (None if unknown)."""
+    try:
+        return service_pb2.Status.Value(status_string)
+    except ValueError:
+        return None
+
+
+def _message(info):
+    """A `Service` message from a record read through the library, with the
+    effective status."""
+    return Service(
+        uuid=info.uuid, type=info.service_type, host=info.host,
+        status=service_pb2.UP if info.up else service_pb2.DOWN,
+        region=info.region, maintenance_start=info.maintenance_start,
+        maintenance_end=info.maintenance_end, maintenance_note=info.maintenance_note,
+    )
+
+
+def _lookup(filters, what):
+    """The (uuid, type, host) a call names: a uuid, or both type and host."""
+    uuid = filters.get("uuid")
+    if uuid is not None:
+        return uuid, None, None
+    stype = filters.get("type", filters.get("service_type"))
+    host = filters.get("host")
+    if stype is None or host is None:
+        raise ValueError("%s: 'host' and 'type' required when not specifying 'uuid'" % what)
+    return None, stype, host
+
+
+def update(conf, service):
+    """Creates or updates the service record (one etcd transaction). With
+    status UP the service stays UP while this process keeps calling
+    update() at least every `conf.status_ttl` seconds. Sets `service.uuid`
+    when it is empty; returns the uuid."""
+    client = _dropin.client_for(conf)
+    heartbeat_ms = 0
+    if service.status == service_pb2.UP and HAS_HEARTBEAT:
+        heartbeat_ms = _conf.status_ttl(conf) * 1000
+    uuid = client._update(
+        service.uuid or None, service.type, service.host, service.status, service.region,
+        service.maintenance_start, service.maintenance_end, service.maintenance_note, heartbeat_ms,
+    )
+    if not service.uuid:
+        service.uuid = uuid
+    return uuid
+
+
+def is_up(conf, **filters):
+    """True if the service (`uuid=`, or `type=` and `host=`) is UP now;
+    False for unknown services. ValueError when neither is given."""
+    uuid, stype, host = _lookup(filters, "is_up")
+    client = _dropin.client_for(conf)
+    if uuid is not None:
+        return client.is_up(uuid)
+    return client.is_up(service_type=stype, host=host)
+
+
+def get_one(conf, **filters):
+    """The `Service` named by `uuid=`, or `type=` and `host=`; None if none."""
+    uuid, stype, host = _lookup(filters, "get_one")
+    client = _dropin.client_for(conf)
+    try:
+        info = client.get(uuid) if uuid is not None else client.get(service_type=stype, host=host)
+    except NotFoundError:
+        return None
+    return _message(info)
+
+
+def _values(v):
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return list(v)
+    return [v]
+
+
+def get_many(conf, **filters):
+    """Services matching every filter given (`status`, `type`, `host`,
+    `region`, `uuid`; each a value or a list of values, all optional;
+    `status` is the effective status)."""
+    client = _dropin.client_for(conf)
+    wanted = {name: _values(filters.get(name)) for name in ("status", "type", "host", "region", "uuid")}
+    # One value of a filter narrows the library's query; lists are checked here.
+    single = {name: vals[0] for name, vals in wanted.items() if len(vals) == 1}
+    infos = client.list(
+        uuid=single.get("uuid"), service_type=single.get("type"), host=single.get("host"),
+        region=single.get("region"), status=single.get("status"),
+    )
+    out = []
+    for info in infos:
+        msg = _message(info)
+        if all(not vals or getattr(msg, name) in vals for name, vals in wanted.items()):
+            out.append(msg)
+    return out
+
+
+def delete(conf, **filters):
+    """Deletes the service named by `uuid=`, or `type=` and `host=`, with
+    all its index keys. Returns True if it existed, None if not."""
+    uuid, stype, host = _lookup(filters, "delete")
+    client = _dropin.client_for(conf)
+    if uuid is None:
+        try:
+            uuid = client.get(service_type=stype, host=host).uuid
+        except NotFoundError:
+            return None
+    return True if client.delete(uuid) else None
+
+
+def _epoch(value):
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    return int(value)
+
+
+def down(conf, maint_note=None, maint_start=None, maint_end=None, **filters):
+    """Sets the service DOWN, optionally for maintenance (note, start,
+    end: datetime or Unix seconds; start defaults to now with a note).
+    As in the original, it stays DOWN until an update() sets it UP.
+    Returns the updated `Service`, or None if there is no such service."""
+    if maint_note is not None and maint_start is None:
+        maint_start = time.time()
+    s = get_one(conf, **filters)
+    if s is None:
+        return None
+    s.status = service_pb2.DOWN
+    if maint_note is not None:
+        s.maintenance_note = maint_note
+    if maint_start is not None:
+        s.maintenance_start = _epoch(maint_start)
+    if maint_end is not None:
+        s.maintenance_end = _epoch(maint_end)
+    # A plain status write, not the library's sticky operator DOWN: the
+    # owner's next update() with status UP brings it back.
+    update(conf, s)
+    return s
+
+
+class NotifyEvent(object):
+    """One change: `.value` is the serialized `Service` after it (with the
+    effective status), as the original's etcd watch events carried."""
+
+    __slots__ = ("value", "kind", "reason", "uuid", "revision")
+
+    def __init__(self, value, kind, reason, uuid, revision):
+        self.value = value
+        self.kind = kind
+        self.reason = reason
+        self.uuid = uuid
+        self.revision = revision
+
+    def __repr__(self):
+        return "NotifyEvent(kind=%s, reason=%s, uuid=%s, revision=%d)" % (
+            self.kind.name, self.reason.name, self.uuid, self.revision)
+
+
+NotifyResult = collections.namedtuple("NotifyResult", "events cancel")
+
+
+def _notify_events(sub):
+    from .model import EventKind, Status as _S
+
+    for ev in sub:
+        if ev.service is None or ev.kind in (EventKind.EXISTING, EventKind.RESYNC):
+            continue
+        info = ev.service
+        msg = Service(
+            uuid=info.uuid, type=info.service_type, host=info.host,
+            status=service_pb2.UP if ev.new_status == _S.UP else service_pb2.DOWN,
+            region=info.region, maintenance_start=info.maintenance_start,
+            maintenance_end=info.maintenance_end, maintenance_note=info.maintenance_note,
+        )
+        yield NotifyEvent(msg.SerializeToString(), ev.kind, ev.reason, ev.uuid, ev.revision)
+
+
+def notify(conf, **filters):
+    """Watches the matching services (`uuid`, `type`, `host`, `region`;
+    none: all) from now on. Returns `(events, cancel)`: iterating `events`
+    yields a `NotifyEvent` for each change, until `cancel()` is called
+    (from any thread, or inside the loop)."""
+    client = _dropin.client_for(conf)
+    sub = client.subscribe(
+        uuid=filters.get("uuid"), service_type=filters.get("type", filters.get("service_type")),
+        host=filters.get("host"), region=filters.get("region"),
+    )
+    return NotifyResult(events=_notify_events(sub), cancel=sub.cancel)

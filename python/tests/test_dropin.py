@@ -1,0 +1,272 @@
+"""The original os-lively's API, drop-in, against a real etcd."""
+
+import os
+import threading
+import time
+
+import pytest
+
+import os_lively
+from os_lively import conf as conf_mod
+from os_lively import service
+from conftest import requires_heartbeat, wait_for
+
+
+def new_service(stype="nova-compute", host="host-7", region="east", status=None):
+    s = service.Service()
+    s.type = stype
+    s.host = host
+    s.region = region
+    s.status = service.Status.UP if status is None else status
+    return s
+
+
+def test_readme_usage(env, etcd, ns):
+    """The original README's three snippets, as written (print as a call)."""
+    cfg = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, status_ttl=60)
+    s = service.Service()
+    s.type = "nova-compute"
+    s.status = service.Status.UP
+    s.host = "localhost"
+    s.region = "myregion"
+    os_lively.service_update(cfg, s)
+    assert s.uuid  # generated and set
+
+    # service_is_up without a conf reads the environment (namespace included).
+    assert os_lively.service_is_up(service_type="nova-compute", host="localhost")
+    assert os_lively.service_is_up(uuid=s.uuid)
+    assert not os_lively.service_is_up(service_type="nova-compute", host="elsewhere")
+
+    n = os_lively.service_notify(service_type="nova-compute", host="localhost")
+
+    def flap():
+        for st in (service.Status.DOWN, service.Status.UP, service.Status.DOWN, service.Status.UP):
+            s.status = st
+            os_lively.service_update(cfg, s)
+
+    # Changes after service_notify returned are seen (started after it).
+    t = threading.Thread(target=flap)
+    t.start()
+    count = 0
+    seen = []
+    for change_event in n.events:
+        t2 = service.Service()
+        t2.ParseFromString(change_event.value)
+        seen.append(service.status_itoa(t2.status))
+        count += 1
+        if count > 3:
+            n.cancel()
+    t.join()
+    assert seen == ["DOWN", "UP", "DOWN", "UP"]
+
+
+def test_conf_defaults_env_and_overrides(monkeypatch):
+    for name in ("DEBUG", "ETCD_HOST", "ETCD_PORT", "ETCD_CONNECT_TIMEOUT", "ETCD_KEY_NAMESPACE", "STATUS_TTL"):
+        monkeypatch.delenv("OSLIVELY_" + name, raising=False)
+    c = conf_mod.Conf()
+    assert (c.debug, c.etcd_host, c.etcd_port, c.etcd_connect_timeout, c.etcd_key_namespace, c.status_ttl) == (
+        False, "localhost", 2379, 5, "", 60)
+    monkeypatch.setenv("OSLIVELY_ETCD_HOST", "etcd.example")
+    monkeypatch.setenv("OSLIVELY_ETCD_PORT", "2400")
+    monkeypatch.setenv("OSLIVELY_STATUS_TTL", "2")
+    c = conf_mod.Conf(etcd_host="override", some_unknown_option=1)
+    assert c.etcd_host == "override"
+    assert c.etcd_port == "2400"  # strings from the environment, as the original
+    assert c.status_ttl == 5  # at least 5
+    assert c.some_unknown_option == 1
+    assert conf_mod.connection_key(c) == ("override", 2400, 5.0, "")
+
+
+def test_lifecycle(conf, etcd, ns):
+    """register -> is_up by uuid and type+host -> get_one -> DOWN via update
+    -> get_many by each filter -> move region -> delete -> gone; keys as the
+    original wrote them."""
+    s = new_service()
+    uuid = service.update(conf, s)
+    assert s.uuid == uuid and len(uuid) == 32
+    assert service.is_up(conf, uuid=uuid)
+    assert service.is_up(conf, type="nova-compute", host="host-7")
+    assert not service.is_up(conf, uuid="0" * 32)
+    assert not service.is_up(conf, type="nova-compute", host="nowhere")
+    with pytest.raises(ValueError):
+        service.is_up(conf, type="nova-compute")
+    with pytest.raises(ValueError):
+        service.is_up(conf)
+
+    got = service.get_one(conf, uuid=uuid)
+    assert (got.uuid, got.type, got.host, got.region, got.status) == (uuid, "nova-compute", "host-7", "east", 0)
+    assert service.get_one(conf, type="nova-compute", host="host-7") == got
+    assert service.get_one(conf, uuid="0" * 32) is None
+
+    # Wire compatibility: the original's keys, the same protobuf bytes.
+    base = "/%s/services" % ns
+    raw = service.Service()
+    raw.ParseFromString(etcd.get(base + "/by-uuid/" + uuid))
+    assert raw == s
+    assert etcd.get(base + "/by-type-host/nova-compute/host-7") == uuid.encode()
+    assert etcd.get(base + "/by-region/east/" + uuid) == b""
+    assert etcd.get(base + "/by-status/UP/" + uuid) == b""
+
+    other = service.update(conf, new_service("glance", "host-9", region="west"))
+
+    s.status = service.Status.DOWN
+    service.update(conf, s)
+    assert not service.is_up(conf, uuid=uuid)
+    assert service.get_one(conf, uuid=uuid).status == service.Status.DOWN
+
+    def uuids(**filters):
+        return sorted(x.uuid for x in service.get_many(conf, **filters))
+
+    assert uuids() == sorted([uuid, other])
+    assert uuids(status=service.Status.DOWN) == [uuid]
+    assert uuids(status=service.Status.UP) == [other]
+    assert uuids(status=[service.Status.UP, service.Status.DOWN]) == sorted([uuid, other])
+    assert uuids(type="nova-compute") == [uuid]
+    assert uuids(type="cinder") == []
+    assert uuids(type=["nova-compute", "glance"]) == sorted([uuid, other])
+    assert uuids(host="host-7") == [uuid]
+    assert uuids(host="host-8") == []
+    assert uuids(region="east") == [uuid]
+    assert uuids(region="north") == []
+    assert uuids(uuid=uuid) == [uuid]
+    assert uuids(uuid=["f" * 32]) == []
+    assert uuids(type="nova-compute", region="west") == []
+
+    s.region = "west"
+    service.update(conf, s)
+    assert uuids(region="west") == sorted([uuid, other])
+    assert uuids(region="east") == []
+    assert etcd.get(base + "/by-region/west/" + uuid) == b""
+    assert etcd.get(base + "/by-region/east/" + uuid) is None
+
+    s.status = service.Status.UP
+    service.update(conf, s)
+    assert service.is_up(conf, uuid=uuid)
+
+    assert service.delete(conf, uuid=uuid) is True
+    assert service.get_one(conf, uuid=uuid) is None
+    assert not service.is_up(conf, uuid=uuid)
+    assert [k for k in etcd.keys(base + "/") if uuid in k] == []
+    assert service.delete(conf, uuid=uuid) is None
+    assert service.delete(conf, type="glance", host="host-9") is True
+    assert etcd.keys(base + "/") == []
+
+
+@requires_heartbeat
+def test_status_ttl_is_a_heartbeat_deadline(conf):
+    """UP with status_ttl = 5 and no further calls: DOWN after 6 s (the
+    process and its client live on). Calling update keeps it UP."""
+    conf.status_ttl = 5
+    s = new_service("heart", "beat")
+    uuid = service.update(conf, s)
+    kept = new_service("kept", "alive")
+    kept_uuid = service.update(conf, kept)
+    n = service.notify(conf, uuid=uuid)
+    start = time.monotonic()
+    while time.monotonic() - start < 4:
+        service.update(conf, kept)  # keeps calling: stays UP
+        time.sleep(0.5)
+    assert service.is_up(conf, uuid=uuid)
+    while time.monotonic() - start < 6.3:
+        service.update(conf, kept)
+        time.sleep(0.5)
+    assert not service.is_up(conf, uuid=uuid), "no update for 6 s with status_ttl 5: DOWN"
+    assert service.is_up(conf, uuid=kept_uuid)
+    # The lapse reaches notify as a DOWN record (the original never saw it).
+    ev = next(iter(n.events))
+    rec = service.Service()
+    rec.ParseFromString(ev.value)
+    assert (rec.uuid, rec.status) == (uuid, service.Status.DOWN)
+    n.cancel()
+    # The next update brings it back.
+    service.update(conf, s)
+    assert service.is_up(conf, uuid=uuid)
+
+
+def test_down_is_not_sticky(conf):
+    s = new_service()
+    uuid = service.update(conf, s)
+    before = int(time.time())
+    downed = service.down(conf, maint_note="disk swap", uuid=uuid)
+    assert downed.status == service.Status.DOWN
+    got = service.get_one(conf, uuid=uuid)
+    assert got.status == service.Status.DOWN and got.maintenance_note == "disk swap"
+    assert before <= got.maintenance_start <= int(time.time()) + 1
+    assert not service.is_up(conf, uuid=uuid)
+    # The original's meaning: DOWN until an update() sets it UP again.
+    s.status = service.Status.UP
+    service.update(conf, s)
+    assert service.is_up(conf, uuid=uuid)
+    assert service.down(conf, uuid="0" * 32) is None
+    import datetime
+
+    end = datetime.datetime.now() + datetime.timedelta(hours=1)
+    service.down(conf, maint_note="later", maint_start=1700000000, maint_end=end, type="nova-compute", host="host-7")
+    got = service.get_one(conf, uuid=uuid)
+    assert (got.maintenance_start, got.maintenance_end) == (1700000000, int(end.timestamp()))
+
+
+def test_notify_flapping_in_order_then_cancel_inside_loop(conf):
+    s = new_service()
+    uuid = service.update(conf, s)
+    n = service.notify(conf, uuid=uuid)
+    assert isinstance(n, tuple) and n._fields == ("events", "cancel")
+
+    def flap():
+        for st in (service.Status.DOWN, service.Status.UP, service.Status.DOWN):
+            s.status = st
+            service.update(conf, s)
+
+    t = threading.Thread(target=flap)
+    t.start()
+    seen = []
+    for ev in n.events:
+        rec = service.Service()
+        rec.ParseFromString(ev.value)
+        assert rec.uuid == uuid
+        seen.append(service.status_itoa(rec.status))
+        if len(seen) == 3:
+            n.cancel()
+    t.join()
+    assert seen == ["DOWN", "UP", "DOWN"]
+    # Cancelled: iterating again ends at once.
+    assert list(n.events) == []
+
+
+def test_status_names():
+    assert service.status_itoa(service.Status.UP) == "UP"
+    assert service.status_itoa(1) == "DOWN"
+    assert service.status_atoi("DOWN") == service.Status.DOWN
+    assert service.status_atoi("SIDEWAYS") is None
+    assert service.Status.ALL_STATUSES == (0, 1)
+
+
+def test_conf_changes_take_effect_next_call(conf, etcd):
+    s = new_service()
+    uuid = service.update(conf, s)
+    conf.etcd_key_namespace = conf.etcd_key_namespace + "-other"
+    assert not service.is_up(conf, uuid=uuid)  # another namespace
+    assert service.get_many(conf) == []
+
+
+def test_invalid_input_is_an_error_with_the_message(conf):
+    bad = new_service(stype="nova/compute")
+    with pytest.raises(os_lively.InvalidArgumentError) as e:
+        service.update(conf, bad)
+    assert "nova/compute" in str(e.value) and isinstance(e.value, ValueError)
+    assert e.value.code == 1
+
+
+def test_reads_records_the_original_wrote(conf, etcd, ns):
+    """Keys and bytes as the original library writes them (its region key
+    without a uuid, its DOWN key) read back through the drop-in."""
+    base = "/%s/services" % ns
+    rec = new_service("legacy", "old-host", region="r1", status=service.Status.DOWN)
+    rec.uuid = "3b059e33bbc44bc8b0d37df6e8d70223"
+    etcd.put(base + "/by-uuid/" + rec.uuid, rec.SerializeToString())
+    etcd.put(base + "/by-type-host/legacy/old-host", rec.uuid.encode())
+    etcd.put(base + "/by-region/r1")
+    etcd.put(base + "/by-status/DOWN/" + rec.uuid)
+    assert service.get_one(conf, type="legacy", host="old-host") == rec
+    assert not service.is_up(conf, uuid=rec.uuid)
+    assert [x.uuid for x in service.get_many(conf, type="legacy")] == [rec.uuid]
