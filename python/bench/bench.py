@@ -29,6 +29,7 @@ import urllib.request
 import etcd3
 
 import os_lively
+from os_lively import _dropin
 from os_lively import conf as conf_mod
 from os_lively import service
 
@@ -108,6 +109,7 @@ def main():
 
 
 def run(args, host, port):
+    import google.protobuf as protobuf
     from google.protobuf.internal import api_implementation
 
     ns = "pybench-%d" % os.getpid()
@@ -166,7 +168,7 @@ def run(args, host, port):
 
     print("machine: nproc=%d, %s, Python %s, os-lively %s, etcd3 %s with protobuf %s (%s implementation), %d rounds in %.0f s" % (
         os.cpu_count(), platform.processor() or platform.machine(), platform.python_version(),
-        os_lively.__version__, getattr(etcd3, "__version__", "?"), __import__("google.protobuf").__version__,
+        os_lively.__version__, getattr(etcd3, "__version__", "?"), protobuf.__version__,
         api_implementation.Type(), args.rounds, elapsed))
     print("heartbeat deadlines in the loaded library: %s" % os_lively.features()["heartbeat"])
     print("| measurement | median | raw median | ratio | ratio spread | goal | met |")
@@ -182,7 +184,9 @@ def run(args, host, port):
     print("| Client.view().is_up(uuid), per call | %s | - | - | %s–%s | ≤ 2 µs | %s |" % (
         fmt(v), fmt(min(view_ns)), fmt(max(view_ns)), "yes" if v <= 2e-6 else "NO"))
     print("ratio = median over rounds of median(os-lively)/median(raw python-etcd3); spread = min–max of the per-round ratios.")
+    view.close()
     client.close()
+    _dropin.close_all()
 
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ def test_view(client):
 def test_pull_subscription_events_in_order(client):
     uuid = client.update("svc", "h1")
     sub = client.subscribe(uuid=uuid)
+    guard = threading.Timer(20, sub.cancel)  # a missing event fails instead of hanging
+    guard.daemon = True
+    guard.start()
     client.down(uuid, "x")
     client.delete(uuid)
     kinds = []

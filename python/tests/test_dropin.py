@@ -12,6 +12,15 @@ from os_lively import service
 from conftest import requires_heartbeat, wait_for
 
 
+def guard(n, seconds=20):
+    """Cancels the notify after `seconds`, so a missing event fails the
+    test instead of hanging it."""
+    t = threading.Timer(seconds, n.cancel)
+    t.daemon = True
+    t.start()
+    return t
+
+
 def new_service(stype="nova-compute", host="host-7", region="east", status=None):
     s = service.Service()
     s.type = stype
@@ -45,6 +54,7 @@ def test_readme_usage(env, etcd, ns):
             os_lively.service_update(cfg, s)
 
     # Changes after service_notify returned are seen (started after it).
+    guard(n)
     t = threading.Thread(target=flap)
     t.start()
     count = 0
@@ -162,6 +172,7 @@ def test_status_ttl_is_a_heartbeat_deadline(conf):
     kept = new_service("kept", "alive")
     kept_uuid = service.update(conf, kept)
     n = service.notify(conf, uuid=uuid)
+    guard(n, 30)
     start = time.monotonic()
     while time.monotonic() - start < 4:
         service.update(conf, kept)  # keeps calling: stays UP
@@ -173,7 +184,8 @@ def test_status_ttl_is_a_heartbeat_deadline(conf):
     assert not service.is_up(conf, uuid=uuid), "no update for 6 s with status_ttl 5: DOWN"
     assert service.is_up(conf, uuid=kept_uuid)
     # The lapse reaches notify as a DOWN record (the original never saw it).
-    ev = next(iter(n.events))
+    ev = next(iter(n.events), None)
+    assert ev is not None, "no DOWN event for the lapse"
     rec = service.Service()
     rec.ParseFromString(ev.value)
     assert (rec.uuid, rec.status) == (uuid, service.Status.DOWN)
@@ -217,6 +229,7 @@ def test_notify_flapping_in_order_then_cancel_inside_loop(conf):
             s.status = st
             service.update(conf, s)
 
+    guard(n)
     t = threading.Thread(target=flap)
     t.start()
     seen = []
