@@ -251,3 +251,16 @@ def test_features_and_version():
     if not f["heartbeat"]:
         with pytest.raises(os_lively.NotSupportedError):
             Client.heartbeat(object.__new__(Client), "x")
+
+
+def test_callback_subscription_runs_without_a_reference(client):
+    """Like a thread, a callback subscription runs until cancelled or its
+    client is closed, whether or not the caller keeps the object."""
+    import gc
+
+    got = []
+    client.subscribe(got.append, service_type="noref")
+    gc.collect()
+    client.update("noref", "a")
+    wait_for(lambda: got, 10, "a callback of an unreferenced subscription")
+    assert got[0].kind == EventKind.REGISTERED

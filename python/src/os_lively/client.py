@@ -368,7 +368,11 @@ class Client:
         self._call("subscribe", lib.lively_client_subscribe, f, opts, lib._os_lively_event_cb,
                    state.handle, lib._os_lively_release_cb, out)
         _pending.add(state)
-        return Subscription(self, out[0], state)
+        sub = Subscription(self, out[0], state)
+        # Like a thread, a callback subscription runs until cancelled (or
+        # its client closed), whether or not the caller keeps the object.
+        _running.add(sub)
+        return sub
 
     def view(self, stale_after: Optional[Seconds] = None) -> "View":
         """A local copy of the namespace kept current by a watch: reads
@@ -385,6 +389,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        for sub in [s for s in list(_running) if s._client is self]:
+            _running.discard(sub)  # the library ends them with the client
         if self._handle != NULL and self._pid == os.getpid():
             rc = lib.lively_client_close(self._handle)
             if rc:
@@ -419,6 +425,7 @@ class _CallbackState:
 
 
 _pending = set()
+_running = set()  # callback subscriptions not yet cancelled
 
 
 @ffi.def_extern()
@@ -461,6 +468,7 @@ class Subscription:
         """Stops the subscription: no callback starts after this returns
         (outside a callback); iteration ends."""
         self._cancelled = True
+        _running.discard(self)
         if self._handle != NULL:
             rc = lib.lively_subscription_cancel(self._handle)
             if rc and rc != _CLOSED:
@@ -650,7 +658,8 @@ class View:
 def _after_fork_in_child() -> None:
     for obj in list(_handles):
         obj._after_fork()
-    _pending.clear()  # the parent's callback threads do not exist here
+    _pending.clear()
+    _running.clear()  # the parent's callback threads do not exist here
 
 
 def _at_exit() -> None:
