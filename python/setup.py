@@ -30,6 +30,7 @@ from cdef_from_header import cdef_from_header  # noqa: E402
 CALLBACKS = """
 extern "Python" void _os_lively_event_cb(void *userdata, const struct lively_event *event);
 extern "Python" void _os_lively_release_cb(void *userdata);
+extern "Python" void _os_lively_log_cb(void *userdata, lively_log_level level, const char *message);
 """
 
 

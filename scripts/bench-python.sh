@@ -22,7 +22,7 @@ fi
 venv=target/py-bench-venv
 rm -rf "$venv" python/build  # no stale in-tree build output
 "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./python "etcd3==0.12.0" "protobuf==3.20.3"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check wheel ./python "etcd3==0.12.0" "protobuf==3.20.3"
 if ! "$venv/bin/python" -c 'import etcd3' 2>/dev/null; then
   export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
 fi

@@ -264,3 +264,18 @@ def test_callback_subscription_runs_without_a_reference(client):
     client.update("noref", "a")
     wait_for(lambda: got, 10, "a callback of an unreferenced subscription")
     assert got[0].kind == EventKind.REGISTERED
+
+
+def test_library_logs_reach_python_logging(etcd, ns, caplog):
+    """After route_logs_to_python(), the library's messages (here: the
+    warning for a key it cannot decode) go to the logger os_lively.lib."""
+    etcd.put("/%s/services/by-uuid/not-a-uuid" % ns, b"garbage")
+    os_lively.route_logs_to_python(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="os_lively.lib"):
+            with Client(etcd.url, namespace=ns) as c:
+                c.list()
+            wait_for(lambda: any(r.name == "os_lively.lib" and r.levelno == logging.WARNING for r in caplog.records),
+                     5, "the library's warning as a Python log record")
+    finally:
+        os_lively.route_logs_to_python(None)

@@ -16,13 +16,14 @@ from ._ffi import HAS_HEARTBEAT, HAS_UP, ffi, lib
 from .client import Client, Subscription, View
 from .errors import *  # noqa: F401,F403 (the exception classes)
 from .errors import LivelyError
+from .logs import route_logs_to_python
 from .model import DownReason, Event, EventKind, ServiceInfo, Status
 
 __version__ = ffi.string(lib.lively_version()).decode()
 
 __all__ = [
     "Client", "View", "Subscription", "Status", "EventKind", "DownReason", "ServiceInfo",
-    "Event", "LivelyError", "errors", "features", "library_version",
+    "Event", "LivelyError", "errors", "features", "library_version", "route_logs_to_python",
     "service_update", "service_is_up", "service_notify",
 ] + [name for name in dir(errors) if name.endswith("Error")]
 
