@@ -283,3 +283,21 @@ def test_reads_records_the_original_wrote(conf, etcd, ns):
     assert service.get_one(conf, type="legacy", host="old-host") == rec
     assert not service.is_up(conf, uuid=rec.uuid)
     assert [x.uuid for x in service.get_many(conf, type="legacy")] == [rec.uuid]
+
+
+def test_exit_closes_the_cached_client_revoking_its_lease(conf, env):
+    """A process that registered through the drop-in and exits normally
+    leaves its services DOWN at once (the cached client is closed at exit),
+    not after the 60 s TTL."""
+    import subprocess
+    import sys
+
+    script = (
+        "from os_lively import conf, service\n"
+        "s = service.Service(type='exiting', host='h', status=service.Status.UP)\n"
+        "print(service.update(conf.Conf(status_ttl=60), s))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60)
+    uuid = out.stdout.strip()
+    assert service.get_one(conf, uuid=uuid) is not None
+    assert not service.is_up(conf, uuid=uuid)
