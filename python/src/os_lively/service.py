@@ -29,14 +29,12 @@ from . import service_pb2  # generated from proto/os_lively/service.proto at bui
 Service = service_pb2.Service
 
 
-class Status(object):
-    """Status codes, as the original exposes them."""
-
-    UP = service_pb2.UP
-    DOWN = service_pb2.DOWN
-    ALL_STATUSES = (service_pb2.UP, service_pb2.DOWN)
-    Name = staticmethod(service_pb2.Status.Name)
-    Value = staticmethod(service_pb2.Status.Value)
+# As the original: the generated enum wrapper (Name, Value, keys, items...)
+# with the values and ALL_STATUSES as attributes.
+Status = service_pb2.Status
+Status.UP = service_pb2.UP
+Status.DOWN = service_pb2.DOWN
+Status.ALL_STATUSES = (service_pb2.UP, service_pb2.DOWN)
 
 
 def status_itoa(status_code):
