@@ -1,6 +1,5 @@
 """The original os-lively's API, drop-in, against a real etcd."""
 
-import os
 import threading
 import time
 
@@ -9,7 +8,7 @@ import pytest
 import os_lively
 from os_lively import conf as conf_mod
 from os_lively import service
-from conftest import requires_heartbeat, wait_for
+from conftest import requires_heartbeat
 
 
 def guard(n, seconds=20):

@@ -23,9 +23,9 @@ __version__ = ffi.string(lib.lively_version()).decode()
 
 __all__ = [
     "Client", "View", "Subscription", "Status", "EventKind", "DownReason", "ServiceInfo",
-    "Event", "LivelyError", "errors", "features", "library_version", "route_logs_to_python",
+    "Event", "errors", "features", "library_version", "route_logs_to_python",
     "service_update", "service_is_up", "service_notify",
-] + [name for name in dir(errors) if name.endswith("Error")]
+] + errors.__all__
 
 
 def library_version() -> str:

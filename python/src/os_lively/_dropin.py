@@ -2,6 +2,7 @@
 cached for the life of the process and closed at exit (revoking its lease,
 so its services go DOWN at once)."""
 
+import os
 import threading
 
 from . import conf as _conf
@@ -9,6 +10,17 @@ from .client import Client
 
 _cache = {}
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have held the lock at fork time. The
+    # cached clients themselves reconnect on their next call.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def client_for(conf) -> Client:

@@ -158,3 +158,6 @@ _BY_CODE: Dict[int, Type[LivelyError]] = {
 def error_for(code: int, message: str) -> LivelyError:
     """The exception for a `lively_result` code."""
     return _BY_CODE.get(code, UnknownError)(message, code)
+
+__all__ = [name for name, value in list(globals().items())
+           if isinstance(value, type) and issubclass(value, LivelyError)]
