@@ -8,7 +8,7 @@ import pytest
 import os_lively
 from os_lively import conf as conf_mod
 from os_lively import service
-from conftest import requires_heartbeat
+from conftest import requires_heartbeat, wait_for
 
 
 def guard(n, seconds=20):
@@ -189,9 +189,10 @@ def test_status_ttl_is_a_heartbeat_deadline(conf):
     rec.ParseFromString(ev.value)
     assert (rec.uuid, rec.status) == (uuid, service.Status.DOWN)
     n.cancel()
-    # The next update brings it back.
+    # The next update brings it back (the check-in may be applied by the
+    # library's thread just after update() returns).
     service.update(conf, s)
-    assert service.is_up(conf, uuid=uuid)
+    wait_for(lambda: service.is_up(conf, uuid=uuid), 5, "UP again after the next update()")
 
 
 def test_down_is_not_sticky(conf):
