@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Arc<Counters>,
     stop_heartbeat: watch::Sender<bool>,
     closed: AtomicBool,
+    /// The result of the one close, once it has run.
+    close_outcome: std::sync::Mutex<Option<Result<()>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -105,6 +107,7 @@ impl Client {
                 counters,
                 stop_heartbeat,
                 closed: AtomicBool::new(false),
+                close_outcome: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -332,24 +335,43 @@ impl Client {
 }
 
 impl Inner {
+    /// Closes once; every later (or concurrent) close waits for that one
+    /// and returns its result, so no caller is told Ok before the lease is
+    /// really revoked.
     fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        let mut outcome = self.close_outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = &*outcome {
+            return r.clone();
         }
+        self.closed.store(true, Ordering::Release);
         let _ = self.stop_heartbeat.send(true);
         self.hub.shutdown();
         let lease = self.lease.clone();
-        let result = if self.rt.check_caller().is_ok() {
+        let result = if let Err(e) = self.rt.check_forked() {
+            // The lease is the parent's, and the parent lives on: a child
+            // must not revoke it, and cannot (no runtime thread here).
+            Err(Error::new(
+                e.kind(),
+                "close() in a forked child: the parent's lease is left alone; the child must connect its own client",
+            ))
+        } else if self.rt.on_runtime_thread() {
+            // Waiting here would stall the revoke itself: run it on the
+            // runtime and stop the runtime after it, without waiting.
+            self.rt.stop_after(async move {
+                let _ = lease.revoke().await;
+            });
+            Err(Error::new(
+                crate::ErrorKind::WouldDeadlock,
+                "close() on the library's runtime thread: the lease revoke was started, not awaited",
+            ))
+        } else {
             self.rt
                 .call("close", self.config.get_request_timeout(), async move {
                     lease.revoke().await
                 })
-        } else {
-            // On our own runtime thread, or in a forked child: nothing can
-            // wait here, so the lease is left to expire after its TTL.
-            Ok(())
         };
         self.rt.stop();
+        *outcome = Some(result.clone());
         result
     }
 }

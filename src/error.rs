@@ -27,9 +27,9 @@ pub enum ErrorKind {
     Auth,
     /// The client was closed, or its runtime thread is gone.
     Closed,
-    /// The call would block the thread that drives this client (for example a
-    /// blocking call made from inside an async runtime or from the library's
-    /// own runtime thread).
+    /// The call would block the thread that drives this client: a blocking
+    /// call made on the library's own runtime thread. (Threads of other
+    /// async runtimes, such as tokio's `spawn_blocking` pool, may call.)
     WouldDeadlock,
     /// The client was created in a parent process; a forked child must create
     /// its own client.

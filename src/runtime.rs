@@ -84,25 +84,34 @@ impl Runtime {
         })
     }
 
-    /// Refuses calls that cannot work: from a forked child, from our own
-    /// runtime thread, or from inside another async runtime.
+    /// Refuses calls that cannot work: from a forked child, or from our own
+    /// runtime thread (the only thread whose blocking wait would stall the
+    /// work it waits for).
+    ///
+    /// Any other thread may wait, including threads inside another tokio
+    /// runtime's context: tokio's blocking pool, `block_in_place`, and a
+    /// current-thread runtime's own thread (`#[tokio::main]`). Our runtime
+    /// runs on a thread of its own, so their waiting cannot deadlock it;
+    /// `Handle::try_current()` would refuse exactly the threads a tokio
+    /// program should call us from.
     pub(crate) fn check_caller(&self) -> Result<()> {
-        if std::process::id() != self.pid {
-            return Err(Error::new(
-                ErrorKind::Forked,
-                "this client was created before fork(); the child must connect its own client",
-            ));
-        }
+        self.check_forked()?;
         if std::thread::current().id() == self.thread_id {
             return Err(Error::new(
                 ErrorKind::WouldDeadlock,
                 "a blocking os-lively call was made on the library's runtime thread",
             ));
         }
-        if tokio::runtime::Handle::try_current().is_ok() {
+        Ok(())
+    }
+
+    /// `Forked` in a child process forked after the runtime started: the
+    /// runtime thread, and what it keeps current, exist only in the parent.
+    pub(crate) fn check_forked(&self) -> Result<()> {
+        if std::process::id() != self.pid {
             return Err(Error::new(
-                ErrorKind::WouldDeadlock,
-                "a blocking os-lively call was made from inside an async runtime; use spawn_blocking",
+                ErrorKind::Forked,
+                "this client was created before fork(); the child must connect its own client",
             ));
         }
         Ok(())
@@ -154,6 +163,21 @@ impl Runtime {
     /// True on the runtime thread itself.
     pub(crate) fn on_runtime_thread(&self) -> bool {
         std::thread::current().id() == self.thread_id
+    }
+
+    /// Runs `fut` on the runtime, then stops the runtime, without waiting:
+    /// for a close made on the runtime thread itself.
+    pub(crate) fn stop_after<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        self.handle.spawn(async move {
+            fut.await;
+            if let Some(tx) = stop {
+                let _ = tx.send(());
+            }
+        });
     }
 
     /// Stops the runtime thread and waits for it (unless called on it, or in
