@@ -300,8 +300,17 @@ typedef uint32_t lively_status;
  * Created by `lively_client_connect()`, released by `lively_client_free()`.
  * Thread-safe: one handle may be used from many threads at once (but not
  * freed while another thread still uses it). Services registered UP
- * through it stay UP while it lives; closing or freeing it revokes its
- * lease, so they go DOWN at once.
+ * through it stay UP while its connection lives.
+ *
+ * Lifetime rule, the same for every handle: the client handle, each
+ * `lively_view` and each `lively_subscription` made from it keep the
+ * connection (lease, library thread, watch) alive. Freeing the last of
+ * them closes it quietly; `lively_client_close()` closes it for all of
+ * them at once. Either way the lease is revoked, so the client's services
+ * go DOWN at once; afterwards its subscriptions end (callbacks stop,
+ * release callbacks run, `lively_subscription_next()` returns
+ * `LIVELY_RESULT_CLOSED`) and its views return `LIVELY_RESULT_CLOSED`.
+ * Every handle must still be freed by its owner.
  */
 typedef struct lively_client lively_client;
 
@@ -604,10 +613,15 @@ extern "C" {
 lively_result lively_client_connect(const struct lively_config *config, const struct lively_client **out);
 
 /**
- * Closes the client: revokes its lease (its services go DOWN at once,
- * not after the TTL) and stops its thread. Returns the revoke's error,
- * if any; the client is closed either way and later calls on it return
- * `LIVELY_RESULT_CLOSED`. Closing twice is OK.
+ * Closes the client's connection for every handle: revokes its lease
+ * (its services go DOWN at once, not after the TTL), ends its
+ * subscriptions (no callback starts after this returns, outside a
+ * callback; release callbacks run; pull subscriptions return
+ * `LIVELY_RESULT_CLOSED`), makes its views return
+ * `LIVELY_RESULT_CLOSED`, and stops its thread. Returns the revoke's
+ * error, if any; the client is closed either way and later calls on it
+ * return `LIVELY_RESULT_CLOSED`. Closing twice is OK (the second call
+ * returns the first one's result).
  *
  * Ownership: the handle stays allocated; free it with
  * `lively_client_free()`.
@@ -617,16 +631,16 @@ lively_result lively_client_connect(const struct lively_config *config, const st
 lively_result lively_client_close(const struct lively_client *client);
 
 /**
- * Frees a client, closing it quietly if `lively_client_close()` was not
- * called (its services go DOWN at once). Its subscriptions end: no
- * further callbacks start, their release callbacks run, pull
- * subscriptions return `LIVELY_RESULT_CLOSED`; each must still be
- * freed with `lively_subscription_free()`. NULL is a no-op.
+ * Frees a client handle. If it was the connection's last handle (no
+ * view or subscription of it is left), the connection closes quietly,
+ * as with `lively_client_close()`: its services go DOWN at once. While
+ * a view or subscription lives, the connection (and the lease keeping
+ * its services UP) lives on; call `lively_client_close()` first to end
+ * it for all of them. NULL is a no-op.
  *
  * Ownership: takes `client`; do not use it afterwards.
  * Thread safety: no other thread may use this handle during or after
- * the call. Do not call it from inside a callback of this client's
- * subscriptions.
+ * the call.
  */
 void lively_client_free(const struct lively_client *client);
 
@@ -931,8 +945,11 @@ void lively_string_free(char *s);
  *
  * Ownership: `filter` and `options` are copied. On success `*out`
  * receives a subscription the caller frees with
- * `lively_subscription_free()`. It ends when its client is closed or
- * freed (see `lively_client_free()`). A filter with `has_status` set
+ * `lively_subscription_free()`. It keeps the client's connection
+ * alive (see `lively_client`), even after `lively_client_free()`, and
+ * ends when the client is closed with `lively_client_close()`. In a
+ * child forked after it was made, `lively_subscription_next()` returns
+ * `LIVELY_RESULT_FORKED`. A filter with `has_status` set
  * is `LIVELY_RESULT_INVALID_ARGUMENT`: status changes are the events.
  * Thread safety: thread-safe; `callback`, `release` and `userdata`
  * must be usable from a library thread.
@@ -982,7 +999,8 @@ lively_result lively_subscription_cancel(const struct lively_subscription *subsc
 
 /**
  * Cancels (see `lively_subscription_cancel()`) and frees a
- * subscription. NULL is a no-op.
+ * subscription; if it was the connection's last handle, the
+ * connection closes (see `lively_client`). NULL is a no-op.
  *
  * Ownership: takes `subscription`; do not use it afterwards.
  * Thread safety: no other thread may use the handle during or after
@@ -1018,14 +1036,18 @@ uint32_t lively_version_number(void);
  * `lively_view_is_connected()`).
  *
  * Ownership: on success `*out` receives a view the caller frees with
- * `lively_view_free()`; it keeps the connection alive, but
- * `lively_client_free()` of its client still ends its updates.
+ * `lively_view_free()`. It keeps the client's connection alive (see
+ * `lively_client`), even after `lively_client_free()`; after
+ * `lively_client_close()` its reads return `LIVELY_RESULT_CLOSED`, and
+ * in a child forked after it was made they return
+ * `LIVELY_RESULT_FORKED`.
  * Thread safety: thread-safe.
  */
 lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
 
 /**
- * Releases a view. NULL is a no-op.
+ * Releases a view; if it was the connection's last handle, the
+ * connection closes (see `lively_client`). NULL is a no-op.
  *
  * Ownership: takes `view`. Thread safety: no other thread may use the
  * handle during or after the call.

@@ -25,8 +25,13 @@ use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 /// thread) and safe to use from many threads at once.
 ///
 /// Services registered UP through a client stay UP while the client lives:
-/// its runtime thread keeps one lease alive for all of them. Closing or
-/// dropping the last clone revokes the lease, so they go DOWN at once.
+/// its runtime thread keeps one lease alive for all of them.
+///
+/// One lifetime rule for every handle: each clone, each [`View`](crate::View)
+/// and each [`Subscription`] keeps the connection alive. When the last of
+/// them is dropped the connection closes quietly; [`Client::close`] closes
+/// it for all of them at once. Either way the lease is revoked, so this
+/// client's services go DOWN at once.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -118,6 +123,21 @@ impl Client {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// `Forked` in a child forked after this client connected.
+    pub(crate) fn check_forked(&self) -> Result<()> {
+        self.inner.rt.check_forked()
+    }
+
+    /// `Forked` in a forked child, `Closed` once the client is closed: what
+    /// a handle that answers without a round trip (a view) checks first.
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        self.check_forked()?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        Ok(())
     }
 
     /// Runs `fut` on the runtime thread with the request timeout.
@@ -306,7 +326,7 @@ impl Client {
         }
         let hub = self.inner.hub.clone();
         self.call("subscribe", async move { hub.ensure_started().await })?;
-        crate::watch::subscribe(&self.inner.hub, filter, options, callback)
+        crate::watch::subscribe(self, &self.inner.hub, filter, options, callback)
     }
 
     /// Counters for operators: keepalives, reconnects, lease re-grants, the
@@ -326,9 +346,13 @@ impl Client {
         &self.inner.config
     }
 
-    /// Closes the client for every clone: revokes its lease (its services go
-    /// DOWN now, not after the TTL) and stops its runtime thread. Returns the
-    /// revoke's error, if any; the client is closed either way.
+    /// Closes the connection for every handle: revokes its lease (its
+    /// services go DOWN now, not after the TTL), ends its subscriptions
+    /// (iteration ends; callbacks stop and are dropped), makes its views
+    /// and clones return [`ErrorKind::Closed`](crate::ErrorKind::Closed),
+    /// and stops its runtime thread. Works from any thread but the
+    /// runtime's own. Returns the revoke's error, if any; the client is
+    /// closed either way, and a second close returns the first one's result.
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }

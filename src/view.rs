@@ -31,6 +31,12 @@ pub enum StalePolicy {
 /// default [`StalePolicy`] is `FailAfter(status TTL)`: once the watch has been
 /// cut off for a whole TTL any service may have expired unseen, so the view
 /// stops vouching for liveness rather than lie.
+///
+/// Like every handle of a client, a view keeps the client's connection
+/// alive while it lives, even after every [`Client`] clone is dropped;
+/// [`Client::close`] ends it, and reads then return [`ErrorKind::Closed`].
+/// In a child forked after the view was made, reads return
+/// [`ErrorKind::Forked`] (the copy would be frozen at the fork).
 #[derive(Clone)]
 pub struct View {
     hub: Arc<Hub>,
@@ -66,6 +72,7 @@ impl View {
     }
 
     fn model(&self) -> Result<&Model> {
+        self.client.check_usable()?;
         if let StalePolicy::FailAfter(bound) = self.policy {
             if let Some(d) = self.hub.disconnected_for() {
                 if d > bound {
@@ -155,11 +162,15 @@ impl View {
     }
 
     /// Waits until the view reflects `revision`; [`ErrorKind::Timeout`] if it
-    /// does not within `timeout`.
+    /// does not within `timeout` (`Duration::MAX` waits without limit),
+    /// [`ErrorKind::Closed`] if the client closes meanwhile.
     pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<()> {
+        self.client.check_usable()?;
         if self.hub.wait_for_revision(revision, timeout) {
             Ok(())
         } else {
+            // Closed while waiting: say so rather than time out.
+            self.client.check_usable()?;
             Err(Error::new(
                 ErrorKind::Timeout,
                 format!(

@@ -88,6 +88,8 @@ pub(crate) struct Hub {
 #[derive(Default)]
 struct HubState {
     started: bool,
+    /// Set by `shutdown`: a subscription registered later starts cancelled.
+    shut: bool,
     subs: Vec<Arc<Sub>>,
 }
 
@@ -156,7 +158,8 @@ impl Hub {
 
     /// Waits until the model reflects at least `revision`; false on timeout.
     pub(crate) fn wait_for_revision(&self, revision: i64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large for an `Instant` (Duration::MAX) waits forever.
+        let deadline = Instant::now().checked_add(timeout);
         let mut guard = self
             .revision_moved
             .0
@@ -164,13 +167,15 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner());
         while self.revision() < revision {
             let now = Instant::now();
-            if now >= deadline {
+            // Shut down (client closed): the revision will not move again.
+            if *self.stop.borrow() || deadline.is_some_and(|d| now >= d) {
                 return false;
             }
+            let left = deadline.map_or(Duration::MAX, |d| d - now);
             guard = self
                 .revision_moved
                 .1
-                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
+                .wait_timeout(guard, left.min(Duration::from_millis(50)))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -227,7 +232,11 @@ impl Hub {
     /// Stops the watcher and cancels every subscription.
     pub(crate) fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let subs = std::mem::take(&mut self.lock().subs);
+        let subs = {
+            let mut st = self.lock();
+            st.shut = true;
+            std::mem::take(&mut st.subs)
+        };
         for sub in subs {
             sub.cancel_queue();
         }
@@ -482,6 +491,11 @@ impl Hub {
         });
         let mut st = self.lock();
         let revision = self.revision();
+        if st.shut {
+            // The client closed while this subscription was being made.
+            sub.lock().cancelled = true;
+            return sub;
+        }
         {
             let mut q = sub.lock();
             for (uuid, entry) in &self.model.snapshot() {
@@ -816,17 +830,31 @@ impl Sub {
 
 /// A live subscription. Events arrive in etcd revision order. Dropping it
 /// cancels it.
+///
+/// Like every handle of a client, it keeps the client's connection alive
+/// (lease, runtime thread, watch) while it lives, even after every
+/// [`Client`](crate::Client) clone is dropped; [`Client::close`](crate::Client::close)
+/// ends it (iteration ends, the callback stops and is dropped, reads return
+/// [`ErrorKind::Closed`]). In a child forked after it was made, reads return
+/// [`ErrorKind::Forked`].
 pub struct Subscription {
     canceller: Canceller,
     pull: bool,
+    /// Keeps the connection alive while this handle lives (dropped after
+    /// the cancel in `Drop`).
+    client: crate::Client,
 }
 
 /// Cancels a subscription from anywhere, including from inside its own
-/// callback. Cheap to clone.
+/// callback. Cheap to clone. Unlike a [`Subscription`], it does not keep
+/// the client's connection alive.
 #[derive(Clone)]
 pub struct Canceller {
     sub: Arc<Sub>,
     hub: Weak<Hub>,
+    /// The process that made the subscription: a forked child has none of
+    /// its threads to wait for.
+    pid: u32,
 }
 
 impl Canceller {
@@ -836,6 +864,11 @@ impl Canceller {
     /// the callback, the current callback finishes and no other starts.
     /// Idempotent.
     pub fn cancel(&self) {
+        if std::process::id() != self.pid {
+            // A forked child: the dispatcher thread exists only in the
+            // parent, so there is nothing to stop or wait for here.
+            return;
+        }
         if let Some(hub) = self.hub.upgrade() {
             hub.unregister(&self.sub);
         }
@@ -874,7 +907,9 @@ impl Subscription {
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Event>> {
         self.pull_check()?;
         let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
-        self.canceller.sub.pop(&hub, Some(Instant::now() + timeout))
+        // A timeout too large for an `Instant` (Duration::MAX) waits forever.
+        let deadline = Instant::now().checked_add(timeout);
+        self.canceller.sub.pop(&hub, deadline)
     }
 
     /// Waits for the next event; `Err(Closed)` once cancelled.
@@ -894,6 +929,8 @@ impl Subscription {
     }
 
     fn pull_check(&self) -> Result<()> {
+        // Checked first: in a forked child the queue is a frozen copy.
+        self.client.check_forked()?;
         if self.pull {
             Ok(())
         } else {
@@ -939,6 +976,7 @@ pub(crate) type Callback = Box<dyn FnMut(&Event) + Send + 'static>;
 /// Registers a subscription on `hub` (already loaded) and, for a callback,
 /// starts its dispatcher thread.
 pub(crate) fn subscribe(
+    owner: &crate::Client,
     hub: &Arc<Hub>,
     filter: Filter,
     options: &SubscribeOptions,
@@ -953,11 +991,13 @@ pub(crate) fn subscribe(
     let canceller = Canceller {
         sub: sub.clone(),
         hub: Arc::downgrade(hub),
+        pid: std::process::id(),
     };
     let Some(mut callback) = callback else {
         return Ok(Subscription {
             canceller,
             pull: true,
+            client: owner.clone(),
         });
     };
     let weak_hub = Arc::downgrade(hub);
@@ -1000,5 +1040,6 @@ pub(crate) fn subscribe(
     Ok(Subscription {
         canceller,
         pull: false,
+        client: owner.clone(),
     })
 }

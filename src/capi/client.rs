@@ -17,8 +17,17 @@ use crate::{Client, Stats};
 /// Created by `lively_client_connect()`, released by `lively_client_free()`.
 /// Thread-safe: one handle may be used from many threads at once (but not
 /// freed while another thread still uses it). Services registered UP
-/// through it stay UP while it lives; closing or freeing it revokes its
-/// lease, so they go DOWN at once.
+/// through it stay UP while its connection lives.
+///
+/// Lifetime rule, the same for every handle: the client handle, each
+/// `lively_view` and each `lively_subscription` made from it keep the
+/// connection (lease, library thread, watch) alive. Freeing the last of
+/// them closes it quietly; `lively_client_close()` closes it for all of
+/// them at once. Either way the lease is revoked, so the client's services
+/// go DOWN at once; afterwards its subscriptions end (callbacks stop,
+/// release callbacks run, `lively_subscription_next()` returns
+/// `LIVELY_RESULT_CLOSED`) and its views return `LIVELY_RESULT_CLOSED`.
+/// Every handle must still be freed by its owner.
 pub struct lively_client {
     _private: [u8; 0],
 }
@@ -127,10 +136,15 @@ impl lively_client {
         })
     }
 
-    /// Closes the client: revokes its lease (its services go DOWN at once,
-    /// not after the TTL) and stops its thread. Returns the revoke's error,
-    /// if any; the client is closed either way and later calls on it return
-    /// `LIVELY_RESULT_CLOSED`. Closing twice is OK.
+    /// Closes the client's connection for every handle: revokes its lease
+    /// (its services go DOWN at once, not after the TTL), ends its
+    /// subscriptions (no callback starts after this returns, outside a
+    /// callback; release callbacks run; pull subscriptions return
+    /// `LIVELY_RESULT_CLOSED`), makes its views return
+    /// `LIVELY_RESULT_CLOSED`, and stops its thread. Returns the revoke's
+    /// error, if any; the client is closed either way and later calls on it
+    /// return `LIVELY_RESULT_CLOSED`. Closing twice is OK (the second call
+    /// returns the first one's result).
     ///
     /// Ownership: the handle stays allocated; free it with
     /// `lively_client_free()`.
@@ -146,16 +160,16 @@ impl lively_client {
         })
     }
 
-    /// Frees a client, closing it quietly if `lively_client_close()` was not
-    /// called (its services go DOWN at once). Its subscriptions end: no
-    /// further callbacks start, their release callbacks run, pull
-    /// subscriptions return `LIVELY_RESULT_CLOSED`; each must still be
-    /// freed with `lively_subscription_free()`. NULL is a no-op.
+    /// Frees a client handle. If it was the connection's last handle (no
+    /// view or subscription of it is left), the connection closes quietly,
+    /// as with `lively_client_close()`: its services go DOWN at once. While
+    /// a view or subscription lives, the connection (and the lease keeping
+    /// its services UP) lives on; call `lively_client_close()` first to end
+    /// it for all of them. NULL is a no-op.
     ///
     /// Ownership: takes `client`; do not use it afterwards.
     /// Thread safety: no other thread may use this handle during or after
-    /// the call. Do not call it from inside a callback of this client's
-    /// subscriptions.
+    /// the call.
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_free(client: *const lively_client) {
         lively_guard!({

@@ -262,8 +262,11 @@ impl lively_subscription {
     ///
     /// Ownership: `filter` and `options` are copied. On success `*out`
     /// receives a subscription the caller frees with
-    /// `lively_subscription_free()`. It ends when its client is closed or
-    /// freed (see `lively_client_free()`). A filter with `has_status` set
+    /// `lively_subscription_free()`. It keeps the client's connection
+    /// alive (see `lively_client`), even after `lively_client_free()`, and
+    /// ends when the client is closed with `lively_client_close()`. In a
+    /// child forked after it was made, `lively_subscription_next()` returns
+    /// `LIVELY_RESULT_FORKED`. A filter with `has_status` set
     /// is `LIVELY_RESULT_INVALID_ARGUMENT`: status changes are the events.
     /// Thread safety: thread-safe; `callback`, `release` and `userdata`
     /// must be usable from a library thread.
@@ -413,7 +416,8 @@ impl lively_subscription {
     }
 
     /// Cancels (see `lively_subscription_cancel()`) and frees a
-    /// subscription. NULL is a no-op.
+    /// subscription; if it was the connection's last handle, the
+    /// connection closes (see `lively_client`). NULL is a no-op.
     ///
     /// Ownership: takes `subscription`; do not use it afterwards.
     /// Thread safety: no other thread may use the handle during or after

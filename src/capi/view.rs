@@ -38,8 +38,11 @@ impl lively_view {
     /// `lively_view_is_connected()`).
     ///
     /// Ownership: on success `*out` receives a view the caller frees with
-    /// `lively_view_free()`; it keeps the connection alive, but
-    /// `lively_client_free()` of its client still ends its updates.
+    /// `lively_view_free()`. It keeps the client's connection alive (see
+    /// `lively_client`), even after `lively_client_free()`; after
+    /// `lively_client_close()` its reads return `LIVELY_RESULT_CLOSED`, and
+    /// in a child forked after it was made they return
+    /// `LIVELY_RESULT_FORKED`.
     /// Thread safety: thread-safe.
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_new(
@@ -70,7 +73,8 @@ impl lively_view {
         })
     }
 
-    /// Releases a view. NULL is a no-op.
+    /// Releases a view; if it was the connection's last handle, the
+    /// connection closes (see `lively_client`). NULL is a no-op.
     ///
     /// Ownership: takes `view`. Thread safety: no other thread may use the
     /// handle during or after the call.

@@ -184,25 +184,38 @@ int main(void) {
   CHECK(last_error_has("client"));
 
   /* After fork() the child gets a clear error instead of hanging on the
-   * parent's runtime thread. (The answer goes through a pipe: under
-   * valgrind the child's exit status reports the parent's memory.) */
+   * parent's runtime thread, and its inherited view and subscription do not
+   * answer from a copy frozen at the fork. (The answers go through a pipe:
+   * under valgrind the child's exit status reports the parent's memory.) */
+  const lively_view *view = NULL;
+  OK(lively_view_new(client, 0, &view));
+  lively_subscription *pull = NULL;
+  OK(lively_client_subscribe_pull(client, NULL, NULL, &pull));
   int fds[2];
   CHECK(pipe(fds) == 0);
   pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
     close(fds[0]);
-    char answer = lively_client_is_up(client, valid_uuid, &up) == LIVELY_RESULT_FORKED ? 'F' : '?';
-    if (write(fds[1], &answer, 1) != 1) _exit(3);
+    lively_event *ev = NULL;
+    char answers[3] = {
+        lively_client_is_up(client, valid_uuid, &up) == LIVELY_RESULT_FORKED ? 'F' : '?',
+        lively_view_is_up(view, valid_uuid, &up) == LIVELY_RESULT_FORKED ? 'F' : '?',
+        lively_subscription_next(pull, 0, &ev) == LIVELY_RESULT_FORKED ? 'F' : '?',
+    };
+    if (write(fds[1], answers, sizeof answers) != sizeof answers) _exit(3);
     _exit(0);
   }
   close(fds[1]);
-  char answer = 0;
-  CHECK(read(fds[0], &answer, 1) == 1);
+  char answers[4] = {0};
+  CHECK(read(fds[0], answers, 3) == 3);
   close(fds[0]);
   waitpid(pid, NULL, 0);
-  CHECK(answer == 'F');
+  CHECK(strcmp(answers, "FFF") == 0);
   OK(lively_client_is_up(client, valid_uuid, &up)); /* the parent is unaffected */
+  OK(lively_view_is_up(view, valid_uuid, &up));
+  lively_subscription_free(pull);
+  lively_view_free(view);
 
   OK(lively_client_close(client));
   IS(LIVELY_RESULT_CLOSED, lively_client_is_up(client, valid_uuid, &up));

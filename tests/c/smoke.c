@@ -168,6 +168,24 @@ static void self_ending(const lively_client *client, bool free_it) {
   if (!free_it) lively_subscription_free(sub);
 }
 
+/* ---- a subscriber that counts ---- */
+
+struct counter {
+  bool called;
+  bool released;
+};
+
+static void count_event(void *userdata, const lively_event *e) {
+  struct counter *c = userdata;
+  (void)e;
+  set_flag(&c->called);
+}
+
+static void count_release(void *userdata) {
+  struct counter *c = userdata;
+  set_flag(&c->released);
+}
+
 /* ---- a slow subscriber ---- */
 
 struct slow {
@@ -373,21 +391,36 @@ int main(void) {
   self_ending(client, false);
   self_ending(client, true);
 
-  /* Freeing a client ends its subscriptions (release runs); the
-   * subscription handle is still freed by its owner. */
+  /* Every handle keeps the connection alive: after its client handle is
+   * freed, a subscription still gets events; freeing it, the last handle,
+   * ends the connection and runs its release. */
   {
     const lively_client *other = connect_from_env();
-    struct self_ender s = {0};
+    struct counter c = {0};
     lively_subscription *orphan = NULL;
-    OK(lively_client_subscribe(other, NULL, NULL, self_end_event, &s, self_end_release, &orphan));
+    OK(lively_client_subscribe(other, NULL, NULL, count_event, &c, count_release, &orphan));
     lively_client_free(other);
-    wait_for(&s.released, 10);
+    a.uuid = w.uuid_a;
+    a.maintenance_note = "after free";
+    OK(lively_client_update(client, &a, NULL, 0));
+    wait_for(&c.called, 10);
+    pthread_mutex_lock(&mu);
+    CHECK(!c.released);
+    pthread_mutex_unlock(&mu);
     lively_subscription_free(orphan);
+    pthread_mutex_lock(&mu);
+    CHECK(c.released); /* ran before free returned: no callback is running */
+    pthread_mutex_unlock(&mu);
   }
 
   /* Close the client while a slow subscriber still has events queued: the
-   * subscription ends, its release runs, and freeing it afterwards is fine. */
+   * subscription ends, its release runs, and freeing it afterwards is fine.
+   * Close ends every handle: a view and a pull subscription say CLOSED. */
   {
+    const lively_view *closing_view = NULL;
+    OK(lively_view_new(client, 0, &closing_view));
+    lively_subscription *closing_pull = NULL;
+    OK(lively_client_subscribe_pull(client, NULL, NULL, &closing_pull));
     struct slow slow = {0};
     lively_subscribe_options snap = {0};
     snap.snapshot = true;
@@ -405,6 +438,15 @@ int main(void) {
     OK(lively_client_close(client));
     wait_for(&slow.released, 10);
     lively_subscription_free(busy);
+    CHECK(lively_view_is_up(closing_view, w.uuid_a, &up) == LIVELY_RESULT_CLOSED);
+    lively_event *ev = NULL;
+    lively_result rc;
+    /* Events queued before the close may still be read; then CLOSED. */
+    while ((rc = lively_subscription_next(closing_pull, 0, &ev)) == LIVELY_RESULT_OK && ev)
+      lively_event_free(ev);
+    CHECK(rc == LIVELY_RESULT_CLOSED);
+    lively_subscription_free(closing_pull);
+    lively_view_free(closing_view);
   }
 
   OK(lively_client_close(client));

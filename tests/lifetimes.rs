@@ -1,0 +1,478 @@
+//! One lifetime rule for every handle, the same in Rust and C: a client
+//! clone, a view and a subscription each keep the connection (lease,
+//! runtime thread, watch) alive; `close()` on the client ends it for all.
+//! And after `fork()`, every handle the child inherited says `Forked`
+//! instead of answering from a frozen copy.
+
+mod common;
+
+use std::ffi::{CString, c_void};
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use common::*;
+use os_lively::capi::{
+    lively_client, lively_config, lively_event, lively_result, lively_subscription, lively_view,
+};
+use os_lively::{Client, ErrorKind, EventKind, Filter, Service, SubscribeOptions};
+
+const TTL: u64 = 2;
+
+/// True if `observer` sees `uuid` UP at every poll for `span`.
+fn up_throughout(observer: &Client, uuid: &str, span: Duration) -> bool {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        if !observer.is_up(uuid).unwrap() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Down right away (not after the TTL): the lease was revoked.
+fn assert_down_at_once(etcd: &Etcd, observer: &Client, uuid: &str, lease: i64, what: &str) {
+    assert_eq!(etcd.raw().lease_ttl(lease), -1, "{what}: lease still alive");
+    assert!(!observer.is_up(uuid).unwrap(), "{what}: still UP");
+}
+
+#[test]
+fn a_subscription_of_a_temporary_client_works() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_temp_sub");
+    let cfg = config(&etcd.endpoints(), &ns, TTL);
+    let sub = Client::connect(&cfg)
+        .unwrap()
+        .subscribe(&Filter::all(), &SubscribeOptions::default())
+        .unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let cb = Client::connect(&cfg)
+        .unwrap()
+        .subscribe_callback(&Filter::all(), &SubscribeOptions::default(), move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let writer = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = writer.update(&Service::new("t", "h")).unwrap();
+    let e = sub
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the subscription is alive")
+        .expect("an event");
+    assert_eq!(
+        (e.kind, e.uuid.as_str()),
+        (EventKind::Registered, uuid.as_str())
+    );
+    assert!(wait_until(Duration::from_secs(10), || seen
+        .load(Ordering::SeqCst)
+        > 0));
+    drop(cb);
+}
+
+#[test]
+fn a_view_or_subscription_keeps_the_connection_after_the_last_client_clone_drops() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_keep");
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    for handle in ["view", "subscription"] {
+        let client = connect(&etcd.endpoints(), &ns, TTL);
+        let lease = client.stats().lease_id;
+        let uuid = client.update(&Service::new("keep", handle)).unwrap();
+        let view = (handle == "view").then(|| client.view().unwrap());
+        let sub = (handle == "subscription").then(|| {
+            client
+                .subscribe(&Filter::all(), &SubscribeOptions::default())
+                .unwrap()
+        });
+        drop(client);
+        // Kept alive past two TTLs: the lease lives while the handle does.
+        assert!(
+            up_throughout(&observer, &uuid, Duration::from_secs(2 * TTL + 1)),
+            "{handle}: the service went DOWN while the {handle} lived"
+        );
+        if let Some(view) = &view {
+            view.sync(Duration::from_secs(5)).unwrap();
+            assert!(view.is_up(&uuid).unwrap());
+        }
+        if let Some(sub) = &sub {
+            observer.update(&Service::new("other", handle)).unwrap();
+            let e = sub.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert!(e.is_some(), "the subscription still gets events");
+        }
+        // The last handle gone: the connection ends, the lease is revoked.
+        drop(view);
+        drop(sub);
+        assert_down_at_once(&etcd, &observer, &uuid, lease, handle);
+    }
+}
+
+#[test]
+fn close_ends_the_connection_for_every_handle() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_close");
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let lease = client.stats().lease_id;
+    let uuid = client.update(&Service::new("closing", "h1")).unwrap();
+    let view = client.view().unwrap();
+    let pull = Arc::new(
+        client
+            .subscribe(&Filter::all(), &SubscribeOptions::default())
+            .unwrap(),
+    );
+    // The callback owns this guard: it is dropped (the Rust "release") once
+    // the callback will not run again.
+    struct Released(Arc<AtomicBool>);
+    impl Drop for Released {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let released = Arc::new(AtomicBool::new(false));
+    let guard = Released(released.clone());
+    let callback = client
+        .subscribe_callback(&Filter::all(), &SubscribeOptions::default(), move |_| {
+            let _ = &guard;
+        })
+        .unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let p = pull.clone();
+    let iterating = std::thread::spawn(move || {
+        for _ in &*p {}
+        let _ = done_tx.send(());
+    });
+    let other_clone = client.clone();
+
+    client.close().unwrap();
+    assert_down_at_once(&etcd, &observer, &uuid, lease, "close");
+    assert_eq!(view.is_up(&uuid).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        view.list(&Filter::all()).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    assert_eq!(
+        view.sync(Duration::from_secs(1)).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("iterating the subscription did not end after close()");
+    iterating.join().unwrap();
+    assert_eq!(
+        pull.recv_timeout(Duration::ZERO).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || released.load(Ordering::SeqCst)),
+        "the callback subscription was not released"
+    );
+    assert_eq!(
+        other_clone.is_up(&uuid).unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    assert_eq!(
+        other_clone.view().err().map(|e| e.kind()),
+        Some(ErrorKind::Closed)
+    );
+    assert_eq!(
+        other_clone
+            .subscribe(&Filter::all(), &SubscribeOptions::default())
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::Closed)
+    );
+    // Closing again (from another clone) reports the same, and does not hang.
+    assert!(other_clone.close().is_ok());
+    drop(callback);
+}
+
+// ---- the same rule through the C API ----
+
+fn c_connect(etcd: &Etcd, ns: &str) -> *const lively_client {
+    let cfg = lively_config::lively_config_new();
+    let eps = CString::new(etcd.endpoints().join(",")).unwrap();
+    let ns = CString::new(ns).unwrap();
+    assert_eq!(
+        lively_config::lively_config_set_endpoints(cfg, eps.as_ptr()),
+        lively_result::Ok
+    );
+    assert_eq!(
+        lively_config::lively_config_set_namespace(cfg, ns.as_ptr()),
+        lively_result::Ok
+    );
+    assert_eq!(
+        lively_config::lively_config_set_status_ttl(cfg, TTL),
+        lively_result::Ok
+    );
+    let mut client = null();
+    assert_eq!(
+        lively_client::lively_client_connect(cfg, &mut client),
+        lively_result::Ok
+    );
+    lively_config::lively_config_free(cfg);
+    client
+}
+
+fn c_register(client: *const lively_client, host: &str) -> String {
+    let mut s: os_lively::capi::lively_service = unsafe { std::mem::zeroed() };
+    let host = CString::new(host).unwrap();
+    s.service_type = c"c-life".as_ptr();
+    s.host = host.as_ptr();
+    let mut buf = [0 as std::ffi::c_char; os_lively::capi::LIVELY_UUID_BUF_LEN];
+    assert_eq!(
+        lively_client::lively_client_update(client, &s, buf.as_mut_ptr(), buf.len()),
+        lively_result::Ok
+    );
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn c_lease(client: *const lively_client) -> i64 {
+    let mut st = os_lively::capi::lively_stats::default();
+    assert_eq!(
+        lively_client::lively_client_stats(client, &mut st),
+        lively_result::Ok
+    );
+    st.lease_id
+}
+
+fn c_view_is_up(view: *const lively_view, uuid: &str) -> Result<bool, lively_result> {
+    let u = CString::new(uuid).unwrap();
+    let mut up = false;
+    match lively_view::lively_view_is_up(view, u.as_ptr(), &mut up) {
+        lively_result::Ok => Ok(up),
+        rc => Err(rc),
+    }
+}
+
+/// Waits up to `ms` for an event of a pull subscription; the code on error.
+fn c_next(sub: *const lively_subscription, ms: u64) -> Result<bool, lively_result> {
+    let mut ev: *mut lively_event = null_mut();
+    match lively_subscription::lively_subscription_next(sub, ms, &mut ev) {
+        lively_result::Ok => {
+            let got = !ev.is_null();
+            lively_subscription::lively_event_free(ev);
+            Ok(got)
+        }
+        rc => Err(rc),
+    }
+}
+
+unsafe extern "C" fn count_event(userdata: *mut c_void, _e: *const lively_event) {
+    let n = unsafe { &*(userdata as *const AtomicUsize) };
+    n.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn count_release(userdata: *mut c_void) {
+    let n = unsafe { &*(userdata as *const AtomicUsize) };
+    n.fetch_add(1000, Ordering::SeqCst);
+}
+
+#[test]
+fn c_handles_keep_the_connection_until_the_last_is_freed() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_c_keep");
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let client = c_connect(&etcd, &ns);
+    let lease = c_lease(client);
+    let uuid = c_register(client, "h1");
+    let mut view = null();
+    assert_eq!(
+        lively_view::lively_view_new(client, 0, &mut view),
+        lively_result::Ok
+    );
+    let mut pull = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe_pull(client, null(), null(), &mut pull),
+        lively_result::Ok
+    );
+    lively_client::lively_client_free(client);
+    lively_view::lively_view_free(view);
+    // The pull subscription is the last handle: still UP, still told.
+    assert!(
+        up_throughout(&observer, &uuid, Duration::from_secs(2 * TTL + 1)),
+        "the service went DOWN while a subscription handle lived"
+    );
+    observer.update(&Service::new("other", "h2")).unwrap();
+    assert_eq!(
+        c_next(pull, 10_000),
+        Ok(true),
+        "the subscription still gets events"
+    );
+    lively_subscription::lively_subscription_free(pull);
+    assert_down_at_once(&etcd, &observer, &uuid, lease, "last C handle freed");
+}
+
+#[test]
+fn c_close_ends_every_handle() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_c_close");
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let client = c_connect(&etcd, &ns);
+    let lease = c_lease(client);
+    let uuid = c_register(client, "h1");
+    let mut view = null();
+    assert_eq!(
+        lively_view::lively_view_new(client, 0, &mut view),
+        lively_result::Ok
+    );
+    assert_eq!(c_view_is_up(view, &uuid), Ok(true));
+    let mut pull = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe_pull(client, null(), null(), &mut pull),
+        lively_result::Ok
+    );
+    let calls = Box::new(AtomicUsize::new(0));
+    let mut cb = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe(
+            client,
+            null(),
+            null(),
+            Some(count_event),
+            &*calls as *const AtomicUsize as *mut c_void,
+            Some(count_release),
+            &mut cb
+        ),
+        lively_result::Ok
+    );
+
+    assert_eq!(
+        lively_client::lively_client_close(client),
+        lively_result::Ok
+    );
+    assert_down_at_once(&etcd, &observer, &uuid, lease, "lively_client_close");
+    assert_eq!(c_view_is_up(view, &uuid), Err(lively_result::Closed));
+    assert_eq!(c_next(pull, 0), Err(lively_result::Closed));
+    assert!(
+        wait_until(Duration::from_secs(10), || calls.load(Ordering::SeqCst)
+            >= 1000),
+        "the release callback did not run after close"
+    );
+    lively_subscription::lively_subscription_free(cb);
+    lively_subscription::lively_subscription_free(pull);
+    lively_view::lively_view_free(view);
+    lively_client::lively_client_free(client);
+    assert_eq!(calls.load(Ordering::SeqCst) / 1000, 1, "released once");
+}
+
+// ---- fork ----
+
+/// Runs `child` in a forked child and returns the bytes it wrote (within
+/// 20 s; a child that hangs is killed and the test fails).
+fn in_forked_child(child: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe { libc::close(fds[0]) };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child))
+            .unwrap_or_else(|_| b"panic".to_vec());
+        unsafe {
+            libc::write(fds[1], out.as_ptr().cast(), out.len());
+            libc::_exit(0);
+        }
+    }
+    unsafe { libc::close(fds[1]) };
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: fds[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if ready <= 0 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            break;
+        }
+        let mut buf = [0u8; 256];
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    unsafe {
+        libc::close(fds[0]);
+        libc::waitpid(pid, null_mut(), 0);
+    }
+    out
+}
+
+fn forked_mark<T>(r: os_lively::Result<T>) -> u8 {
+    match r {
+        Err(e) if e.kind() == ErrorKind::Forked => b'F',
+        Err(_) => b'E',
+        Ok(_) => b'A', // answered from the parent's frozen copy
+    }
+}
+
+#[test]
+fn after_fork_views_and_subscriptions_say_forked() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_fork");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client.update(&Service::new("forker", "h1")).unwrap();
+    let view = client.view().unwrap();
+    view.sync(Duration::from_secs(5)).unwrap();
+    let sub = client
+        .subscribe(&Filter::all(), &SubscribeOptions::default())
+        .unwrap();
+    // The same through the C API.
+    let c = c_connect(&etcd, &ns);
+    let mut cview = null();
+    assert_eq!(
+        lively_view::lively_view_new(c, 0, &mut cview),
+        lively_result::Ok
+    );
+    let mut cpull = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe_pull(c, null(), null(), &mut cpull),
+        lively_result::Ok
+    );
+    assert_eq!(c_view_is_up(cview, &uuid), Ok(true));
+
+    let (cv, cp) = (cview as usize, cpull as usize);
+    let marks = in_forked_child(|| {
+        let cview = cv as *const lively_view;
+        let cpull = cp as *const lively_subscription;
+        let code = |r: lively_result| {
+            if r == lively_result::Forked {
+                b'F'
+            } else {
+                b'?'
+            }
+        };
+        vec![
+            forked_mark(client.is_up(&uuid)),
+            forked_mark(view.is_up(&uuid)),
+            forked_mark(view.get(&uuid)),
+            forked_mark(view.list(&Filter::all())),
+            forked_mark(view.wait_for_revision(1, Duration::ZERO)),
+            forked_mark(sub.recv_timeout(Duration::ZERO)),
+            forked_mark(sub.try_recv()),
+            c_view_is_up(cview, &uuid).map_or_else(code, |_| b'A'),
+            c_next(cpull, 0).map_or_else(code, |_| b'A'),
+        ]
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&marks),
+        "FFFFFFFFF",
+        "in the child, client, view (is_up, get, list, wait), subscription (recv, try_recv), C view, C subscription"
+    );
+    // The parent is unaffected.
+    assert!(view.is_up(&uuid).unwrap());
+    assert_eq!(c_view_is_up(cview, &uuid), Ok(true));
+    assert!(sub.try_recv().is_ok());
+    lively_subscription::lively_subscription_free(cpull);
+    lively_view::lively_view_free(cview);
+    lively_client::lively_client_free(c);
+}
