@@ -501,11 +501,20 @@ typedef struct lively_stats {
    * Seconds left on the current lease at the last keepalive answer.
    */
   int64_t lease_ttl_remaining;
+  /**
+   * Log messages dropped because the log callback (process-wide, see
+   * `lively_set_log_callback()`) fell a whole queue behind; counted for
+   * the process, not per client.
+   */
+  uint64_t log_lines_dropped;
 } lively_stats;
 
 /**
- * Receives one log message. `message` is valid only during the call. Called
- * from any thread (including library threads), possibly concurrently.
+ * Receives one log message. `message` is valid only during the call.
+ * Called on a library thread of its own, one message at a time, in the
+ * order they were logged; never on a thread that keeps leases alive, so a
+ * callback that blocks delays only later messages (see
+ * `lively_set_log_callback()`).
  */
 typedef void (*lively_log_callback)(void *userdata, lively_log_level level, const char *message);
 
@@ -876,12 +885,20 @@ lively_result lively_config_set_tls_server_name(struct lively_config *config, co
  * messages go back to the default: warnings and errors on stderr, nothing
  * on stdout.
  *
+ * `callback` runs on a library thread of its own (`lively-log`), one
+ * message at a time, never on a thread that keeps leases alive: it may
+ * block (syslog back-pressure, a mutex held by a thread inside a
+ * `lively_*` call) without delaying keepalives. While it blocks, up to
+ * 1024 messages wait in a queue; later ones are dropped, counted in
+ * `lively_stats.log_lines_dropped`, and reported by a warning once the
+ * callback catches up.
+ *
  * Ownership: `userdata` is passed to every call; the library never frees
- * it. After this returns, a message already being delivered on another
- * thread may still reach the previous callback.
- * Thread safety: thread-safe. `callback` must be thread-safe: it is called
- * from library threads, possibly concurrently, and must not call
- * `lively_set_log_callback()`.
+ * it. Each message goes to the callback installed when it is delivered;
+ * after this returns, a message already being delivered may still reach
+ * the previous callback.
+ * Thread safety: thread-safe. `callback` is called from a library
+ * thread and must not call `lively_set_log_callback()`.
  */
 lively_result lively_set_log_callback(lively_log_callback callback, void *userdata, uint32_t max_level);
 

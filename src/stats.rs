@@ -27,7 +27,15 @@ pub struct Stats {
     pub lease_granted_ttl: i64,
     /// Seconds left on the current lease at the last keepalive answer.
     pub lease_ttl_remaining: i64,
+    /// Log messages dropped because the C log callback (process-wide, see
+    /// `lively_set_log_callback()`) fell a whole queue behind. Counted for
+    /// the process, not per client.
+    pub log_lines_dropped: u64,
 }
+
+/// Log lines the C log callback's queue had no room for (process-wide, as
+/// the log callback is).
+pub(crate) static LOG_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -62,6 +70,7 @@ impl Counters {
             lease_id: i(&self.lease_id),
             lease_granted_ttl: i(&self.lease_granted_ttl),
             lease_ttl_remaining: i(&self.lease_ttl_remaining),
+            log_lines_dropped: r(&LOG_LINES_DROPPED),
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct lively_stats {
     pub lease_granted_ttl: i64,
     /// Seconds left on the current lease at the last keepalive answer.
     pub lease_ttl_remaining: i64,
+    /// Log messages dropped because the log callback (process-wide, see
+    /// `lively_set_log_callback()`) fell a whole queue behind; counted for
+    /// the process, not per client.
+    pub log_lines_dropped: u64,
 }
 
 impl From<Stats> for lively_stats {
@@ -71,6 +75,7 @@ impl From<Stats> for lively_stats {
             lease_id: s.lease_id,
             lease_granted_ttl: s.lease_granted_ttl,
             lease_ttl_remaining: s.lease_ttl_remaining,
+            log_lines_dropped: s.log_lines_dropped,
         }
     }
 }

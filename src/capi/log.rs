@@ -1,7 +1,18 @@
 //! Routing the library's `log` records to a C callback, or to stderr.
+//!
+//! A C daemon's logger may block (syslog back-pressure, a mutex held by a
+//! thread that is inside a `lively_*` call). Run on the thread that keeps
+//! leases alive, it would delay keepalives into a false DOWN. So records
+//! for the callback go through a bounded queue to a thread of their own
+//! (`lively-log`); when the callback falls a whole queue behind, further
+//! records are dropped and counted, never waited for.
 
 use std::ffi::{c_char, c_void};
-use std::sync::{Once, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Once, OnceLock, RwLock};
+
+use crate::stats::LOG_LINES_DROPPED;
 
 use super::guard::to_cstring;
 use super::result::{Failure, lively_result};
@@ -47,8 +58,11 @@ impl lively_log_level {
     }
 }
 
-/// Receives one log message. `message` is valid only during the call. Called
-/// from any thread (including library threads), possibly concurrently.
+/// Receives one log message. `message` is valid only during the call.
+/// Called on a library thread of its own, one message at a time, in the
+/// order they were logged; never on a thread that keeps leases alive, so a
+/// callback that blocks delays only later messages (see
+/// `lively_set_log_callback()`).
 pub type lively_log_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, level: lively_log_level, message: *const c_char),
 >;
@@ -66,6 +80,107 @@ unsafe impl Sync for Sink {}
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 static INIT: Once = Once::new();
+
+/// Messages waiting for the callback beyond this many are dropped (and
+/// counted): a bound on memory while a callback blocks.
+pub(crate) const LOG_QUEUE_CAPACITY: usize = 1024;
+
+/// One record on its way to the callback.
+struct Line {
+    level: log::Level,
+    message: String,
+}
+
+/// The queue to the log thread; `None` if the thread could not start.
+static QUEUE: OnceLock<Option<SyncSender<Line>>> = OnceLock::new();
+/// Records queued and records handled by the log thread (for `drain`).
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// The queue, starting the log thread on first use.
+fn queue() -> Option<&'static SyncSender<Line>> {
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE_CAPACITY);
+            std::thread::Builder::new()
+                .name("lively-log".into())
+                .spawn(move || deliver_forever(rx))
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// Queues `line` for the log thread, or counts it dropped.
+fn enqueue(line: Line) {
+    let sent = match queue() {
+        Some(tx) => match tx.try_send(line) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        },
+        None => false,
+    };
+    if sent {
+        QUEUED.fetch_add(1, Ordering::AcqRel);
+    } else {
+        LOG_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The log thread: hands each line to the callback installed when it is
+/// delivered (or to stderr once none is), and reports drops once it has
+/// caught up.
+fn deliver_forever(rx: Receiver<Line>) {
+    let mut reported = 0u64;
+    for line in rx {
+        deliver(line.level, &line.message);
+        HANDLED.fetch_add(1, Ordering::AcqRel);
+        let dropped = LOG_LINES_DROPPED.load(Ordering::Relaxed);
+        if dropped > reported {
+            let message = format!(
+                "os-lively: {} log message(s) dropped: the log callback fell {LOG_QUEUE_CAPACITY} messages behind",
+                dropped - reported
+            );
+            deliver(log::Level::Warn, &message);
+            reported = dropped;
+        }
+    }
+}
+
+fn deliver(level: log::Level, message: &str) {
+    let sink = *SINK.read().unwrap_or_else(|p| p.into_inner());
+    match sink {
+        Some(sink) => {
+            let msg = to_cstring(message);
+            let level = lively_log_level::from_level(level);
+            // A panic must not end the log thread (none should happen: the
+            // callback is C), so it is caught and the line forgotten.
+            let _ = std::panic::catch_unwind(|| {
+                // SAFETY: the caller's callback, with a message valid for the call.
+                unsafe { (sink.callback)(sink.userdata, level, msg.as_ptr()) };
+            });
+        }
+        None => {
+            if level <= log::Level::Warn {
+                eprintln!("os-lively {level}: {message}");
+            }
+        }
+    }
+}
+
+/// Waits (at most `timeout`) until every line queued so far was handled.
+#[cfg(test)]
+pub(crate) fn drain(timeout: std::time::Duration) -> bool {
+    let target = QUEUED.load(Ordering::Acquire);
+    let deadline = std::time::Instant::now() + timeout;
+    while HANDLED.load(Ordering::Acquire) < target {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
+}
 
 struct CLogger;
 
@@ -88,19 +203,15 @@ impl log::Log for CLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let sink = *SINK.read().unwrap_or_else(|p| p.into_inner());
-        match sink {
-            Some(sink) => {
-                let msg = to_cstring(&record.args().to_string());
-                let level = lively_log_level::from_level(record.level());
-                // SAFETY: the caller's callback, with a message valid for the call.
-                unsafe { (sink.callback)(sink.userdata, level, msg.as_ptr()) };
-            }
-            None => {
-                if record.level() <= log::Level::Warn {
-                    eprintln!("os-lively {}: {}", record.level(), record.args());
-                }
-            }
+        let has_sink = SINK.read().unwrap_or_else(|p| p.into_inner()).is_some();
+        if has_sink {
+            // Never run the callback here: this may be the runtime thread.
+            enqueue(Line {
+                level: record.level(),
+                message: record.args().to_string(),
+            });
+        } else if record.level() <= log::Level::Warn {
+            eprintln!("os-lively {}: {}", record.level(), record.args());
         }
     }
 
@@ -122,12 +233,20 @@ pub(crate) fn ensure_logger() {
 /// messages go back to the default: warnings and errors on stderr, nothing
 /// on stdout.
 ///
+/// `callback` runs on a library thread of its own (`lively-log`), one
+/// message at a time, never on a thread that keeps leases alive: it may
+/// block (syslog back-pressure, a mutex held by a thread inside a
+/// `lively_*` call) without delaying keepalives. While it blocks, up to
+/// 1024 messages wait in a queue; later ones are dropped, counted in
+/// `lively_stats.log_lines_dropped`, and reported by a warning once the
+/// callback catches up.
+///
 /// Ownership: `userdata` is passed to every call; the library never frees
-/// it. After this returns, a message already being delivered on another
-/// thread may still reach the previous callback.
-/// Thread safety: thread-safe. `callback` must be thread-safe: it is called
-/// from library threads, possibly concurrently, and must not call
-/// `lively_set_log_callback()`.
+/// it. Each message goes to the callback installed when it is delivered;
+/// after this returns, a message already being delivered may still reach
+/// the previous callback.
+/// Thread safety: thread-safe. `callback` is called from a library
+/// thread and must not call `lively_set_log_callback()`.
 #[unsafe(no_mangle)]
 pub extern "C" fn lively_set_log_callback(
     callback: lively_log_callback,
@@ -161,6 +280,11 @@ mod tests {
         let msg = unsafe { std::ffi::CStr::from_ptr(msg) }
             .to_string_lossy()
             .into_owned();
+        // Delivered on the log thread, never on the thread that logged.
+        let msg = match std::thread::current().name() {
+            Some("lively-log") => msg,
+            other => format!("{msg} (on thread {other:?})"),
+        };
         SEEN.lock().unwrap().push((level as u32, msg));
     }
 
@@ -174,11 +298,13 @@ mod tests {
         log::info!(target: "os_lively::test", "info line");
         log::debug!(target: "os_lively::test", "too verbose");
         log::info!(target: "h2::codec", "transport chatter");
+        assert!(drain(std::time::Duration::from_secs(10)));
         assert_eq!(
             lively_set_log_callback(None, std::ptr::null_mut(), 0),
             lively_result::Ok
         );
         log::warn!(target: "os_lively::test", "to stderr now");
+        assert!(drain(std::time::Duration::from_secs(10)));
         let seen = SEEN.lock().unwrap().clone();
         let ours: Vec<_> = seen
             .iter()
