@@ -431,7 +431,8 @@ typedef struct lively_filter {
    */
   const char *region;
   /**
-   * When true, only services whose effective status is `status`.
+   * When true, only services whose effective status is `status`. A value
+   * other than 0 or 1 is `LIVELY_RESULT_INVALID_ARGUMENT`.
    */
   bool has_status;
   /**
@@ -524,7 +525,8 @@ typedef void (*lively_log_callback)(void *userdata, lively_log_level level, cons
 typedef struct lively_subscribe_options {
   /**
    * First deliver an EXISTING event for every matching service, then
-   * the changes, with no gap between them.
+   * the changes, with no gap between them. A value other than 0 or 1 is
+   * `LIVELY_RESULT_INVALID_ARGUMENT`.
    */
   bool snapshot;
   /**

@@ -33,8 +33,8 @@ pub use config::lively_config;
 pub use log::{lively_log_callback, lively_log_level, lively_set_log_callback};
 pub use result::{lively_last_error, lively_result, lively_result_str};
 pub use service::{
-    LIVELY_STATUS_NONE, LIVELY_UUID_BUF_LEN, lively_filter, lively_service, lively_service_info,
-    lively_service_list, lively_status, lively_string_free,
+    LIVELY_STATUS_NONE, LIVELY_UUID_BUF_LEN, lively_bool, lively_filter, lively_service,
+    lively_service_info, lively_service_list, lively_status, lively_string_free,
 };
 pub use subscription::{
     lively_down_reason, lively_event, lively_event_callback, lively_event_kind,

@@ -15,6 +15,42 @@ pub const LIVELY_UUID_BUF_LEN: usize = 33;
 /// service did not exist before, or no longer exists).
 pub const LIVELY_STATUS_NONE: i32 = -1;
 
+/// A C `bool` in a struct the caller fills in, read as the byte it is.
+///
+/// A Rust `bool` may only hold 0 or 1, but a C caller can leave any byte
+/// in a `bool` field (uninitialized memory, `memset`, a cast). Reading such
+/// a byte as a Rust `bool` is undefined behaviour, so input structs hold
+/// this byte instead; [`lively_bool::read`] accepts 0 and 1 and refuses
+/// anything else with an invalid-argument error naming the field. The
+/// header shows the field as `bool` (cbindgen.toml renames this type).
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct lively_bool(pub u8);
+
+impl lively_bool {
+    /// The C `true`.
+    pub const TRUE: lively_bool = lively_bool(1);
+    /// The C `false`.
+    pub const FALSE: lively_bool = lively_bool(0);
+
+    /// The value of field `name`, validated.
+    pub(crate) fn read(self, name: &str) -> Result<bool, Failure> {
+        match self.0 {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(Failure::invalid(format!(
+                "{name}: {v} is not a bool (0 or 1)"
+            ))),
+        }
+    }
+}
+
+impl From<bool> for lively_bool {
+    fn from(b: bool) -> lively_bool {
+        lively_bool(u8::from(b))
+    }
+}
+
 /// A service's declared status (values as in the protobuf record).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,8 +317,9 @@ pub struct lively_filter {
     pub host: *const c_char,
     /// Only this region (NULL: any).
     pub region: *const c_char,
-    /// When true, only services whose effective status is `status`.
-    pub has_status: bool,
+    /// When true, only services whose effective status is `status`. A value
+    /// other than 0 or 1 is `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub has_status: lively_bool,
     /// A `lively_status` value; read only when `has_status` is true.
     pub status: u32,
 }
@@ -306,7 +343,7 @@ impl lively_filter {
                 service_type: own(opt_str(f.service_type, "filter.service_type")?),
                 host: own(opt_str(f.host, "filter.host")?),
                 region: own(opt_str(f.region, "filter.region")?),
-                status: if f.has_status {
+                status: if f.has_status.read("filter.has_status")? {
                     Some(lively_status::from_u32(f.status, "filter.status")?)
                 } else {
                     None
@@ -361,6 +398,20 @@ mod tests {
         );
         let f = unsafe { lively_filter::to_rust(std::ptr::null()) }.unwrap();
         assert_eq!(f, Filter::all());
+    }
+
+    #[test]
+    fn c_bools_are_bytes_validated_by_field_name() {
+        assert!(!lively_bool(0).read("f").unwrap());
+        assert!(lively_bool(1).read("f").unwrap());
+        assert_eq!(lively_bool::from(true), lively_bool::TRUE);
+        let e = lively_bool(2).read("filter.has_status").unwrap_err();
+        assert_eq!(e.code, super::super::lively_result::InvalidArgument);
+        assert!(e.message.contains("filter.has_status: 2"), "{}", e.message);
+        assert_eq!(
+            std::mem::size_of::<lively_bool>(),
+            std::mem::size_of::<bool>()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::client::lively_client;
 use super::guard::{arg_out, to_cstring};
 use super::result::{Failure, lively_result};
 use super::service::{
-    LIVELY_STATUS_NONE, ServiceStrings, lively_filter, lively_service, lively_status,
+    LIVELY_STATUS_NONE, ServiceStrings, lively_bool, lively_filter, lively_service, lively_status,
 };
 use crate::{DownReason, Event, EventKind, SubscribeOptions, Subscription};
 
@@ -100,8 +100,9 @@ pub type lively_release_callback = Option<unsafe extern "C" fn(userdata: *mut c_
 #[derive(Debug, Clone, Copy)]
 pub struct lively_subscribe_options {
     /// First deliver an EXISTING event for every matching service, then
-    /// the changes, with no gap between them.
-    pub snapshot: bool,
+    /// the changes, with no gap between them. A value other than 0 or 1 is
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub snapshot: lively_bool,
     /// Events held for a slow consumer before it is resynced instead
     /// (0: the default, 1024).
     pub queue_capacity: usize,
@@ -226,16 +227,16 @@ impl Drop for CallbackCtx {
     }
 }
 
-fn read_options(p: *const lively_subscribe_options) -> SubscribeOptions {
+fn read_options(p: *const lively_subscribe_options) -> Result<SubscribeOptions, Failure> {
     let mut o = SubscribeOptions::default();
     // SAFETY: NULL or a valid options struct per the documented contract.
     if let Some(opts) = unsafe { p.as_ref() } {
-        o.snapshot = opts.snapshot;
+        o.snapshot = opts.snapshot.read("options.snapshot")?;
         if opts.queue_capacity > 0 {
             o.queue_capacity = opts.queue_capacity;
         }
     }
-    o
+    Ok(o)
 }
 
 fn boxed(sub: Subscription) -> *mut lively_subscription {
@@ -286,7 +287,7 @@ impl lively_subscription {
             let filter = unsafe { lively_filter::to_rust(filter) }?;
             let callback = callback.ok_or_else(|| Failure::null("callback"))?;
             let out = arg_out(out, "out")?;
-            let opts = read_options(opts);
+            let opts = read_options(opts)?;
             let state = Arc::new(AtomicU8::new(PENDING));
             let ctx = CallbackCtx {
                 callback,
@@ -337,7 +338,7 @@ impl lively_subscription {
             let client = unsafe { lively_client::get(client) }?;
             let filter = unsafe { lively_filter::to_rust(filter) }?;
             let out = arg_out(out, "out")?;
-            let sub = client.subscribe(&filter, &read_options(opts))?;
+            let sub = client.subscribe(&filter, &read_options(opts)?)?;
             // SAFETY: non-NULL, writable.
             unsafe { out.write(boxed(sub)) };
             Ok(())
