@@ -335,6 +335,15 @@ impl Client {
         self.inner.counters.snapshot()
     }
 
+    /// Asks the client's runtime thread to answer, without any etcd I/O.
+    ///
+    /// A daemon's own watchdog can use it to check that the library's thread
+    /// is alive and not stuck; it also measures the cost of the hand-off every
+    /// blocking call pays on top of its round trip to etcd.
+    pub fn ping(&self) -> Result<()> {
+        self.call("ping", async { Ok(()) })
+    }
+
     /// The TTL etcd granted to this client's lease (etcd raises a TTL below
     /// its minimum).
     pub fn granted_ttl(&self) -> Duration {

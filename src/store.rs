@@ -275,42 +275,32 @@ impl Store {
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
-    /// True when the record says UP and its UP key exists: one round trip.
+    /// True when the service is UP: one count-only get of its UP key.
+    ///
+    /// Every writer keeps "the UP key exists ⇔ the record says UP and is not
+    /// forced down" (ours in one transaction; the original library deletes
+    /// the UP key whenever the status leaves UP), so the key alone answers
+    /// and the record need not be read (README, "What UP means").
     pub(crate) async fn is_up(&self, uuid: &str) -> Result<bool> {
-        let record = self.keys.record(uuid);
         let up = self.keys.status(Status::Up, uuid);
         let resp = self
-            .txn(
-                "is_up",
-                Txn::new().and_then([
-                    TxnOp::get(record.as_str(), None),
-                    TxnOp::get(up, Some(GetOptions::new().with_count_only())),
-                ]),
-            )
-            .await?;
-        let ops = resp.op_responses();
-        let (Some(TxnOpResponse::Get(rec)), Some(TxnOpResponse::Get(upk))) =
-            (ops.first(), ops.get(1))
-        else {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "is_up: short transaction response",
-            ));
-        };
-        let Some(kv) = rec.kvs().first() else {
-            return Ok(false);
-        };
-        let service = decode_stored(kv.key(), kv.value())?;
-        Ok(service.status == Status::Up && upk.count() > 0)
+            .range(&up, GetOptions::new().with_count_only())
+            .await
+            .map_err(|e| Error::etcd("is_up", e))?;
+        Ok(resp.count() > 0)
     }
 
     /// The uuid registered for `type`/`host`, if any.
     pub(crate) async fn uuid_for(&self, service_type: &str, host: &str) -> Result<Option<String>> {
         let key = self.keys.type_host(service_type, host);
-        let seen = self.read("lookup by type and host", &[&key]).await?;
-        match seen.first() {
-            Some(s) if s.exists() => {
-                let uuid = String::from_utf8_lossy(&s.value).to_string();
+        // A plain get, not a one-get transaction: it is the cheaper request.
+        let resp = self
+            .range(&key, GetOptions::new())
+            .await
+            .map_err(|e| Error::etcd("lookup by type and host", e))?;
+        match resp.kvs().first() {
+            Some(kv) => {
+                let uuid = String::from_utf8_lossy(kv.value()).to_string();
                 match crate::record::normalize_uuid(&uuid) {
                     Ok(u) => Ok(Some(u)),
                     Err(_) => Err(Error::new(
