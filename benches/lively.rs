@@ -1,7 +1,7 @@
 //! os-lively against a raw `etcd-client` baseline, on an etcd of its own.
 //!
 //! `cargo bench --bench lively` (or `scripts/bench.sh`). `BENCH_QUICK=1` for a
-//! ~30 s smoke run. The etcd binary is `$ETCD_BIN`, else `etcd` on PATH.
+//! ~30 s smoke run; `BENCH_ONLY=idle` for the idle-client rows alone. The etcd binary is `$ETCD_BIN`, else `etcd` on PATH.
 //!
 //! Method: every measured os-lively call is interleaved with its raw
 //! baseline in the same loop (alternating which goes first), against the
@@ -152,21 +152,39 @@ struct Etcd {
     child: Child,
     dir: tempfile::TempDir,
     endpoint: String,
+    /// Every client URL it listens on (`endpoint` is the first).
+    endpoints: Vec<String>,
+    port: u16,
 }
 
 impl Etcd {
     fn start() -> Etcd {
+        Self::start_listening(1)
+    }
+
+    /// Listening on `urls` client URLs: one member that a client sees as
+    /// `urls` endpoints.
+    fn start_listening(urls: usize) -> Etcd {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("os-lively-bench-")
                 .tempdir()
                 .expect("temp dir");
-            let (cport, pport) = (free_port(), free_port());
-            if cport == pport {
+            let cports: Vec<u16> = (0..urls).map(|_| free_port()).collect();
+            let (cport, pport) = (cports[0], free_port());
+            let mut all = cports.clone();
+            all.push(pport);
+            all.sort_unstable();
+            all.dedup();
+            if all.len() != urls + 1 {
                 continue;
             }
-            let curl = format!("http://127.0.0.1:{cport}");
+            let endpoints: Vec<String> = cports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect();
+            let curl = endpoints.join(",");
             let purl = format!("http://127.0.0.1:{pport}");
             let log = File::create(dir.path().join("etcd.log")).expect("etcd log");
             let mut cmd = Command::new(etcd_bin());
@@ -203,7 +221,9 @@ impl Etcd {
             let mut etcd = Etcd {
                 child,
                 dir,
-                endpoint: curl,
+                endpoint: endpoints[0].clone(),
+                endpoints,
+                port: cport,
             };
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
@@ -1332,9 +1352,143 @@ fn ffi_rows(p: &Params, endpoint: &str, lively: &Client, rows: &mut Vec<Row>) {
     unsafe { lively_client_free(client) };
 }
 
+/// etcd's own counters, summed over every method: `grpc_server_handled_total`
+/// (calls completed) and `grpc_server_msg_received_total` (every message
+/// received, stream messages such as keepalives included).
+fn grpc_counters(port: u16) -> (f64, f64) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("metrics");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    s.write_all(req.as_bytes()).expect("metrics request");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let sum = |name: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum("grpc_server_handled_total"),
+        sum("grpc_server_msg_received_total"),
+    )
+}
+
+/// What an idle registered client costs etcd, counted by etcd itself: one
+/// service registered, three endpoints (one member listening on three
+/// client URLs), TTL 60 s, nothing else asked. The baseline, on an etcd of
+/// its own over the same window: raw etcd-client keeping one lease alive
+/// every TTL/3 with one key on it.
+fn idle_rows(p: &Params, rows: &mut Vec<Row>) {
+    const IDLE_TTL: Duration = Duration::from_secs(60);
+    let window = if p.quick {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(60)
+    };
+    let ours = Etcd::start_listening(3);
+    let theirs = Etcd::start();
+    let mut cfg = Config::new();
+    cfg.endpoints(&ours.endpoints)
+        .expect("endpoints")
+        .namespace(NAMESPACE)
+        .expect("namespace")
+        .status_ttl(IDLE_TTL);
+    let client = Client::connect(&cfg).expect("connect");
+    client
+        .update(&Service::new("idle", "h1"))
+        .expect("register");
+    // The raw baseline: a lease, a key on it, a keepalive every TTL/3.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let raw_ep = theirs.endpoint.clone();
+    let raw_thread = std::thread::spawn(move || {
+        let rt = current_thread_rt();
+        rt.block_on(async move {
+            let mut c = etcd_client::Client::connect([raw_ep], None)
+                .await
+                .expect("raw connect");
+            let lease = c
+                .lease_grant(IDLE_TTL.as_secs() as i64, None)
+                .await
+                .expect("grant");
+            c.put(
+                format!("{RAW_PREFIX}idle"),
+                "",
+                Some(PutOptions::new().with_lease(lease.id())),
+            )
+            .await
+            .expect("put");
+            let (mut keeper, mut responses) =
+                c.lease_keep_alive(lease.id()).await.expect("keepalive");
+            loop {
+                let _ = responses.message().await;
+                tokio::time::sleep(IDLE_TTL / 3).await;
+                if stop_rx.try_recv().is_ok() {
+                    return;
+                }
+                if keeper.keep_alive().await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    // Past registration and connection set-up.
+    std::thread::sleep(Duration::from_secs(2));
+    let (ours0, theirs0) = (grpc_counters(ours.port), grpc_counters(theirs.port));
+    std::thread::sleep(window);
+    let (ours1, theirs1) = (grpc_counters(ours.port), grpc_counters(theirs.port));
+    let _ = stop_tx.send(());
+    drop(client);
+    drop(raw_thread); // detached: ends at its next keepalive, or with the process
+    let per_min = |a: f64, b: f64| (b - a) * 60.0 / window.as_secs_f64();
+    let (calls, raw_calls) = (per_min(ours0.0, ours1.0), per_min(theirs0.0, theirs1.0));
+    let (msgs, raw_msgs) = (per_min(ours0.1, ours1.1), per_min(theirs0.1, theirs1.1));
+    // "About its keepalives": at most one message more per keepalive.
+    let target = 2.0 * raw_msgs.max(3.0);
+    for (name, v, raw, t) in [
+        (
+            "idle client, 3 endpoints, TTL 60 s: etcd calls/min",
+            calls,
+            raw_calls,
+            None,
+        ),
+        (
+            "idle client, 3 endpoints, TTL 60 s: etcd messages/min",
+            msgs,
+            raw_msgs,
+            Some(target),
+        ),
+    ] {
+        let row = Row {
+            name: name.into(),
+            med: format!("{v:.1}"),
+            p99: "-".into(),
+            raw_med: format!("{raw:.1}"),
+            raw_p99: "-".into(),
+            ratio: if raw > 0.0 {
+                format!("{:.2}×", v / raw)
+            } else {
+                "-".into()
+            },
+            spread: format!("over {} s", window.as_secs()),
+            target: t.map_or("-".into(), |t| format!("≤ {t:.0}/min")),
+            met: t.map_or("-".into(), |t| verdict(v <= t)),
+        };
+        progress(&row);
+        rows.push(row);
+    }
+}
+
 fn main() {
     let rss_start = rss_kib();
     let p = Params::from_env();
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "idle") {
+        let mut rows = Vec::new();
+        idle_rows(&p, &mut rows);
+        print_table(&rows);
+        return;
+    }
     let t_all = Instant::now();
     let etcd = Etcd::start();
     let machine = machine(&etcd);
@@ -1384,6 +1538,7 @@ fn main() {
         &mut rows,
     );
     ffi_rows(&p, &etcd.endpoint, &lively, &mut rows);
+    idle_rows(&p, &mut rows);
 
     println!();
     println!("{machine}");

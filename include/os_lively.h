@@ -508,6 +508,12 @@ typedef struct lively_stats {
    * the process, not per client.
    */
   uint64_t log_lines_dropped;
+  /**
+   * Services this client stopped keeping UP because another client
+   * deleted them, forced them down or took them over (each is also
+   * logged at warning level).
+   */
+  uint64_t registrations_lost;
 } lively_stats;
 
 /**

@@ -17,6 +17,7 @@ use crate::keys::Keys;
 use crate::record::{Service, Status, check_segment, normalize_uuid};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
+use crate::steer::Steering;
 use crate::store::{Filter, ServiceInfo, Store};
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
@@ -73,14 +74,14 @@ impl Client {
             &format!("connecting to {endpoints}"),
             config.get_connect_timeout(),
             async move {
-                let (reroute_tx, reroutes) = watch::channel(0u64);
-                let etcd = connect_etcd(&cfg, reroute_tx).await?;
+                let steering = Steering::new(cfg.get_status_ttl());
+                let etcd = connect_etcd(&cfg, &steering).await?;
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
                 let store = Store::new(
                     etcd.kv_client(),
                     Keys::new(cfg.get_namespace()),
                     auth,
-                    reroutes,
+                    steering,
                 );
                 let lease = Lease::grant(
                     etcd.lease_client(),
@@ -188,6 +189,10 @@ impl Client {
         });
         match &result {
             Ok(_) if service.status == Status::Down => lease.disown(&uuid),
+            // Again after the write: a check of the UP keys that read the
+            // service before this write (say, forced down by another client)
+            // must not drop it now that it is UP on our lease.
+            Ok(_) => lease.own(&uuid),
             Err(e) if !e.is_transient() && !was_owned => lease.disown(&uuid),
             _ => {}
         }
@@ -415,7 +420,7 @@ impl Drop for Inner {
     }
 }
 
-async fn connect_etcd(cfg: &Config, reroute: watch::Sender<u64>) -> Result<etcd_client::Client> {
+async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::Client> {
     // No per-request timeout here: tonic would apply it to whole streams
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
     // pings find dead connections; etcd's default minimum ping interval is
@@ -442,126 +447,14 @@ async fn connect_etcd(cfg: &Config, reroute: watch::Sender<u64>) -> Result<etcd_
     let client = etcd_client::Client::connect(&endpoints, Some(opts))
         .await
         .map_err(|e| Error::etcd("connecting", e))?;
-    if endpoints.len() > 1 {
-        let ttl = cfg.get_status_ttl();
-        let probe_timeout = (ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
-        let mut probe = ConnectOptions::new()
-            .with_connect_timeout(cfg.get_connect_timeout().min(probe_timeout))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        if let Some(tls) = tls {
-            probe = probe.with_tls(tls);
-        }
-        tokio::spawn(steer_endpoints(
-            client.clone(),
-            endpoints,
-            ttl,
-            probe_timeout,
-            probe,
-            reroute,
-        ));
-    }
+    steering.start(
+        client.clone(),
+        endpoints,
+        cfg.get_status_ttl(),
+        cfg.get_connect_timeout(),
+        tls,
+    );
     Ok(client)
-}
-
-/// Keeps dead and leaderless members out of the client's balancer.
-///
-/// etcd-client balances over every endpoint at random (tower p2c with a
-/// constant load) and never evicts one: a member that accepts connections
-/// but does not answer (blackholed, frozen) or refuses them (killed) keeps
-/// getting a share of calls, keepalive and watch streams. So every TTL/10
-/// each endpoint gets a `Status` call on its own connection (no credentials:
-/// Status needs none), within TTL/5; endpoints that do not answer, or answer
-/// without a leader, are removed from the balancer and put back once they
-/// answer with a leader. The balancer is never left empty: with no healthy
-/// member every answering one (or, failing that, every one) stays in.
-async fn steer_endpoints(
-    client: etcd_client::Client,
-    endpoints: Vec<String>,
-    ttl: Duration,
-    probe_timeout: Duration,
-    probe_opts: ConnectOptions,
-    reroute: watch::Sender<u64>,
-) {
-    let every = (ttl / 10).clamp(Duration::from_millis(150), Duration::from_secs(1));
-    let mut probes = Vec::with_capacity(endpoints.len());
-    for ep in &endpoints {
-        // Without credentials, connecting does no I/O.
-        match etcd_client::Client::connect([ep.as_str()], Some(probe_opts.clone())).await {
-            Ok(c) => probes.push(c),
-            Err(e) => {
-                log::warn!("os-lively: cannot probe endpoint {ep}, not steering: {e}");
-                return;
-            }
-        }
-    }
-    let mut active = vec![true; endpoints.len()];
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let mut set = tokio::task::JoinSet::new();
-        for (i, p) in probes.iter().enumerate() {
-            let mut p = p.clone();
-            set.spawn(async move {
-                let health = match tokio::time::timeout(probe_timeout, p.status()).await {
-                    Ok(Ok(s)) if s.leader() != 0 => Health::Good,
-                    Ok(Ok(_)) => Health::NoLeader,
-                    _ => Health::Dead,
-                };
-                (i, health)
-            });
-        }
-        let mut health = vec![Health::Dead; endpoints.len()];
-        while let Some(r) = set.join_next().await {
-            if let Ok((i, h)) = r {
-                health[i] = h;
-            }
-        }
-        let want: Vec<bool> = if health.contains(&Health::Good) {
-            health.iter().map(|h| *h == Health::Good).collect()
-        } else if health.contains(&Health::NoLeader) {
-            health.iter().map(|h| *h != Health::Dead).collect()
-        } else {
-            vec![true; endpoints.len()]
-        };
-        // Add before removing, so the balancer is never empty.
-        for (i, ep) in endpoints.iter().enumerate() {
-            if want[i] && !active[i] {
-                if client.add_endpoint(ep).await.is_err() {
-                    return; // the client is gone
-                }
-                log::warn!("os-lively: etcd endpoint {ep} answers again; using it");
-                active[i] = true;
-            }
-        }
-        for (i, ep) in endpoints.iter().enumerate() {
-            if !want[i] && active[i] {
-                if client.remove_endpoint(ep).await.is_err() {
-                    return;
-                }
-                log::warn!(
-                    "os-lively: etcd endpoint {ep} {}; avoiding it",
-                    if health[i] == Health::NoLeader {
-                        "has no leader"
-                    } else {
-                        "does not answer"
-                    }
-                );
-                active[i] = false;
-                // Streams opened before (watch, keepalive) may still be on
-                // it: a member without a leader keeps serving an open watch
-                // from its stale revision. Tell them to reopen elsewhere.
-                reroute.send_modify(|n| *n += 1);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Good,
-    NoLeader,
-    Dead,
 }
 
 /// `Client` must stay shareable across threads: a compile-time check.

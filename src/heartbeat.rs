@@ -5,21 +5,27 @@
 //! reconnect, and queuing a request on a dead stream succeeds silently; so we
 //! send on our own timer, treat a missing answer as a broken stream, and
 //! reconnect with jittered backoff.
+//!
+//! The keepalive's timer never waits on other work: checking and restoring
+//! UP keys (the heal) and re-registering after a re-grant run as tasks of
+//! their own, one at a time, each etcd call within the request timeout.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use etcd_client::{LeaseClient, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions};
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::auth::Auth;
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
 use crate::stats::Counters;
+use crate::steer::Steering;
 use crate::store::{Rebind, Store};
 
 /// The lease state shared by the heartbeat task and the calls that register
@@ -31,10 +37,27 @@ pub(crate) struct Lease {
     /// Serializes re-grants: a call and the heartbeat may both find the lease
     /// gone, and only one new lease must result.
     regrant: tokio::sync::Mutex<()>,
+    /// Held by the task checking or restoring UP keys: one at a time.
+    rebinding: Arc<tokio::sync::Mutex<()>>,
+    /// The revision at which the last heal found every owned UP key on our
+    /// lease; 0 when it did not (or none ran). While keepalive answers carry
+    /// the same revision nothing was deleted, so the heal is skipped.
+    clean_revision: AtomicI64,
+    /// Set when the heal must run at the next keepalive whatever the
+    /// revision says (a safety net, every [`FULL_HEAL_EVERY`] keepalives).
+    heal_due: AtomicBool,
     counters: Arc<Counters>,
     requested_ttl: i64,
     request_timeout: Duration,
 }
+
+/// Keepalives between heals run whatever the revision says, in case a
+/// deletion slipped past the revision check (say, an answer from a lagging
+/// member): about every 3 TTLs, one `TimeToLive` call.
+const FULL_HEAL_EVERY: u32 = 9;
+
+/// Services re-bound per guarded transaction (and per deadline).
+const REBIND_BATCH: usize = 60;
 
 struct State {
     id: i64,
@@ -42,7 +65,50 @@ struct State {
     previous: i64,
     granted_ttl: i64,
     /// Services this client registered UP and keeps UP.
-    owned: BTreeSet<String>,
+    owned: Owned,
+}
+
+/// The services a client keeps UP, each with the generation of its latest
+/// `own`: a check that decides to drop a service drops it only if nobody
+/// re-owned it since the check read the set (an `update()` racing with it).
+#[derive(Default)]
+struct Owned {
+    map: BTreeMap<String, u64>,
+    generation: u64,
+}
+
+impl Owned {
+    fn own(&mut self, uuid: &str) {
+        self.generation += 1;
+        self.map.insert(uuid.to_string(), self.generation);
+    }
+
+    fn disown(&mut self, uuid: &str) {
+        self.map.remove(uuid);
+    }
+
+    /// Drops `uuid` if it is still owned at `generation`; true if dropped.
+    fn disown_at(&mut self, uuid: &str, generation: u64) -> bool {
+        if self.map.get(uuid) == Some(&generation) {
+            self.map.remove(uuid);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn contains(&self, uuid: &str) -> bool {
+        self.map.contains_key(uuid)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every owned service with its generation.
+    fn snapshot(&self) -> Vec<(String, u64)> {
+        self.map.iter().map(|(u, g)| (u.clone(), *g)).collect()
+    }
 }
 
 impl Lease {
@@ -55,15 +121,11 @@ impl Lease {
         counters: Arc<Counters>,
     ) -> Result<Arc<Lease>> {
         let (id, granted) = grant(&client, requested_ttl, request_timeout).await?;
-        counters
-            .lease_id
-            .store(id, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .lease_granted_ttl
-            .store(granted, std::sync::atomic::Ordering::Relaxed);
+        counters.lease_id.store(id, Ordering::Relaxed);
+        counters.lease_granted_ttl.store(granted, Ordering::Relaxed);
         counters
             .lease_ttl_remaining
-            .store(granted, std::sync::atomic::Ordering::Relaxed);
+            .store(granted, Ordering::Relaxed);
         Ok(Arc::new(Lease {
             client,
             store,
@@ -71,9 +133,12 @@ impl Lease {
                 id,
                 previous: 0,
                 granted_ttl: granted,
-                owned: BTreeSet::new(),
+                owned: Owned::default(),
             }),
             regrant: tokio::sync::Mutex::new(()),
+            rebinding: Arc::new(tokio::sync::Mutex::new(())),
+            clean_revision: AtomicI64::new(0),
+            heal_due: AtomicBool::new(false),
             counters,
             requested_ttl,
             request_timeout,
@@ -100,14 +165,17 @@ impl Lease {
         Duration::from_millis((self.granted_ttl().max(1) as u64 * 1000) / 3)
     }
 
-    /// Records that this client keeps `uuid` UP.
+    /// Records that this client keeps `uuid` UP. Called before a write
+    /// that puts it UP (so a re-grant racing with the write re-registers it)
+    /// and again after it, so a check that read the service before the
+    /// write does not drop it.
     pub(crate) fn own(&self, uuid: &str) {
-        self.state().owned.insert(uuid.to_string());
+        self.state().owned.own(uuid);
     }
 
     /// Records that this client no longer keeps `uuid` UP.
     pub(crate) fn disown(&self, uuid: &str) {
-        self.state().owned.remove(uuid);
+        self.state().owned.disown(uuid);
     }
 
     /// True when this client keeps `uuid` UP.
@@ -115,13 +183,11 @@ impl Lease {
         self.state().owned.contains(uuid)
     }
 
-    pub(crate) fn owned(&self) -> Vec<String> {
-        self.state().owned.iter().cloned().collect()
-    }
-
-    /// Replaces the lease `dead` (found gone) with a new one and re-binds the
-    /// UP keys of every owned service. A no-op if someone already replaced it.
-    pub(crate) async fn regrant(&self, dead: i64) -> Result<()> {
+    /// Replaces the lease `dead` (found gone) with a new one, and starts
+    /// re-binding the UP keys of every owned service in the background (the
+    /// caller's keepalives or write need not wait for thousands of them). A
+    /// no-op if someone already replaced it.
+    pub(crate) async fn regrant(self: &Arc<Self>, dead: i64) -> Result<()> {
         let _one_at_a_time = self.regrant.lock().await;
         if self.id() != dead {
             return Ok(());
@@ -133,41 +199,81 @@ impl Lease {
             st.id = id;
             st.granted_ttl = granted;
         }
+        self.clean_revision.store(0, Ordering::Relaxed);
         Counters::bump(&self.counters.lease_regrants);
-        self.counters
-            .lease_id
-            .store(id, std::sync::atomic::Ordering::Relaxed);
+        self.counters.lease_id.store(id, Ordering::Relaxed);
         self.counters
             .lease_granted_ttl
-            .store(granted, std::sync::atomic::Ordering::Relaxed);
+            .store(granted, Ordering::Relaxed);
         self.counters
             .lease_ttl_remaining
-            .store(granted, std::sync::atomic::Ordering::Relaxed);
-        let owned = self.owned();
+            .store(granted, Ordering::Relaxed);
+        let owned = self.state().owned.snapshot();
         log::warn!(
             "os-lively: lease {dead:x} expired (this client was cut off from etcd for longer than its TTL); granted lease {id:x} and re-registering {} service(s)",
             owned.len()
         );
-        self.rebind(&owned, id, dead).await
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one = me.rebinding.lock().await;
+            if let Err(e) = me.rebind(&owned, id, dead).await {
+                // The heal at the next keepalives finds what is missing.
+                me.clean_revision.store(0, Ordering::Relaxed);
+                log::warn!("os-lively: re-registering on lease {id:x} failed, will retry: {e}");
+                me.reauthenticate_if_stale(&e).await;
+            }
+        });
+        Ok(())
     }
 
     /// Puts back the UP keys of `uuids` on `lease`, dropping the services
-    /// that were deleted, forced down or taken over meanwhile.
-    async fn rebind(&self, uuids: &[String], lease: i64, previous: i64) -> Result<()> {
-        let verdicts = self.store.rebind_many(uuids, lease, previous).await?;
+    /// that were deleted, forced down or taken over meanwhile (unless
+    /// re-owned since `uuids` was read). Each batch within the request
+    /// timeout: nothing here may hang on a silent member.
+    async fn rebind(&self, uuids: &[(String, u64)], lease: i64, previous: i64) -> Result<()> {
         let mut restored = Vec::new();
-        for (uuid, verdict) in verdicts {
-            match verdict {
-                Rebind::Ours => {}
-                Rebind::Restored => {
-                    Counters::bump(&self.counters.up_keys_restored);
-                    restored.push(uuid);
+        let mut lost = Vec::new();
+        let mut result = Ok(());
+        for chunk in uuids.chunks(REBIND_BATCH) {
+            let generation: HashMap<&str, u64> =
+                chunk.iter().map(|(u, g)| (u.as_str(), *g)).collect();
+            let names: Vec<String> = chunk.iter().map(|(u, _)| u.clone()).collect();
+            let verdicts = match timeout(
+                self.request_timeout,
+                self.store.rebind_many(&names, lease, previous),
+            )
+            .await
+            {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    result = Err(e);
+                    break;
                 }
-                Rebind::Disowned => {
-                    log::info!(
-                        "os-lively: service {uuid} was deleted, forced down or taken over; no longer keeping it UP"
-                    );
-                    self.disown(&uuid);
+                Err(_) => {
+                    result = Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "keepalive: restoring UP keys took longer than {:?}",
+                            self.request_timeout
+                        ),
+                    ));
+                    break;
+                }
+            };
+            for (uuid, verdict) in verdicts {
+                match verdict {
+                    Rebind::Ours => {}
+                    Rebind::Restored => {
+                        Counters::bump(&self.counters.up_keys_restored);
+                        restored.push(uuid);
+                    }
+                    Rebind::Disowned => {
+                        let g = generation.get(uuid.as_str()).copied().unwrap_or(0);
+                        if self.state().owned.disown_at(&uuid, g) {
+                            Counters::bump(&self.counters.registrations_lost);
+                            lost.push(uuid);
+                        }
+                    }
                 }
             }
         }
@@ -181,7 +287,17 @@ impl Lease {
                 log::warn!("os-lively: {n} services UP again (UP keys put back on lease {lease:x})")
             }
         }
-        Ok(())
+        match lost.len() {
+            0 => {}
+            1..=10 => log::warn!(
+                "os-lively: no longer registered by this client (deleted, forced down or taken over by another client), so no longer kept UP: {}",
+                lost.join(", ")
+            ),
+            n => log::warn!(
+                "os-lively: {n} services no longer registered by this client (deleted, forced down or taken over by another client), so no longer kept UP"
+            ),
+        }
+        result
     }
 
     /// Revokes the lease, so every service this client keeps UP goes DOWN now.
@@ -203,15 +319,17 @@ impl Lease {
     }
 
     /// The heartbeat: keepalive every TTL/3, reconnect on silence, re-grant
-    /// when the lease is gone, and restore UP keys deleted by hand. Runs until
-    /// `stop` turns true.
+    /// when the lease is gone, and start the check that restores UP keys
+    /// deleted by hand. Runs until `stop` turns true.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut stream: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)> = None;
+        let mut stream: Option<KeepAlive> = None;
         let mut backoff = Backoff::new(
             Duration::from_millis(50),
             self.period().max(Duration::from_millis(200)),
         );
         let mut failing = false;
+        let mut since_full_heal = 0u32;
+        let steering = self.store.steering().clone();
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
         loop {
@@ -230,43 +348,63 @@ impl Lease {
             let deadline = (self.period() / 2)
                 .max(Duration::from_millis(300))
                 .min(self.request_timeout);
-            let beat = match &mut stream {
-                Some((sid, keeper, responses)) if *sid == id => {
-                    send_and_wait(keeper, responses, deadline).await
-                }
-                _ => match timeout(deadline, self.client.clone().keep_alive(id)).await {
-                    Ok(Ok((keeper, responses))) => {
-                        if failing {
-                            Counters::bump(&self.counters.reconnects);
-                            log::warn!("os-lively: keepalive stream for lease {id:x} re-opened");
-                        }
-                        stream = Some((id, keeper, responses));
-                        Ok(Beat::Alive(None))
+            // An answer this late already makes endpoint steering look, so
+            // its verdict is in by about the time the deadline passes.
+            let late = deadline / 3;
+            let sent = Instant::now();
+            let waited = tokio::select! {
+                beat = self.beat(&mut stream, id, deadline, late, &steering) => Waited::Beat(beat),
+                // A member left rotation while we waited: the stream may be
+                // on it, so do not wait out the deadline.
+                Ok(()) = reroutes.changed() => Waited::Rerouted,
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() {
+                        return;
                     }
-                    Ok(Err(e)) if e.to_string().contains("lease not found") => Ok(Beat::Gone),
-                    Ok(Err(e)) => Err(Error::etcd("keepalive: opening the stream", e)),
-                    Err(_) => Err(Error::new(
-                        ErrorKind::Timeout,
-                        "keepalive: opening the stream timed out",
-                    )),
-                },
+                    continue;
+                }
+            };
+            let beat = match waited {
+                Waited::Beat(beat) => beat,
+                Waited::Rerouted => {
+                    // Unanswered so far, and its member may be the one left:
+                    // counted as failed, and reopened elsewhere at once.
+                    reroutes.mark_unchanged();
+                    stream = None;
+                    Counters::bump(&self.counters.keepalives_failed);
+                    failing = true;
+                    continue;
+                }
             };
             match beat {
-                Ok(Beat::Alive(ttl)) => {
+                Ok(Beat::Alive { ttl, revision }) => {
                     Counters::bump(&self.counters.keepalives_sent);
                     if let Some(ttl) = ttl {
                         self.counters
                             .lease_ttl_remaining
-                            .store(ttl, std::sync::atomic::Ordering::Relaxed);
+                            .store(ttl, Ordering::Relaxed);
+                    }
+                    if failing {
+                        Counters::bump(&self.counters.reconnects);
+                        log::warn!("os-lively: keepalive stream for lease {id:x} re-opened");
                     }
                     failing = false;
                     backoff.reset();
-                    if let Err(e) = self.heal(id).await {
-                        log::debug!("os-lively: checking UP keys failed: {e}");
-                        self.reauthenticate_if_stale(&e).await;
+                    since_full_heal += 1;
+                    if since_full_heal >= FULL_HEAL_EVERY {
+                        since_full_heal = 0;
+                        self.heal_due.store(true, Ordering::Relaxed);
                     }
-                    if sleep_or_stop(self.period(), &mut stop).await {
-                        return;
+                    self.start_heal(id, revision);
+                    // Paced from the send, never from other work.
+                    let next = sent + self.period();
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next) => {}
+                        r = stop.changed() => {
+                            if r.is_err() || *stop.borrow() {
+                                return;
+                            }
+                        }
                     }
                 }
                 Ok(Beat::Gone) => {
@@ -284,6 +422,7 @@ impl Lease {
                 }
                 Err(e) => {
                     stream = None;
+                    steering.suspect(&format!("keepalive for lease {id:x}: {e}"));
                     self.reauthenticate_if_stale(&e).await;
                     Counters::bump(&self.counters.keepalives_failed);
                     if !failing {
@@ -300,6 +439,97 @@ impl Lease {
         }
     }
 
+    /// One keepalive on the open stream, or opening one (which sends the
+    /// first keepalive and waits for its answer), within `deadline`; an
+    /// answer later than `late` makes endpoint steering look.
+    async fn beat(
+        &self,
+        stream: &mut Option<KeepAlive>,
+        id: i64,
+        deadline: Duration,
+        late: Duration,
+        steering: &Steering,
+    ) -> Result<Beat> {
+        let exchange = async {
+            match stream {
+                Some((sid, keeper, responses)) if *sid == id => {
+                    keeper
+                        .keep_alive()
+                        .await
+                        .map_err(|e| Error::etcd("keepalive: sending", e))?;
+                    match responses.message().await {
+                        Ok(Some(resp)) if resp.ttl() <= 0 => Ok(Beat::Gone),
+                        Ok(Some(resp)) => Ok(Beat::Alive {
+                            ttl: Some(resp.ttl()),
+                            revision: resp.header().map(|h| h.revision()),
+                        }),
+                        Ok(None) => Err(Error::new(
+                            ErrorKind::Unavailable,
+                            "keepalive: etcd closed the stream",
+                        )),
+                        Err(e) => Err(Error::etcd("keepalive: receiving", e)),
+                    }
+                }
+                _ => match self.client.clone().keep_alive(id).await {
+                    Ok((keeper, responses)) => {
+                        *stream = Some((id, keeper, responses));
+                        Ok(Beat::Alive {
+                            ttl: None,
+                            revision: None,
+                        })
+                    }
+                    Err(e) if e.to_string().contains("lease not found") => Ok(Beat::Gone),
+                    Err(e) => Err(Error::etcd("keepalive: opening the stream", e)),
+                },
+            }
+        };
+        let watched = async {
+            let mut exchange = std::pin::pin!(exchange);
+            tokio::select! {
+                r = &mut exchange => return r,
+                _ = tokio::time::sleep(late) => {}
+            }
+            steering.suspect(&format!(
+                "keepalive for lease {id:x} unanswered after {late:?}"
+            ));
+            exchange.await
+        };
+        match timeout(deadline, watched).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("keepalive: no answer within {deadline:?}"),
+            )),
+        }
+    }
+
+    /// Starts the heal in a task of its own, unless one is running or
+    /// nothing can be missing: nothing owned, or no new revision since the
+    /// last heal that found everything in place (deleting a key bumps it).
+    fn start_heal(self: &Arc<Self>, id: i64, revision: Option<i64>) {
+        if self.state().owned.is_empty() {
+            return;
+        }
+        let clean = self.clean_revision.load(Ordering::Relaxed);
+        let due = self.heal_due.load(Ordering::Relaxed);
+        if !due && clean != 0 && revision == Some(clean) {
+            return;
+        }
+        let Ok(one) = self.rebinding.clone().try_lock_owned() else {
+            return; // a heal or re-registration is running
+        };
+        self.heal_due.store(false, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one = one;
+            if let Err(e) = me.heal(id).await {
+                me.clean_revision.store(0, Ordering::Relaxed);
+                log::debug!("os-lively: checking UP keys failed: {e}");
+                me.reauthenticate_if_stale(&e).await;
+            }
+        });
+    }
+
     /// A keepalive stream or lease call that failed for an expired or
     /// invalidated token gets a new one before the next attempt.
     async fn reauthenticate_if_stale(&self, e: &Error) {
@@ -311,9 +541,11 @@ impl Lease {
     }
 
     /// Puts back any owned service's UP key that vanished from our lease
-    /// (deleted by hand). One `TimeToLive` call lists every key on the lease.
+    /// (deleted by hand), and drops the services deleted, forced down or
+    /// taken over by another client. One `TimeToLive` call lists every key
+    /// on the lease.
     async fn heal(&self, id: i64) -> Result<()> {
-        let owned = self.owned();
+        let owned = self.state().owned.snapshot();
         if owned.is_empty() {
             return Ok(());
         }
@@ -333,11 +565,13 @@ impl Lease {
             }
         };
         if resp.ttl() <= 0 {
-            return self.regrant(id).await;
+            // Gone: the next keepalive finds out and re-grants.
+            self.clean_revision.store(0, Ordering::Relaxed);
+            return Ok(());
         }
         self.counters
             .lease_ttl_remaining
-            .store(resp.ttl(), std::sync::atomic::Ordering::Relaxed);
+            .store(resp.ttl(), Ordering::Relaxed);
         let on_lease: BTreeSet<String> = resp
             .keys()
             .iter()
@@ -346,52 +580,38 @@ impl Lease {
                 _ => None,
             })
             .collect();
-        let missing: Vec<String> = owned
+        let missing: Vec<(String, u64)> = owned
             .into_iter()
-            .filter(|u| !on_lease.contains(u))
+            .filter(|(u, _)| !on_lease.contains(u))
             .collect();
         if missing.is_empty() {
+            let revision = resp.header().map_or(0, |h| h.revision());
+            self.clean_revision.store(revision, Ordering::Relaxed);
             return Ok(());
         }
+        // Check again at the next keepalive, whatever the revision.
+        self.clean_revision.store(0, Ordering::Relaxed);
         let previous = self.state().previous;
         self.rebind(&missing, id, previous).await
     }
 }
 
-enum Beat {
-    /// The lease is alive; remaining TTL when the answer said so.
-    Alive(Option<i64>),
-    /// etcd says the lease does not exist any more.
-    Gone,
+type KeepAlive = (i64, LeaseKeeper, LeaseKeepAliveStream);
+
+enum Waited {
+    Beat(Result<Beat>),
+    Rerouted,
 }
 
-async fn send_and_wait(
-    keeper: &mut LeaseKeeper,
-    responses: &mut LeaseKeepAliveStream,
-    deadline: Duration,
-) -> Result<Beat> {
-    let exchange = async {
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| Error::etcd("keepalive: sending", e))?;
-        match responses.message().await {
-            Ok(Some(resp)) if resp.ttl() <= 0 => Ok(Beat::Gone),
-            Ok(Some(resp)) => Ok(Beat::Alive(Some(resp.ttl()))),
-            Ok(None) => Err(Error::new(
-                ErrorKind::Unavailable,
-                "keepalive: etcd closed the stream",
-            )),
-            Err(e) => Err(Error::etcd("keepalive: receiving", e)),
-        }
-    };
-    match timeout(deadline, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("keepalive: no answer within {deadline:?}"),
-        )),
-    }
+enum Beat {
+    /// The lease is alive; remaining TTL and the store's revision when the
+    /// answer said so.
+    Alive {
+        ttl: Option<i64>,
+        revision: Option<i64>,
+    },
+    /// etcd says the lease does not exist any more.
+    Gone,
 }
 
 async fn grant(client: &LeaseClient, ttl: i64, request_timeout: Duration) -> Result<(i64, i64)> {
@@ -416,7 +636,7 @@ async fn grant(client: &LeaseClient, ttl: i64, request_timeout: Duration) -> Res
 
 /// Runs `f`; if it fails because the lease was gone, re-grants and runs it
 /// once more on the new lease.
-pub(crate) async fn with_live_lease<T, F, Fut>(lease: &Lease, f: F) -> Result<T>
+pub(crate) async fn with_live_lease<T, F, Fut>(lease: &Arc<Lease>, f: F) -> Result<T>
 where
     F: Fn(i64) -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -428,5 +648,30 @@ where
             f(lease.id()).await
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_does_not_drop_a_service_re_owned_after_it_read_the_set() {
+        let mut owned = Owned::default();
+        owned.own("a");
+        owned.own("b");
+        let read = owned.snapshot();
+        let gen_of = |u: &str| read.iter().find(|(x, _)| x == u).unwrap().1;
+        // update("a") wrote UP meanwhile (it owns before and after its write).
+        owned.own("a");
+        assert!(!owned.disown_at("a", gen_of("a")));
+        assert!(owned.contains("a"));
+        // Nobody touched "b": the check drops it.
+        assert!(owned.disown_at("b", gen_of("b")));
+        assert!(!owned.contains("b"));
+        // Dropped once: a second verdict counts nothing.
+        assert!(!owned.disown_at("b", gen_of("b")));
+        owned.disown("a");
+        assert!(owned.is_empty());
     }
 }

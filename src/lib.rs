@@ -27,6 +27,7 @@ mod model;
 mod record;
 mod runtime;
 mod stats;
+mod steer;
 mod store;
 mod tls;
 mod view;

@@ -31,6 +31,10 @@ pub struct Stats {
     /// `lively_set_log_callback()`) fell a whole queue behind. Counted for
     /// the process, not per client.
     pub log_lines_dropped: u64,
+    /// Services this client stopped keeping UP because another client
+    /// deleted them, forced them down or took them over (each is also
+    /// logged at warning level).
+    pub registrations_lost: u64,
 }
 
 /// Log lines the C log callback's queue had no room for (process-wide, as
@@ -49,6 +53,7 @@ pub(crate) struct Counters {
     pub lease_id: AtomicI64,
     pub lease_granted_ttl: AtomicI64,
     pub lease_ttl_remaining: AtomicI64,
+    pub registrations_lost: AtomicU64,
 }
 
 impl Counters {
@@ -71,6 +76,7 @@ impl Counters {
             lease_granted_ttl: i(&self.lease_granted_ttl),
             lease_ttl_remaining: i(&self.lease_ttl_remaining),
             log_lines_dropped: r(&LOG_LINES_DROPPED),
+            registrations_lost: r(&self.registrations_lost),
         }
     }
 }

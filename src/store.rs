@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, ParsedKey};
 use crate::log_once;
 use crate::record::{Service, Status, decode_stored};
+use crate::steer::Steering;
 
 /// How often a write is retried after losing a compare to a concurrent writer.
 const MAX_WRITE_ATTEMPTS: usize = 8;
@@ -168,9 +169,9 @@ pub(crate) struct Store {
     /// so the next change is one guarded transaction with no read first.
     /// Only a hint: the compares reject it if anything changed meanwhile.
     last: Arc<Mutex<HashMap<String, Snapshot>>>,
-    /// Bumped whenever endpoint steering takes a member out of rotation, so
-    /// long-lived streams (keepalive, watch) leave it too.
-    reroutes: tokio::sync::watch::Receiver<u64>,
+    /// Endpoint steering: told when a call suggests a member is wrong, and
+    /// tells long-lived streams (keepalive, watch) when one was left.
+    steering: Steering,
 }
 
 /// A service's keys as last seen: record, UP, DOWN and type/host index.
@@ -187,25 +188,26 @@ struct Snapshot {
 const MAX_SNAPSHOTS: usize = 100_000;
 
 impl Store {
-    pub(crate) fn new(
-        kv: KvClient,
-        keys: Keys,
-        auth: Auth,
-        reroutes: tokio::sync::watch::Receiver<u64>,
-    ) -> Store {
+    pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth, steering: Steering) -> Store {
         Store {
             kv,
             keys,
             auth,
             last: Arc::default(),
-            reroutes,
+            steering,
         }
     }
 
     /// Changes whenever a member is taken out of rotation; streams opened
     /// before should be reopened.
     pub(crate) fn reroutes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.reroutes.clone()
+        self.steering.reroutes()
+    }
+
+    /// Endpoint steering, for the calls made outside the store (leases,
+    /// watches) to raise their suspicions.
+    pub(crate) fn steering(&self) -> &Steering {
+        &self.steering
     }
 
     pub(crate) fn keys(&self) -> &Keys {
@@ -218,7 +220,7 @@ impl Store {
     }
 
     async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        resilient(&self.auth, || {
+        resilient(&self.auth, &self.steering, context, || {
             let mut kv = self.kv.clone();
             let txn = txn.clone();
             async move { kv.txn(txn).await }
@@ -232,7 +234,7 @@ impl Store {
         key: &str,
         opts: GetOptions,
     ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
-        resilient(&self.auth, || {
+        resilient(&self.auth, &self.steering, "reading", || {
             let mut kv = self.kv.clone();
             let opts = opts.clone();
             async move { kv.get(key, Some(opts)).await }
@@ -1014,7 +1016,15 @@ impl Store {
 /// endpoint steering is about to drop). Writes are safe to retry: each is
 /// guarded by compares, so one that did commit loses its compare on the
 /// retry and the next read finds nothing left to do.
-async fn resilient<T, F, Fut>(auth: &Auth, call: F) -> Result<T, etcd_client::Error>
+///
+/// Such failures, and calls left unanswered for long, are also what endpoint
+/// steering waits for before it probes the members.
+async fn resilient<T, F, Fut>(
+    auth: &Auth,
+    steering: &Steering,
+    what: &str,
+    call: F,
+) -> Result<T, etcd_client::Error>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -1022,8 +1032,12 @@ where
     let mut delay = Duration::from_millis(25);
     let mut attempt = 1;
     loop {
-        match auth.retry(&call).await {
-            Err(e) if attempt < MOMENTARY_ATTEMPTS && is_momentary(&e) => {
+        match steering.watching(what, auth.retry(&call)).await {
+            Err(e) if is_momentary(&e) => {
+                steering.suspect(&format!("{what}: {e}"));
+                if attempt >= MOMENTARY_ATTEMPTS {
+                    return Err(e);
+                }
                 tokio::time::sleep(delay).await;
                 delay *= 3;
                 attempt += 1;

@@ -299,6 +299,11 @@ impl Hub {
                             log::warn!("os-lively: re-authenticating the watch failed: {e}");
                         }
                     }
+                    // The stream may have been on a dead or leaderless
+                    // member: let endpoint steering look.
+                    self.store
+                        .steering()
+                        .suspect(&format!("the watch broke: {e}"));
                     failures += 1;
                     if failures == 1 {
                         log::warn!(

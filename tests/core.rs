@@ -768,3 +768,122 @@ fn hundreds_of_services_come_back_together_after_a_lease_is_lost() {
     assert!(uuids.iter().all(|u| observer.is_up(u).unwrap()));
     eprintln!("{n} services UP again {took:?} after etcd resumed");
 }
+
+/// Warnings logged by the library in this test process (all tests).
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn keep_warning(
+    _: *mut std::ffi::c_void,
+    level: os_lively::capi::lively_log_level,
+    msg: *const std::ffi::c_char,
+) {
+    if level as u32 <= os_lively::capi::lively_log_level::Warn as u32 {
+        // SAFETY: the library passes a NUL-terminated string valid for the call.
+        let msg = unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy();
+        WARNINGS.lock().unwrap().push(msg.into_owned());
+    }
+}
+
+fn warned_about(uuid: &str) -> bool {
+    WARNINGS.lock().unwrap().iter().any(|m| m.contains(uuid))
+}
+
+#[test]
+fn a_client_learns_that_another_deleted_or_forced_down_its_service() {
+    assert_eq!(
+        os_lively::capi::lively_set_log_callback(
+            Some(keep_warning),
+            std::ptr::null_mut(),
+            os_lively::capi::lively_log_level::Warn as u32
+        ),
+        os_lively::capi::lively_result::Ok
+    );
+    let etcd = Etcd::start();
+    let ns = namespace("lost");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let other = connect(&etcd.endpoints(), &ns, TTL);
+    let deleted = owner.update(&Service::new("t", "deleted")).unwrap();
+    let forced = owner.update(&Service::new("t", "forced")).unwrap();
+    let kept = owner.update(&Service::new("t", "kept")).unwrap();
+    assert_eq!(owner.stats().registrations_lost, 0);
+
+    assert!(other.delete(&deleted).unwrap());
+    other.down(&forced, "maintenance", 0, 0).unwrap();
+    let period = Duration::from_millis(TTL * 1000 / 3);
+    assert!(
+        wait_until(period * 2 + Duration::from_secs(2), || owner
+            .stats()
+            .registrations_lost
+            == 2),
+        "the owner did not notice: {:?}",
+        owner.stats()
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || warned_about(&deleted)
+            && warned_about(&forced)),
+        "no warning names both services: {:?}",
+        WARNINGS.lock().unwrap()
+    );
+    assert!(!warned_about(&kept));
+    // Dropped for good: later checks neither restore nor count them again.
+    std::thread::sleep(period * 2);
+    assert_eq!(owner.stats().registrations_lost, 2);
+    assert!(
+        raw.get(&format!("{ns}/services/by-uuid/{deleted}"))
+            .is_none()
+    );
+    assert!(!other.is_up(&forced).unwrap());
+    assert!(other.is_up(&kept).unwrap());
+
+    // The owner registering it again makes it its own again: UP, and kept
+    // UP (its UP key deleted by hand comes back).
+    owner
+        .update(&Service::new("t", "deleted").with_uuid(&deleted))
+        .unwrap();
+    assert!(other.is_up(&deleted).unwrap());
+    let up_key = format!("{ns}/services/by-status/UP/{deleted}");
+    assert_eq!(raw.delete(&up_key), 1);
+    assert!(
+        wait_until(period + Duration::from_secs(1), || raw
+            .get(&up_key)
+            .is_some()),
+        "the re-registered service was not kept UP"
+    );
+}
+
+/// An owner's `update()` racing with another client deleting its service:
+/// whichever lands last wins, and if the owner's write leaves the service
+/// UP, the owner keeps it UP (it is not dropped by a check that read the
+/// service gone just before the write).
+#[test]
+fn an_update_racing_with_a_delete_by_another_client_leaves_no_orphaned_up_service() {
+    let etcd = Etcd::start();
+    let ns = namespace("lost-race");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let other = connect(&etcd.endpoints(), &ns, TTL);
+    let svc = Service::new("t", "racy");
+    let uuid = owner.update(&svc).unwrap();
+    let svc = svc.with_uuid(&uuid);
+    // Many rounds spread over several keepalive periods, so the owner's
+    // checks read the record at every point of the race.
+    let until = Instant::now() + Duration::from_millis(TTL * 1000);
+    while Instant::now() < until {
+        other.delete(&uuid).unwrap();
+        owner.update(&svc).unwrap();
+    }
+    assert!(other.is_up(&uuid).unwrap());
+    // Let any check that was running finish, then see who keeps it UP.
+    let period = Duration::from_millis(TTL * 1000 / 3);
+    std::thread::sleep(period * 2);
+    let up_key = format!("{ns}/services/by-status/UP/{uuid}");
+    assert_eq!(raw.delete(&up_key), 1, "not UP after the race");
+    assert!(
+        wait_until(period + Duration::from_secs(1), || raw
+            .get(&up_key)
+            .is_some()),
+        "UP after the race, but no client keeps it UP: {:?}",
+        owner.stats()
+    );
+}

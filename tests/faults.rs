@@ -1620,3 +1620,97 @@ fn a_member_cut_off_from_its_peers_is_left_and_no_read_reports_a_dead_service_up
         assert_eq!(a_col.count(EventKind::Down, u), 1, "{u}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Slow background work never delays the keepalive.
+// ---------------------------------------------------------------------------
+
+/// The heal (listing the lease's keys, then restoring the missing UP keys
+/// in guarded transactions) is made slow: 600 UP keys deleted by hand, and
+/// every chunk through the only path to etcd delayed, so restoring them
+/// takes longer than the TTL. The keepalives must go on meanwhile (the
+/// heal runs beside them, not between them): no keepalive gap near the TTL,
+/// no lease lost, and a service whose UP key nobody touched never seen
+/// DOWN. Before the fix the heal ran between two keepalives: the lease
+/// expired and every service went DOWN.
+#[test]
+fn slow_heal_work_never_delays_a_keepalive() {
+    const N: usize = 600;
+    let _g = serial();
+    let etcd = Etcd::start();
+    let ns = namespace("slow-heal");
+    let raw = etcd.raw();
+    let proxy = Proxy::start(&etcd.endpoint());
+    let client = connect(&[proxy.endpoint()], &ns, TTL);
+    let observer = connect(&etcd.endpoints(), &ns, TTL);
+    let sentinel = register(&client, &Service::new("svc", "sentinel"), ttl());
+    let uuids: Vec<String> = (0..N)
+        .map(|i| {
+            client
+                .update(&Service::new("bulk", &format!("h{i}")))
+                .expect("register")
+        })
+        .collect();
+    let col = Collector::start(&observer);
+    assert!(observer.is_up(&sentinel).unwrap());
+    // Let a heal find everything in place first.
+    let k = client.stats().keepalives_sent;
+    assert!(wait_until(ttl() * 2, || client.stats().keepalives_sent >= k + 2));
+
+    let before = client.stats();
+    let sampler = KeepaliveSampler::start(&client);
+    let watcher = Poller::start(&observer, std::slice::from_ref(&sentinel));
+    // Every chunk, each way, waits 50 ms: a round trip takes ~100 ms, well
+    // within the keepalive's deadline (TTL/6), while restoring 600 keys
+    // (10 batches of a read and a write) takes ~2 s.
+    proxy.delay(Duration::from_millis(50));
+    let t0 = Instant::now();
+    // In a few transactions (etcd allows 128 operations in one), so the
+    // keys are gone at once.
+    let mut kv = raw.client().kv_client();
+    for chunk in uuids.chunks(120) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|u| etcd_client::TxnOp::delete(format!("{ns}/services/by-status/UP/{u}"), None))
+            .collect();
+        raw.block_on(kv.txn(etcd_client::Txn::new().and_then(ops)))
+            .expect("deleting UP keys");
+    }
+    let restored = wait_until(Duration::from_secs(20), || {
+        client.stats().up_keys_restored >= before.up_keys_restored + N as u64
+    });
+    let heal_took = t0.elapsed();
+    // And a few keepalives past it.
+    std::thread::sleep(ttl());
+    let t1 = Instant::now();
+    proxy.heal();
+    let observed = watcher.finish();
+    let after = client.stats();
+    let max_gap = sampler.max_gap_between(t0, t1);
+    println!(
+        "slow heal: {N} UP keys restored in {heal_took:?}; max gap between keepalives {max_gap:?}; keepalives failed {}, lease re-grants {}; observer is_up ok {} false DOWN {} errors {}",
+        after.keepalives_failed - before.keepalives_failed,
+        after.lease_regrants - before.lease_regrants,
+        observed.ok,
+        observed.false_down,
+        observed.errors.len(),
+    );
+    assert!(restored, "UP keys not restored: {after:?}");
+    assert!(
+        heal_took > ttl() / 2,
+        "the heal was not slow ({heal_took:?}): the test proves nothing"
+    );
+    assert_eq!(
+        after.lease_regrants, before.lease_regrants,
+        "the lease was lost"
+    );
+    assert!(
+        max_gap < ttl() * 3 / 4,
+        "keepalives {max_gap:?} apart while the heal ran (TTL {TTL} s)"
+    );
+    assert_eq!(observed.false_down, 0, "the sentinel was seen DOWN");
+    assert_eq!(col.count(EventKind::Down, &sentinel), 0);
+    for u in uuids.iter().take(10) {
+        assert!(observer.is_up(u).unwrap(), "{u} not UP again");
+    }
+}

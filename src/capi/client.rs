@@ -60,6 +60,10 @@ pub struct lively_stats {
     /// `lively_set_log_callback()`) fell a whole queue behind; counted for
     /// the process, not per client.
     pub log_lines_dropped: u64,
+    /// Services this client stopped keeping UP because another client
+    /// deleted them, forced them down or took them over (each is also
+    /// logged at warning level).
+    pub registrations_lost: u64,
 }
 
 impl From<Stats> for lively_stats {
@@ -76,6 +80,7 @@ impl From<Stats> for lively_stats {
             lease_granted_ttl: s.lease_granted_ttl,
             lease_ttl_remaining: s.lease_ttl_remaining,
             log_lines_dropped: s.log_lines_dropped,
+            registrations_lost: s.registrations_lost,
         }
     }
 }

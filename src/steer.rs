@@ -1,0 +1,281 @@
+//! Endpoint steering: keeps dead and leaderless members out of the client's
+//! balancer, probing the members only when something says one is wrong.
+//!
+//! etcd-client balances over every endpoint at random (tower p2c with a
+//! constant load) and never evicts one: a member that accepts connections
+//! but does not answer (blackholed, frozen) or refuses them (killed) keeps
+//! getting a share of calls, keepalive and watch streams. Probing every
+//! member all the time finds those, but costs etcd a call per member every
+//! few hundred milliseconds for every client of the fleet: an idle client
+//! would send etcd far more than its keepalives. So the client's own traffic
+//! is the health check, and the probes run only when it raises a suspicion
+//! ([`Steering::suspect`]):
+//! * a keepalive answered late or not at all (the heartbeat);
+//! * a call failing with "no leader" (every call and stream requires a
+//!   leader) or a transport error, or still unanswered after the probe
+//!   timeout (the store);
+//! * a watch stream broken (the hub);
+//! * a connection whose HTTP/2 keepalive pings go unanswered is closed by
+//!   the transport, which fails the calls and streams on it: one of the
+//!   above.
+//!
+//! A probe round sends each endpoint a `Status` call on a connection of its
+//! own (no credentials: Status needs none), within the probe timeout;
+//! endpoints that do not answer, or answer without a leader, are removed
+//! from the balancer. While any endpoint is out, rounds repeat every
+//! `clamp(TTL/10, 150 ms, 1 s)` so it is put back once it answers with a
+//! leader; when all are back, probing stops until the next suspicion. The
+//! balancer is never left empty: with no healthy member every answering one
+//! (or, failing that, every one) stays in.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use etcd_client::ConnectOptions;
+use tokio::sync::{Notify, watch};
+
+/// The client's handle on its endpoint steering: raise suspicions, and
+/// learn when a member was taken out of rotation. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Steering {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    suspect: Notify,
+    /// Bumped whenever a member is taken out of rotation, so long-lived
+    /// streams (keepalive, watch) opened before leave it too.
+    reroutes: watch::Sender<u64>,
+    /// Probe rounds run so far (for tests and the log).
+    rounds: AtomicU64,
+    /// A call still unanswered after this long raises a suspicion.
+    slow: Duration,
+}
+
+impl Steering {
+    /// A steering handle for a client with status TTL `ttl`. Nothing probes
+    /// until [`Steering::start`] runs.
+    pub(crate) fn new(ttl: Duration) -> Steering {
+        let (reroutes, _) = watch::channel(0u64);
+        Steering {
+            shared: Arc::new(Shared {
+                suspect: Notify::new(),
+                reroutes,
+                rounds: AtomicU64::new(0),
+                slow: probe_timeout(ttl),
+            }),
+        }
+    }
+
+    /// Changes whenever a member is taken out of rotation: streams opened
+    /// before should be reopened.
+    pub(crate) fn reroutes(&self) -> watch::Receiver<u64> {
+        self.shared.reroutes.subscribe()
+    }
+
+    /// Something suggests a member is dead or without a leader: probe them
+    /// all (at most one round per probing period; suspicions raised during
+    /// a round lead to one more round, not one each).
+    pub(crate) fn suspect(&self, why: &str) {
+        log::debug!("os-lively: checking the etcd endpoints: {why}");
+        self.shared.suspect.notify_one();
+    }
+
+    /// Runs `call`, raising a suspicion if it is still unanswered after the
+    /// probe timeout (a call hanging on a blackholed member gets no error
+    /// until its own deadline).
+    pub(crate) async fn watching<F: std::future::Future>(&self, what: &str, call: F) -> F::Output {
+        let mut call = std::pin::pin!(call);
+        tokio::select! {
+            out = &mut call => return out,
+            _ = tokio::time::sleep(self.shared.slow) => {}
+        }
+        self.suspect(&format!("{what}: no answer within {:?}", self.shared.slow));
+        call.await
+    }
+
+    /// Probe rounds run so far.
+    #[cfg(test)]
+    pub(crate) fn rounds(&self) -> u64 {
+        self.shared.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Starts steering `client` over `endpoints` (nothing to do for one).
+    pub(crate) fn start(
+        &self,
+        client: etcd_client::Client,
+        endpoints: Vec<String>,
+        ttl: Duration,
+        connect_timeout: Duration,
+        tls: Option<etcd_client::TlsOptions>,
+    ) {
+        if endpoints.len() < 2 {
+            return;
+        }
+        let timeout = probe_timeout(ttl);
+        let mut opts = ConnectOptions::new().with_connect_timeout(connect_timeout.min(timeout));
+        if let Some(tls) = tls {
+            opts = opts.with_tls(tls);
+        }
+        tokio::spawn(steer(
+            self.shared.clone(),
+            client,
+            endpoints,
+            probe_period(ttl),
+            timeout,
+            opts,
+        ));
+    }
+}
+
+/// How long a probe may take; also how long a call may go unanswered
+/// before it raises a suspicion. A sixth of the TTL (the keepalive's own
+/// deadline), so a member is judged within TTL/2 of the keepalive that found
+/// it silent.
+fn probe_timeout(ttl: Duration) -> Duration {
+    (ttl / 6).clamp(Duration::from_millis(300), Duration::from_secs(2))
+}
+
+/// The pace of probe rounds while a member is out of rotation (or new
+/// suspicions keep coming).
+fn probe_period(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(150), Duration::from_secs(1))
+}
+
+async fn steer(
+    shared: Arc<Shared>,
+    client: etcd_client::Client,
+    endpoints: Vec<String>,
+    every: Duration,
+    probe_timeout: Duration,
+    probe_opts: ConnectOptions,
+) {
+    let mut probes = Vec::with_capacity(endpoints.len());
+    for ep in &endpoints {
+        // Without credentials, connecting does no I/O.
+        match etcd_client::Client::connect([ep.as_str()], Some(probe_opts.clone())).await {
+            Ok(c) => probes.push(c),
+            Err(e) => {
+                log::warn!("os-lively: cannot probe endpoint {ep}, not steering: {e}");
+                return;
+            }
+        }
+    }
+    let mut active = vec![true; endpoints.len()];
+    loop {
+        if active.iter().all(|a| *a) {
+            // Everything in rotation: nothing to do until someone suspects.
+            shared.suspect.notified().await;
+        }
+        let round = tokio::time::Instant::now();
+        shared.rounds.fetch_add(1, Ordering::Relaxed);
+        let health = probe_all(&probes, probe_timeout).await;
+        let want: Vec<bool> = if health.contains(&Health::Good) {
+            health.iter().map(|h| *h == Health::Good).collect()
+        } else if health.contains(&Health::NoLeader) {
+            health.iter().map(|h| *h != Health::Dead).collect()
+        } else {
+            vec![true; endpoints.len()]
+        };
+        // Add before removing, so the balancer is never empty.
+        for (i, ep) in endpoints.iter().enumerate() {
+            if want[i] && !active[i] {
+                if client.add_endpoint(ep).await.is_err() {
+                    return; // the client is gone
+                }
+                log::warn!("os-lively: etcd endpoint {ep} answers again; using it");
+                active[i] = true;
+            }
+        }
+        for (i, ep) in endpoints.iter().enumerate() {
+            if !want[i] && active[i] {
+                if client.remove_endpoint(ep).await.is_err() {
+                    return;
+                }
+                log::warn!(
+                    "os-lively: etcd endpoint {ep} {}; avoiding it",
+                    if health[i] == Health::NoLeader {
+                        "has no leader"
+                    } else {
+                        "does not answer"
+                    }
+                );
+                active[i] = false;
+                // Streams opened before (watch, keepalive) may still be on
+                // it: a member without a leader keeps serving an open watch
+                // from its stale revision. Tell them to reopen elsewhere.
+                shared.reroutes.send_modify(|n| *n += 1);
+            }
+        }
+        // At most one round per period, however many suspicions arrive.
+        tokio::time::sleep_until(round + every).await;
+    }
+}
+
+async fn probe_all(probes: &[etcd_client::Client], probe_timeout: Duration) -> Vec<Health> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, p) in probes.iter().enumerate() {
+        let mut p = p.clone();
+        set.spawn(async move {
+            let health = match tokio::time::timeout(probe_timeout, p.status()).await {
+                Ok(Ok(s)) if s.leader() != 0 => Health::Good,
+                Ok(Ok(_)) => Health::NoLeader,
+                _ => Health::Dead,
+            };
+            (i, health)
+        });
+    }
+    let mut health = vec![Health::Dead; probes.len()];
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, h)) = r {
+            health[i] = h;
+        }
+    }
+    health
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Good,
+    NoLeader,
+    Dead,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_timing_scales_with_the_ttl_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(probe_timeout(s(2)), s(2) / 6);
+        assert_eq!(probe_timeout(s(60)), s(2));
+        assert_eq!(
+            probe_timeout(Duration::from_millis(500)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(probe_period(s(2)), Duration::from_millis(200));
+        assert_eq!(probe_period(s(60)), s(1));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_call_raises_a_suspicion_and_still_answers() {
+        // The shortest TTL: a call is slow after 300 ms.
+        let st = Steering::new(Duration::from_millis(500));
+        let fast = st.watching("fast", async { 1 }).await;
+        assert_eq!(fast, 1);
+        let slow = st
+            .watching("slow", async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                2
+            })
+            .await;
+        assert_eq!(slow, 2);
+        // The stored permit: the steering task would wake at once.
+        tokio::time::timeout(Duration::from_millis(1), st.shared.suspect.notified())
+            .await
+            .expect("no suspicion raised by the slow call");
+        assert_eq!(st.rounds(), 0);
+    }
+}
