@@ -200,7 +200,9 @@ enum lively_event_kind
    */
   LIVELY_EVENT_KIND_EXISTING = 0,
   /**
-   * A new record appeared.
+   * The service entered the subscription's set: a new record appeared,
+   * or a change made an existing one pass the filter (say, it moved into
+   * the subscribed region). `old_status` is NONE either way.
    */
   LIVELY_EVENT_KIND_REGISTERED = 1,
   /**
@@ -216,7 +218,9 @@ enum lively_event_kind
    */
   LIVELY_EVENT_KIND_UPDATED = 4,
   /**
-   * The record was deleted.
+   * The service left the subscription's set: its record was deleted
+   * (after a DOWN with reason DELETED if it was UP), or a change took it
+   * out of the filter (reason MOVED, no DOWN first).
    */
   LIVELY_EVENT_KIND_REMOVED = 5,
   /**
@@ -234,7 +238,9 @@ typedef uint32_t lively_event_kind;
 #endif // __cplusplus
 
 /**
- * Why a service went DOWN (`LIVELY_DOWN_REASON_NONE` for other events).
+ * Why a service went DOWN, or why it left a subscription's set
+ * (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event); `LIVELY_DOWN_REASON_NONE`
+ * for other events.
  */
 enum lively_down_reason
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -258,6 +264,12 @@ enum lively_down_reason
    * Its record was deleted.
    */
   LIVELY_DOWN_REASON_DELETED = 3,
+  /**
+   * With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
+   * change moved it out of the subscription's filter (say, to another
+   * region), so it left the subscription's set.
+   */
+  LIVELY_DOWN_REASON_MOVED = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -555,7 +567,8 @@ typedef struct lively_event {
    */
   lively_event_kind kind;
   /**
-   * A `lively_down_reason` value (NONE unless `kind` is DOWN).
+   * A `lively_down_reason` value (NONE unless `kind` is DOWN, or REMOVED
+   * because the service moved out of the filter: MOVED).
    */
   lively_down_reason reason;
   /**
@@ -585,7 +598,8 @@ typedef struct lively_event {
    */
   int32_t new_status;
   /**
-   * The record after the change (before it, for REMOVED); NULL if none.
+   * The record after the change; for REMOVED, the record before the
+   * deletion, or with reason MOVED the record as it is now. NULL if none.
    */
   const struct lively_service *service;
   /**

@@ -9,7 +9,10 @@ pub enum EventKind {
     /// Part of the initial snapshot: the service as it is when the
     /// subscription starts (only with [`SubscribeOptions::snapshot`](crate::SubscribeOptions)).
     Existing,
-    /// A new record appeared.
+    /// The service entered the subscription's set: a new record appeared,
+    /// or a change made an existing one pass the filter (say, it moved into
+    /// the subscribed region). Either way `old_status` is `None`, as the
+    /// subscriber knew nothing of it, and `new_status` its effective status.
     Registered,
     /// The service became effectively UP.
     Up,
@@ -17,7 +20,10 @@ pub enum EventKind {
     Down,
     /// Fields other than the effective status changed.
     Updated,
-    /// The record was deleted.
+    /// The service left the subscription's set: its record was deleted
+    /// (after a `Down` with [`DownReason::Deleted`] if it was UP), or a
+    /// change took it out of the filter (reason [`DownReason::Moved`]; no
+    /// `Down` first, since it did not go down).
     Removed,
     /// The subscription fell behind (its queue overflowed, or the history it
     /// needed was compacted): the events that follow are the differences
@@ -25,7 +31,7 @@ pub enum EventKind {
     Resync,
 }
 
-/// Why a service went DOWN.
+/// Why a service went DOWN, or why it left a subscription's set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DownReason {
     /// Its record was set to DOWN (`down()`, maintenance).
@@ -36,6 +42,10 @@ pub enum DownReason {
     Expired,
     /// Its record was deleted.
     Deleted,
+    /// Only with [`EventKind::Removed`]: the service still exists, but a
+    /// change moved it out of the subscription's filter (say, to another
+    /// region), so it left the subscription's set.
+    Moved,
 }
 
 /// One change of one service.
@@ -43,7 +53,8 @@ pub enum DownReason {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// Why, for [`EventKind::Down`].
+    /// Why, for [`EventKind::Down`]; [`DownReason::Moved`] for a
+    /// [`EventKind::Removed`] caused by a move out of the filter.
     pub reason: Option<DownReason>,
     /// The service's uuid (empty for [`EventKind::Resync`]).
     pub uuid: String,
@@ -57,7 +68,9 @@ pub struct Event {
     pub old_status: Option<Status>,
     /// Effective status after the change; `None` if it no longer exists.
     pub new_status: Option<Status>,
-    /// The record after the change (before it, for `Removed`).
+    /// The record after the change; for `Removed`, the record before the
+    /// deletion, or with [`DownReason::Moved`] the record as it is now
+    /// (showing where it went).
     pub service: Option<Service>,
     /// The etcd revision of the change.
     pub revision: i64,

@@ -103,8 +103,12 @@ impl Filter {
 
     /// True when `info` passes every field of the filter.
     pub fn matches(&self, info: &ServiceInfo) -> bool {
-        let s = &info.service;
         let effective = if info.up { Status::Up } else { Status::Down };
+        self.matches_record(&info.service) && self.status.is_none_or(|st| st == effective)
+    }
+
+    /// True when `s` passes every field of the filter but the status.
+    pub(crate) fn matches_record(&self, s: &Service) -> bool {
         self.uuid.as_ref().is_none_or(|u| *u == s.uuid)
             && self
                 .service_type
@@ -112,7 +116,6 @@ impl Filter {
                 .is_none_or(|t| *t == s.service_type)
             && self.host.as_ref().is_none_or(|h| *h == s.host)
             && self.region.as_ref().is_none_or(|r| *r == s.region)
-            && self.status.is_none_or(|st| st == effective)
     }
 }
 

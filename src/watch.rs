@@ -26,7 +26,7 @@ use crate::log_once;
 use crate::model::{Entry, Model};
 use crate::record::{Service, Status, decode_stored};
 use crate::stats::Counters;
-use crate::store::{Filter, ServiceInfo, Store};
+use crate::store::{Filter, Store};
 
 /// How [`Client::subscribe`](crate::Client::subscribe) behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,9 +451,9 @@ impl Hub {
             }
             // Each service's changes in this revision land in one step, so a
             // view reader never sees a transaction half-applied.
-            let mut touched: Vec<(String, Entry)> = Vec::with_capacity(changes.len());
+            let mut touched: Vec<String> = Vec::with_capacity(changes.len());
             for (uuid, list) in changes {
-                let before = self.model.update(&uuid, |entry| {
+                self.model.update(&uuid, |entry| {
                     for change in list {
                         match change {
                             Change::Record(r) => entry.record = r,
@@ -461,14 +461,12 @@ impl Hub {
                         }
                     }
                 });
-                touched.push((uuid, before));
+                touched.push(uuid);
             }
-            for (uuid, before) in touched {
+            for uuid in touched {
                 let after = self.model.entry(&uuid).unwrap_or_default();
-                for event in transition(&uuid, &before, &after, rev) {
-                    for sub in &st.subs {
-                        sub.offer(&event);
-                    }
+                for sub in &st.subs {
+                    sub.offer(&uuid, &after, rev);
                 }
             }
             self.set_revision(rev);
@@ -507,11 +505,7 @@ impl Hub {
                 let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
                     continue;
                 };
-                let info = ServiceInfo {
-                    service: record.clone(),
-                    up: status == Status::Up,
-                };
-                if !sub.filter.matches(&info) {
+                if !sub.filter.matches_record(record) {
                     continue;
                 }
                 q.known.insert(
@@ -589,17 +583,35 @@ fn make_event(
     }
 }
 
-/// The events that turn `old` (effective status and record, or nothing)
-/// into `new`. Shared by live changes and resync differences, so both speak
-/// the same language.
+/// The events that turn what a subscriber knows of a service, `old`
+/// (effective status and record, or nothing: not in its set), into `new`.
+/// `moved_to` is the service's record when it still exists outside the set.
+/// Shared by live changes and resync differences, so both speak the same
+/// language.
+///
+/// A subscription is a set: a service entering it (created, or changed so
+/// that it now passes the filter) is `Registered`; one leaving it is
+/// `Removed`, after a `Down` (`Deleted`) if it was deleted while UP, or with
+/// reason `Moved` (and its new record) if a change took it out of the
+/// filter, since it did not go down.
 fn diff(
     uuid: &str,
     old: Option<(Status, &Service)>,
     new: Option<(Status, &Service)>,
+    moved_to: Option<&Service>,
     revision: i64,
 ) -> Vec<Event> {
     match (old, new) {
         (None, None) => vec![],
+        (Some((st, _)), None) if moved_to.is_some() => vec![make_event(
+            EventKind::Removed,
+            Some(DownReason::Moved),
+            uuid,
+            Some(st),
+            None,
+            moved_to,
+            revision,
+        )],
         (None, Some((st, s))) => vec![make_event(
             EventKind::Registered,
             None,
@@ -658,73 +670,45 @@ fn diff(
     }
 }
 
-fn transition(uuid: &str, before: &Entry, after: &Entry, revision: i64) -> Vec<Event> {
-    let old = before.effective().zip(before.record.as_ref());
-    let new = after.effective().zip(after.record.as_ref());
-    diff(uuid, old, new, revision)
-}
-
 impl Sub {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True if `event` concerns a service this subscription watches, judged
-    /// by the record before or after the change.
-    fn wants(&self, event: &Event, known: Option<&Known>) -> bool {
-        let check = |s: &Service, st: Status| {
-            self.filter.matches(&ServiceInfo {
-                service: s.clone(),
-                up: st == Status::Up,
-            })
-        };
-        known.is_some_and(|k| check(&k.service, k.status))
-            || event.service.as_ref().is_some_and(|s| {
-                check(
-                    s,
-                    event
-                        .new_status
-                        .or(event.old_status)
-                        .unwrap_or(Status::Down),
-                )
-            })
-    }
-
-    /// Queues `event` if it matches, or records the overflow.
-    fn offer(&self, event: &Event) {
+    /// Queues the events that `after`, the new state of `uuid` in the
+    /// model, means for this subscription's set, or records the overflow.
+    fn offer(&self, uuid: &str, after: &Entry, revision: i64) {
         let mut q = self.lock();
-        if q.cancelled || !self.wants(event, q.known.get(&event.uuid)) {
+        if q.cancelled || q.overflowed {
             return;
         }
-        if q.overflowed {
-            return;
+        let events = {
+            let old = q.known.get(uuid).map(|k| (k.status, &k.service));
+            let now = after.effective().zip(after.record.as_ref());
+            let new = now.filter(|(_, s)| self.filter.matches_record(s));
+            let moved_to = now.filter(|_| new.is_none()).map(|(_, s)| s);
+            diff(uuid, old, new, moved_to, revision)
+        };
+        for event in events {
+            if q.events.len() >= self.capacity {
+                q.overflowed = true;
+                return;
+            }
+            self.push(&mut q, event);
         }
-        if q.events.len() >= self.capacity {
-            q.overflowed = true;
-            return;
-        }
-        self.push(&mut q, event.clone());
     }
 
     fn push(&self, q: &mut Queue, event: Event) {
         if !event.uuid.is_empty() {
             match (event.new_status, &event.service) {
-                (Some(status), Some(service)) => {
-                    let matches = self.filter.matches(&ServiceInfo {
-                        service: service.clone(),
-                        up: status == Status::Up,
-                    });
-                    if matches {
-                        q.known.insert(
-                            event.uuid.clone(),
-                            Known {
-                                status,
-                                service: service.clone(),
-                            },
-                        );
-                    } else {
-                        q.known.remove(&event.uuid);
-                    }
+                (Some(status), Some(service)) if self.filter.matches_record(service) => {
+                    q.known.insert(
+                        event.uuid.clone(),
+                        Known {
+                            status,
+                            service: service.clone(),
+                        },
+                    );
                 }
                 _ => {
                     q.known.remove(&event.uuid);
@@ -737,7 +721,7 @@ impl Sub {
     }
 
     /// Brings the subscriber from what it was told to `model`: a `Resync`
-    /// event, then the differences.
+    /// event, then the differences (in the same terms as live changes).
     fn resync(&self, model: &Model, revision: i64) {
         let model = model.snapshot();
         let mut q = self.lock();
@@ -754,29 +738,30 @@ impl Sub {
             None,
             revision,
         )];
+        // The set as it is now, and where known services outside it went.
         let mut current: HashMap<&str, (Status, &Service)> = HashMap::new();
+        let mut outside: HashMap<&str, &Service> = HashMap::new();
         for (uuid, entry) in &model {
             if let (Some(st), Some(rec)) = (entry.effective(), &entry.record) {
-                if self.filter.matches(&ServiceInfo {
-                    service: rec.clone(),
-                    up: st == Status::Up,
-                }) {
+                if self.filter.matches_record(rec) {
                     current.insert(uuid.as_str(), (st, rec));
+                } else if q.known.contains_key(uuid) {
+                    outside.insert(uuid.as_str(), rec);
                 }
             }
         }
         for (uuid, known) in &q.known {
-            let new = current.get(uuid.as_str()).copied();
             events.extend(diff(
                 uuid,
                 Some((known.status, &known.service)),
-                new,
+                current.get(uuid.as_str()).copied(),
+                outside.get(uuid.as_str()).copied(),
                 revision,
             ));
         }
         for (uuid, now) in &current {
             if !q.known.contains_key(*uuid) {
-                events.extend(diff(uuid, None, Some(*now), revision));
+                events.extend(diff(uuid, None, Some(*now), None, revision));
             }
         }
         Counters::bump(&self.counters.resyncs);

@@ -602,3 +602,153 @@ fn the_cli_watch_prints_the_snapshot_then_each_event() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A subscription is a set: a change that moves a service into the filter's
+/// set arrives as `Registered` (old status none), one that moves it out as
+/// `Removed` with reason `Moved` and the record as it is now.
+#[test]
+fn a_service_moving_across_the_filter_enters_and_leaves_the_set() {
+    let etcd = Etcd::start();
+    let ns = namespace("setlive");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let sub = client
+        .subscribe(&Filter::all().region("r2"), &opts())
+        .unwrap();
+    let uuid = client
+        .update(&Service::new("nova", "h1").with_region("r1"))
+        .unwrap();
+    let other = client
+        .update(&Service::new("nova", "h2").with_region("r1"))
+        .unwrap();
+
+    let moved = |region: &str| {
+        Service::new("nova", "h1")
+            .with_region(region)
+            .with_uuid(&uuid)
+    };
+    client.update(&moved("r2")).unwrap();
+    let e = expect(&sub, EventKind::Registered, None, &uuid);
+    assert_eq!((e.old_status, e.new_status), (None, Some(Status::Up)));
+    assert_eq!(e.region, "r2");
+
+    client.down(&uuid, "", 0, 0).unwrap();
+    expect(&sub, EventKind::Down, Some(DownReason::Forced), &uuid);
+
+    client.update(&moved("r1")).unwrap();
+    let e = expect(&sub, EventKind::Removed, Some(DownReason::Moved), &uuid);
+    assert_eq!(
+        (e.old_status, e.new_status),
+        (Some(Status::Down), None),
+        "old status: what the subscriber knew"
+    );
+    assert_eq!(e.region, "r1", "the record says where it went");
+    assert_eq!(e.service.as_ref().map(|s| s.region.as_str()), Some("r1"));
+
+    // Changes outside the set are not events; a deletion inside it still is.
+    client
+        .update(
+            &Service::new("nova", "h2")
+                .with_region("r3")
+                .with_uuid(&other),
+        )
+        .unwrap();
+    client.update(&moved("r2")).unwrap();
+    let e = expect(&sub, EventKind::Registered, None, &uuid);
+    assert_eq!(e.new_status, Some(Status::Up));
+    client.delete(&uuid).unwrap();
+    expect(&sub, EventKind::Down, Some(DownReason::Deleted), &uuid);
+    expect(&sub, EventKind::Removed, None, &uuid);
+    assert!(
+        sub.recv_timeout(Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Kind, reason, uuid, old and new status of an event.
+type Seen = (
+    EventKind,
+    Option<DownReason>,
+    String,
+    Option<Status>,
+    Option<Status>,
+);
+
+/// The same set semantics when the moves are only learnt from a re-list
+/// (the history that held them was compacted while the watch was cut).
+#[test]
+fn moves_learnt_from_a_resync_enter_and_leave_the_set_as_live_ones_do() {
+    let etcd = Etcd::start();
+    let ns = namespace("setresync");
+    let raw = etcd.raw();
+    let proxy = Proxy::start(&etcd.endpoint());
+    let writer = connect(&etcd.endpoints(), &ns, TTL);
+    let watcher = connect(&[proxy.endpoint()], &ns, 30);
+    let leaving = writer
+        .update(&Service::new("t", "leaving").with_region("r2"))
+        .unwrap();
+    let entering = writer
+        .update(&Service::new("t", "entering").with_region("r1"))
+        .unwrap();
+    let sub = watcher
+        .subscribe(
+            &Filter::all().region("r2"),
+            &SubscribeOptions {
+                snapshot: true,
+                ..opts()
+            },
+        )
+        .unwrap();
+    expect(&sub, EventKind::Existing, None, &leaving);
+    proxy.cut();
+    assert!(wait_until(Duration::from_secs(10), || watcher
+        .view()
+        .map_or(true, |v| !v.is_connected())));
+    writer
+        .update(
+            &Service::new("t", "leaving")
+                .with_region("r1")
+                .with_uuid(&leaving),
+        )
+        .unwrap();
+    writer
+        .update(
+            &Service::new("t", "entering")
+                .with_region("r2")
+                .with_uuid(&entering),
+        )
+        .unwrap();
+    raw.compact(raw.revision());
+    proxy.heal();
+    expect(&sub, EventKind::Resync, None, "");
+    let mut got: Vec<Seen> = (0..2)
+        .map(|_| {
+            let e = next(&sub, "the differences");
+            (e.kind, e.reason, e.uuid, e.old_status, e.new_status)
+        })
+        .collect();
+    got.sort_by(|a, b| a.2.cmp(&b.2));
+    let mut want = vec![
+        (
+            EventKind::Removed,
+            Some(DownReason::Moved),
+            leaving.clone(),
+            Some(Status::Up),
+            None,
+        ),
+        (
+            EventKind::Registered,
+            None,
+            entering.clone(),
+            None,
+            Some(Status::Up),
+        ),
+    ];
+    want.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(got, want);
+    assert!(
+        sub.recv_timeout(Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+}

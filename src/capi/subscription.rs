@@ -19,7 +19,9 @@ use crate::{DownReason, Event, EventKind, SubscribeOptions, Subscription};
 pub enum lively_event_kind {
     /// Part of the initial snapshot (only with `snapshot` set).
     Existing = 0,
-    /// A new record appeared.
+    /// The service entered the subscription's set: a new record appeared,
+    /// or a change made an existing one pass the filter (say, it moved into
+    /// the subscribed region). `old_status` is NONE either way.
     Registered = 1,
     /// The service became effectively UP.
     Up = 2,
@@ -27,14 +29,18 @@ pub enum lively_event_kind {
     Down = 3,
     /// Fields other than the effective status changed.
     Updated = 4,
-    /// The record was deleted.
+    /// The service left the subscription's set: its record was deleted
+    /// (after a DOWN with reason DELETED if it was UP), or a change took it
+    /// out of the filter (reason MOVED, no DOWN first).
     Removed = 5,
     /// The subscription fell behind; the events that follow are the
     /// differences between what it was told and the current state.
     Resync = 6,
 }
 
-/// Why a service went DOWN (`LIVELY_DOWN_REASON_NONE` for other events).
+/// Why a service went DOWN, or why it left a subscription's set
+/// (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event); `LIVELY_DOWN_REASON_NONE`
+/// for other events.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum lively_down_reason {
@@ -47,6 +53,10 @@ pub enum lively_down_reason {
     Expired = 2,
     /// Its record was deleted.
     Deleted = 3,
+    /// With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
+    /// change moved it out of the subscription's filter (say, to another
+    /// region), so it left the subscription's set.
+    Moved = 5,
 }
 
 /// One change of one service.
@@ -59,7 +69,8 @@ pub enum lively_down_reason {
 pub struct lively_event {
     /// A `lively_event_kind` value.
     pub kind: lively_event_kind,
-    /// A `lively_down_reason` value (NONE unless `kind` is DOWN).
+    /// A `lively_down_reason` value (NONE unless `kind` is DOWN, or REMOVED
+    /// because the service moved out of the filter: MOVED).
     pub reason: lively_down_reason,
     /// The service's uuid (`""` for RESYNC).
     pub uuid: *const std::ffi::c_char,
@@ -75,7 +86,8 @@ pub struct lively_event {
     /// Effective status after the change, or `LIVELY_STATUS_NONE` if it no
     /// longer exists.
     pub new_status: i32,
-    /// The record after the change (before it, for REMOVED); NULL if none.
+    /// The record after the change; for REMOVED, the record before the
+    /// deletion, or with reason MOVED the record as it is now. NULL if none.
     pub service: *const lively_service,
     /// The etcd revision of the change.
     pub revision: i64,
@@ -160,6 +172,7 @@ impl EventData {
                 Some(DownReason::Forced) => lively_down_reason::Forced,
                 Some(DownReason::Expired) => lively_down_reason::Expired,
                 Some(DownReason::Deleted) => lively_down_reason::Deleted,
+                Some(DownReason::Moved) => lively_down_reason::Moved,
             },
             uuid: self.uuid.as_ptr(),
             service_type: self.service_type.as_ptr(),
