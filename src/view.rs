@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::Model;
+use crate::model::{Key, Model};
 use crate::record::{Status, check_segment};
 use crate::store::{Filter, ServiceInfo};
 use crate::watch::Hub;
@@ -92,9 +92,8 @@ impl View {
     /// True when the service exists, says UP and its lease is alive, as of
     /// [`View::revision`]. No allocation, no round trip.
     pub fn is_up(&self, uuid: &str) -> Result<bool> {
-        let mut buf = [0u8; 32];
-        let key = stored_uuid(uuid, &mut buf)?;
-        Ok(self.model()?.status(key) == Some(Status::Up))
+        let key = key_of(uuid)?;
+        Ok(self.model()?.status_of(&key) == Some(Status::Up))
     }
 
     /// [`View::is_up`] for the service registered as `service_type` on `host`.
@@ -103,17 +102,14 @@ impl View {
         check_segment("host", host, false)?;
         let model = self.model()?;
         Ok(model
-            .with_type_host(service_type, host, |uuid| {
-                model.status(uuid) == Some(Status::Up)
-            })
-            .unwrap_or(false))
+            .find_type_host(service_type, host)
+            .is_some_and(|key| model.status_of(&key) == Some(Status::Up)))
     }
 
     /// The record and liveness of `uuid`, if known.
     pub fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
-        let mut buf = [0u8; 32];
-        let key = stored_uuid(uuid, &mut buf)?;
-        Ok(self.model()?.entry(key).and_then(|e| e.info()))
+        let key = key_of(uuid)?;
+        Ok(self.model()?.entry_of(&key).and_then(|e| e.info()))
     }
 
     /// [`View::get`] for the service registered as `service_type` on `host`.
@@ -122,8 +118,8 @@ impl View {
         check_segment("host", host, false)?;
         let model = self.model()?;
         Ok(model
-            .with_type_host(service_type, host, |uuid| model.entry(uuid))
-            .flatten()
+            .find_type_host(service_type, host)
+            .and_then(|key| model.entry_of(&key))
             .and_then(|e| e.info()))
     }
 
@@ -193,22 +189,11 @@ impl View {
     }
 }
 
-/// The stored form of `uuid` (32 lowercase hex digits) in `buf`, without
-/// allocating.
-fn stored_uuid<'a>(uuid: &'a str, buf: &'a mut [u8; 32]) -> Result<&'a str> {
-    // The common case, already in stored form, needs no conversion.
-    if uuid.len() == 32 && uuid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Ok(uuid);
-    }
-    if uuid.len() != 32 && uuid.len() != 36 {
-        return Err(Error::invalid(format!(
-            "uuid {uuid:?}: expected 32 hex digits (hyphens allowed)"
-        )));
-    }
-    let parsed = uuid::Uuid::try_parse(uuid).map_err(|_| {
+/// The model's key for `uuid` (any accepted spelling), without allocating.
+fn key_of(uuid: &str) -> Result<Key> {
+    Key::from_input(uuid).ok_or_else(|| {
         Error::invalid(format!(
             "uuid {uuid:?}: expected 32 hex digits (hyphens allowed)"
         ))
-    })?;
-    Ok(parsed.simple().encode_lower(buf))
+    })
 }

@@ -284,3 +284,101 @@ fn the_view_converges_to_etcd_over_50_seeded_random_histories() {
     }
     eprintln!("{runs} convergence runs in {:?}", started.elapsed());
 }
+
+/// A re-list after compaction must swap the copy, never show it half built:
+/// readers hammering `is_up` on services that stay UP throughout never get
+/// `false` while the hub resyncs again and again.
+#[test]
+fn readers_never_see_a_live_service_down_while_the_view_resyncs() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const SERVICES: usize = 2_000;
+    const RESYNCS: u64 = 4;
+    let etcd = Etcd::start();
+    let ns = namespace("viewresync");
+    let raw = etcd.raw();
+    let proxy = Proxy::start(&etcd.endpoint());
+    let writer = connect(&etcd.endpoints(), &ns, TTL);
+    // The reader's lease is not under test: a long TTL keeps the cuts from
+    // turning into re-grants.
+    let reader = connect(&[proxy.endpoint()], &ns, 30);
+    let uuids: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = &writer;
+                s.spawn(move || {
+                    (t..SERVICES)
+                        .step_by(4)
+                        .map(|i| {
+                            writer
+                                .update(&Service::new("live", &format!("h{i}")))
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut view = reader.view().unwrap();
+    view.set_stale_policy(StalePolicy::Serve);
+    view.sync(Duration::from_secs(10)).unwrap();
+    assert_eq!(view.len(), SERVICES);
+    let stop = AtomicBool::new(false);
+    let (reads, falses) = (AtomicU64::new(0), AtomicU64::new(0));
+    let churn = writer.update(&Service::new("churn", "h")).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (view, uuids, stop, reads, falses) = (&view, &uuids, &stop, &reads, &falses);
+            s.spawn(move || {
+                let mut i = t * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 1) % uuids.len();
+                    if !view.is_up(&uuids[i]).unwrap() {
+                        falses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for round in 0..RESYNCS {
+                let before = reader.stats().resyncs;
+                proxy.cut();
+                assert!(
+                    wait_until(Duration::from_secs(10), || !view.is_connected()),
+                    "round {round}: the view did not notice the cut"
+                );
+                // Move history past the revision the watch resumes from,
+                // then compact it away.
+                for step in 0..2 {
+                    writer
+                        .update(
+                            &Service::new("churn", "h")
+                                .with_region(&format!("r{round}-{step}"))
+                                .with_uuid(&churn),
+                        )
+                        .unwrap();
+                }
+                raw.compact(raw.revision());
+                proxy.heal();
+                assert!(
+                    wait_until(Duration::from_secs(20), || reader.stats().resyncs > before
+                        && view.is_connected()),
+                    "round {round}: the view did not resync"
+                );
+            }
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+    });
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        falses.load(Ordering::Relaxed),
+        0,
+        "live services answered DOWN during {RESYNCS} resyncs ({} reads)",
+        reads.load(Ordering::Relaxed)
+    );
+}
