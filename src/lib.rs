@@ -20,6 +20,7 @@ mod client;
 mod config;
 mod error;
 mod event;
+mod fork;
 mod heartbeat;
 mod keys;
 mod log_once;

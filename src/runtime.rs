@@ -22,7 +22,7 @@ const HANDOFF_SLACK: Duration = Duration::from_millis(250);
 pub(crate) struct Runtime {
     handle: tokio::runtime::Handle,
     thread_id: ThreadId,
-    pid: u32,
+    made: crate::fork::Stamp,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -78,7 +78,7 @@ impl Runtime {
         Ok(Runtime {
             handle,
             thread_id,
-            pid: std::process::id(),
+            made: crate::fork::Stamp::now(),
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -108,7 +108,7 @@ impl Runtime {
     /// `Forked` in a child process forked after the runtime started: the
     /// runtime thread, and what it keeps current, exist only in the parent.
     pub(crate) fn check_forked(&self) -> Result<()> {
-        if std::process::id() != self.pid {
+        if self.made.is_other_process() {
             return Err(Error::new(
                 ErrorKind::Forked,
                 "this client was created before fork(); the child must connect its own client",
@@ -188,7 +188,7 @@ impl Runtime {
                 let _ = tx.send(());
             }
         }
-        if self.on_runtime_thread() || std::process::id() != self.pid {
+        if self.on_runtime_thread() || self.made.is_other_process() {
             return;
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());

@@ -844,7 +844,7 @@ pub struct Canceller {
     hub: Weak<Hub>,
     /// The process that made the subscription: a forked child has none of
     /// its threads to wait for.
-    pid: u32,
+    made: crate::fork::Stamp,
 }
 
 impl Canceller {
@@ -854,7 +854,7 @@ impl Canceller {
     /// the callback, the current callback finishes and no other starts.
     /// Idempotent.
     pub fn cancel(&self) {
-        if std::process::id() != self.pid {
+        if self.made.is_other_process() {
             // A forked child: the dispatcher thread exists only in the
             // parent, so there is nothing to stop or wait for here.
             return;
@@ -981,7 +981,7 @@ pub(crate) fn subscribe(
     let canceller = Canceller {
         sub: sub.clone(),
         hub: Arc::downgrade(hub),
-        pid: std::process::id(),
+        made: crate::fork::Stamp::now(),
     };
     let Some(mut callback) = callback else {
         return Ok(Subscription {
