@@ -47,6 +47,10 @@ pub enum lively_down_reason {
     Expired = 2,
     /// Its record was deleted.
     Deleted = 3,
+    /// Its owner missed its heartbeat deadline (`heartbeat_ms`): the
+    /// process lives, its main loop does not check in. The next
+    /// `lively_client_heartbeat()` brings it back UP.
+    Missed = 4,
 }
 
 /// One change of one service.
@@ -160,6 +164,7 @@ impl EventData {
                 Some(DownReason::Forced) => lively_down_reason::Forced,
                 Some(DownReason::Expired) => lively_down_reason::Expired,
                 Some(DownReason::Deleted) => lively_down_reason::Deleted,
+                Some(DownReason::Missed) => lively_down_reason::Missed,
             },
             uuid: self.uuid.as_ptr(),
             service_type: self.service_type.as_ptr(),
