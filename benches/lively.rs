@@ -1248,7 +1248,7 @@ fn crash_rows(
 /// Heartbeat deadlines. (a) A check-in's cost: no I/O, so per-call time
 /// from blocks of 100 calls, 1 and 8 threads, heap allocations counted.
 /// (b) A missed deadline → DOWN (missed) event at another client, minus
-/// D, over `p.crashes` repetitions (the owner stops at a random phase),
+/// D, over at least 10 repetitions (the owner stops at a random phase),
 /// against the lease-expiry path of this same run (`expiry`: SIGKILL →
 /// DOWN event, minus the TTL, from [`crash_rows`]).
 fn heartbeat_rows(
@@ -1318,7 +1318,8 @@ fn heartbeat_rows(
     let mut missed = Vec::new();
     let mut back = Vec::new();
     let mut note = String::new();
-    for _ in 0..p.crashes {
+    // At least 10 repetitions, also in quick mode (each takes about D).
+    for _ in 0..p.crashes.max(10) {
         // Check in every 10 ms for a random while, then stop.
         let run = Duration::from_millis(100 + rand::random::<u64>() % 300);
         let t0 = Instant::now();

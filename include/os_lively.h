@@ -401,7 +401,8 @@ typedef struct lively_service {
   uint64_t heartbeat_ms;
   /**
    * Output only: true, with status DOWN, when the owner's client took
-   * the service down because it missed its heartbeat deadline.
+   * the service down because it missed its heartbeat deadline. Ignored
+   * on input (any byte).
    */
   bool heartbeat_missed;
 } lively_service;

@@ -427,19 +427,20 @@ fn update_counts_as_a_check_in_and_an_unchanged_record_writes_nothing() {
     let ns = namespace("update-checks-in");
     let client = connect(&etcd.endpoints(), &ns, TTL);
     let raw = etcd.raw();
-    let d = Duration::from_millis(800);
+    let d = Duration::from_millis(1500);
     let svc = Service::new("w", "h").with_heartbeat(d);
     let uuid = client.update(&svc).unwrap();
     let svc = svc.with_uuid(&uuid);
     let key = format!("{ns}/services/by-uuid/{uuid}");
     let rev = raw.get(&key).unwrap().mod_revision;
-    // update() every D/4 for 3 D keeps it UP and writes nothing.
+    // update() every D/10 for 2 D keeps it UP and writes nothing.
     let t0 = Instant::now();
-    while t0.elapsed() < d * 3 {
+    while t0.elapsed() < d * 2 {
         client.update(&svc).unwrap();
         assert!(client.is_up(&uuid).unwrap());
-        std::thread::sleep(d / 4);
+        std::thread::sleep(d / 10);
     }
+    assert_eq!(client.stats().heartbeats_missed, 0);
     assert_eq!(raw.get(&key).unwrap().mod_revision, rev, "nothing written");
     // Missed: DOWN; the next update() brings it back UP.
     assert!(wait_until(Duration::from_secs(5), || !client

@@ -117,8 +117,9 @@ pub struct lively_service {
     /// liveness; between 100 ms and a week).
     pub heartbeat_ms: u64,
     /// Output only: true, with status DOWN, when the owner's client took
-    /// the service down because it missed its heartbeat deadline.
-    pub heartbeat_missed: bool,
+    /// the service down because it missed its heartbeat deadline. Ignored
+    /// on input (any byte).
+    pub heartbeat_missed: lively_bool,
 }
 
 impl lively_service {
@@ -167,7 +168,7 @@ impl lively_service {
             maintenance_end: s.maintenance_end,
             maintenance_note: strings.maintenance_note.as_ptr(),
             heartbeat_ms: heartbeat_ms(s),
-            heartbeat_missed: s.heartbeat_missed,
+            heartbeat_missed: s.heartbeat_missed.into(),
         }
     }
 
@@ -184,7 +185,7 @@ impl lively_service {
             maintenance_end: s.maintenance_end,
             maintenance_note: raw(&s.maintenance_note),
             heartbeat_ms: heartbeat_ms(s),
-            heartbeat_missed: s.heartbeat_missed,
+            heartbeat_missed: s.heartbeat_missed.into(),
         }
     }
 
@@ -407,7 +408,7 @@ mod tests {
             maintenance_end: 6,
             maintenance_note: c"note".as_ptr(),
             heartbeat_ms: 2500,
-            heartbeat_missed: true,
+            heartbeat_missed: lively_bool(7),
         };
         let s = unsafe { c.read() }.unwrap();
         assert_eq!(s.status, Status::Down);
