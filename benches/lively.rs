@@ -1165,7 +1165,7 @@ fn crash_rows(
     raw: &mut Raw,
     raw_events: &mpsc::Receiver<RawEvent>,
     rows: &mut Vec<Row>,
-) {
+) -> Vec<f64> {
     let interval_ms = TTL.as_millis() as u64 / 3;
     let ttl = TTL.as_secs_f64();
     let cli = cli_path();
@@ -1263,6 +1263,146 @@ fn crash_rows(
     };
     progress(&row);
     rows.push(row);
+    lively
+}
+
+/// Heartbeat deadlines. (a) A check-in's cost: no I/O, so per-call time
+/// from blocks of 100 calls, 1 and 8 threads, heap allocations counted.
+/// (b) A missed deadline → DOWN (missed) event at another client, minus
+/// D, over at least 10 repetitions (the owner stops at a random phase),
+/// against the lease-expiry path of this same run (`expiry`: SIGKILL →
+/// DOWN event, minus the TTL, from [`crash_rows`]).
+fn heartbeat_rows(
+    p: &Params,
+    endpoint: &str,
+    events: &mpsc::Receiver<Seen>,
+    raw: &mut Raw,
+    expiry: &[f64],
+    rows: &mut Vec<Row>,
+) {
+    let owner = Client::connect(&config(endpoint)).expect("connect");
+    let d = Duration::from_secs(1);
+    let host = format!("host-{}", std::process::id());
+    let uuid = owner
+        .update(&Service::new("bench-heartbeat", &host).with_heartbeat(d))
+        .expect("register with a heartbeat");
+    const BLOCK: usize = 100;
+    let blocks = if p.quick { 200 } else { 2000 };
+    let record = format!("{}by-uuid/{uuid}", root(owner.config()));
+    let raw_samples: Vec<f64> = (0..200).map(|_| secs(timed(|| raw.get(&record)))).collect();
+    for threads in [1, 8] {
+        let (samples, allocs) = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (owner, uuid) = (&owner, &uuid);
+                    s.spawn(move || {
+                        let mut samples = Vec::with_capacity(blocks);
+                        let a0 = allocs_here();
+                        for _ in 0..blocks {
+                            let start = Instant::now();
+                            for _ in 0..BLOCK {
+                                owner.heartbeat(uuid).expect("check-in");
+                            }
+                            samples.push(secs(start.elapsed()) / BLOCK as f64);
+                        }
+                        (samples, allocs_here() - a0)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            let mut allocs = 0;
+            for h in hs {
+                let (v, a) = h.join().expect("checker");
+                all.extend(v);
+                allocs += a;
+            }
+            (all, allocs)
+        });
+        let m = Measured {
+            ratios: vec![median(&samples) / median(&raw_samples)],
+            lively: samples,
+            raw: raw_samples.clone(),
+        };
+        let mut row = Row::ratio(
+            &format!("heartbeat check-in, {threads} thread(s) vs raw get"),
+            &m,
+            None,
+        );
+        row.ratio = format!("{:.5}×", m.ratio());
+        row.target = "≤ 50 ns, 0 allocs".into();
+        row.met = verdict(median(&m.lively) <= 50e-9 && allocs == 0);
+        row.spread = format!("{allocs} allocs");
+        progress(&row);
+        rows.push(row);
+    }
+
+    let mut missed = Vec::new();
+    let mut back = Vec::new();
+    let mut note = String::new();
+    // At least 10 repetitions, also in quick mode (each takes about D).
+    for _ in 0..p.crashes.max(10) {
+        // Check in every 10 ms for a random while, then stop.
+        let run = Duration::from_millis(100 + rand::random::<u64>() % 300);
+        let t0 = Instant::now();
+        let mut last = t0;
+        drain(events);
+        while t0.elapsed() < run {
+            owner.heartbeat(&uuid).expect("check-in");
+            last = Instant::now();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ev = wait_event(events, |e| e.0 == uuid && e.1 == EventKind::Down, d + WAIT)
+            .expect("no DOWN event after the owner stopped checking in");
+        if ev.2 != Some(DownReason::Missed) {
+            note = format!(" (reason {:?}!)", ev.2);
+        }
+        missed.push(secs(ev.3 - last) - d.as_secs_f64());
+        let t_back = Instant::now();
+        owner.heartbeat(&uuid).expect("check-in");
+        let ev = wait_event(events, |e| e.0 == uuid && e.1 == EventKind::Up, WAIT)
+            .expect("no UP event after the check-in");
+        back.push(secs(ev.3 - t_back));
+    }
+    let worst = p99(&missed);
+    let row = Row {
+        name: format!(
+            "missed deadline → DOWN event, minus D ({} reps) vs lease expiry minus TTL",
+            missed.len()
+        ),
+        med: fmt_t(median(&missed)),
+        p99: fmt_t(worst),
+        raw_med: if expiry.is_empty() {
+            "n/a".into()
+        } else {
+            fmt_t(median(expiry))
+        },
+        raw_p99: if expiry.is_empty() {
+            "n/a".into()
+        } else {
+            fmt_t(p99(expiry))
+        },
+        ratio: if expiry.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.2}×", worst / p99(expiry))
+        },
+        spread: format!(
+            "{}…{}",
+            fmt_t(sorted(&missed)[0]),
+            fmt_t(*sorted(&missed).last().unwrap_or(&f64::NAN))
+        ),
+        target: "p99 ≤ +0.100 s".into(),
+        met: format!("{}{note}", verdict(worst <= 0.1)),
+    };
+    progress(&row);
+    rows.push(row);
+    rows.push(Row::text(
+        "check-in after a miss → UP event",
+        format!("median {}, p99 {}", fmt_t(median(&back)), fmt_t(p99(&back))),
+        "-",
+        "-".into(),
+    ));
+    let _ = owner.close();
 }
 
 // The C ABI, called through its exported symbols exactly as C would (the
@@ -1556,7 +1696,7 @@ fn main() {
         &raw_events,
         &mut rows,
     );
-    crash_rows(
+    let expiry = crash_rows(
         &p,
         &etcd.endpoint,
         &events,
@@ -1564,6 +1704,7 @@ fn main() {
         &raw_events,
         &mut rows,
     );
+    heartbeat_rows(&p, &etcd.endpoint, &events, &mut raw, &expiry, &mut rows);
     ffi_rows(&p, &etcd.endpoint, &lively, &mut rows);
     idle_rows(&p, &mut rows);
 
@@ -1586,6 +1727,9 @@ fn main() {
     println!(
         "crash rows: time from SIGKILL (raw: last keepalive stopped) to the DOWN/delete event, minus the {} s TTL; the ratio column is the difference of medians, the spread column min…max.",
         TTL.as_secs()
+    );
+    println!(
+        "heartbeat rows: check-in cost per call (no I/O), raw get for scale; missed deadline: time from the last check-in to the DOWN (missed) event at another client, minus D = 1 s; raw columns = the lease-expiry path above (SIGKILL → DOWN, minus TTL); ratio = p99 / p99."
     );
     drop(_sub);
     drop(lively);

@@ -50,7 +50,7 @@ class Event(Structure):
 
 
 EVENT_KINDS = ["EXISTING", "REGISTERED", "UP", "DOWN", "UPDATED", "REMOVED", "RESYNC"]
-REASONS = ["-", "forced", "expired", "deleted"]
+REASONS = ["-", "forced", "expired", "deleted", "missed", "moved"]
 
 
 class LivelyError(Exception):

@@ -110,6 +110,8 @@ static const char* reason_name(lively_down_reason reason) {
     case LIVELY_DOWN_REASON_FORCED: return "forced";
     case LIVELY_DOWN_REASON_EXPIRED: return "expired";
     case LIVELY_DOWN_REASON_DELETED: return "deleted";
+    case LIVELY_DOWN_REASON_MISSED: return "missed";
+    case LIVELY_DOWN_REASON_MOVED: return "moved";
     case LIVELY_DOWN_REASON_NONE: break;
   }
   return "-";

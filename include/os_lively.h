@@ -265,6 +265,12 @@ enum lively_down_reason
    */
   LIVELY_DOWN_REASON_DELETED = 3,
   /**
+   * Its owner missed its heartbeat deadline (`heartbeat_ms`): the
+   * process lives, its main loop does not check in. The next
+   * `lively_client_heartbeat()` brings it back UP.
+   */
+  LIVELY_DOWN_REASON_MISSED = 4,
+  /**
    * With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
    * change moved it out of the subscription's filter (say, to another
    * region), so it left the subscription's set.
@@ -358,7 +364,9 @@ typedef struct lively_view lively_view;
  * As input (`lively_client_update()`): the strings are borrowed for the
  * call; `uuid`, `region` and `maintenance_note` may be NULL (= empty; an
  * empty uuid makes the library generate one); `service_type` and `host`
- * are required; `status` must be a `lively_status` value.
+ * are required; `status` must be a `lively_status` value;
+ * `heartbeat_missed` is ignored. Zero-initialize the struct
+ * (`lively_service s = {0};`) so fields added later default to off.
  *
  * As output (inside a `lively_service_info` or a `lively_event`): every
  * string is non-NULL (possibly `""`) and owned by the enclosing object.
@@ -396,6 +404,19 @@ typedef struct lively_service {
    * Why the service is down for maintenance.
    */
   const char *maintenance_note;
+  /**
+   * Heartbeat deadline in milliseconds, 0 for none: with one, the
+   * service is UP only while its owner also calls
+   * `lively_client_heartbeat()` at least this often (main-loop
+   * liveness; between 100 ms and a week).
+   */
+  uint64_t heartbeat_ms;
+  /**
+   * Output only: true, with status DOWN, when the owner's client took
+   * the service down because it missed its heartbeat deadline. Ignored
+   * on input (any byte).
+   */
+  bool heartbeat_missed;
 } lively_service;
 
 /**
@@ -502,6 +523,11 @@ typedef struct lively_stats {
    * Subscription resyncs (re-list after compaction or overflow).
    */
   uint64_t resyncs;
+  /**
+   * Times this client took a service DOWN because its owner missed the
+   * heartbeat deadline.
+   */
+  uint64_t heartbeats_missed;
   /**
    * The current lease's id.
    */
@@ -760,6 +786,20 @@ lively_result lively_client_list(const struct lively_client *client, const struc
  * Thread safety: thread-safe.
  */
 lively_result lively_client_down(const struct lively_client *client, const char *uuid, const char *note, uint64_t maintenance_start, uint64_t maintenance_end);
+
+/**
+ * Checks in for `uuid`, a service this client registered with a
+ * heartbeat deadline (`lively_service.heartbeat_ms`): its owner is
+ * alive. Call it from the daemon's main loop at least every deadline.
+ * Local to the process (no round trip, no allocation); a service this
+ * client took DOWN for a missed deadline is brought back UP by the
+ * library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
+ * no deadline on this client.
+ *
+ * Ownership: `uuid` is borrowed.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
 
 /**
  * Removes a service's record and index keys in one transaction.

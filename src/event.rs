@@ -42,6 +42,12 @@ pub enum DownReason {
     Expired,
     /// Its record was deleted.
     Deleted,
+    /// Its owner stopped checking in within its heartbeat deadline
+    /// ([`Service::with_heartbeat`](crate::Service::with_heartbeat)): the
+    /// process and its lease live on, but its main loop does not. The
+    /// owner's client set the record DOWN (with `heartbeat_missed`); the
+    /// next check-in brings it back UP.
+    Missed,
     /// Only with [`EventKind::Removed`]: the service still exists, but a
     /// change moved it out of the subscription's filter (say, to another
     /// region), so it left the subscription's set.

@@ -18,6 +18,7 @@ mod backoff;
 pub mod capi;
 mod client;
 mod config;
+mod deadline;
 mod error;
 mod event;
 mod fork;
@@ -38,7 +39,10 @@ pub use client::Client;
 pub use config::{Config, env};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{DownReason, Event, EventKind};
-pub use record::{MAX_NOTE_LEN, MAX_SEGMENT_LEN, Service, Status, normalize_uuid, pb};
+pub use record::{
+    MAX_HEARTBEAT, MAX_NOTE_LEN, MAX_SEGMENT_LEN, MIN_HEARTBEAT, Service, Status, normalize_uuid,
+    pb,
+};
 pub use stats::Stats;
 pub use store::{Filter, ServiceInfo};
 pub use view::{StalePolicy, View};

@@ -1,6 +1,8 @@
 //! The service record: the public Rust type, its validation, and conversion
 //! to and from the protobuf wire format shared with the Python library.
 
+use std::time::Duration;
+
 use prost::Message;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -58,7 +60,23 @@ pub struct Service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: String,
+    /// Heartbeat deadline: with `Some(d)` the service is UP only while its
+    /// owner also checks in ([`Client::heartbeat`](crate::Client::heartbeat)
+    /// or [`Client::update`](crate::Client::update)) at least every `d`;
+    /// `None` (the default) keeps it UP while its process lives. Stored in
+    /// whole milliseconds, between [`MIN_HEARTBEAT`] and [`MAX_HEARTBEAT`].
+    pub heartbeat: Option<Duration>,
+    /// True, with status DOWN, when the owner's client took the service
+    /// down because its owner missed the heartbeat deadline. Set only by
+    /// the library: ignored by [`Client::update`](crate::Client::update).
+    pub heartbeat_missed: bool,
 }
+
+/// Shortest heartbeat deadline accepted: a deadline must leave room for
+/// the transaction that enforces it.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest heartbeat deadline accepted (a week).
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Service {
     /// A new UP record with no uuid yet.
@@ -82,6 +100,15 @@ impl Service {
         self
     }
 
+    /// Sets the heartbeat deadline (builder style): the service is UP only
+    /// while its owner checks in at least every `deadline`
+    /// ([`Client::heartbeat`](crate::Client::heartbeat)). `Duration::ZERO`
+    /// turns it off.
+    pub fn with_heartbeat(mut self, deadline: Duration) -> Service {
+        self.heartbeat = (!deadline.is_zero()).then_some(deadline);
+        self
+    }
+
     /// Checks every field that becomes part of a key and returns the record
     /// with its uuid normalized (generated when empty).
     pub(crate) fn validated(&self) -> Result<Service> {
@@ -99,6 +126,21 @@ impl Service {
                 "maintenance note: at most {MAX_NOTE_LEN} bytes and no NUL"
             )));
         }
+        s.heartbeat = match s.heartbeat {
+            None => None,
+            Some(d) if d.is_zero() => None,
+            Some(d) if d < MIN_HEARTBEAT || d > MAX_HEARTBEAT => {
+                return Err(Error::invalid(format!(
+                    "heartbeat deadline {d:?}: must be between {MIN_HEARTBEAT:?} and {MAX_HEARTBEAT:?}"
+                )));
+            }
+            // Whole milliseconds, as stored, so an unchanged record compares equal.
+            Some(d) => Some(Duration::from_millis(
+                d.as_nanos().div_ceil(1_000_000) as u64
+            )),
+        };
+        // Only the library's own deadline enforcement sets it.
+        s.heartbeat_missed = false;
         Ok(s)
     }
 
@@ -134,6 +176,11 @@ impl From<&Service> for pb::Service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: s.maintenance_note.clone(),
+            heartbeat_ms: s
+                .heartbeat
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            heartbeat_missed: s.heartbeat_missed,
         }
     }
 }
@@ -155,6 +202,8 @@ impl From<pb::Service> for Service {
             maintenance_start: m.maintenance_start,
             maintenance_end: m.maintenance_end,
             maintenance_note: m.maintenance_note,
+            heartbeat: (m.heartbeat_ms > 0).then(|| Duration::from_millis(m.heartbeat_ms)),
+            heartbeat_missed: m.heartbeat_missed,
         }
     }
 }
@@ -277,6 +326,8 @@ mod tests {
             maintenance_start: 5,
             maintenance_end: 9,
             maintenance_note: "disk".into(),
+            heartbeat: Some(Duration::from_millis(2500)),
+            heartbeat_missed: true,
         };
         assert_eq!(Service::from_bytes(&s.to_bytes()).unwrap(), s);
         // Field numbers as written by the Python library: type = 2, status = 4.

@@ -21,6 +21,9 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Subscription resyncs (re-list after compaction or overflow).
     pub resyncs: u64,
+    /// Times this client took one of its services DOWN because its owner
+    /// missed the heartbeat deadline.
+    pub heartbeats_missed: u64,
     /// The current lease's id.
     pub lease_id: i64,
     /// TTL etcd granted to the current lease, in seconds.
@@ -50,6 +53,7 @@ pub(crate) struct Counters {
     pub up_keys_restored: AtomicU64,
     pub events_delivered: AtomicU64,
     pub resyncs: AtomicU64,
+    pub heartbeats_missed: AtomicU64,
     pub lease_id: AtomicI64,
     pub lease_granted_ttl: AtomicI64,
     pub lease_ttl_remaining: AtomicI64,
@@ -72,6 +76,7 @@ impl Counters {
             up_keys_restored: r(&self.up_keys_restored),
             events_delivered: r(&self.events_delivered),
             resyncs: r(&self.resyncs),
+            heartbeats_missed: r(&self.heartbeats_missed),
             lease_id: i(&self.lease_id),
             lease_granted_ttl: i(&self.lease_granted_ttl),
             lease_ttl_remaining: i(&self.lease_ttl_remaining),

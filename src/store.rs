@@ -364,7 +364,7 @@ impl Store {
             &desired.uuid,
             Some((&desired.service_type, &desired.host)),
             lease,
-            |_| Ok(Some(want.clone())),
+            |_, _| Ok(Some(want.clone())),
         )
         .await
     }
@@ -377,7 +377,7 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Written> {
-        self.write(uuid, None, 0, |old| {
+        self.write(uuid, None, 0, |old, _| {
             let mut s = old.cloned().ok_or_else(|| {
                 Error::new(
                     ErrorKind::NotFound,
@@ -388,19 +388,36 @@ impl Store {
             s.maintenance_note = note.to_string();
             s.maintenance_start = start;
             s.maintenance_end = end;
+            // An operator's DOWN is not a missed heartbeat: the owner's next
+            // check-in must not lift it.
+            s.heartbeat_missed = false;
             Ok(Some(s))
         })
         .await
     }
 
+    /// Read-modify-write of an existing service in one guarded transaction
+    /// (see [`Store::write`]); used by the heartbeat deadline enforcement.
+    pub(crate) async fn rewrite(
+        &self,
+        uuid: &str,
+        lease: i64,
+        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
+    ) -> Result<Written> {
+        self.write(uuid, None, lease, make).await
+    }
+
     /// Read-modify-write of one service in a single guarded transaction.
     /// `type_host_hint` lets the first read fetch the target type/host index.
+    /// `make` gets the record and the lease its UP key is on (0 when there
+    /// is none) and returns the record to write, or `None` for nothing; it
+    /// runs again on every retry.
     async fn write(
         &self,
         uuid: &str,
         type_host_hint: Option<(&str, &str)>,
         lease: i64,
-        make: impl Fn(Option<&Service>) -> Result<Option<Service>>,
+        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
     ) -> Result<Written> {
         let k = &self.keys;
         let record_key = k.record(uuid);
@@ -447,7 +464,8 @@ impl Store {
             } else {
                 None
             };
-            let Some(new) = make(old.as_ref())? else {
+            let up_lease = if up.exists() { up.lease } else { 0 };
+            let Some(new) = make(old.as_ref(), up_lease)? else {
                 return Ok(Written {
                     uuid: uuid.to_string(),
                     wrote: false,

@@ -659,7 +659,14 @@ fn diff(
             };
             match (ost, nst) {
                 (Status::Up, Status::Down) if ns.status == Status::Down => {
-                    event(EventKind::Down, Some(DownReason::Forced))
+                    // The owner's deadline enforcement marks its DOWN, so
+                    // subscribers tell a hung main loop from an operator.
+                    let reason = if ns.heartbeat_missed {
+                        DownReason::Missed
+                    } else {
+                        DownReason::Forced
+                    };
+                    event(EventKind::Down, Some(reason))
                 }
                 (Status::Up, Status::Down) => event(EventKind::Down, Some(DownReason::Expired)),
                 (Status::Down, Status::Up) => event(EventKind::Up, None),

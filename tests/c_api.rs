@@ -417,3 +417,48 @@ fn make_install_stages_library_header_and_pkg_config() {
     assert!(pc.contains(&format!("Version: {v}")), "{pc}");
     assert!(pc.contains("Libs: -L${libdir} -los_lively"), "{pc}");
 }
+
+/// The heartbeat deadline from C (tests/c/heartbeat.c): one client, a
+/// service with `heartbeat_ms = 2000` and one without; the C main loop
+/// stops checking in and the first goes DOWN (missed) for another client,
+/// a view and a subscriber within D + 0.3 s while the second stays UP; it
+/// resumes and the first is UP again, one `up` event.
+#[test]
+fn c_heartbeat_deadline() {
+    use std::io::Write;
+    let etcd = Etcd::start();
+    let ns = namespace("c_heartbeat");
+    let mut child = program("heartbeat", &etcd, &ns, 3)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run heartbeat");
+    let stdin = child.stdin.take().expect("piped stdin");
+    let rx = lines(&mut child);
+    let mut child = KillOnDrop(child);
+    let line = expect_line(&rx, Duration::from_secs(20), "uuids", |l| {
+        l.starts_with("uuids ")
+    });
+    let mut parts = line.split_whitespace().skip(1);
+    let worker = parts.next().expect("worker uuid").to_string();
+    let plain = parts.next().expect("plain uuid").to_string();
+    let stdin = std::cell::RefCell::new(stdin);
+    let say = |what: &str| {
+        let mut s = stdin.borrow_mut();
+        writeln!(s, "{what}").expect("write");
+        s.flush().expect("flush");
+        expect_line(&rx, Duration::from_secs(5), "ok", |l| l == "ok");
+    };
+    missed_then_back(
+        &etcd,
+        &ns,
+        &worker,
+        Some(&plain),
+        Duration::from_secs(2),
+        || say("stop"),
+        || say("resume"),
+    );
+    drop(stdin); // EOF: the program checks its stats, closes, exits 0
+    let status = child.0.wait().expect("wait");
+    assert!(status.success(), "heartbeat.c exited with {status:?}");
+}

@@ -50,6 +50,9 @@ pub struct lively_stats {
     pub events_delivered: u64,
     /// Subscription resyncs (re-list after compaction or overflow).
     pub resyncs: u64,
+    /// Times this client took a service DOWN because its owner missed the
+    /// heartbeat deadline.
+    pub heartbeats_missed: u64,
     /// The current lease's id.
     pub lease_id: i64,
     /// TTL etcd granted to the current lease, in seconds.
@@ -76,6 +79,7 @@ impl From<Stats> for lively_stats {
             up_keys_restored: s.up_keys_restored,
             events_delivered: s.events_delivered,
             resyncs: s.resyncs,
+            heartbeats_missed: s.heartbeats_missed,
             lease_id: s.lease_id,
             lease_granted_ttl: s.lease_granted_ttl,
             lease_ttl_remaining: s.lease_ttl_remaining,
@@ -405,6 +409,30 @@ impl lively_client {
         })
     }
 
+    /// Checks in for `uuid`, a service this client registered with a
+    /// heartbeat deadline (`lively_service.heartbeat_ms`): its owner is
+    /// alive. Call it from the daemon's main loop at least every deadline.
+    /// Local to the process (no round trip, no allocation); a service this
+    /// client took DOWN for a missed deadline is brought back UP by the
+    /// library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
+    /// no deadline on this client.
+    ///
+    /// Ownership: `uuid` is borrowed.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_heartbeat(
+        client: *const lively_client,
+        uuid: *const c_char,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and string per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            client.heartbeat(uuid)?;
+            Ok(())
+        })
+    }
+
     /// Removes a service's record and index keys in one transaction.
     /// `*deleted` (may be NULL) is set to false if there was no such
     /// service.
@@ -499,6 +527,10 @@ mod tests {
             R::NullParameter
         );
         assert_eq!(C::lively_client_stats(null(), null_mut()), R::NullParameter);
+        assert_eq!(
+            C::lively_client_heartbeat(null(), c"x".as_ptr()),
+            R::NullParameter
+        );
         assert_eq!(C::lively_client_close(null()), R::NullParameter);
         assert_eq!(
             C::lively_client_connect(null(), null_mut()),

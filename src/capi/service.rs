@@ -86,7 +86,9 @@ impl lively_status {
 /// As input (`lively_client_update()`): the strings are borrowed for the
 /// call; `uuid`, `region` and `maintenance_note` may be NULL (= empty; an
 /// empty uuid makes the library generate one); `service_type` and `host`
-/// are required; `status` must be a `lively_status` value.
+/// are required; `status` must be a `lively_status` value;
+/// `heartbeat_missed` is ignored. Zero-initialize the struct
+/// (`lively_service s = {0};`) so fields added later default to off.
 ///
 /// As output (inside a `lively_service_info` or a `lively_event`): every
 /// string is non-NULL (possibly `""`) and owned by the enclosing object.
@@ -109,6 +111,15 @@ pub struct lively_service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: *const c_char,
+    /// Heartbeat deadline in milliseconds, 0 for none: with one, the
+    /// service is UP only while its owner also calls
+    /// `lively_client_heartbeat()` at least this often (main-loop
+    /// liveness; between 100 ms and a week).
+    pub heartbeat_ms: u64,
+    /// Output only: true, with status DOWN, when the owner's client took
+    /// the service down because it missed its heartbeat deadline. Ignored
+    /// on input (any byte).
+    pub heartbeat_missed: lively_bool,
 }
 
 impl lively_service {
@@ -138,6 +149,9 @@ impl lively_service {
                 maintenance_note: opt_str(self.maintenance_note, "service.maintenance_note")?
                     .unwrap_or("")
                     .to_string(),
+                heartbeat: (self.heartbeat_ms > 0)
+                    .then(|| std::time::Duration::from_millis(self.heartbeat_ms)),
+                heartbeat_missed: false,
             })
         }
     }
@@ -153,6 +167,8 @@ impl lively_service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: strings.maintenance_note.as_ptr(),
+            heartbeat_ms: heartbeat_ms(s),
+            heartbeat_missed: s.heartbeat_missed.into(),
         }
     }
 
@@ -168,6 +184,8 @@ impl lively_service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: raw(&s.maintenance_note),
+            heartbeat_ms: heartbeat_ms(s),
+            heartbeat_missed: s.heartbeat_missed.into(),
         }
     }
 
@@ -188,6 +206,12 @@ impl lively_service {
             }
         }
     }
+}
+
+fn heartbeat_ms(s: &Service) -> u64 {
+    s.heartbeat
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Owned copies of a record's strings, for records lent to a callback.
@@ -383,9 +407,13 @@ mod tests {
             maintenance_start: 5,
             maintenance_end: 6,
             maintenance_note: c"note".as_ptr(),
+            heartbeat_ms: 2500,
+            heartbeat_missed: lively_bool(7),
         };
         let s = unsafe { c.read() }.unwrap();
         assert_eq!(s.status, Status::Down);
+        assert_eq!(s.heartbeat, Some(std::time::Duration::from_millis(2500)));
+        assert!(!s.heartbeat_missed, "output only");
         assert_eq!(s.uuid, "");
         assert_eq!(s.maintenance_note, "note");
         c.status = 7;

@@ -53,6 +53,10 @@ pub enum lively_down_reason {
     Expired = 2,
     /// Its record was deleted.
     Deleted = 3,
+    /// Its owner missed its heartbeat deadline (`heartbeat_ms`): the
+    /// process lives, its main loop does not check in. The next
+    /// `lively_client_heartbeat()` brings it back UP.
+    Missed = 4,
     /// With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
     /// change moved it out of the subscription's filter (say, to another
     /// region), so it left the subscription's set.
@@ -172,6 +176,7 @@ impl EventData {
                 Some(DownReason::Forced) => lively_down_reason::Forced,
                 Some(DownReason::Expired) => lively_down_reason::Expired,
                 Some(DownReason::Deleted) => lively_down_reason::Deleted,
+                Some(DownReason::Missed) => lively_down_reason::Missed,
                 Some(DownReason::Moved) => lively_down_reason::Moved,
             },
             uuid: self.uuid.as_ptr(),

@@ -74,6 +74,11 @@ impl Registrant {
         assert_eq!(line.trim(), "updated");
     }
 
+    /// Takes the child's stdin, to feed it lines from elsewhere.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin open")
+    }
+
     /// SIGKILL: the process dies without a word.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -15,12 +15,14 @@
 //! The etcd binary is taken from `$ETCD_BIN`, else `etcd` on `PATH`.
 #![allow(dead_code, unused_imports)]
 
+mod deadline;
 mod etcd;
 mod lively;
 mod pki;
 mod proxy;
 mod raw;
 
+pub use deadline::{DEADLINE_SLACK, missed_then_back, next_about};
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
 pub use lively::{Registrant, config, connect};
 pub use pki::{Pki, jwt_keys};

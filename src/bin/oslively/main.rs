@@ -1,9 +1,11 @@
 //! `oslively`: a small command-line front end to the library.
 //!
 //! ```text
-//! oslively register --type T --host H [--region R] [--uuid U]
+//! oslively register --type T --host H [--region R] [--uuid U] [--heartbeat SECONDS]
 //!     registers and stays UP until stdin closes or the process is killed;
-//!     prints "uuid <uuid>" once registered
+//!     prints "uuid <uuid>" once registered. With --heartbeat, each line on
+//!     stdin is a check-in and the service is UP only while one arrives at
+//!     least every SECONDS: `while work; do echo; done | oslively register ...`
 //! oslively is-up (<uuid> | --type T --host H)   exit 0 if UP, 1 if not
 //! oslively list [--uuid U] [--type T] [--host H] [--region R] [--status UP|DOWN]
 //! oslively watch [--type T] [--host H] [--region R] [--uuid U]
@@ -17,6 +19,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use os_lively::{Client, Config, Filter, Service, Status};
 
@@ -73,9 +76,11 @@ fn register(args: &[String]) -> Result<ExitCode, String> {
     let (flags, _) = parse(args)?;
     let get = |k: &str| flags.get(k).cloned().unwrap_or_default();
     let client = connect()?;
+    let heartbeat = heartbeat_flag(flags.get("heartbeat"))?;
     let service = Service::new(&get("type"), &get("host"))
         .with_region(&get("region"))
-        .with_uuid(&get("uuid"));
+        .with_uuid(&get("uuid"))
+        .with_heartbeat(heartbeat.unwrap_or(Duration::ZERO));
     let uuid = client.update(&service).map_err(|e| e.to_string())?;
     println!("uuid {uuid}");
     let _ = std::io::stdout().flush();
@@ -90,12 +95,25 @@ fn register(args: &[String]) -> Result<ExitCode, String> {
                 println!("updated");
                 let _ = std::io::stdout().flush();
             }
+            Ok(_) if heartbeat.is_some() => client.heartbeat(&uuid).map_err(|e| e.to_string())?,
             Ok(_) => {}
             Err(_) => break,
         }
     }
     client.close().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `register --heartbeat SECONDS` (fractions allowed): the service's
+/// heartbeat deadline; each line then read on stdin is a check-in.
+fn heartbeat_flag(value: Option<&String>) -> Result<Option<Duration>, String> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(d)) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(format!(
+            "--heartbeat {v:?}: expected a number of seconds above 0"
+        )),
+    }
 }
 
 fn is_up(args: &[String]) -> Result<ExitCode, String> {
