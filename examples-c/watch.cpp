@@ -110,6 +110,7 @@ static const char* reason_name(lively_down_reason reason) {
     case LIVELY_DOWN_REASON_FORCED: return "forced";
     case LIVELY_DOWN_REASON_EXPIRED: return "expired";
     case LIVELY_DOWN_REASON_DELETED: return "deleted";
+    case LIVELY_DOWN_REASON_LIFTED: return "lifted";
     case LIVELY_DOWN_REASON_NONE: break;
   }
   return "-";

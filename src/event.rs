@@ -25,7 +25,8 @@ pub enum EventKind {
     Resync,
 }
 
-/// Why a service went DOWN.
+/// Why a service went DOWN (or, for [`DownReason::Lifted`], why it came
+/// back UP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DownReason {
     /// Its record was set to DOWN (`down()`, maintenance).
@@ -36,6 +37,10 @@ pub enum DownReason {
     Expired,
     /// Its record was deleted.
     Deleted,
+    /// Carried by an [`EventKind::Up`]: a forced DOWN was lifted
+    /// ([`Client::up`](crate::Client::up), or the end of its maintenance
+    /// window) and the service is UP again in the same transaction.
+    Lifted,
 }
 
 /// One change of one service.
@@ -43,7 +48,8 @@ pub enum DownReason {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// Why, for [`EventKind::Down`].
+    /// Why, for [`EventKind::Down`]; [`DownReason::Lifted`] for an
+    /// [`EventKind::Up`] that ends a forced DOWN.
     pub reason: Option<DownReason>,
     /// The service's uuid (empty for [`EventKind::Resync`]).
     pub uuid: String,

@@ -23,6 +23,7 @@ mod event;
 mod heartbeat;
 mod keys;
 mod log_once;
+mod maintenance;
 mod model;
 mod record;
 mod runtime;

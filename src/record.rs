@@ -58,6 +58,11 @@ pub struct Service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: String,
+    /// True while an operator's [`Client::down`](crate::Client::down) holds
+    /// the service DOWN: its owner's updates change the other fields but not
+    /// that, until [`Client::up`](crate::Client::up) or the end of the
+    /// maintenance window lifts it. Read-only: `update()` ignores it.
+    pub forced_down: bool,
 }
 
 impl Service {
@@ -134,6 +139,7 @@ impl From<&Service> for pb::Service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: s.maintenance_note.clone(),
+            forced_down: s.forced_down,
         }
     }
 }
@@ -155,6 +161,7 @@ impl From<pb::Service> for Service {
             maintenance_start: m.maintenance_start,
             maintenance_end: m.maintenance_end,
             maintenance_note: m.maintenance_note,
+            forced_down: m.forced_down,
         }
     }
 }
@@ -277,12 +284,15 @@ mod tests {
             maintenance_start: 5,
             maintenance_end: 9,
             maintenance_note: "disk".into(),
+            forced_down: true,
         };
         assert_eq!(Service::from_bytes(&s.to_bytes()).unwrap(), s);
         // Field numbers as written by the Python library: type = 2, status = 4.
         let bytes = s.to_bytes();
         assert!(bytes.windows(2).any(|w| w == [0x12, 12])); // field 2, len 12
         assert!(bytes.windows(2).any(|w| w == [0x20, 1])); // field 4 = DOWN
+        // forced_down is field 30 (varint): tag (30 << 3) = 240 = [0xf0, 0x01].
+        assert!(bytes.windows(3).any(|w| w == [0xf0, 0x01, 1]));
         assert_eq!(
             decode_stored(b"k", b"\xff\xff").unwrap_err().kind(),
             ErrorKind::CorruptRecord

@@ -21,7 +21,8 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Subscription resyncs (re-list after compaction or overflow).
     pub resyncs: u64,
-    /// The current lease's id.
+    /// The current lease's id; 0 until the client's first UP registration
+    /// grants one.
     pub lease_id: i64,
     /// TTL etcd granted to the current lease, in seconds.
     pub lease_granted_ttl: i64,

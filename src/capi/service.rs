@@ -109,6 +109,11 @@ pub struct lively_service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: *const c_char,
+    /// True while an operator's `lively_client_down()` holds the service
+    /// DOWN (its owner's updates do not lift it; `lively_client_up()` or the
+    /// end of the maintenance window does). Ignored on input (never read,
+    /// so any byte a caller leaves there is harmless).
+    pub forced_down: lively_bool,
 }
 
 impl lively_service {
@@ -138,6 +143,8 @@ impl lively_service {
                 maintenance_note: opt_str(self.maintenance_note, "service.maintenance_note")?
                     .unwrap_or("")
                     .to_string(),
+                // Only down() sets it; update() keeps what the store holds.
+                forced_down: false,
             })
         }
     }
@@ -153,6 +160,7 @@ impl lively_service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: strings.maintenance_note.as_ptr(),
+            forced_down: lively_bool::from(s.forced_down),
         }
     }
 
@@ -168,6 +176,7 @@ impl lively_service {
             maintenance_start: s.maintenance_start,
             maintenance_end: s.maintenance_end,
             maintenance_note: raw(&s.maintenance_note),
+            forced_down: lively_bool::from(s.forced_down),
         }
     }
 
@@ -383,10 +392,12 @@ mod tests {
             maintenance_start: 5,
             maintenance_end: 6,
             maintenance_note: c"note".as_ptr(),
+            forced_down: lively_bool(7),
         };
         let s = unsafe { c.read() }.unwrap();
         assert_eq!(s.status, Status::Down);
         assert_eq!(s.uuid, "");
+        assert!(!s.forced_down, "forced_down is output only");
         assert_eq!(s.maintenance_note, "note");
         c.status = 7;
         assert!(unsafe { c.read() }.is_err());

@@ -34,7 +34,9 @@ pub enum lively_event_kind {
     Resync = 6,
 }
 
-/// Why a service went DOWN (`LIVELY_DOWN_REASON_NONE` for other events).
+/// Why a service went DOWN (`LIVELY_DOWN_REASON_NONE` for other events),
+/// or, for an UP event, `LIVELY_DOWN_REASON_LIFTED` when it ends a forced
+/// DOWN.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum lively_down_reason {
@@ -47,6 +49,9 @@ pub enum lively_down_reason {
     Expired = 2,
     /// Its record was deleted.
     Deleted = 3,
+    /// An UP event: a forced DOWN was lifted (`lively_client_up()`, or the
+    /// end of its maintenance window).
+    Lifted = 6,
 }
 
 /// One change of one service.
@@ -160,6 +165,7 @@ impl EventData {
                 Some(DownReason::Forced) => lively_down_reason::Forced,
                 Some(DownReason::Expired) => lively_down_reason::Expired,
                 Some(DownReason::Deleted) => lively_down_reason::Deleted,
+                Some(DownReason::Lifted) => lively_down_reason::Lifted,
             },
             uuid: self.uuid.as_ptr(),
             service_type: self.service_type.as_ptr(),
