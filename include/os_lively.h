@@ -394,7 +394,8 @@ typedef struct lively_service {
   /**
    * True while an operator's `lively_client_down()` holds the service
    * DOWN (its owner's updates do not lift it; `lively_client_up()` or the
-   * end of the maintenance window does). Ignored on input.
+   * end of the maintenance window does). Ignored on input (never read,
+   * so any byte a caller leaves there is harmless).
    */
   bool forced_down;
 } lively_service;
