@@ -374,6 +374,11 @@ int main(void) {
   OK(lively_client_list(client, &down_only, &list));
   CHECK(list->len == 1);
   lively_service_list_free(list);
+  /* Sticky: A's own updates would keep it DOWN; lift it. */
+  OK(lively_client_up(client, w.uuid_a));
+  OK(lively_client_is_up(client, w.uuid_a, &up));
+  CHECK(up);
+  CHECK(lively_client_up(NULL, w.uuid_a) == LIVELY_RESULT_NULL_PARAMETER);
 
   bool deleted = false;
   OK(lively_client_delete(client, w.uuid_b, &deleted));
