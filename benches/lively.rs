@@ -1174,7 +1174,7 @@ fn crash_rows(
     if cli.exists() {
         for rep in 0..p.crashes {
             let mut child = Command::new(&cli)
-                .args(["register", "--type", "bench-crash", "--host"])
+                .args(["register", "-o", "table", "--type", "bench-crash", "--host"])
                 .arg(format!("host-{}-{rep}", std::process::id()))
                 .env("OSLIVELY_ETCD_ENDPOINTS", endpoint)
                 .env("OSLIVELY_ETCD_KEY_NAMESPACE", NAMESPACE)

@@ -22,7 +22,8 @@ from ctypes import (POINTER, Structure, c_bool, c_char_p, c_int32, c_int64, c_si
 class Service(Structure):
     _fields_ = [("uuid", c_char_p), ("service_type", c_char_p), ("host", c_char_p),
                 ("status", c_uint32), ("region", c_char_p), ("maintenance_start", c_uint64),
-                ("maintenance_end", c_uint64), ("maintenance_note", c_char_p)]
+                ("maintenance_end", c_uint64), ("maintenance_note", c_char_p),
+                ("forced_down", c_bool)]
 
 
 class ServiceInfo(Structure):

@@ -34,6 +34,7 @@ static const char *reason_name(lively_down_reason reason) {
     case LIVELY_DOWN_REASON_DELETED: return "deleted";
     case LIVELY_DOWN_REASON_MISSED: return "missed";
     case LIVELY_DOWN_REASON_MOVED: return "moved";
+    case LIVELY_DOWN_REASON_LIFTED: return "lifted";
     default: return "-";
   }
 }

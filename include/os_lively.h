@@ -238,9 +238,10 @@ typedef uint32_t lively_event_kind;
 #endif // __cplusplus
 
 /**
- * Why a service went DOWN, or why it left a subscription's set
- * (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event); `LIVELY_DOWN_REASON_NONE`
- * for other events.
+ * Why a service went DOWN, why it left a subscription's set
+ * (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event), or, for an UP event,
+ * `LIVELY_DOWN_REASON_LIFTED` when it ends a forced DOWN;
+ * `LIVELY_DOWN_REASON_NONE` for other events.
  */
 enum lively_down_reason
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -276,6 +277,11 @@ enum lively_down_reason
    * region), so it left the subscription's set.
    */
   LIVELY_DOWN_REASON_MOVED = 5,
+  /**
+   * An UP event: a forced DOWN was lifted (`lively_client_up()`, or the
+   * end of its maintenance window).
+   */
+  LIVELY_DOWN_REASON_LIFTED = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -417,6 +423,13 @@ typedef struct lively_service {
    * on input (any byte).
    */
   bool heartbeat_missed;
+  /**
+   * True while an operator's `lively_client_down()` holds the service
+   * DOWN (its owner's updates do not lift it; `lively_client_up()` or the
+   * end of the maintenance window does). Ignored on input (never read,
+   * so any byte a caller leaves there is harmless).
+   */
+  bool forced_down;
 } lively_service;
 
 /**
@@ -529,7 +542,8 @@ typedef struct lively_stats {
    */
   uint64_t heartbeats_missed;
   /**
-   * The current lease's id.
+   * The current lease's id; 0 until the client's first UP registration
+   * grants one.
    */
   int64_t lease_id;
   /**
@@ -656,8 +670,9 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Connects to etcd with `config` and grants the client's lease; waits
- * at most the connect timeout. On failure `lively_last_error()` names
+ * Connects to etcd with `config` and checks that it answers (the
+ * client's lease is granted on its first UP registration, so a client
+ * that only reads costs none); waits at most the connect timeout. On failure `lively_last_error()` names
  * the endpoints.
  *
  * Ownership: `config` is copied (free it whenever you like). On success
@@ -779,8 +794,12 @@ lively_result lively_client_list(const struct lively_client *client, const struc
 /**
  * Forces a service DOWN for maintenance: status DOWN, `note` (NULL for
  * none) and the window (seconds since the epoch, 0 for none) recorded,
- * its UP key removed, in one transaction. `LIVELY_RESULT_NOT_FOUND` if
- * the uuid is unknown.
+ * its UP key removed, in one transaction. Sticky: its owner's updates
+ * keep it DOWN until `lively_client_up()` or, with a nonzero
+ * `maintenance_end`, until that time passes (the owner's live client
+ * lifts it then). `LIVELY_RESULT_NOT_FOUND` if the uuid is unknown;
+ * `LIVELY_RESULT_INVALID_ARGUMENT` if the end is in the past or before
+ * the start.
  *
  * Ownership: strings are borrowed for the call.
  * Thread safety: thread-safe.
@@ -800,6 +819,18 @@ lively_result lively_client_down(const struct lively_client *client, const char 
  * Thread safety: thread-safe.
  */
 lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
+
+/**
+ * Lifts a forced DOWN (`lively_client_down()`): the record says UP
+ * again, its maintenance note and window are cleared, and, when its
+ * owner is alive, it is UP at once (on the owner's lease). A no-op for
+ * a service that is not forced down; `LIVELY_RESULT_NOT_FOUND` if the
+ * uuid is unknown.
+ *
+ * Ownership: `uuid` is borrowed.
+ * Thread safety: thread-safe.
+ */
+lively_result lively_client_up(const struct lively_client *client, const char *uuid);
 
 /**
  * Removes a service's record and index keys in one transaction.

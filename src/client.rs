@@ -15,11 +15,12 @@ use crate::deadline::Deadlines;
 use crate::error::{Error, Result};
 use crate::heartbeat::{Lease, with_live_lease};
 use crate::keys::Keys;
+use crate::maintenance::Maintenance;
 use crate::record::{Service, Status, check_segment, normalize_uuid};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
-use crate::store::{Filter, ServiceInfo, Store};
+use crate::store::{Bind, Filter, ServiceInfo, Store};
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     lease: Arc<Lease>,
     deadlines: Arc<Deadlines>,
+    maintenance: Arc<Maintenance>,
     pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
     stop_heartbeat: watch::Sender<bool>,
@@ -64,14 +66,20 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to etcd and grants this client's lease. Waits at most the
-    /// configured connect timeout; the error names the endpoints.
+    /// Connects to etcd and checks that it answers (one read). Waits at most
+    /// the configured connect timeout; the error names the endpoints.
+    ///
+    /// The client's lease is granted on its first UP registration: a client
+    /// that only reads (is-up, get, list, subscribe) costs no lease grant
+    /// or revoke.
     pub fn connect(config: &Config) -> Result<Client> {
         let rt = Runtime::start()?;
         let counters = Arc::new(Counters::default());
         let cfg = config.clone();
         let ctr = counters.clone();
         let endpoints = config.get_endpoints().join(",");
+        let maintenance = Arc::new(Maintenance::default());
+        let m = maintenance.clone();
         let (etcd, store, lease) = rt.call(
             &format!("connecting to {endpoints}"),
             config.get_connect_timeout(),
@@ -85,14 +93,17 @@ impl Client {
                     auth,
                     steering,
                 );
-                let lease = Lease::grant(
+                // One linearizable read proves the endpoints, credentials
+                // and a leader, as the lease grant used to.
+                store.revision().await?;
+                let lease = Lease::new(
                     etcd.lease_client(),
                     store.clone(),
                     cfg.get_status_ttl().as_secs() as i64,
                     cfg.get_request_timeout(),
                     ctr,
-                )
-                .await?;
+                    m,
+                );
                 Ok((etcd, store, lease))
             },
         )?;
@@ -106,7 +117,12 @@ impl Client {
         let (stop_heartbeat, stop_rx) = watch::channel(false);
         let deadlines = Deadlines::new(store.clone(), lease.clone(), counters.clone());
         rt.spawn(deadlines.clone().run(stop_rx.clone()));
-        rt.spawn(lease.clone().run(stop_rx));
+        rt.spawn(lease.clone().run(stop_rx.clone()));
+        rt.spawn(
+            maintenance
+                .clone()
+                .run(lease.clone(), store.clone(), stop_rx),
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 rt,
@@ -114,6 +130,7 @@ impl Client {
                 store,
                 lease,
                 deadlines,
+                maintenance,
                 config: config.clone(),
                 counters,
                 stop_heartbeat,
@@ -165,7 +182,11 @@ impl Client {
     /// empty).
     ///
     /// A service with status UP is bound to this client's lease and stays UP
-    /// while the client lives. An unchanged record writes nothing, but a
+    /// while the client lives (the first UP registration grants the lease).
+    /// A service an operator forced DOWN ([`Client::down`]) stays DOWN: the
+    /// update changes its other fields, and this client lifts it when the
+    /// maintenance window ends (or [`Client::up`] does). An unchanged record
+    /// writes nothing, but a
     /// restarted daemon re-using its saved uuid gets its UP key moved to this
     /// client's lease. Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the type+host
     /// belongs to another uuid, and [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) (writing
@@ -198,19 +219,33 @@ impl Client {
         }
         let l = lease.clone();
         let result = self.call("update", async move {
+            if svc.status == Status::Down {
+                // Nothing to bind: no lease needed.
+                return store.update(&svc, Bind::Nothing, fresh).await;
+            }
             with_live_lease(&l, |id| {
                 let store = store.clone();
                 let svc = svc.clone();
-                async move { store.update(&svc, id, fresh).await }
+                async move { store.update(&svc, Bind::Ours(id), fresh).await }
             })
             .await
         });
         match &result {
-            Ok(_) if service.status == Status::Down => lease.disown(&uuid),
-            // Again after the write: a check of the UP keys that read the
-            // service before this write (say, forced down by another client)
-            // must not drop it now that it is UP on our lease.
-            Ok(_) => lease.own(&uuid),
+            Ok(_) if service.status == Status::Down => {
+                lease.disown(&uuid);
+                self.inner.maintenance.release(&uuid);
+            }
+            Ok(w) => {
+                // Again after the write: a check of the UP keys that read the
+                // service before this write (say, forced down by another
+                // client) must not drop it now that it is ours (UP on our
+                // lease, or held DOWN by an operator).
+                lease.own(&uuid);
+                match w.held {
+                    Some(end) => self.inner.maintenance.hold(&uuid, end),
+                    None => self.inner.maintenance.release(&uuid),
+                }
+            }
             Err(e) if !e.is_transient() && !was_owned => {
                 lease.disown(&uuid);
                 if !had_deadline {
@@ -297,10 +332,19 @@ impl Client {
         self.call("list", async move { store.list(&filter).await })
     }
 
-    /// Forces a service DOWN for maintenance: status DOWN, the note and the
-    /// window (seconds since the epoch, 0 for none) recorded, its UP key
-    /// removed and its DOWN key written, in one transaction.
-    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if the uuid is unknown.
+    /// Forces a service DOWN for maintenance: status DOWN, `forced_down`,
+    /// the note and the window (seconds since the epoch, 0 for none)
+    /// recorded, its UP key removed and its DOWN key written, in one
+    /// transaction.
+    ///
+    /// Sticky: the owner's [`Client::update`] changes the other fields but
+    /// the service stays DOWN, until [`Client::up`] lifts it or, with a
+    /// nonzero `maintenance_end`, that time passes (the owner's live client
+    /// lifts it then; a window that ends before the owner notices the down,
+    /// at most a third of its TTL later, is lifted when it notices).
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if the uuid is
+    /// unknown; [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// if the end has already passed or comes before the start.
     pub fn down(
         &self,
         uuid: &str,
@@ -315,6 +359,19 @@ impl Client {
                 crate::record::MAX_NOTE_LEN
             )));
         }
+        if maintenance_end != 0 {
+            let now = crate::maintenance::now_secs();
+            if maintenance_end <= now {
+                return Err(Error::invalid(format!(
+                    "maintenance end {maintenance_end} has passed (now {now}): it would be lifted at once"
+                )));
+            }
+            if maintenance_start > maintenance_end {
+                return Err(Error::invalid(format!(
+                    "maintenance start {maintenance_start} is after its end {maintenance_end}"
+                )));
+            }
+        }
         let note = note.to_string();
         let store = self.inner.store.clone();
         let u = uuid.clone();
@@ -323,7 +380,47 @@ impl Client {
                 .down(&u, &note, maintenance_start, maintenance_end)
                 .await
         })?;
-        self.inner.lease.disown(&uuid);
+        // Still ours if we own it: this client lifts it when the window ends.
+        if self.inner.lease.owns(&uuid) {
+            self.inner.maintenance.hold(&uuid, maintenance_end);
+        }
+        Ok(())
+    }
+
+    /// Lifts a forced DOWN ([`Client::down`]): the record says UP again, its
+    /// maintenance note and window are cleared, and, when its owner is
+    /// alive, it is UP at once: the UP key goes on the owner's lease in the
+    /// same transaction (subscribers see [`EventKind::Up`](crate::EventKind::Up)
+    /// with [`DownReason::Lifted`](crate::DownReason::Lifted)). A no-op for
+    /// a service that is not forced down;
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if the uuid is
+    /// unknown.
+    pub fn up(&self, uuid: &str) -> Result<()> {
+        let uuid = normalize_uuid(uuid)?;
+        let lease = self.inner.lease.clone();
+        let store = self.inner.store.clone();
+        let owned = lease.owns(&uuid);
+        let u = uuid.clone();
+        self.call("up", async move {
+            if owned {
+                return with_live_lease(&lease, |id| {
+                    let store = store.clone();
+                    let u = u.clone();
+                    async move { store.lift(&u, Bind::Ours(id), None).await }
+                })
+                .await;
+            }
+            match store.lift(&u, Bind::Owner, None).await {
+                // The owner's recorded lease is gone (it died, or re-granted
+                // since): lift without an UP key; a living owner puts it
+                // back when it next checks.
+                Err(e) if e.message().contains("requested lease not found") => {
+                    store.lift(&u, Bind::Nothing, None).await
+                }
+                other => other,
+            }
+        })?;
+        self.inner.maintenance.release(&uuid);
         Ok(())
     }
 
@@ -336,6 +433,7 @@ impl Client {
         let deleted = self.call("delete", async move { store.delete(&u).await })?;
         self.inner.lease.disown(&uuid);
         self.inner.deadlines.remove(&uuid);
+        self.inner.maintenance.release(&uuid);
         Ok(deleted)
     }
 
@@ -392,7 +490,7 @@ impl Client {
     }
 
     /// The TTL etcd granted to this client's lease (etcd raises a TTL below
-    /// its minimum).
+    /// its minimum); zero before its first UP registration grants one.
     pub fn granted_ttl(&self) -> Duration {
         Duration::from_secs(self.inner.lease.granted_ttl().max(0) as u64)
     }

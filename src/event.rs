@@ -31,7 +31,8 @@ pub enum EventKind {
     Resync,
 }
 
-/// Why a service went DOWN, or why it left a subscription's set.
+/// Why a service went DOWN, why it left a subscription's set
+/// ([`DownReason::Moved`]), or why it came back UP ([`DownReason::Lifted`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DownReason {
     /// Its record was set to DOWN (`down()`, maintenance).
@@ -52,6 +53,10 @@ pub enum DownReason {
     /// change moved it out of the subscription's filter (say, to another
     /// region), so it left the subscription's set.
     Moved,
+    /// Carried by an [`EventKind::Up`]: a forced DOWN was lifted
+    /// ([`Client::up`](crate::Client::up), or the end of its maintenance
+    /// window) and the service is UP again in the same transaction.
+    Lifted,
 }
 
 /// One change of one service.
@@ -60,7 +65,8 @@ pub struct Event {
     /// What happened.
     pub kind: EventKind,
     /// Why, for [`EventKind::Down`]; [`DownReason::Moved`] for a
-    /// [`EventKind::Removed`] caused by a move out of the filter.
+    /// [`EventKind::Removed`] caused by a move out of the filter;
+    /// [`DownReason::Lifted`] for an [`EventKind::Up`] that ends a forced DOWN.
     pub reason: Option<DownReason>,
     /// The service's uuid (empty for [`EventKind::Resync`]).
     pub uuid: String,

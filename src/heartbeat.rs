@@ -1,5 +1,7 @@
-//! The client's lease: granted at connect, kept alive in the background, and
-//! replaced (with every owned service re-registered) when it is found gone.
+//! The client's lease: granted on the first UP registration (a client that
+//! only reads never costs a grant or a revoke), kept alive in the
+//! background, and replaced (with every owned service re-registered) when
+//! it is found gone.
 //!
 //! etcd-client's `keep_alive()` gives one stream with no timer and no
 //! reconnect, and queuing a request on a dead stream succeeds silently; so we
@@ -24,6 +26,7 @@ use crate::auth::Auth;
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
+use crate::maintenance::Maintenance;
 use crate::stats::Counters;
 use crate::steer::Steering;
 use crate::store::{Rebind, Store};
@@ -49,6 +52,10 @@ pub(crate) struct Lease {
     counters: Arc<Counters>,
     requested_ttl: i64,
     request_timeout: Duration,
+    /// Timers lifting owned services whose maintenance window ends.
+    maintenance: Arc<Maintenance>,
+    /// Signalled when the first lease is granted (the keepalive waits).
+    granted: tokio::sync::Notify,
 }
 
 /// Keepalives between heals run whatever the revision says, in case a
@@ -60,6 +67,7 @@ const FULL_HEAL_EVERY: u32 = 9;
 const REBIND_BATCH: usize = 60;
 
 struct State {
+    /// 0 until the first UP registration grants a lease.
     id: i64,
     /// Our lease that expired; UP keys still bound to it are ours to move.
     previous: i64,
@@ -112,27 +120,23 @@ impl Owned {
 }
 
 impl Lease {
-    /// Grants the client's first lease.
-    pub(crate) async fn grant(
+    /// The client's lease state, with no lease granted yet ([`Lease::ensure`]
+    /// grants it).
+    pub(crate) fn new(
         client: LeaseClient,
         store: Store,
         requested_ttl: i64,
         request_timeout: Duration,
         counters: Arc<Counters>,
-    ) -> Result<Arc<Lease>> {
-        let (id, granted) = grant(&client, requested_ttl, request_timeout).await?;
-        counters.lease_id.store(id, Ordering::Relaxed);
-        counters.lease_granted_ttl.store(granted, Ordering::Relaxed);
-        counters
-            .lease_ttl_remaining
-            .store(granted, Ordering::Relaxed);
-        Ok(Arc::new(Lease {
+        maintenance: Arc<Maintenance>,
+    ) -> Arc<Lease> {
+        Arc::new(Lease {
             client,
             store,
             state: Mutex::new(State {
-                id,
+                id: 0,
                 previous: 0,
-                granted_ttl: granted,
+                granted_ttl: 0,
                 owned: Owned::default(),
             }),
             regrant: tokio::sync::Mutex::new(()),
@@ -142,7 +146,37 @@ impl Lease {
             counters,
             requested_ttl,
             request_timeout,
-        }))
+            maintenance,
+            granted: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The lease id, granting the client's first lease if none is yet.
+    pub(crate) async fn ensure(&self) -> Result<i64> {
+        let id = self.id();
+        if id != 0 {
+            return Ok(id);
+        }
+        let _one_at_a_time = self.regrant.lock().await;
+        let id = self.id();
+        if id != 0 {
+            return Ok(id);
+        }
+        let (id, granted) = grant(&self.client, self.requested_ttl, self.request_timeout).await?;
+        {
+            let mut st = self.state();
+            st.id = id;
+            st.granted_ttl = granted;
+        }
+        self.counters.lease_id.store(id, Ordering::Relaxed);
+        self.counters
+            .lease_granted_ttl
+            .store(granted, Ordering::Relaxed);
+        self.counters
+            .lease_ttl_remaining
+            .store(granted, Ordering::Relaxed);
+        self.granted.notify_one();
+        Ok(id)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -263,6 +297,9 @@ impl Lease {
             for (uuid, verdict) in verdicts {
                 match verdict {
                     Rebind::Ours => {}
+                    // Still ours, forced down by an operator: lifted at the
+                    // end of its window (or by up()).
+                    Rebind::Held(end) => self.maintenance.hold(&uuid, end),
                     Rebind::Restored => {
                         Counters::bump(&self.counters.up_keys_restored);
                         restored.push(uuid);
@@ -270,6 +307,7 @@ impl Lease {
                     Rebind::Disowned => {
                         let g = generation.get(uuid.as_str()).copied().unwrap_or(0);
                         if self.state().owned.disown_at(&uuid, g) {
+                            self.maintenance.release(&uuid);
                             Counters::bump(&self.counters.registrations_lost);
                             lost.push(uuid);
                         }
@@ -301,8 +339,12 @@ impl Lease {
     }
 
     /// Revokes the lease, so every service this client keeps UP goes DOWN now.
+    /// A client that never registered anything UP has none to revoke.
     pub(crate) async fn revoke(&self) -> Result<()> {
         let id = self.id();
+        if id == 0 {
+            return Ok(());
+        }
         let revoke = self.store.auth().retry(|| {
             let mut client = self.client.clone();
             async move { client.revoke(id).await }
@@ -322,6 +364,13 @@ impl Lease {
     /// when the lease is gone, and start the check that restores UP keys
     /// deleted by hand. Runs until `stop` turns true.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Nothing to keep alive before the first UP registration.
+        while self.id() == 0 {
+            tokio::select! {
+                _ = self.granted.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
         let mut stream: Option<KeepAlive> = None;
         let mut backoff = Backoff::new(
             Duration::from_millis(50),
@@ -634,14 +683,15 @@ async fn grant(client: &LeaseClient, ttl: i64, request_timeout: Duration) -> Res
     }
 }
 
-/// Runs `f`; if it fails because the lease was gone, re-grants and runs it
-/// once more on the new lease.
+/// Runs `f` on the client's lease (granting the first one if none yet); if
+/// it fails because the lease was gone, re-grants and runs it once more on
+/// the new lease.
 pub(crate) async fn with_live_lease<T, F, Fut>(lease: &Arc<Lease>, f: F) -> Result<T>
 where
     F: Fn(i64) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let id = lease.id();
+    let id = lease.ensure().await?;
     match f(id).await {
         Err(e) if e.message().contains("requested lease not found") => {
             lease.regrant(id).await?;

@@ -25,6 +25,7 @@ mod fork;
 mod heartbeat;
 mod keys;
 mod log_once;
+mod maintenance;
 mod model;
 mod record;
 mod runtime;

@@ -70,6 +70,11 @@ pub struct Service {
     /// down because its owner missed the heartbeat deadline. Set only by
     /// the library: ignored by [`Client::update`](crate::Client::update).
     pub heartbeat_missed: bool,
+    /// True while an operator's [`Client::down`](crate::Client::down) holds
+    /// the service DOWN: its owner's updates change the other fields but not
+    /// that, until [`Client::up`](crate::Client::up) or the end of the
+    /// maintenance window lifts it. Read-only: `update()` ignores it.
+    pub forced_down: bool,
 }
 
 /// Shortest heartbeat deadline accepted: a deadline must leave room for
@@ -181,6 +186,7 @@ impl From<&Service> for pb::Service {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
             heartbeat_missed: s.heartbeat_missed,
+            forced_down: s.forced_down,
         }
     }
 }
@@ -204,6 +210,7 @@ impl From<pb::Service> for Service {
             maintenance_note: m.maintenance_note,
             heartbeat: (m.heartbeat_ms > 0).then(|| Duration::from_millis(m.heartbeat_ms)),
             heartbeat_missed: m.heartbeat_missed,
+            forced_down: m.forced_down,
         }
     }
 }
@@ -328,12 +335,15 @@ mod tests {
             maintenance_note: "disk".into(),
             heartbeat: Some(Duration::from_millis(2500)),
             heartbeat_missed: true,
+            forced_down: true,
         };
         assert_eq!(Service::from_bytes(&s.to_bytes()).unwrap(), s);
         // Field numbers as written by the Python library: type = 2, status = 4.
         let bytes = s.to_bytes();
         assert!(bytes.windows(2).any(|w| w == [0x12, 12])); // field 2, len 12
         assert!(bytes.windows(2).any(|w| w == [0x20, 1])); // field 4 = DOWN
+        // forced_down is field 30 (varint): tag (30 << 3) = 240 = [0xf0, 0x01].
+        assert!(bytes.windows(3).any(|w| w == [0xf0, 0x01, 1]));
         assert_eq!(
             decode_stored(b"k", b"\xff\xff").unwrap_err().kind(),
             ErrorKind::CorruptRecord

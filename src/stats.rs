@@ -24,7 +24,8 @@ pub struct Stats {
     /// Times this client took one of its services DOWN because its owner
     /// missed the heartbeat deadline.
     pub heartbeats_missed: u64,
-    /// The current lease's id.
+    /// The current lease's id; 0 until the client's first UP registration
+    /// grants one.
     pub lease_id: i64,
     /// TTL etcd granted to the current lease, in seconds.
     pub lease_granted_ttl: i64,

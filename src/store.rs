@@ -125,6 +125,22 @@ pub(crate) struct Written {
     pub uuid: String,
     /// False when nothing needed to change.
     pub wrote: bool,
+    /// `Some(end of the maintenance window)` (0: none) when the record is
+    /// forced down after the write.
+    pub held: Option<u64>,
+}
+
+/// Which lease a write binds the UP key to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bind {
+    /// This client's lease: it owns the service.
+    Ours(i64),
+    /// The lease of the service's owner, as recorded in its DOWN key when
+    /// it was forced down (no UP key if none is recorded).
+    Owner,
+    /// No UP key: a DOWN write, or lifting a service whose owner is gone
+    /// (its owner's client puts the UP key back when it next checks).
+    Nothing,
 }
 
 /// What the heartbeat learned when it checked a service it owns.
@@ -134,7 +150,10 @@ pub(crate) enum Rebind {
     Ours,
     /// The UP key was missing (or on our previous lease) and is now on ours.
     Restored,
-    /// The service is no longer ours to keep up: deleted, forced down, or
+    /// Forced down by an operator until the given end of its maintenance
+    /// window (0: until `up()`): still ours, to lift then.
+    Held(u64),
+    /// The service is no longer ours to keep up: deleted, declared down, or
     /// taken over by another process.
     Disowned,
 }
@@ -337,14 +356,15 @@ impl Store {
         Ok(Some(ServiceInfo { service, up }))
     }
 
-    /// Creates or updates `desired` (already validated); the UP key is bound
-    /// to `lease`. `fresh`: the uuid was just generated, so nothing of it can
-    /// exist and the first attempt writes without reading (its compares
-    /// still check that).
+    /// Creates or updates `desired` (already validated) for its owner; the
+    /// UP key is bound as `bind` says. A forced DOWN whose window has not
+    /// ended stays (see [`crate::maintenance`]). `fresh`: the uuid was just
+    /// generated, so nothing of it can exist and the first attempt writes
+    /// without reading (its compares still check that).
     pub(crate) async fn update(
         &self,
         desired: &Service,
-        lease: i64,
+        bind: Bind,
         fresh: bool,
     ) -> Result<Written> {
         if fresh {
@@ -360,11 +380,12 @@ impl Store {
             );
         }
         let want = desired.clone();
+        let now = crate::maintenance::now_secs();
         self.write(
             &desired.uuid,
             Some((&desired.service_type, &desired.host)),
-            lease,
-            |_, _| Ok(Some(want.clone())),
+            bind,
+            |old, _| Ok(Some(crate::maintenance::owner_record(old, &want, now))),
         )
         .await
     }
@@ -377,14 +398,10 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Written> {
-        self.write(uuid, None, 0, |old, _| {
-            let mut s = old.cloned().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("service {uuid} does not exist"),
-                )
-            })?;
+        self.write(uuid, None, Bind::Nothing, |old, _| {
+            let mut s = old.cloned().ok_or_else(|| not_found(uuid))?;
             s.status = Status::Down;
+            s.forced_down = true;
             s.maintenance_note = note.to_string();
             s.maintenance_start = start;
             s.maintenance_end = end;
@@ -397,14 +414,33 @@ impl Store {
     }
 
     /// Read-modify-write of an existing service in one guarded transaction
-    /// (see [`Store::write`]); used by the heartbeat deadline enforcement.
+    /// (see [`Store::write`]), binding an UP record to `lease` (0: none);
+    /// used by the heartbeat deadline enforcement.
     pub(crate) async fn rewrite(
         &self,
         uuid: &str,
         lease: i64,
         make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
     ) -> Result<Written> {
-        self.write(uuid, None, lease, make).await
+        let bind = if lease != 0 {
+            Bind::Ours(lease)
+        } else {
+            Bind::Nothing
+        };
+        self.write(uuid, None, bind, make).await
+    }
+
+    /// Lifts a forced DOWN, binding the UP key as `bind` says. With
+    /// `due = Some(now)`, only if its maintenance window has ended by then
+    /// (the owner's timer); with `None`, unconditionally (`up()`). Writes
+    /// nothing for a service that is not forced down.
+    pub(crate) async fn lift(&self, uuid: &str, bind: Bind, due: Option<u64>) -> Result<Written> {
+        self.write(uuid, None, bind, |old, _| {
+            let old = old.ok_or_else(|| not_found(uuid))?;
+            let ended = due.is_none_or(|now| crate::maintenance::window_over(old, now));
+            Ok((old.forced_down && ended).then(|| crate::maintenance::lifted(old)))
+        })
+        .await
     }
 
     /// Read-modify-write of one service in a single guarded transaction.
@@ -416,7 +452,7 @@ impl Store {
         &self,
         uuid: &str,
         type_host_hint: Option<(&str, &str)>,
-        lease: i64,
+        bind: Bind,
         make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
     ) -> Result<Written> {
         let k = &self.keys;
@@ -469,7 +505,31 @@ impl Store {
                 return Ok(Written {
                     uuid: uuid.to_string(),
                     wrote: false,
+                    held: None,
                 });
+            };
+            let held = new.forced_down.then_some(new.maintenance_end);
+            // The UP key's lease, and what the DOWN key records: the lease
+            // of the owner of a forced-down service, so that up() can make
+            // it UP again at once.
+            let lease = match bind {
+                Bind::Ours(id) => id,
+                Bind::Owner => recorded_owner(&down),
+                Bind::Nothing => 0,
+            };
+            let down_value = if new.forced_down {
+                let owner = match bind {
+                    Bind::Ours(id) if id != 0 => id,
+                    _ if up.exists() && up.lease != 0 => up.lease,
+                    _ => recorded_owner(&down),
+                };
+                if owner != 0 {
+                    format!("{owner:x}")
+                } else {
+                    String::new()
+                }
+            } else {
+                String::new()
             };
             let new_th = k.type_host(&new.service_type, &new.host);
             let old_th = old.as_ref().map(|o| k.type_host(&o.service_type, &o.host));
@@ -551,8 +611,8 @@ impl Store {
                         ops.push(TxnOp::delete(up_key.as_str(), None));
                     }
                     // The Python library bound DOWN keys to a lease; ours are durable.
-                    if puts_down(&down) {
-                        ops.push(TxnOp::put(down_key.as_str(), "", None));
+                    if puts_down(&down, &down_value) {
+                        ops.push(TxnOp::put(down_key.as_str(), down_value.as_str(), None));
                     }
                 }
             }
@@ -575,6 +635,7 @@ impl Store {
                 return Ok(Written {
                     uuid: uuid.to_string(),
                     wrote: false,
+                    held,
                 });
             }
             let puts_up = ops_put_up(&new, &up, lease);
@@ -596,7 +657,9 @@ impl Store {
             let (up, down) = match new.status {
                 Status::Up if puts_up => (written(b"", lease), Seen::default()),
                 Status::Up => (up, Seen::default()),
-                Status::Down if puts_down(&down) => (Seen::default(), written(b"", 0)),
+                Status::Down if puts_down(&down, &down_value) => {
+                    (Seen::default(), written(down_value.as_bytes(), 0))
+                }
                 Status::Down => (Seen::default(), down),
             };
             // Only the index the record now names matters for the next write.
@@ -617,6 +680,7 @@ impl Store {
             return Ok(Written {
                 uuid: uuid.to_string(),
                 wrote: true,
+                held,
             });
         }
         Err(Error::new(
@@ -933,9 +997,14 @@ impl Store {
                 let [rec, up] = pair else { continue };
                 let record_key = k.record(u);
                 let up_key = k.status(Status::Up, u);
-                let says_up = rec.exists()
-                    && matches!(decode_stored(record_key.as_bytes(), &rec.value), Ok(s) if s.status == Status::Up);
-                let verdict = if !says_up {
+                let stored = if rec.exists() {
+                    decode_stored(record_key.as_bytes(), &rec.value).ok()
+                } else {
+                    None
+                };
+                let verdict = if let Some(s) = stored.as_ref().filter(|s| s.forced_down) {
+                    Rebind::Held(s.maintenance_end)
+                } else if stored.is_none_or(|s| s.status != Status::Up) {
                     Rebind::Disowned
                 } else if up.exists() && up.lease == lease {
                     Rebind::Ours
@@ -1001,6 +1070,7 @@ impl Store {
                 return Ok(Rebind::Disowned);
             }
             match decode_stored(record_key.as_bytes(), &rec.value) {
+                Ok(s) if s.forced_down => return Ok(Rebind::Held(s.maintenance_end)),
                 Ok(s) if s.status == Status::Up => {}
                 _ => return Ok(Rebind::Disowned),
             }
@@ -1079,15 +1149,35 @@ fn is_momentary(e: &etcd_client::Error) -> bool {
         || m.contains("connection closed")
 }
 
-/// True when a write of a DOWN record (re)writes the DOWN key: it is
-/// missing, or lease-bound as the Python library wrote it (ours are durable).
-fn puts_down(down: &Seen) -> bool {
-    !down.exists() || down.lease != 0
+/// True when a write of a DOWN record (re)writes the DOWN key with `value`:
+/// it is missing, lease-bound as the Python library wrote it (ours are
+/// durable), or records another owner.
+fn puts_down(down: &Seen, value: &str) -> bool {
+    !down.exists() || down.lease != 0 || down.value != value.as_bytes()
 }
 
-/// True when a write of `new` puts the UP key (on `lease`).
+/// True when a write of `new` puts the UP key (on `lease`; 0: none).
 fn ops_put_up(new: &Service, up: &Seen, lease: i64) -> bool {
-    new.status == Status::Up && (!up.exists() || up.lease != lease)
+    new.status == Status::Up && lease != 0 && (!up.exists() || up.lease != lease)
+}
+
+/// The owner's lease recorded in a forced-down service's DOWN key (lease
+/// id in hex), or 0 (none recorded, or a Python-written DOWN key).
+fn recorded_owner(down: &Seen) -> i64 {
+    if !down.exists() || down.lease != 0 {
+        return 0;
+    }
+    std::str::from_utf8(&down.value)
+        .ok()
+        .and_then(|v| i64::from_str_radix(v, 16).ok())
+        .unwrap_or(0)
+}
+
+fn not_found(uuid: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("service {uuid} does not exist"),
+    )
 }
 
 fn seen(kv: &KeyValue) -> Seen {

@@ -669,6 +669,9 @@ fn diff(
                     event(EventKind::Down, Some(reason))
                 }
                 (Status::Up, Status::Down) => event(EventKind::Down, Some(DownReason::Expired)),
+                (Status::Down, Status::Up) if os.forced_down => {
+                    event(EventKind::Up, Some(DownReason::Lifted))
+                }
                 (Status::Down, Status::Up) => event(EventKind::Up, None),
                 _ if os != ns => event(EventKind::Updated, None),
                 _ => vec![],

@@ -9,6 +9,8 @@ use common::*;
 use os_lively::{ErrorKind, Filter, Service, Status};
 
 const TTL: u64 = 2;
+/// A maintenance end far in the future (2096).
+const FAR: u64 = 4_000_000_000;
 
 fn keys_of(raw: &Raw, ns: &str) -> Vec<String> {
     raw.keys(&format!("{ns}/services/"))
@@ -118,15 +120,16 @@ fn register_list_move_down_delete_leave_exactly_the_designed_keys() {
     assert!(client.is_up_by_type_host("nova-compute", "host-9").unwrap());
 
     // Forced down: record says DOWN with the note, UP key gone, DOWN key durable.
-    client.down(&uuid, "disk replacement", 100, 200).unwrap();
+    client.down(&uuid, "disk replacement", 100, FAR).unwrap();
     assert!(!client.is_up(&uuid).unwrap());
     let info = client.get(&uuid).unwrap().unwrap();
     assert_eq!(info.service.status, Status::Down);
     assert_eq!(info.service.maintenance_note, "disk replacement");
     assert_eq!(
         (info.service.maintenance_start, info.service.maintenance_end),
-        (100, 200)
+        (100, FAR)
     );
+    assert!(info.service.forced_down);
     assert!(
         raw.get(&format!("{ns}/services/by-status/UP/{uuid}"))
             .is_none()
@@ -148,8 +151,11 @@ fn register_list_move_down_delete_leave_exactly_the_designed_keys() {
         "a forced-down service must stay down"
     );
 
-    // Back up, then delete: every key of that uuid disappears.
+    // The owner's update does not lift it (sticky); up() does. Then
+    // delete: every key of that uuid disappears.
     client.update(&moved).unwrap();
+    assert!(!client.is_up(&uuid).unwrap(), "update lifted a forced DOWN");
+    client.up(&uuid).unwrap();
     assert!(client.is_up(&uuid).unwrap());
     assert!(
         raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
@@ -702,9 +708,11 @@ fn writes_from_memory_never_override_what_another_client_did() {
     let uuid = owner.update(&svc).unwrap();
     let svc = svc.with_uuid(&uuid);
     // Someone else forces it down: the owner's unchanged update must look,
-    // see DOWN, and bring it back UP (its record says UP).
+    // see the forced DOWN, and leave it DOWN (an operator's decision).
     operator.down(&uuid, "maintenance", 0, 0).unwrap();
     owner.update(&svc).unwrap();
+    assert!(!operator.is_up(&uuid).unwrap());
+    operator.up(&uuid).unwrap();
     assert!(operator.is_up(&uuid).unwrap());
     // Someone else changes the record: the owner's next change must not be
     // written against the stale revision it remembers.
@@ -712,12 +720,16 @@ fn writes_from_memory_never_override_what_another_client_did() {
     let moved = svc.clone().with_region("r2");
     owner.update(&moved).unwrap();
     let info = operator.get(&uuid).unwrap().unwrap();
-    assert!(info.up);
+    assert!(!info.up, "still forced down");
     assert_eq!(info.service.region, "r2");
     assert_eq!(
-        info.service.maintenance_note, "",
-        "the owner's record replaces the operator's"
+        info.service.maintenance_note, "again",
+        "the operator's note stays"
     );
+    operator.up(&uuid).unwrap();
+    let info = operator.get(&uuid).unwrap().unwrap();
+    assert!(info.up);
+    assert_eq!(info.service.maintenance_note, "", "lifting clears it");
     assert!(
         raw.get(&format!("{ns}/services/by-region/r1/{uuid}"))
             .is_none()

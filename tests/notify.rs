@@ -72,7 +72,7 @@ fn every_event_kind_with_statuses_records_and_revisions() {
     assert!(e.revision > last_rev);
     last_rev = e.revision;
 
-    client.down(&uuid, "maintenance", 1, 2).unwrap();
+    client.down(&uuid, "maintenance", 1, 4_000_000_000).unwrap();
     let e = expect(&sub, EventKind::Down, Some(DownReason::Forced), &uuid);
     assert_eq!(
         (e.old_status, e.new_status),
@@ -81,14 +81,8 @@ fn every_event_kind_with_statuses_records_and_revisions() {
     assert_eq!(e.service.as_ref().unwrap().maintenance_note, "maintenance");
     assert!(e.revision > last_rev);
 
-    client
-        .update(
-            &Service::new("nova", "h1")
-                .with_region("r2")
-                .with_uuid(&uuid),
-        )
-        .unwrap();
-    let e = expect(&sub, EventKind::Up, None, &uuid);
+    client.up(&uuid).unwrap();
+    let e = expect(&sub, EventKind::Up, Some(DownReason::Lifted), &uuid);
     assert_eq!(
         (e.old_status, e.new_status),
         (Some(Status::Down), Some(Status::Up))
@@ -188,15 +182,13 @@ fn snapshot_then_changes_with_no_gap_and_filters_narrow() {
         .unwrap();
 
     client.down(&a, "", 0, 0).unwrap();
-    client
-        .update(&Service::new("db", "h1").with_region("west").with_uuid(&b))
-        .unwrap();
+    client.up(&b).unwrap();
     expect(&snap, EventKind::Down, Some(DownReason::Forced), &a);
-    expect(&snap, EventKind::Up, None, &b);
+    expect(&snap, EventKind::Up, Some(DownReason::Lifted), &b);
     expect(&by_uuid, EventKind::Down, Some(DownReason::Forced), &a);
     expect(&by_region, EventKind::Down, Some(DownReason::Forced), &a);
-    expect(&by_type_host, EventKind::Up, None, &b);
-    expect(&by_type, EventKind::Up, None, &b);
+    expect(&by_type_host, EventKind::Up, Some(DownReason::Lifted), &b);
+    expect(&by_type, EventKind::Up, Some(DownReason::Lifted), &b);
     for (name, s) in [
         ("uuid", &by_uuid),
         ("type+host", &by_type_host),
@@ -268,7 +260,6 @@ fn two_hundred_transitions_across_two_etcd_restarts_arrive_exactly_once_in_order
     let watcher = connect(&etcd.endpoints(), &ns, 10);
     let svc = Service::new("flappy", "h");
     let uuid = writer.update(&svc).unwrap();
-    let svc = svc.with_uuid(&uuid);
     let sub = watcher
         .subscribe(&Filter::all().uuid(&uuid), &opts())
         .unwrap();
@@ -293,7 +284,7 @@ fn two_hundred_transitions_across_two_etcd_restarts_arrive_exactly_once_in_order
         if i % 2 == 0 {
             retry(&|| writer.down(&uuid, "flap", 0, 0));
         } else {
-            retry(&|| writer.update(&svc).map(|_| ()));
+            retry(&|| writer.up(&uuid));
         }
     }
     let mut got = Vec::new();
@@ -415,9 +406,7 @@ fn a_slow_subscriber_stays_bounded_gets_a_resync_and_converges() {
             if (i + round) % 3 == 0 {
                 client.down(u, "", 0, 0).unwrap();
             } else {
-                client
-                    .update(&Service::new("t", &format!("h{i}")).with_uuid(u))
-                    .unwrap();
+                client.up(u).unwrap();
             }
         }
         assert!(sub.pending() <= 8, "queue grew to {}", sub.pending());
@@ -574,8 +563,8 @@ fn the_cli_watch_prints_the_snapshot_then_each_event() {
     let ns = namespace("cliwatch");
     let client = connect(&etcd.endpoints(), &ns, TTL);
     let before = client.update(&Service::new("t", "before")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oslively"))
-        .arg("watch")
+    let mut child = std::process::Command::new(oslively_bin())
+        .args(["watch", "--snapshot", "--output", "table"])
         .env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
         .env("OSLIVELY_ETCD_KEY_NAMESPACE", &ns)
         .stdout(std::process::Stdio::piped())

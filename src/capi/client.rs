@@ -53,7 +53,8 @@ pub struct lively_stats {
     /// Times this client took a service DOWN because its owner missed the
     /// heartbeat deadline.
     pub heartbeats_missed: u64,
-    /// The current lease's id.
+    /// The current lease's id; 0 until the client's first UP registration
+    /// grants one.
     pub lease_id: i64,
     /// TTL etcd granted to the current lease, in seconds.
     pub lease_granted_ttl: i64,
@@ -122,8 +123,9 @@ impl lively_client {
         unsafe { p.cast::<Client>().as_ref() }.ok_or_else(|| Failure::null("client"))
     }
 
-    /// Connects to etcd with `config` and grants the client's lease; waits
-    /// at most the connect timeout. On failure `lively_last_error()` names
+    /// Connects to etcd with `config` and checks that it answers (the
+    /// client's lease is granted on its first UP registration, so a client
+    /// that only reads costs none); waits at most the connect timeout. On failure `lively_last_error()` names
     /// the endpoints.
     ///
     /// Ownership: `config` is copied (free it whenever you like). On success
@@ -386,8 +388,12 @@ impl lively_client {
 
     /// Forces a service DOWN for maintenance: status DOWN, `note` (NULL for
     /// none) and the window (seconds since the epoch, 0 for none) recorded,
-    /// its UP key removed, in one transaction. `LIVELY_RESULT_NOT_FOUND` if
-    /// the uuid is unknown.
+    /// its UP key removed, in one transaction. Sticky: its owner's updates
+    /// keep it DOWN until `lively_client_up()` or, with a nonzero
+    /// `maintenance_end`, until that time passes (the owner's live client
+    /// lifts it then). `LIVELY_RESULT_NOT_FOUND` if the uuid is unknown;
+    /// `LIVELY_RESULT_INVALID_ARGUMENT` if the end is in the past or before
+    /// the start.
     ///
     /// Ownership: strings are borrowed for the call.
     /// Thread safety: thread-safe.
@@ -429,6 +435,28 @@ impl lively_client {
             let client = unsafe { lively_client::get(client) }?;
             let uuid = unsafe { arg_str(uuid, "uuid") }?;
             client.heartbeat(uuid)?;
+            Ok(())
+        })
+    }
+
+    /// Lifts a forced DOWN (`lively_client_down()`): the record says UP
+    /// again, its maintenance note and window are cleared, and, when its
+    /// owner is alive, it is UP at once (on the owner's lease). A no-op for
+    /// a service that is not forced down; `LIVELY_RESULT_NOT_FOUND` if the
+    /// uuid is unknown.
+    ///
+    /// Ownership: `uuid` is borrowed.
+    /// Thread safety: thread-safe.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_up(
+        client: *const lively_client,
+        uuid: *const c_char,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle and string per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let uuid = unsafe { arg_str(uuid, "uuid") }?;
+            client.up(uuid)?;
             Ok(())
         })
     }
@@ -522,6 +550,7 @@ mod tests {
             C::lively_client_down(null(), null(), null(), 0, 0),
             R::NullParameter
         );
+        assert_eq!(C::lively_client_up(null(), null()), R::NullParameter);
         assert_eq!(
             C::lively_client_delete(null(), null(), null_mut()),
             R::NullParameter

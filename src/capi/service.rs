@@ -120,6 +120,11 @@ pub struct lively_service {
     /// the service down because it missed its heartbeat deadline. Ignored
     /// on input (any byte).
     pub heartbeat_missed: lively_bool,
+    /// True while an operator's `lively_client_down()` holds the service
+    /// DOWN (its owner's updates do not lift it; `lively_client_up()` or the
+    /// end of the maintenance window does). Ignored on input (never read,
+    /// so any byte a caller leaves there is harmless).
+    pub forced_down: lively_bool,
 }
 
 impl lively_service {
@@ -152,6 +157,8 @@ impl lively_service {
                 heartbeat: (self.heartbeat_ms > 0)
                     .then(|| std::time::Duration::from_millis(self.heartbeat_ms)),
                 heartbeat_missed: false,
+                // Only down() sets it; update() keeps what the store holds.
+                forced_down: false,
             })
         }
     }
@@ -169,6 +176,7 @@ impl lively_service {
             maintenance_note: strings.maintenance_note.as_ptr(),
             heartbeat_ms: heartbeat_ms(s),
             heartbeat_missed: s.heartbeat_missed.into(),
+            forced_down: lively_bool::from(s.forced_down),
         }
     }
 
@@ -186,6 +194,7 @@ impl lively_service {
             maintenance_note: raw(&s.maintenance_note),
             heartbeat_ms: heartbeat_ms(s),
             heartbeat_missed: s.heartbeat_missed.into(),
+            forced_down: lively_bool::from(s.forced_down),
         }
     }
 
@@ -409,12 +418,14 @@ mod tests {
             maintenance_note: c"note".as_ptr(),
             heartbeat_ms: 2500,
             heartbeat_missed: lively_bool(7),
+            forced_down: lively_bool(7),
         };
         let s = unsafe { c.read() }.unwrap();
         assert_eq!(s.status, Status::Down);
         assert_eq!(s.heartbeat, Some(std::time::Duration::from_millis(2500)));
         assert!(!s.heartbeat_missed, "output only");
         assert_eq!(s.uuid, "");
+        assert!(!s.forced_down, "forced_down is output only");
         assert_eq!(s.maintenance_note, "note");
         c.status = 7;
         assert!(unsafe { c.read() }.is_err());

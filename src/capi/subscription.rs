@@ -38,9 +38,10 @@ pub enum lively_event_kind {
     Resync = 6,
 }
 
-/// Why a service went DOWN, or why it left a subscription's set
-/// (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event); `LIVELY_DOWN_REASON_NONE`
-/// for other events.
+/// Why a service went DOWN, why it left a subscription's set
+/// (`LIVELY_DOWN_REASON_MOVED` with a REMOVED event), or, for an UP event,
+/// `LIVELY_DOWN_REASON_LIFTED` when it ends a forced DOWN;
+/// `LIVELY_DOWN_REASON_NONE` for other events.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum lively_down_reason {
@@ -61,6 +62,9 @@ pub enum lively_down_reason {
     /// change moved it out of the subscription's filter (say, to another
     /// region), so it left the subscription's set.
     Moved = 5,
+    /// An UP event: a forced DOWN was lifted (`lively_client_up()`, or the
+    /// end of its maintenance window).
+    Lifted = 6,
 }
 
 /// One change of one service.
@@ -178,6 +182,7 @@ impl EventData {
                 Some(DownReason::Deleted) => lively_down_reason::Deleted,
                 Some(DownReason::Missed) => lively_down_reason::Missed,
                 Some(DownReason::Moved) => lively_down_reason::Moved,
+                Some(DownReason::Lifted) => lively_down_reason::Lifted,
             },
             uuid: self.uuid.as_ptr(),
             service_type: self.service_type.as_ptr(),

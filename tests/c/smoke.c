@@ -352,7 +352,7 @@ int main(void) {
   CHECK(lively_subscription_next(sub, 10, &ev) == LIVELY_RESULT_INVALID_ARGUMENT);
 
   /* Forced down, then delete: the watcher sees both. */
-  OK(lively_client_down(client, w.uuid_a, "maint", 1, 2));
+  OK(lively_client_down(client, w.uuid_a, "maint", 1, 4000000000u));
   wait_for(&w.saw_down_forced, 10);
   OK(lively_subscription_next(pull, 5000, &ev));
   CHECK(ev != NULL && ev->kind == LIVELY_EVENT_KIND_DOWN &&
@@ -365,7 +365,8 @@ int main(void) {
   OK(lively_client_get(client, w.uuid_a, &info));
   CHECK(!info->up && info->service.status == LIVELY_STATUS_DOWN);
   CHECK(strcmp(info->service.maintenance_note, "maint") == 0);
-  CHECK(info->service.maintenance_start == 1 && info->service.maintenance_end == 2);
+  CHECK(info->service.maintenance_start == 1 && info->service.maintenance_end == 4000000000u);
+  CHECK(info->service.forced_down);
   lively_service_info_free(info);
   lively_filter down_only = {0};
   down_only.has_status = true;
@@ -373,6 +374,11 @@ int main(void) {
   OK(lively_client_list(client, &down_only, &list));
   CHECK(list->len == 1);
   lively_service_list_free(list);
+  /* Sticky: A's own updates would keep it DOWN; lift it. */
+  OK(lively_client_up(client, w.uuid_a));
+  OK(lively_client_is_up(client, w.uuid_a, &up));
+  CHECK(up);
+  CHECK(lively_client_up(NULL, w.uuid_a) == LIVELY_RESULT_NULL_PARAMETER);
 
   bool deleted = false;
   OK(lively_client_delete(client, w.uuid_b, &deleted));

@@ -37,8 +37,8 @@ pub struct Registrant {
 impl Registrant {
     /// Starts the child and waits until it printed its uuid.
     pub fn start(endpoints: &[String], ns: &str, ttl_secs: u64, args: &[&str]) -> Registrant {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oslively"))
-            .arg("register")
+        let mut child = Command::new(super::oslively_bin())
+            .args(["register", "--output", "table"])
             .args(args)
             .env("OSLIVELY_ETCD_ENDPOINTS", endpoints.join(","))
             .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)

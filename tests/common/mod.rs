@@ -71,6 +71,44 @@ pub fn namespace(test: &str) -> String {
     format!("/t-{}-{:08x}", clean, random_u64() as u32)
 }
 
+/// The `oslively` binary (workspace member `cli/`). Its own tests get it
+/// from cargo; the library's tests build it once per test process (a no-op
+/// when it is fresh), so `cargo test --test core` never runs a stale one.
+pub fn oslively_bin() -> std::path::PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_oslively") {
+        return bin.into();
+    }
+    static BUILT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/<test> -> target/<profile>/oslively
+            let exe = std::env::current_exe().expect("current_exe");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("test binary under target/<profile>/deps")
+                .to_path_buf();
+            let mut cargo = std::process::Command::new(env!("CARGO"));
+            cargo
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "oslively-cli",
+                    "--bin",
+                    "oslively",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.ends_with("release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("running cargo build -p oslively-cli");
+            assert!(status.success(), "cargo build -p oslively-cli failed");
+            profile_dir.join("oslively")
+        })
+        .clone()
+}
+
 /// Poll `f` every ~20 ms until it returns `true` (→ `true`) or `timeout`
 /// elapses (→ `false`). `f` is always called at least once, and once more at
 /// the deadline.

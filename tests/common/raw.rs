@@ -247,6 +247,16 @@ impl Raw {
         });
     }
 
+    /// Ids of every lease the cluster holds.
+    #[track_caller]
+    pub fn leases(&self) -> Vec<i64> {
+        self.op("leases", |mut c| async move { c.leases().await })
+            .leases()
+            .iter()
+            .map(|l| l.id())
+            .collect()
+    }
+
     /// Remaining TTL of a lease in seconds, `-1` if it has expired / never
     /// existed.
     #[track_caller]

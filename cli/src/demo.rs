@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use os_lively::{Client, Config, Event, EventKind, Filter, Service, SubscribeOptions};
+use os_lively::{Client, Config, Event, Filter, Service, SubscribeOptions};
 
 /// Short, so the crash is noticed within seconds; etcd's minimum with the
 /// demo's election timeout is 1 s.
@@ -92,6 +92,8 @@ fn spawn_daemon(
     let mut child = Command::new(exe)
         .args([
             "register",
+            "--output",
+            "table",
             "--type",
             service_type,
             "--host",
@@ -142,7 +144,11 @@ pub(crate) fn run(_args: &[String]) -> Result<ExitCode, String> {
     let watcher = Client::connect(&cfg).map_err(|e| e.to_string())?;
     let show = move |e: &Event| {
         let what = match (e.kind, e.reason) {
-            (EventKind::Down, Some(r)) => format!("down ({})", format!("{r:?}").to_lowercase()),
+            (k, Some(r)) => format!(
+                "{} ({})",
+                format!("{k:?}").to_lowercase(),
+                format!("{r:?}").to_lowercase()
+            ),
             (k, _) => format!("{k:?}").to_lowercase(),
         };
         let st = |s: Option<os_lively::Status>| s.map(|s| s.as_str()).unwrap_or("-");
@@ -251,6 +257,12 @@ pub(crate) fn run(_args: &[String]) -> Result<ExitCode, String> {
     );
     me.down(&glance.service.uuid, "disk swap", 0, 0)
         .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    println!(
+        "{} up(glance@host-9): the operator lifts it; UP again on its owner's lease",
+        at()
+    );
+    me.up(&glance.service.uuid).map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(300));
 
     println!(
