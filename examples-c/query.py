@@ -23,6 +23,7 @@ class Service(Structure):
     _fields_ = [("uuid", c_char_p), ("service_type", c_char_p), ("host", c_char_p),
                 ("status", c_uint32), ("region", c_char_p), ("maintenance_start", c_uint64),
                 ("maintenance_end", c_uint64), ("maintenance_note", c_char_p),
+                ("heartbeat_ms", c_uint64), ("heartbeat_missed", c_bool),
                 ("forced_down", c_bool)]
 
 
@@ -51,7 +52,7 @@ class Event(Structure):
 
 
 EVENT_KINDS = ["EXISTING", "REGISTERED", "UP", "DOWN", "UPDATED", "REMOVED", "RESYNC"]
-REASONS = ["-", "forced", "expired", "deleted", "missed", "moved"]
+REASONS = ["-", "forced", "expired", "deleted", "missed", "moved", "lifted"]
 
 
 class LivelyError(Exception):
