@@ -801,7 +801,7 @@ fn warned_about(uuid: &str) -> bool {
 }
 
 #[test]
-fn a_client_learns_that_another_deleted_or_forced_down_its_service() {
+fn a_client_learns_that_another_deleted_or_took_over_its_service() {
     assert_eq!(
         os_lively::capi::lively_set_log_callback(
             Some(keep_warning),
@@ -816,12 +816,18 @@ fn a_client_learns_that_another_deleted_or_forced_down_its_service() {
     let owner = connect(&etcd.endpoints(), &ns, TTL);
     let other = connect(&etcd.endpoints(), &ns, TTL);
     let deleted = owner.update(&Service::new("t", "deleted")).unwrap();
-    let forced = owner.update(&Service::new("t", "forced")).unwrap();
+    let taken = owner.update(&Service::new("t", "taken")).unwrap();
+    let held = owner.update(&Service::new("t", "held")).unwrap();
     let kept = owner.update(&Service::new("t", "kept")).unwrap();
     assert_eq!(owner.stats().registrations_lost, 0);
 
     assert!(other.delete(&deleted).unwrap());
-    other.down(&forced, "maintenance", 0, 0).unwrap();
+    // Another process re-registers the uuid: its UP key moves to that lease.
+    other
+        .update(&Service::new("t", "taken").with_uuid(&taken))
+        .unwrap();
+    // An operator's forced DOWN is not a loss: the owner holds it, to lift.
+    other.down(&held, "maintenance", 0, 0).unwrap();
     let period = Duration::from_millis(TTL * 1000 / 3);
     assert!(
         wait_until(period * 2 + Duration::from_secs(2), || owner
@@ -833,11 +839,12 @@ fn a_client_learns_that_another_deleted_or_forced_down_its_service() {
     );
     assert!(
         wait_until(Duration::from_secs(2), || warned_about(&deleted)
-            && warned_about(&forced)),
+            && warned_about(&taken)),
         "no warning names both services: {:?}",
         WARNINGS.lock().unwrap()
     );
     assert!(!warned_about(&kept));
+    assert!(!warned_about(&held));
     // Dropped for good: later checks neither restore nor count them again.
     std::thread::sleep(period * 2);
     assert_eq!(owner.stats().registrations_lost, 2);
@@ -845,8 +852,11 @@ fn a_client_learns_that_another_deleted_or_forced_down_its_service() {
         raw.get(&format!("{ns}/services/by-uuid/{deleted}"))
             .is_none()
     );
-    assert!(!other.is_up(&forced).unwrap());
+    assert!(!other.is_up(&held).unwrap());
     assert!(other.is_up(&kept).unwrap());
+    // Lifted, it is UP again on its owner's lease at once.
+    other.up(&held).unwrap();
+    assert!(other.is_up(&held).unwrap());
 
     // The owner registering it again makes it its own again: UP, and kept
     // UP (its UP key deleted by hand comes back).

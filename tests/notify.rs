@@ -633,7 +633,9 @@ fn a_service_moving_across_the_filter_enters_and_leaves_the_set() {
     assert_eq!(e.region, "r1", "the record says where it went");
     assert_eq!(e.service.as_ref().map(|s| s.region.as_str()), Some("r1"));
 
-    // Changes outside the set are not events; a deletion inside it still is.
+    // Changes outside the set are not events (lifting the forced DOWN, a
+    // neighbour moving); a deletion inside it still is.
+    client.up(&uuid).unwrap();
     client
         .update(
             &Service::new("nova", "h2")
