@@ -124,6 +124,16 @@ enum lively_result
    */
   LIVELY_RESULT_STALE = 13,
   /**
+   * etcd is shedding load ("too many requests"); retry later with backoff.
+   */
+  LIVELY_RESULT_TOO_MANY_REQUESTS = 14,
+  /**
+   * etcd's database reached its space quota ("database space
+   * exceeded"): writes fail until an operator compacts, defragments and
+   * disarms the NOSPACE alarm. Reads still work.
+   */
+  LIVELY_RESULT_NO_SPACE = 15,
+  /**
    * The library panicked; the message is in `lively_last_error()`. The
    * handle involved should be freed.
    */

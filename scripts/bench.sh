@@ -2,7 +2,8 @@
 # Benchmarks os-lively against raw etcd-client on a private etcd (see
 # benches/lively.rs), then the Python package's drop-in API against raw
 # python-etcd3 (python/bench/bench.py; BENCH_SKIP_PYTHON=1 skips it).
-# BENCH_QUICK=1 for a ~30 s smoke run.
+# BENCH_QUICK=1 for a ~30 s smoke run. BENCH_SCALE=1 adds the 100,000-service
+# fleet rows (several minutes; BENCH_SCALE=<n> for another size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -246,8 +246,13 @@ impl Config {
 
     /// Sets the key namespace: `""` (none) or a name such as `"prod"`; keys
     /// then live under `/prod/services/...`.
+    ///
+    /// The same string gives the same keys as in the original Python
+    /// library, which shares the namespace with us: leading slashes are
+    /// dropped, anything else is kept, so `"prod/"` puts keys under
+    /// `/prod//services/...` (not under `/prod/services/...`).
     pub fn namespace(&mut self, namespace: &str) -> Result<&mut Config> {
-        let name = namespace.trim_matches('/');
+        let name = namespace.trim_start_matches('/');
         if name.len() > MAX_NAMESPACE_LEN
             || name.contains('\0')
             || name.chars().any(char::is_control)
@@ -259,7 +264,8 @@ impl Config {
                 ),
             ));
         }
-        self.namespace = if name.is_empty() {
+        // The original tests the string as given: "/" is a namespace too.
+        self.namespace = if namespace.is_empty() {
             String::new()
         } else {
             format!("/{name}")
@@ -352,7 +358,8 @@ impl Config {
             })
             .collect()
     }
-    /// The namespace prefix: `""` or `"/name"`.
+    /// The namespace prefix: `""` or `"/"` followed by the name as given
+    /// without its leading slashes.
     pub fn get_namespace(&self) -> &str {
         &self.namespace
     }
@@ -529,10 +536,25 @@ mod tests {
     }
 
     #[test]
-    fn namespace_is_normalized() {
+    fn namespace_gives_the_python_librarys_keys() {
+        // Python: "/" + ns.lstrip("/") + "/services" when ns != "".
         let mut c = Config::new();
-        assert_eq!(c.namespace("/x/").unwrap().get_namespace(), "/x");
-        assert_eq!(c.namespace("").unwrap().get_namespace(), "");
+        for (given, prefix) in [
+            ("", ""),
+            ("x", "/x"),
+            ("/x", "/x"),
+            ("//x", "/x"),
+            ("x/", "/x/"),
+            ("/x/", "/x/"),
+            ("a/b", "/a/b"),
+            ("/", "/"),
+        ] {
+            assert_eq!(
+                c.namespace(given).unwrap().get_namespace(),
+                prefix,
+                "{given:?}"
+            );
+        }
     }
 }
 

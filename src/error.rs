@@ -41,6 +41,13 @@ pub enum ErrorKind {
     Stale,
     /// An unexpected internal failure.
     Internal,
+    /// etcd is shedding load ("too many requests": its applied index lags
+    /// far behind the committed one). Retry later with backoff.
+    TooManyRequests,
+    /// etcd's database reached its space quota ("database space
+    /// exceeded"): writes fail until an operator compacts, defragments and
+    /// disarms the NOSPACE alarm. Reads still work.
+    NoSpace,
 }
 
 impl ErrorKind {
@@ -59,6 +66,8 @@ impl ErrorKind {
             ErrorKind::Config => "invalid configuration",
             ErrorKind::Stale => "view is stale",
             ErrorKind::Internal => "internal error",
+            ErrorKind::TooManyRequests => "etcd: too many requests",
+            ErrorKind::NoSpace => "etcd: database space exceeded",
         }
     }
 }
@@ -102,10 +111,13 @@ impl Error {
         &self.inner.message
     }
 
-    /// True when etcd could not be reached or the call timed out: the caller
-    /// may retry later.
+    /// True when etcd could not be reached, shed the load, or the call timed
+    /// out: the caller may retry later.
     pub fn is_transient(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Timeout)
+        matches!(
+            self.kind(),
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::TooManyRequests
+        )
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {
@@ -135,6 +147,12 @@ fn classify(err: &etcd_client::Error) -> ErrorKind {
             Code::InvalidArgument if status.message().contains("authentication failed") => {
                 ErrorKind::Auth
             }
+            // etcd sends both its quota alarm and its load shedding as
+            // RESOURCE_EXHAUSTED; only the text tells them apart.
+            Code::ResourceExhausted if status.message().contains("database space exceeded") => {
+                ErrorKind::NoSpace
+            }
+            Code::ResourceExhausted => ErrorKind::TooManyRequests,
             _ => ErrorKind::Unavailable,
         },
         etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
@@ -181,3 +199,35 @@ impl std::error::Error for Error {}
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    fn kind(code: Code, message: &str) -> ErrorKind {
+        Error::etcd(
+            "t",
+            etcd_client::Error::GRpcStatus(Status::new(code, message)),
+        )
+        .kind()
+    }
+
+    #[test]
+    fn etcd_load_shedding_and_quota_are_their_own_kinds() {
+        // etcd's own texts, both sent as RESOURCE_EXHAUSTED.
+        let busy = kind(Code::ResourceExhausted, "etcdserver: too many requests");
+        let full = kind(
+            Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded",
+        );
+        assert_eq!(busy, ErrorKind::TooManyRequests);
+        assert_eq!(full, ErrorKind::NoSpace);
+        assert!(Error::new(busy, "").is_transient());
+        assert!(!Error::new(full, "").is_transient(), "needs an operator");
+        assert_eq!(
+            kind(Code::Unavailable, "etcdserver: leader changed"),
+            ErrorKind::Unavailable
+        );
+    }
+}

@@ -24,7 +24,8 @@ pub(crate) enum ParsedKey {
 }
 
 impl Keys {
-    /// `namespace` is `""` or `"/name"` (as normalized by `Config`).
+    /// `namespace` is `""` or `"/name"` as `Config` normalizes it (a name
+    /// may end in `/`, as the Python library allows).
     pub(crate) fn new(namespace: &str) -> Keys {
         Keys {
             root: format!("{namespace}/services/"),
@@ -54,10 +55,6 @@ impl Keys {
 
     pub(crate) fn region(&self, region: &str, uuid: &str) -> String {
         format!("{}by-region/{region}/{uuid}", self.root)
-    }
-
-    pub(crate) fn region_prefix(&self, region: &str) -> String {
-        format!("{}by-region/{region}/", self.root)
     }
 
     pub(crate) fn status(&self, status: Status, uuid: &str) -> String {
@@ -126,6 +123,11 @@ mod tests {
             format!("/ns/services/by-status/UP/{U}")
         );
         assert_eq!(Keys::new("").record(U), format!("/services/by-uuid/{U}"));
+        // The Python library's keys for namespace "ns/".
+        assert_eq!(
+            Keys::new("/ns/").record(U),
+            format!("/ns//services/by-uuid/{U}")
+        );
     }
 
     #[test]

@@ -81,8 +81,29 @@ pub(crate) struct Hub {
     counters: Arc<Counters>,
     request_timeout: Duration,
     quiet: Duration,
-    synced: watch::Sender<bool>,
+    synced: watch::Sender<Readiness>,
     stop: watch::Sender<bool>,
+}
+
+/// The largest watch response accepted: one revision deleting about
+/// 600,000 keys.
+const MAX_WATCH_RESPONSE_BYTES: usize = 64 << 20;
+
+/// How many times the first load (and the first watch) of a hub is tried
+/// before `view()` / `subscribe()` report the failure; the next call starts
+/// over.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether the hub can serve views and subscriptions.
+#[derive(Clone)]
+enum Readiness {
+    /// Loading the namespace and opening the watch.
+    Starting,
+    /// Loaded and watching (for good: later outages make views stale, and
+    /// the watcher recovers on its own).
+    Ready,
+    /// Starting failed; the next `ensure_started` starts over.
+    Failed(Error),
 }
 
 #[derive(Default)]
@@ -133,11 +154,14 @@ impl Hub {
             disconnected_since_us: AtomicU64::new(1),
             born: Instant::now(),
             store,
-            watch,
+            // One lease revocation deletes every UP key on it in a single
+            // revision, which etcd sends as one response: about 100 bytes a
+            // key, far past gRPC's default 4 MiB for a client owning 100,000.
+            watch: watch.max_decoding_message_size(MAX_WATCH_RESPONSE_BYTES),
             counters,
             request_timeout,
             quiet: (status_ttl / 4).clamp(QUIET_MIN, QUIET_MAX),
-            synced: watch::channel(false).0,
+            synced: watch::channel(Readiness::Starting).0,
             stop: watch::channel(false).0,
         })
     }
@@ -215,18 +239,37 @@ impl Hub {
     }
 
     /// Starts the shared watcher on first use and waits until its model is
-    /// loaded and its watch is open. Runs on the runtime thread.
+    /// loaded and its watch is open, or until starting failed (the error is
+    /// returned, and the next call starts over). Runs on the runtime thread.
     pub(crate) async fn ensure_started(self: &Arc<Hub>) -> Result<()> {
-        let start = {
+        let mut readiness = self.synced.subscribe();
+        {
             let mut st = self.lock();
-            !std::mem::replace(&mut st.started, true)
-        };
-        if start {
-            tokio::spawn(self.clone().run());
+            if !std::mem::replace(&mut st.started, true) {
+                self.synced.send_replace(Readiness::Starting);
+                tokio::spawn(self.clone().run());
+            }
         }
-        let mut synced = self.synced.subscribe();
-        synced.wait_for(|s| *s).await.map_err(|_| Error::closed())?;
-        Ok(())
+        let state = readiness
+            .wait_for(|r| !matches!(r, Readiness::Starting))
+            .await
+            .map_err(|_| Error::closed())?;
+        match &*state {
+            Readiness::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives up starting: waiters get `e`, the next `ensure_started` tries
+    /// again.
+    fn start_failed(&self, e: Error) {
+        let mut st = self.lock();
+        st.started = false;
+        self.synced.send_replace(Readiness::Failed(e));
+    }
+
+    fn is_ready(&self) -> bool {
+        matches!(*self.synced.borrow(), Readiness::Ready)
     }
 
     /// Stops the watcher and cancels every subscription.
@@ -242,13 +285,21 @@ impl Hub {
         }
     }
 
-    /// Reads the whole namespace (retrying with backoff until it works) and
-    /// replaces the model; every subscription is told the differences.
-    async fn load(&self, resync: bool, stop: &mut watch::Receiver<bool>) -> Option<()> {
+    /// Reads the whole namespace and replaces the model; every subscription
+    /// is told the differences. Retries with backoff, at most `attempts`
+    /// times when given (then the last error is returned); failures are
+    /// logged at warning level.
+    async fn load(
+        &self,
+        resync: bool,
+        attempts: Option<u32>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Loaded> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut failures = 0u32;
         loop {
-            match timeout(self.request_timeout, self.store.scan_at()).await {
-                Ok(Ok((services, revision))) => {
+            let e = match self.store.scan_at(Some(self.request_timeout)).await {
+                Ok((services, revision)) => {
                     let st = self.lock();
                     self.model.replace(services);
                     self.set_revision(revision);
@@ -262,23 +313,43 @@ impl Hub {
                         }
                     }
                     drop(st);
-                    return Some(());
+                    return Ok(Loaded::Yes);
                 }
-                Ok(Err(e)) => log::debug!("os-lively: listing for the watch failed: {e}"),
-                Err(_) => log::debug!("os-lively: listing for the watch timed out"),
+                Err(e) => e,
+            };
+            failures += 1;
+            if attempts.is_some_and(|n| failures >= n) {
+                return Err(e);
+            }
+            // Every failure of a bounded load; the first and every tenth of
+            // an endless one (a resync), so a long outage stays visible
+            // without flooding the log.
+            if attempts.is_some() || failures % 10 == 1 {
+                log::warn!(
+                    "os-lively: reading the namespace for views and subscriptions failed (attempt {failures}), retrying: {e}"
+                );
             }
             if sleep_or_stop(backoff.next_delay(), stop).await {
-                return None;
+                return Ok(Loaded::Stopped);
             }
         }
     }
 
     /// The watcher: load, watch from the next revision, apply, dispatch;
-    /// reconnect and resume on any failure.
+    /// reconnect and resume on any failure. Until it is ready, a failure
+    /// repeated [`START_ATTEMPTS`] times ends it and goes to the callers
+    /// waiting in `ensure_started`.
     async fn run(self: Arc<Hub>) {
         let mut stop = self.stop.subscribe();
-        if self.load(false, &mut stop).await.is_none() {
-            return;
+        match self.load(false, Some(START_ATTEMPTS), &mut stop).await {
+            Ok(Loaded::Yes) => {}
+            Ok(Loaded::Stopped) => return self.start_failed(Error::closed()),
+            Err(e) => {
+                log::warn!(
+                    "os-lively: reading the namespace for views and subscriptions failed {START_ATTEMPTS} times; giving up: {e}"
+                );
+                return self.start_failed(e);
+            }
         }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let mut failures = 0u32;
@@ -287,12 +358,16 @@ impl Hub {
             let outcome = self.watch_from(from, &mut stop, &mut backoff).await;
             self.set_connected(false);
             match outcome {
-                Outcome::Stopped => return,
-                Outcome::Compacted => {
-                    if self.load(true, &mut stop).await.is_none() {
-                        return;
+                Outcome::Stopped => {
+                    if !self.is_ready() {
+                        self.start_failed(Error::closed());
                     }
+                    return;
                 }
+                Outcome::Compacted => match self.load(true, None, &mut stop).await {
+                    Ok(Loaded::Yes) => {}
+                    _ => return,
+                },
                 Outcome::Broken(e) => {
                     if crate::auth::Auth::is_stale_token(e.message()) {
                         if let Err(e) = self.store.auth().refresh().await {
@@ -305,6 +380,12 @@ impl Hub {
                         .steering()
                         .suspect(&format!("the watch broke: {e}"));
                     failures += 1;
+                    if !self.is_ready() && failures >= START_ATTEMPTS {
+                        log::warn!(
+                            "os-lively: opening the watch failed {failures} times; giving up: {e}"
+                        );
+                        return self.start_failed(e);
+                    }
                     if failures == 1 {
                         log::warn!(
                             "os-lively: watch broke at revision {}, resuming: {e}",
@@ -313,6 +394,9 @@ impl Hub {
                     }
                     Counters::bump(&self.counters.reconnects);
                     if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                        if !self.is_ready() {
+                            self.start_failed(Error::closed());
+                        }
                         return;
                     }
                     continue;
@@ -379,7 +463,9 @@ impl Hub {
                         self.set_connected(true);
                         // Ready for subscribers once the model is loaded
                         // and the watch that keeps it current is in place.
-                        self.synced.send_if_modified(|s| !std::mem::replace(s, true));
+                        self.synced.send_if_modified(|r| {
+                            !matches!(std::mem::replace(r, Readiness::Ready), Readiness::Ready)
+                        });
                         self.apply(&resp);
                     }
                     Ok(Ok(None)) => return Outcome::Broken(Error::new(ErrorKind::Unavailable, "etcd closed the watch stream")),
@@ -548,6 +634,13 @@ impl Hub {
 enum Change {
     Record(Option<Service>),
     UpKey(bool),
+}
+
+/// Whether a load replaced the model.
+enum Loaded {
+    Yes,
+    /// The client is closing.
+    Stopped,
 }
 
 enum Outcome {

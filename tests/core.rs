@@ -370,6 +370,86 @@ fn records_written_by_the_python_library_read_correctly() {
 }
 
 #[test]
+fn region_lists_find_survivors_after_the_python_library_deletes_a_region_neighbour() {
+    let etcd = Etcd::start();
+    let ns = namespace("pydelete");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let raw = etcd.raw();
+    let root = format!("{ns}/services");
+    // Two services the Python library registered in "east": each wrote the
+    // same uuid-less region key.
+    let python = |u: &str, host: &str| {
+        let s = Service {
+            uuid: u.into(),
+            service_type: "nova".into(),
+            host: host.into(),
+            status: Status::Down,
+            region: "east".into(),
+            ..Default::default()
+        };
+        raw.put(&format!("{root}/by-uuid/{u}"), &s.to_bytes());
+        raw.put(&format!("{root}/by-type-host/nova/{host}"), u.as_bytes());
+        raw.put(&format!("{root}/by-status/DOWN/{u}"), b"");
+        raw.put(&format!("{root}/by-region/east"), b"");
+    };
+    let doomed = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let survivor = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    python(doomed, "p1");
+    python(survivor, "p2");
+    let ours = client
+        .update(&Service::new("nova", "r1").with_region("east"))
+        .unwrap();
+    client
+        .update(&Service::new("nova", "r2").with_region("west"))
+        .unwrap();
+    // The Python library's delete of the first: record, type/host, both
+    // status keys, and the region key it shares with the survivor.
+    for key in [
+        format!("{root}/by-uuid/{doomed}"),
+        format!("{root}/by-type-host/nova/p1"),
+        format!("{root}/by-region/east"),
+        format!("{root}/by-status/UP/{doomed}"),
+        format!("{root}/by-status/DOWN/{doomed}"),
+    ] {
+        raw.delete(&key);
+    }
+    let mut east: Vec<String> = client
+        .list(&Filter::all().region("east"))
+        .unwrap()
+        .into_iter()
+        .map(|i| i.service.uuid)
+        .collect();
+    east.sort();
+    let mut want = vec![survivor.to_string(), ours];
+    want.sort();
+    assert_eq!(east, want, "region list after the Python delete");
+    let down_east = client
+        .list(&Filter::all().region("east").status(Status::Down))
+        .unwrap();
+    assert_eq!(down_east.len(), 1);
+    assert_eq!(down_east[0].service.uuid, survivor);
+}
+
+#[test]
+fn a_full_database_is_no_space_not_unavailable_and_reads_still_work() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        extra_args: vec!["--quota-backend-bytes=1048576".into()],
+        ..Default::default()
+    });
+    let ns = namespace("nospace");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    let raw = etcd.raw();
+    let filler = vec![b'x'; 200_000];
+    let full = (0..50).any(|i| raw.try_put(&format!("{ns}/filler/{i}"), &filler).is_err());
+    assert!(full, "etcd never reached its 1 MiB quota");
+    let err = client.update(&Service::new("t", "h2")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSpace, "{err}");
+    assert!(!err.is_transient(), "an operator must free space");
+    assert!(client.is_up(&uuid).unwrap(), "reads still work");
+}
+
+#[test]
 fn a_killed_registrant_goes_down_for_everyone_within_ttl_plus_2s() {
     let etcd = Etcd::start();
     let ns = namespace("kill");

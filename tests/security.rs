@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use os_lively::{Client, Config, ErrorKind, EventKind, Filter, Service, SubscribeOptions};
+use os_lively::{Client, Config, ErrorKind, EventKind, Filter, Service, Status, SubscribeOptions};
 
 const TTL: u64 = 2;
 
@@ -330,4 +330,74 @@ fn hostile_keys_and_records_in_the_namespace_are_skipped_never_fatal() {
         }
     }
     assert!(seen, "subscription died on hostile keys");
+}
+
+#[test]
+fn a_status_list_is_the_first_call_after_the_auth_store_changed() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some("simple".into()),
+        ..Default::default()
+    });
+    let ns = namespace("listreauth");
+    let raw = etcd.raw();
+    enable_auth(&raw, &ns);
+    let client = Client::connect(&user_config(&etcd, &ns, "svc-secret-pw")).unwrap();
+    let uuid = client.update(&Service::new("t", "h")).unwrap();
+    let admin = Raw::connect_with_user(&etcd.endpoints(), "root", "rootpw");
+    let mut c = admin.client();
+    admin.block_on(async move {
+        c.role_add("unrelated").await.unwrap();
+    });
+    // The UP index read goes through the same re-authentication as every
+    // other read.
+    let up = client
+        .list(&Filter::all().status(Status::Up))
+        .expect("list by status after the auth store changed");
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].service.uuid, uuid);
+}
+
+#[test]
+fn a_view_that_cannot_load_returns_the_error_instead_of_timing_out() {
+    let etcd = Etcd::start_with(EtcdOpts {
+        auth_token: Some("simple".into()),
+        ..Default::default()
+    });
+    let ns = namespace("viewdenied");
+    let raw = etcd.raw();
+    enable_auth(&raw, &ns);
+    // A user who may read only the status index, not the records.
+    let admin = Raw::connect_with_user(&etcd.endpoints(), "root", "rootpw");
+    let mut c = admin.client();
+    let status_prefix = format!("{ns}/services/by-status/");
+    admin.block_on(async move {
+        c.role_add("statuses").await.unwrap();
+        c.role_grant_permission(
+            "statuses",
+            etcd_client::Permission::read(status_prefix).with_prefix(),
+        )
+        .await
+        .unwrap();
+        c.user_add("narrow", "narrow-pw", None).await.unwrap();
+        c.user_grant_role("narrow", "statuses").await.unwrap();
+    });
+    let mut cfg = config(&etcd.endpoints(), &ns, TTL);
+    cfg.user("narrow", "narrow-pw").unwrap();
+    cfg.request_timeout(Duration::from_secs(10));
+    let client = Client::connect(&cfg).unwrap();
+    for attempt in 0..2 {
+        let t = Instant::now();
+        let err = client.view().err().expect("a view without read access");
+        assert_eq!(err.kind(), ErrorKind::Auth, "attempt {attempt}: {err}");
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "attempt {attempt}: took {:?}, as if retrying until the deadline",
+            t.elapsed()
+        );
+        let err = client
+            .subscribe(&Filter::all(), &SubscribeOptions::default())
+            .err()
+            .expect("a subscription without read access");
+        assert_eq!(err.kind(), ErrorKind::Auth, "attempt {attempt}: {err}");
+    }
 }

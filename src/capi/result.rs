@@ -46,6 +46,12 @@ pub enum lively_result {
     /// A local view's watch has been disconnected longer than its
     /// staleness bound; it no longer vouches for liveness.
     Stale = 13,
+    /// etcd is shedding load ("too many requests"); retry later with backoff.
+    TooManyRequests = 14,
+    /// etcd's database reached its space quota ("database space
+    /// exceeded"): writes fail until an operator compacts, defragments and
+    /// disarms the NOSPACE alarm. Reads still work.
+    NoSpace = 15,
     /// The library panicked; the message is in `lively_last_error()`. The
     /// handle involved should be freed.
     Panic = 100,
@@ -74,6 +80,8 @@ impl lively_result {
             ErrorKind::Config => lively_result::Config,
             ErrorKind::Internal => lively_result::Internal,
             ErrorKind::Stale => lively_result::Stale,
+            ErrorKind::TooManyRequests => lively_result::TooManyRequests,
+            ErrorKind::NoSpace => lively_result::NoSpace,
             #[allow(unreachable_patterns)] // ErrorKind is non_exhaustive
             _ => lively_result::Unknown,
         }
@@ -97,6 +105,8 @@ impl lively_result {
             11 => Config,
             12 => Internal,
             13 => Stale,
+            14 => TooManyRequests,
+            15 => NoSpace,
             100 => Panic,
             101 => NullParameter,
             102 => InvalidUtf8,
@@ -123,6 +133,8 @@ impl lively_result {
             Config => "invalid configuration\0",
             Internal => "internal error\0",
             Stale => "view is stale\0",
+            TooManyRequests => "etcd: too many requests\0",
+            NoSpace => "etcd: database space exceeded\0",
             Panic => "panic in os-lively\0",
             NullParameter => "NULL parameter\0",
             InvalidUtf8 => "invalid UTF-8\0",
