@@ -988,8 +988,15 @@ fn two_hundred_clients_spread_their_reconnects_after_an_outage() {
     let mut etcd = Etcd::start();
     let ns = namespace("stampede");
     const N: usize = 200;
+    // Each registers a service: a client that registered nothing holds no
+    // lease and sends no keepalives.
     let clients: Vec<Client> = (0..N)
-        .map(|_| connect(&etcd.endpoints(), &ns, TTL))
+        .map(|i| {
+            let c = connect(&etcd.endpoints(), &ns, TTL);
+            c.update(&Service::new("stampede", &format!("h{i}")))
+                .unwrap();
+            c
+        })
         .collect();
     etcd.kill();
     // Long enough for every client to have failed a few times and backed
