@@ -1,17 +1,8 @@
-//! Subscriptions: one shared etcd watch per client over the namespace feeds
-//! an in-memory model of every service; each change of the model becomes
-//! events, filtered into each subscription's bounded queue.
-//!
-//! etcd-client's watch stream neither reconnects nor notices a dead
-//! connection, so the watcher asks for progress when the stream is quiet,
-//! reconnects with jittered backoff, and resumes after the last revision
-//! seen. When that revision was compacted it re-reads everything and each
-//! subscription gets a `Resync` plus the differences from what it was told.
+//! The shared namespace watch: loading the model, watching, applying changes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::ThreadId;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, WatchClient, WatchOptions, WatchResponse};
@@ -20,33 +11,17 @@ use tokio::time::timeout;
 
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{DownReason, Event, EventKind};
+use crate::event::EventKind;
 use crate::keys::ParsedKey;
 use crate::log_once;
-use crate::model::{Entry, Model};
+use crate::model::Model;
 use crate::record::{Service, Status, decode_stored};
 use crate::stats::Counters;
 use crate::store::{Filter, Store};
 
-/// How [`Client::subscribe`](crate::Client::subscribe) behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeOptions {
-    /// First deliver an [`EventKind::Existing`] event for every matching
-    /// service, then changes, with no gap between them.
-    pub snapshot: bool,
-    /// Events held for a slow consumer before it is resynced instead
-    /// (at least 1).
-    pub queue_capacity: usize,
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> SubscribeOptions {
-        SubscribeOptions {
-            snapshot: false,
-            queue_capacity: 1024,
-        }
-    }
-}
+use super::diff::make_event;
+use super::queue::{Known, Queue, Sub};
+use super::subscription::SubscribeOptions;
 
 /// How long a quiet watch stream may stay silent before we ask etcd for a
 /// progress notification, and again before we call the stream dead: a
@@ -54,13 +29,6 @@ impl Default for SubscribeOptions {
 /// within about half a TTL and a DOWN is never held back much longer.
 const QUIET_MIN: Duration = Duration::from_millis(250);
 const QUIET_MAX: Duration = Duration::from_secs(2);
-
-/// What a subscriber has been told about one service.
-#[derive(Debug, Clone)]
-struct Known {
-    status: Status,
-    service: Service,
-}
 
 /// The shared state of every subscription of one client.
 pub(crate) struct Hub {
@@ -112,29 +80,6 @@ struct HubState {
     /// Set by `shutdown`: a subscription registered later starts cancelled.
     shut: bool,
     subs: Vec<Arc<Sub>>,
-}
-
-/// One subscription's queue and cancellation state.
-struct Sub {
-    /// The dispatcher thread of a callback subscription, joined by the
-    /// first cancel made outside it (so a C caller may unload the library).
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    filter: Filter,
-    capacity: usize,
-    queue: Mutex<Queue>,
-    cond: Condvar,
-    counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Queue {
-    events: VecDeque<Event>,
-    known: HashMap<String, Known>,
-    /// Events were dropped; a resync is owed once the consumer catches up.
-    overflowed: bool,
-    cancelled: bool,
-    /// A callback subscription's dispatcher thread, while it runs.
-    dispatcher: Option<ThreadId>,
 }
 
 impl Hub {
@@ -569,7 +514,7 @@ impl Hub {
     }
 
     /// Registers a subscription at the model's current revision.
-    fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
+    pub(super) fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
         let sub = Arc::new(Sub {
             thread: Mutex::new(None),
             filter,
@@ -618,13 +563,13 @@ impl Hub {
         sub
     }
 
-    fn unregister(&self, sub: &Arc<Sub>) {
+    pub(super) fn unregister(&self, sub: &Arc<Sub>) {
         self.lock().subs.retain(|s| !Arc::ptr_eq(s, sub));
     }
 
     /// Owed resync for `sub`, computed from the model (hub lock first, then
     /// the queue: the same order as dispatch).
-    fn settle(&self, sub: &Sub) {
+    pub(super) fn settle(&self, sub: &Sub) {
         let _st = self.lock();
         sub.resync(&self.model, self.revision());
     }
@@ -647,492 +592,4 @@ enum Outcome {
     Stopped,
     Compacted,
     Broken(Error),
-}
-
-fn make_event(
-    kind: EventKind,
-    reason: Option<DownReason>,
-    uuid: &str,
-    old_status: Option<Status>,
-    new_status: Option<Status>,
-    service: Option<&Service>,
-    revision: i64,
-) -> Event {
-    let s = service.cloned();
-    Event {
-        kind,
-        reason,
-        uuid: uuid.to_string(),
-        service_type: s
-            .as_ref()
-            .map(|s| s.service_type.clone())
-            .unwrap_or_default(),
-        host: s.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
-        region: s.as_ref().map(|s| s.region.clone()).unwrap_or_default(),
-        old_status,
-        new_status,
-        service: s,
-        revision,
-    }
-}
-
-/// The events that turn what a subscriber knows of a service, `old`
-/// (effective status and record, or nothing: not in its set), into `new`.
-/// `moved_to` is the service's record when it still exists outside the set.
-/// Shared by live changes and resync differences, so both speak the same
-/// language.
-///
-/// A subscription is a set: a service entering it (created, or changed so
-/// that it now passes the filter) is `Registered`; one leaving it is
-/// `Removed`, after a `Down` (`Deleted`) if it was deleted while UP, or with
-/// reason `Moved` (and its new record) if a change took it out of the
-/// filter, since it did not go down.
-fn diff(
-    uuid: &str,
-    old: Option<(Status, &Service)>,
-    new: Option<(Status, &Service)>,
-    moved_to: Option<&Service>,
-    revision: i64,
-) -> Vec<Event> {
-    match (old, new) {
-        (None, None) => vec![],
-        (Some((st, _)), None) if moved_to.is_some() => vec![make_event(
-            EventKind::Removed,
-            Some(DownReason::Moved),
-            uuid,
-            Some(st),
-            None,
-            moved_to,
-            revision,
-        )],
-        (None, Some((st, s))) => vec![make_event(
-            EventKind::Registered,
-            None,
-            uuid,
-            None,
-            Some(st),
-            Some(s),
-            revision,
-        )],
-        (Some((st, s)), None) => {
-            let mut v = Vec::new();
-            if st == Status::Up {
-                v.push(make_event(
-                    EventKind::Down,
-                    Some(DownReason::Deleted),
-                    uuid,
-                    Some(Status::Up),
-                    Some(Status::Down),
-                    Some(s),
-                    revision,
-                ));
-            }
-            v.push(make_event(
-                EventKind::Removed,
-                None,
-                uuid,
-                Some(Status::Down),
-                None,
-                Some(s),
-                revision,
-            ));
-            v
-        }
-        (Some((ost, os)), Some((nst, ns))) => {
-            let event = |kind, reason| {
-                vec![make_event(
-                    kind,
-                    reason,
-                    uuid,
-                    Some(ost),
-                    Some(nst),
-                    Some(ns),
-                    revision,
-                )]
-            };
-            match (ost, nst) {
-                (Status::Up, Status::Down) if ns.status == Status::Down => {
-                    // The owner's deadline enforcement marks its DOWN, so
-                    // subscribers tell a hung main loop from an operator.
-                    let reason = if ns.heartbeat_missed {
-                        DownReason::Missed
-                    } else {
-                        DownReason::Forced
-                    };
-                    event(EventKind::Down, Some(reason))
-                }
-                (Status::Up, Status::Down) => event(EventKind::Down, Some(DownReason::Expired)),
-                (Status::Down, Status::Up) if os.forced_down => {
-                    event(EventKind::Up, Some(DownReason::Lifted))
-                }
-                (Status::Down, Status::Up) => event(EventKind::Up, None),
-                _ if os != ns => event(EventKind::Updated, None),
-                _ => vec![],
-            }
-        }
-    }
-}
-
-impl Sub {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues the events that `after`, the new state of `uuid` in the
-    /// model, means for this subscription's set, or records the overflow.
-    fn offer(&self, uuid: &str, after: &Entry, revision: i64) {
-        let mut q = self.lock();
-        if q.cancelled || q.overflowed {
-            return;
-        }
-        let events = {
-            let old = q.known.get(uuid).map(|k| (k.status, &k.service));
-            let now = after.effective().zip(after.record.as_ref());
-            let new = now.filter(|(_, s)| self.filter.matches_record(s));
-            let moved_to = now.filter(|_| new.is_none()).map(|(_, s)| s);
-            diff(uuid, old, new, moved_to, revision)
-        };
-        for event in events {
-            if q.events.len() >= self.capacity {
-                q.overflowed = true;
-                return;
-            }
-            self.push(&mut q, event);
-        }
-    }
-
-    fn push(&self, q: &mut Queue, event: Event) {
-        if !event.uuid.is_empty() {
-            match (event.new_status, &event.service) {
-                (Some(status), Some(service)) if self.filter.matches_record(service) => {
-                    q.known.insert(
-                        event.uuid.clone(),
-                        Known {
-                            status,
-                            service: service.clone(),
-                        },
-                    );
-                }
-                _ => {
-                    q.known.remove(&event.uuid);
-                }
-            }
-        }
-        q.events.push_back(event);
-        Counters::bump(&self.counters.events_delivered);
-        self.cond.notify_all();
-    }
-
-    /// Brings the subscriber from what it was told to `model`: a `Resync`
-    /// event, then the differences (in the same terms as live changes).
-    fn resync(&self, model: &Model, revision: i64) {
-        let model = model.snapshot();
-        let mut q = self.lock();
-        if q.cancelled {
-            return;
-        }
-        q.overflowed = false;
-        let mut events = vec![make_event(
-            EventKind::Resync,
-            None,
-            "",
-            None,
-            None,
-            None,
-            revision,
-        )];
-        // The set as it is now, and where known services outside it went.
-        let mut current: HashMap<&str, (Status, &Service)> = HashMap::new();
-        let mut outside: HashMap<&str, &Service> = HashMap::new();
-        for (uuid, entry) in &model {
-            if let (Some(st), Some(rec)) = (entry.effective(), &entry.record) {
-                if self.filter.matches_record(rec) {
-                    current.insert(uuid.as_str(), (st, rec));
-                } else if q.known.contains_key(uuid) {
-                    outside.insert(uuid.as_str(), rec);
-                }
-            }
-        }
-        for (uuid, known) in &q.known {
-            events.extend(diff(
-                uuid,
-                Some((known.status, &known.service)),
-                current.get(uuid.as_str()).copied(),
-                outside.get(uuid.as_str()).copied(),
-                revision,
-            ));
-        }
-        for (uuid, now) in &current {
-            if !q.known.contains_key(*uuid) {
-                events.extend(diff(uuid, None, Some(*now), None, revision));
-            }
-        }
-        Counters::bump(&self.counters.resyncs);
-        for e in events {
-            self.push(&mut q, e);
-        }
-    }
-
-    fn cancel_queue(&self) {
-        let mut q = self.lock();
-        q.cancelled = true;
-        self.cond.notify_all();
-    }
-
-    /// Waits for the next event until `deadline`. `Err(Closed)` once cancelled.
-    fn pop(&self, hub: &Hub, deadline: Option<Instant>) -> Result<Option<Event>> {
-        let mut q = self.lock();
-        loop {
-            if q.cancelled {
-                return Err(Error::new(
-                    ErrorKind::Closed,
-                    "the subscription is cancelled",
-                ));
-            }
-            if let Some(e) = q.events.pop_front() {
-                let owe_resync = q.overflowed && q.events.len() < self.capacity / 2 + 1;
-                drop(q);
-                if owe_resync {
-                    hub.settle(self);
-                }
-                return Ok(Some(e));
-            }
-            if q.overflowed {
-                drop(q);
-                hub.settle(self);
-                q = self.lock();
-                continue;
-            }
-            match deadline {
-                None => q = self.cond.wait(q).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(None);
-                    }
-                    q = self
-                        .cond
-                        .wait_timeout(q, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        }
-    }
-}
-
-/// A live subscription. Events arrive in etcd revision order. Dropping it
-/// cancels it.
-///
-/// Like every handle of a client, it keeps the client's connection alive
-/// (lease, runtime thread, watch) while it lives, even after every
-/// [`Client`](crate::Client) clone is dropped; [`Client::close`](crate::Client::close)
-/// ends it (iteration ends, the callback stops and is dropped, reads return
-/// [`ErrorKind::Closed`]). In a child forked after it was made, reads return
-/// [`ErrorKind::Forked`].
-pub struct Subscription {
-    canceller: Canceller,
-    pull: bool,
-    /// Keeps the connection alive while this handle lives (dropped after
-    /// the cancel in `Drop`).
-    client: crate::Client,
-}
-
-/// Cancels a subscription from anywhere, including from inside its own
-/// callback. Cheap to clone. Unlike a [`Subscription`], it does not keep
-/// the client's connection alive.
-#[derive(Clone)]
-pub struct Canceller {
-    sub: Arc<Sub>,
-    hub: Weak<Hub>,
-    /// The process that made the subscription: a forked child has none of
-    /// its threads to wait for.
-    made: crate::fork::Stamp,
-}
-
-impl Canceller {
-    /// Stops the subscription. Called outside its callback, it returns only
-    /// once no callback is running and none will start (the callback has
-    /// been dropped, so whatever it owned is released). Called from inside
-    /// the callback, the current callback finishes and no other starts.
-    /// Idempotent.
-    pub fn cancel(&self) {
-        if self.made.is_other_process() {
-            // A forked child: the dispatcher thread exists only in the
-            // parent, so there is nothing to stop or wait for here.
-            return;
-        }
-        if let Some(hub) = self.hub.upgrade() {
-            hub.unregister(&self.sub);
-        }
-        let mut q = self.sub.lock();
-        q.cancelled = true;
-        self.sub.cond.notify_all();
-        let me = std::thread::current().id();
-        while q.dispatcher.is_some_and(|d| d != me) {
-            q = self.sub.cond.wait(q).unwrap_or_else(|p| p.into_inner());
-        }
-        let inside_callback = q.dispatcher == Some(me);
-        drop(q);
-        if !inside_callback {
-            let thread = self
-                .sub
-                .thread
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(t) = thread {
-                let _ = t.join();
-            }
-        }
-    }
-
-    /// True once cancelled (or the client closed).
-    pub fn is_cancelled(&self) -> bool {
-        self.sub.lock().cancelled
-    }
-}
-
-impl Subscription {
-    /// Waits up to `timeout` for the next event; `Ok(None)` on timeout,
-    /// `Err(Closed)` once cancelled or the client closed. Only for
-    /// subscriptions without a callback.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Event>> {
-        self.pull_check()?;
-        let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
-        // A timeout too large for an `Instant` (Duration::MAX) waits forever.
-        let deadline = Instant::now().checked_add(timeout);
-        self.canceller.sub.pop(&hub, deadline)
-    }
-
-    /// Waits for the next event; `Err(Closed)` once cancelled.
-    pub fn recv(&self) -> Result<Event> {
-        self.pull_check()?;
-        let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
-        loop {
-            if let Some(e) = self.canceller.sub.pop(&hub, None)? {
-                return Ok(e);
-            }
-        }
-    }
-
-    /// The next event if one is queued.
-    pub fn try_recv(&self) -> Result<Option<Event>> {
-        self.recv_timeout(Duration::ZERO)
-    }
-
-    fn pull_check(&self) -> Result<()> {
-        // Checked first: in a forked child the queue is a frozen copy.
-        self.client.check_forked()?;
-        if self.pull {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "this subscription delivers to its callback; it has no queue to read",
-            ))
-        }
-    }
-
-    /// Cancels; see [`Canceller::cancel`].
-    pub fn cancel(&self) {
-        self.canceller.cancel();
-    }
-
-    /// A handle that can cancel this subscription from any thread.
-    pub fn canceller(&self) -> Canceller {
-        self.canceller.clone()
-    }
-
-    /// Events queued and not yet consumed.
-    pub fn pending(&self) -> usize {
-        self.canceller.sub.lock().events.len()
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.canceller.cancel();
-    }
-}
-
-impl Iterator for &Subscription {
-    type Item = Event;
-    /// Blocks for the next event; ends when the subscription is cancelled.
-    fn next(&mut self) -> Option<Event> {
-        self.recv().ok()
-    }
-}
-
-/// A boxed subscriber callback.
-pub(crate) type Callback = Box<dyn FnMut(&Event) + Send + 'static>;
-
-/// Registers a subscription on `hub` (already loaded) and, for a callback,
-/// starts its dispatcher thread.
-pub(crate) fn subscribe(
-    owner: &crate::Client,
-    hub: &Arc<Hub>,
-    filter: Filter,
-    options: &SubscribeOptions,
-    callback: Option<Callback>,
-) -> Result<Subscription> {
-    if filter.status.is_some() {
-        return Err(Error::invalid(
-            "subscriptions filter by uuid, type, host or region; status changes are the events themselves",
-        ));
-    }
-    let sub = hub.register(filter, options);
-    let canceller = Canceller {
-        sub: sub.clone(),
-        hub: Arc::downgrade(hub),
-        made: crate::fork::Stamp::now(),
-    };
-    let Some(mut callback) = callback else {
-        return Ok(Subscription {
-            canceller,
-            pull: true,
-            client: owner.clone(),
-        });
-    };
-    let weak_hub = Arc::downgrade(hub);
-    let thread_sub = sub.clone();
-    let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("lively-sub".into())
-        .spawn(move || {
-            let sub = thread_sub;
-            sub.lock().dispatcher = Some(std::thread::current().id());
-            let _ = started_tx.send(());
-            while let Some(hub) = weak_hub.upgrade() {
-                let next = sub.pop(&hub, None);
-                drop(hub);
-                match next {
-                    Ok(Some(event)) => callback(&event),
-                    Ok(None) => {}
-                    Err(_) => break,
-                }
-            }
-            // Release what the callback owns before anyone waiting in cancel()
-            // is told no callback runs any more.
-            drop(callback);
-            let mut q = sub.lock();
-            q.cancelled = true;
-            q.dispatcher = None;
-            sub.cond.notify_all();
-        });
-    let spawned = spawned.map(|t| {
-        *sub.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
-    });
-    if let Err(e) = spawned {
-        hub.unregister(&sub);
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!("spawning the subscription thread: {e}"),
-        ));
-    }
-    let _ = started_rx.recv();
-    Ok(Subscription {
-        canceller,
-        pull: false,
-        client: owner.clone(),
-    })
 }

@@ -1,0 +1,192 @@
+//! Every read and write of service records as etcd transactions.
+//!
+//! A write is one transaction guarded by compares on everything it read, so a
+//! half-written service is impossible; a lost compare is retried from a fresh
+//! read a bounded number of times, then reported as a conflict.
+//!
+//! The store is split by concern: [`filter`] (what a list asks for and
+//! returns), [`reads`] (point reads, lists and the paged reader pinned to one
+//! revision), [`writes`] (the guarded write transactions and the snapshots
+//! they remember), [`rebind`] (the heartbeat's UP-key checks) and [`retry`]
+//! (the retry of momentary failures every etcd call goes through).
+
+mod filter;
+mod reads;
+mod rebind;
+mod retry;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, KvClient, Txn, TxnOp, TxnOpResponse};
+
+use crate::auth::Auth;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::Keys;
+use crate::steer::Steering;
+
+pub use filter::{Filter, ServiceInfo};
+use reads::MAX_RESPONSE_BYTES;
+pub(crate) use rebind::Rebind;
+use retry::resilient;
+use writes::Snapshot;
+
+/// How often a write is retried after losing a compare to a concurrent writer.
+const MAX_WRITE_ATTEMPTS: usize = 8;
+/// etcd's default `--max-txn-ops` is 128; two reads per service.
+const READ_BATCH: usize = 60;
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub uuid: String,
+    /// False when nothing needed to change.
+    pub wrote: bool,
+    /// `Some(end of the maintenance window)` (0: none) when the record is
+    /// forced down after the write.
+    pub held: Option<u64>,
+}
+
+/// Which lease a write binds the UP key to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bind {
+    /// This client's lease: it owns the service.
+    Ours(i64),
+    /// The lease of the service's owner, as recorded in its DOWN key when
+    /// it was forced down (no UP key if none is recorded).
+    Owner,
+    /// No UP key: a DOWN write, or lifting a service whose owner is gone
+    /// (its owner's client puts the UP key back when it next checks).
+    Nothing,
+}
+
+/// One key as read, or its absence.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    mod_revision: i64,
+    lease: i64,
+    value: Vec<u8>,
+}
+
+impl Seen {
+    fn exists(&self) -> bool {
+        self.mod_revision != 0
+    }
+
+    /// A compare that holds only if the key is still exactly as we read it.
+    fn unchanged(&self, key: &str) -> Compare {
+        if self.exists() {
+            Compare::mod_revision(key, CompareOp::Equal, self.mod_revision)
+        } else {
+            Compare::version(key, CompareOp::Equal, 0)
+        }
+    }
+}
+
+/// Service records in one namespace of one etcd cluster.
+#[derive(Clone)]
+pub(crate) struct Store {
+    kv: KvClient,
+    keys: Keys,
+    auth: Auth,
+    /// The state this client last saw or wrote for each service it writes,
+    /// so the next change is one guarded transaction with no read first.
+    /// Only a hint: the compares reject it if anything changed meanwhile.
+    last: Arc<Mutex<HashMap<String, Snapshot>>>,
+    /// Endpoint steering: told when a call suggests a member is wrong, and
+    /// tells long-lived streams (keepalive, watch) when one was left.
+    steering: Steering,
+}
+
+impl Store {
+    pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth, steering: Steering) -> Store {
+        Store {
+            kv: kv.max_decoding_message_size(MAX_RESPONSE_BYTES),
+            keys,
+            auth,
+            last: Arc::default(),
+            steering,
+        }
+    }
+
+    /// Changes whenever a member is taken out of rotation; streams opened
+    /// before should be reopened.
+    pub(crate) fn reroutes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.steering.reroutes()
+    }
+
+    /// Endpoint steering, for the calls made outside the store (leases,
+    /// watches) to raise their suspicions.
+    pub(crate) fn steering(&self) -> &Steering {
+        &self.steering
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Re-authentication for calls made outside the store (leases, watches).
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        resilient(&self.auth, &self.steering, context, || {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(|e| Error::etcd(context, e))
+    }
+
+    async fn range(
+        &self,
+        key: impl Into<Vec<u8>>,
+        opts: GetOptions,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        let key: Vec<u8> = key.into();
+        resilient(&self.auth, &self.steering, "reading", || {
+            let mut kv = self.kv.clone();
+            let key = key.clone();
+            let opts = opts.clone();
+            async move { kv.get(key, Some(opts)).await }
+        })
+        .await
+    }
+
+    /// Point-reads `keys` in one transaction (one revision).
+    async fn read(&self, context: &str, keys: &[&str]) -> Result<Vec<Seen>> {
+        let ops: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+        let resp = self.txn(context, Txn::new().and_then(ops)).await?;
+        let seen: Vec<Seen> = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(seen).unwrap_or_default(),
+                _ => Seen::default(),
+            })
+            .collect();
+        // Callers index the answers by position: never trust a short one.
+        if seen.len() != keys.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{context}: etcd answered {} of {} reads",
+                    seen.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(seen)
+    }
+}
+
+fn seen(kv: &KeyValue) -> Seen {
+    Seen {
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+        value: kv.value().to_vec(),
+    }
+}

@@ -1,0 +1,472 @@
+//! Reads: point reads of one service, lists through the indexes, and the
+//! paged reader pinned to one revision that large reads go through.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
+
+use super::retry::resilient;
+use super::{Filter, READ_BATCH, ServiceInfo, Store};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::ParsedKey;
+use crate::log_once;
+use crate::record::{Status, decode_stored};
+
+/// Above this many candidates from an index, one range scan of every record
+/// is cheaper than (concurrent) batches of point reads.
+const SCAN_THRESHOLD: usize = 4000;
+
+impl Store {
+    /// The cluster's current revision (a linearizable read).
+    pub(crate) async fn revision(&self) -> Result<i64> {
+        let resp = self
+            .range(self.keys.root(), GetOptions::new().with_count_only())
+            .await
+            .map_err(|e| Error::etcd("reading the current revision", e))?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// True when the service is UP: one count-only get of its UP key.
+    ///
+    /// Every writer keeps "the UP key exists ⇔ the record says UP and is not
+    /// forced down" (ours in one transaction; the original library deletes
+    /// the UP key whenever the status leaves UP), so the key alone answers
+    /// and the record need not be read (README, "What UP means").
+    pub(crate) async fn is_up(&self, uuid: &str) -> Result<bool> {
+        let up = self.keys.status(Status::Up, uuid);
+        let resp = self
+            .range(up, GetOptions::new().with_count_only())
+            .await
+            .map_err(|e| Error::etcd("is_up", e))?;
+        Ok(resp.count() > 0)
+    }
+
+    /// The uuid registered for `type`/`host`, if any.
+    pub(crate) async fn uuid_for(&self, service_type: &str, host: &str) -> Result<Option<String>> {
+        let key = self.keys.type_host(service_type, host);
+        // A plain get, not a one-get transaction: it is the cheaper request.
+        let resp = self
+            .range(key.as_str(), GetOptions::new())
+            .await
+            .map_err(|e| Error::etcd("lookup by type and host", e))?;
+        match resp.kvs().first() {
+            Some(kv) => {
+                let uuid = String::from_utf8_lossy(kv.value()).to_string();
+                match crate::record::normalize_uuid(&uuid) {
+                    Ok(u) => Ok(Some(u)),
+                    Err(_) => Err(Error::new(
+                        ErrorKind::CorruptRecord,
+                        format!("{key}: value {uuid:?} is not a uuid"),
+                    )),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The record and its liveness.
+    pub(crate) async fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
+        let record = self.keys.record(uuid);
+        let up = self.keys.status(Status::Up, uuid);
+        let seen = self.read("get", &[&record, &up]).await?;
+        let (Some(rec), Some(upk)) = (seen.first(), seen.get(1)) else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "get: short transaction response",
+            ));
+        };
+        if !rec.exists() {
+            return Ok(None);
+        }
+        let service = decode_stored(record.as_bytes(), &rec.value)?;
+        let up = service.status == Status::Up && upk.exists();
+        Ok(Some(ServiceInfo { service, up }))
+    }
+
+    /// Services matching `filter`, through the narrowest index every writer
+    /// keeps complete, all read at one revision.
+    ///
+    /// A region alone is answered from the records, not from the region
+    /// index: the Python library writes no per-uuid region keys, and its
+    /// `delete` removes the one key it shares with every other service it
+    /// registered in that region, so only the records know the region of
+    /// its survivors.
+    pub(crate) async fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+        let mut restarts = 0;
+        loop {
+            let mut at = self.pinned("list");
+            match self.list_at(&mut at, filter).await {
+                Err(e) if at.start_over(&e, &mut restarts) => continue,
+                Err(e) => return Err(e),
+                Ok(mut found) => {
+                    found.retain(|i| filter.matches(i));
+                    return Ok(found);
+                }
+            }
+        }
+    }
+
+    async fn list_at(&self, at: &mut Pinned<'_>, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+        let k = &self.keys;
+        let candidates: Option<Vec<String>> = if let Some(u) = &filter.uuid {
+            Some(vec![u.clone()])
+        } else if let (Some(t), Some(h)) = (&filter.service_type, &filter.host) {
+            let key = k.type_host(t, h);
+            let mut uuids = Vec::new();
+            if let Some(kv) = at.get(&key).await? {
+                index_value(&kv, &mut uuids);
+            }
+            Some(uuids)
+        } else if let Some(t) = &filter.service_type {
+            let mut uuids = Vec::new();
+            at.prefix(&k.type_prefix(t), false, |kv| index_value(kv, &mut uuids))
+                .await?;
+            Some(uuids)
+        } else if filter.status == Some(Status::Up) {
+            let mut uuids = Vec::new();
+            at.prefix(&k.status_prefix(Status::Up), true, |kv| {
+                match k.parse(kv.key()) {
+                    Some(ParsedKey::Status(Status::Up, u)) => uuids.push(u),
+                    _ => log_once::skipped_key(kv.key()),
+                }
+            })
+            .await?;
+            Some(uuids)
+        } else {
+            None
+        };
+        // The caller keeps only what matches the filter, so a scan in place
+        // of many candidates needs no further narrowing here.
+        match candidates {
+            Some(uuids) if uuids.len() <= SCAN_THRESHOLD => at.records(&uuids).await,
+            _ => self.scan_in(at).await,
+        }
+    }
+
+    /// Every record in the namespace with its liveness, at one revision,
+    /// and that revision. `page_timeout` bounds each etcd call (background
+    /// work has no caller whose deadline would).
+    pub(crate) async fn scan_at(
+        &self,
+        page_timeout: Option<Duration>,
+    ) -> Result<(Vec<ServiceInfo>, i64)> {
+        let mut restarts = 0;
+        loop {
+            let mut at = self.pinned("list: scan");
+            at.page_timeout = page_timeout;
+            match self.scan_in(&mut at).await {
+                Err(e) if at.start_over(&e, &mut restarts) => continue,
+                r => return r.map(|found| (found, at.revision)),
+            }
+        }
+    }
+
+    /// The UP keys, then every record, page by page at `at`'s revision.
+    async fn scan_in(&self, at: &mut Pinned<'_>) -> Result<Vec<ServiceInfo>> {
+        let k = &self.keys;
+        let mut up = HashSet::new();
+        at.prefix(&k.status_prefix(Status::Up), true, |kv| {
+            match k.parse(kv.key()) {
+                Some(ParsedKey::Status(Status::Up, u)) => {
+                    up.insert(u);
+                }
+                _ => log_once::skipped_key(kv.key()),
+            }
+        })
+        .await?;
+        let mut out = Vec::new();
+        at.prefix(&k.records_prefix(), false, |kv| {
+            if !matches!(k.parse(kv.key()), Some(ParsedKey::Record(_))) {
+                log_once::skipped_key(kv.key());
+                return;
+            }
+            match decode_stored(kv.key(), kv.value()) {
+                Ok(service) => {
+                    let alive = service.status == Status::Up && up.contains(&service.uuid);
+                    out.push(ServiceInfo { service, up: alive });
+                }
+                Err(_) => log_once::skipped_key(kv.key()),
+            }
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Starts a read made of several etcd calls that form one snapshot:
+    /// the first answer pins its revision and every later call asks for
+    /// that revision, so a read of any size is consistent and no single
+    /// response grows with the fleet. Run it in a loop with
+    /// [`Pinned::start_over`], which restarts it at a fresh revision if etcd
+    /// compacts the pinned one meanwhile.
+    fn pinned<'s>(&'s self, context: &'s str) -> Pinned<'s> {
+        Pinned {
+            store: self,
+            context,
+            revision: 0,
+            compacted: false,
+            page_timeout: None,
+        }
+    }
+
+    /// One transaction reading the records and UP keys of `uuids` at
+    /// `revision` (0: the newest); also returns the revision read.
+    async fn read_batch(
+        &self,
+        uuids: &[String],
+        revision: i64,
+    ) -> Result<(Vec<ServiceInfo>, i64), etcd_client::Error> {
+        let k = &self.keys;
+        let mut ops = Vec::with_capacity(uuids.len() * 2);
+        for u in uuids {
+            ops.push(TxnOp::get(
+                k.record(u),
+                Some(GetOptions::new().with_revision(revision)),
+            ));
+            ops.push(TxnOp::get(
+                k.status(Status::Up, u),
+                Some(GetOptions::new().with_count_only().with_revision(revision)),
+            ));
+        }
+        let txn = Txn::new().and_then(ops);
+        let resp = resilient(&self.auth, &self.steering, "reading", || {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+        let mut out = Vec::with_capacity(uuids.len());
+        for pair in resp.op_responses().chunks(2) {
+            let [TxnOpResponse::Get(rec), TxnOpResponse::Get(up)] = pair else {
+                continue;
+            };
+            let Some(kv) = rec.kvs().first() else {
+                continue;
+            };
+            match decode_stored(kv.key(), kv.value()) {
+                Ok(service) => {
+                    let up = service.status == Status::Up && up.count() > 0;
+                    out.push(ServiceInfo { service, up });
+                }
+                Err(_) => log_once::skipped_key(kv.key()),
+            }
+        }
+        Ok((out, resp.header().map(|h| h.revision()).unwrap_or(0)))
+    }
+}
+
+/// Keys per page of a prefix read that returns values. A record is at most
+/// about 5.3 KiB with its key (three 255-byte segments and a 4 KiB note), so
+/// a page is at most about 11 MiB whatever the records hold (typically
+/// 300 KiB), however large the fleet.
+const PAGE_VALUES: i64 = 2000;
+/// Keys per page of a keys-only read (a key is at most about 700 bytes).
+const PAGE_KEYS: i64 = 5000;
+/// The largest response the store accepts (gRPC's default is 4 MiB): room
+/// for the largest possible page.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Times a pinned read starts over at a fresh revision because etcd
+/// compacted the one it was pinned to while it was paging.
+const COMPACTED_RESTARTS: u32 = 3;
+
+/// Reads that together form one snapshot (see [`Store::pinned`]): the first
+/// answer pins its revision and every later call asks for that revision.
+pub(crate) struct Pinned<'s> {
+    store: &'s Store,
+    context: &'s str,
+    /// 0 until the first answer.
+    revision: i64,
+    /// The last failure was etcd refusing the pinned revision as compacted.
+    compacted: bool,
+    /// A deadline for each call, when no caller's deadline bounds the read.
+    page_timeout: Option<Duration>,
+}
+
+impl Pinned<'_> {
+    fn pin(&mut self, revision: i64) {
+        if self.revision == 0 {
+            self.revision = revision;
+        }
+    }
+
+    /// After the read failed with `e`: true when it should start over at a
+    /// fresh revision, because etcd compacted the pinned one (at most
+    /// [`COMPACTED_RESTARTS`] times).
+    fn start_over(&self, e: &Error, restarts: &mut u32) -> bool {
+        if !self.compacted || *restarts >= COMPACTED_RESTARTS {
+            return false;
+        }
+        *restarts += 1;
+        log::info!(
+            "os-lively: {}: revision {} was compacted while reading it; starting over at a fresh revision: {e}",
+            self.context,
+            self.revision
+        );
+        true
+    }
+
+    /// Awaits one etcd call of the read within the page timeout, noting
+    /// whether a failure means the pinned revision was compacted.
+    async fn call<T>(
+        &mut self,
+        call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match bounded(self.page_timeout, call).await {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(self.failed(e)),
+            None => Err(self.timed_out()),
+        }
+    }
+
+    fn failed(&mut self, e: etcd_client::Error) -> Error {
+        // OUT_OF_RANGE for a read at a pinned revision: it was compacted.
+        self.compacted = self.revision != 0
+            && matches!(&e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::OutOfRange);
+        Error::etcd(self.context, e)
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: no answer from etcd within {:?}",
+                self.context,
+                self.page_timeout.unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Every key under `prefix` in key order, read in pages of a bounded
+    /// number of keys (each continuing after the previous page's last key),
+    /// all at the pinned revision. `each` sees every key once.
+    pub(crate) async fn prefix(
+        &mut self,
+        prefix: &str,
+        keys_only: bool,
+        mut each: impl FnMut(&KeyValue),
+    ) -> Result<()> {
+        let end = prefix_end(prefix.as_bytes());
+        let limit = if keys_only { PAGE_KEYS } else { PAGE_VALUES };
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(limit)
+                .with_revision(self.revision);
+            if keys_only {
+                opts = opts.with_keys_only();
+            }
+            let store = self.store;
+            let resp = self.call(store.range(from.clone(), opts)).await?;
+            self.pin(resp.header().map(|h| h.revision()).unwrap_or(0));
+            let kvs = resp.kvs();
+            kvs.iter().for_each(&mut each);
+            match kvs.last() {
+                Some(last) if resp.more() => {
+                    // The smallest key after `last`.
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// One key at the pinned revision.
+    pub(crate) async fn get(&mut self, key: &str) -> Result<Option<KeyValue>> {
+        let opts = GetOptions::new().with_revision(self.revision);
+        let store = self.store;
+        let mut r = self
+            .call(store.range(key.as_bytes().to_vec(), opts))
+            .await?;
+        self.pin(r.header().map(|h| h.revision()).unwrap_or(0));
+        Ok(r.take_kvs().into_iter().next())
+    }
+
+    /// Records and liveness of `uuids` at the pinned revision, read in
+    /// batched transactions that run concurrently (the first alone when no
+    /// revision is pinned yet, so it pins one for the others).
+    pub(crate) async fn records(&mut self, uuids: &[String]) -> Result<Vec<ServiceInfo>> {
+        let mut chunks = uuids.chunks(READ_BATCH);
+        let mut out = Vec::with_capacity(uuids.len());
+        if self.revision == 0 {
+            let Some(first) = chunks.next() else {
+                return Ok(out);
+            };
+            let store = self.store;
+            let (part, rev) = self.call(store.read_batch(first, 0)).await?;
+            self.pin(rev);
+            out.extend(part);
+        }
+        let mut batches = tokio::task::JoinSet::new();
+        for (i, chunk) in chunks.enumerate() {
+            let store = self.store.clone();
+            let chunk = chunk.to_vec();
+            let (revision, limit) = (self.revision, self.page_timeout);
+            batches.spawn(async move {
+                let read = bounded(limit, store.read_batch(&chunk, revision)).await;
+                (i, read)
+            });
+        }
+        let mut parts = Vec::with_capacity(batches.len());
+        while let Some(joined) = batches.join_next().await {
+            let (i, part) = joined
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("{}: {e}", self.context)))?;
+            match part {
+                Some(Ok((p, _))) => parts.push((i, p)),
+                Some(Err(e)) => return Err(self.failed(e)),
+                None => return Err(self.timed_out()),
+            }
+        }
+        parts.sort_by_key(|(i, _)| *i);
+        out.extend(parts.into_iter().flat_map(|(_, p)| p));
+        Ok(out)
+    }
+}
+
+/// Awaits `call` within `limit` (if any); `None` when it ran out.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match limit {
+        Some(t) => tokio::time::timeout(t, call).await.ok(),
+        None => Some(call.await),
+    }
+}
+
+/// The end of the key range holding every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes: every key from `prefix` on.
+    vec![0]
+}
+
+/// Collects the uuid a type/host index key holds as its value.
+fn index_value(kv: &KeyValue, uuids: &mut Vec<String>) {
+    match std::str::from_utf8(kv.value())
+        .ok()
+        .and_then(|v| crate::record::normalize_uuid(v).ok())
+    {
+        Some(u) => uuids.push(u),
+        None => log_once::skipped_key(kv.key()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_covers_exactly_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

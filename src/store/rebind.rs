@@ -1,0 +1,158 @@
+//! The heartbeat's checks that the UP keys of the services a client owns
+//! are on its current lease, putting back those that are not.
+
+use etcd_client::{PutOptions, Txn, TxnOp};
+
+use super::{MAX_WRITE_ATTEMPTS, READ_BATCH, Store};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{Status, decode_stored};
+
+/// What the heartbeat learned when it checked a service it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rebind {
+    /// The UP key is on our lease already.
+    Ours,
+    /// The UP key was missing (or on our previous lease) and is now on ours.
+    Restored,
+    /// Forced down by an operator until the given end of its maintenance
+    /// window (0: until `up()`): still ours, to lift then.
+    Held(u64),
+    /// The service is no longer ours to keep up: deleted, declared down, or
+    /// taken over by another process.
+    Disowned,
+}
+
+impl Store {
+    /// [`Store::rebind_up`] for many services: batches of reads, then one
+    /// guarded transaction per batch putting back every missing UP key; a
+    /// batch whose transaction loses a compare falls back to one service at
+    /// a time. After a re-grant of a client owning thousands of services
+    /// this is a few dozen round trips instead of two per service.
+    pub(crate) async fn rebind_many(
+        &self,
+        uuids: &[String],
+        lease: i64,
+        previous_lease: i64,
+    ) -> Result<Vec<(String, Rebind)>> {
+        let k = &self.keys;
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(READ_BATCH) {
+            let mut keys = Vec::with_capacity(chunk.len() * 2);
+            for u in chunk {
+                self.forget(u);
+                keys.push(k.record(u));
+                keys.push(k.status(Status::Up, u));
+            }
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let seen = self.read("keepalive: check UP keys", &refs).await?;
+            let mut compares = Vec::new();
+            let mut puts = Vec::new();
+            let mut restoring = Vec::new();
+            for (u, pair) in chunk.iter().zip(seen.chunks(2)) {
+                let [rec, up] = pair else { continue };
+                let record_key = k.record(u);
+                let up_key = k.status(Status::Up, u);
+                let stored = if rec.exists() {
+                    decode_stored(record_key.as_bytes(), &rec.value).ok()
+                } else {
+                    None
+                };
+                let verdict = if let Some(s) = stored.as_ref().filter(|s| s.forced_down) {
+                    Rebind::Held(s.maintenance_end)
+                } else if stored.is_none_or(|s| s.status != Status::Up) {
+                    Rebind::Disowned
+                } else if up.exists() && up.lease == lease {
+                    Rebind::Ours
+                } else if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
+                    Rebind::Disowned
+                } else {
+                    compares.push(rec.unchanged(&record_key));
+                    compares.push(up.unchanged(&up_key));
+                    puts.push(TxnOp::put(
+                        up_key.as_str(),
+                        "",
+                        Some(PutOptions::new().with_lease(lease)),
+                    ));
+                    restoring.push(u.clone());
+                    continue;
+                };
+                out.push((u.clone(), verdict));
+            }
+            if restoring.is_empty() {
+                continue;
+            }
+            let resp = self
+                .txn(
+                    "keepalive: restore UP keys",
+                    Txn::new().when(compares).and_then(puts),
+                )
+                .await?;
+            if resp.succeeded() {
+                out.extend(restoring.into_iter().map(|u| (u, Rebind::Restored)));
+            } else {
+                for u in restoring {
+                    let verdict = self.rebind_up(&u, lease, previous_lease).await?;
+                    out.push((u, verdict));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes sure the UP key of a service this client owns is on `lease`.
+    /// `previous_lease` is a lease of ours that expired: a key still on it is
+    /// ours to move.
+    pub(crate) async fn rebind_up(
+        &self,
+        uuid: &str,
+        lease: i64,
+        previous_lease: i64,
+    ) -> Result<Rebind> {
+        self.forget(uuid);
+        let record_key = self.keys.record(uuid);
+        let up_key = self.keys.status(Status::Up, uuid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let seen = self
+                .read("keepalive: check UP key", &[&record_key, &up_key])
+                .await?;
+            let (Some(rec), Some(up)) = (seen.first(), seen.get(1)) else {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "short transaction response",
+                ));
+            };
+            if !rec.exists() {
+                return Ok(Rebind::Disowned);
+            }
+            match decode_stored(record_key.as_bytes(), &rec.value) {
+                Ok(s) if s.forced_down => return Ok(Rebind::Held(s.maintenance_end)),
+                Ok(s) if s.status == Status::Up => {}
+                _ => return Ok(Rebind::Disowned),
+            }
+            if up.exists() && up.lease == lease {
+                return Ok(Rebind::Ours);
+            }
+            if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
+                return Ok(Rebind::Disowned);
+            }
+            let txn = Txn::new()
+                .when([rec.unchanged(&record_key), up.unchanged(&up_key)])
+                .and_then([TxnOp::put(
+                    up_key.as_str(),
+                    "",
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            if self
+                .txn("keepalive: restore UP key", txn)
+                .await?
+                .succeeded()
+            {
+                return Ok(Rebind::Restored);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: UP key kept changing while restoring it"),
+        ))
+    }
+}

@@ -1,0 +1,457 @@
+//! Writes: each one guarded transaction over everything it read, with the
+//! state last seen of each service remembered so the next write need not
+//! read first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use etcd_client::{PutOptions, Txn, TxnOp};
+
+use super::{Bind, MAX_WRITE_ATTEMPTS, Seen, Store, Written};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{Service, Status, decode_stored};
+
+/// A service's keys as last seen: record, UP, DOWN and type/host index.
+#[derive(Debug, Clone)]
+pub(super) struct Snapshot {
+    rec: Seen,
+    up: Seen,
+    down: Seen,
+    type_hosts: BTreeMap<String, Seen>,
+}
+
+/// Bound on remembered snapshots (beyond it the memory is dropped, costing
+/// only a read per write).
+const MAX_SNAPSHOTS: usize = 100_000;
+
+impl Store {
+    /// Creates or updates `desired` (already validated) for its owner; the
+    /// UP key is bound as `bind` says. A forced DOWN whose window has not
+    /// ended stays (see [`crate::maintenance`]). `fresh`: the uuid was just
+    /// generated, so nothing of it can exist and the first attempt writes
+    /// without reading (its compares still check that).
+    pub(crate) async fn update(
+        &self,
+        desired: &Service,
+        bind: Bind,
+        fresh: bool,
+    ) -> Result<Written> {
+        if fresh {
+            let th = self.keys.type_host(&desired.service_type, &desired.host);
+            self.remember(
+                &desired.uuid,
+                Snapshot {
+                    rec: Seen::default(),
+                    up: Seen::default(),
+                    down: Seen::default(),
+                    type_hosts: BTreeMap::from([(th, Seen::default())]),
+                },
+            );
+        }
+        let want = desired.clone();
+        let now = crate::maintenance::now_secs();
+        self.write(
+            &desired.uuid,
+            Some((&desired.service_type, &desired.host)),
+            bind,
+            |old, _| Ok(Some(crate::maintenance::owner_record(old, &want, now))),
+        )
+        .await
+    }
+
+    /// Forces a service down with a maintenance note and window.
+    pub(crate) async fn down(
+        &self,
+        uuid: &str,
+        note: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Written> {
+        self.write(uuid, None, Bind::Nothing, |old, _| {
+            let mut s = old.cloned().ok_or_else(|| not_found(uuid))?;
+            s.status = Status::Down;
+            s.forced_down = true;
+            s.maintenance_note = note.to_string();
+            s.maintenance_start = start;
+            s.maintenance_end = end;
+            // An operator's DOWN is not a missed heartbeat: the owner's next
+            // check-in must not lift it.
+            s.heartbeat_missed = false;
+            Ok(Some(s))
+        })
+        .await
+    }
+
+    /// Read-modify-write of an existing service in one guarded transaction
+    /// (see [`Store::write`]), binding an UP record to `lease` (0: none);
+    /// used by the heartbeat deadline enforcement.
+    pub(crate) async fn rewrite(
+        &self,
+        uuid: &str,
+        lease: i64,
+        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
+    ) -> Result<Written> {
+        let bind = if lease != 0 {
+            Bind::Ours(lease)
+        } else {
+            Bind::Nothing
+        };
+        self.write(uuid, None, bind, make).await
+    }
+
+    /// Lifts a forced DOWN, binding the UP key as `bind` says. With
+    /// `due = Some(now)`, only if its maintenance window has ended by then
+    /// (the owner's timer); with `None`, unconditionally (`up()`). Writes
+    /// nothing for a service that is not forced down.
+    pub(crate) async fn lift(&self, uuid: &str, bind: Bind, due: Option<u64>) -> Result<Written> {
+        self.write(uuid, None, bind, |old, _| {
+            let old = old.ok_or_else(|| not_found(uuid))?;
+            let ended = due.is_none_or(|now| crate::maintenance::window_over(old, now));
+            Ok((old.forced_down && ended).then(|| crate::maintenance::lifted(old)))
+        })
+        .await
+    }
+
+    /// Read-modify-write of one service in a single guarded transaction.
+    /// `type_host_hint` lets the first read fetch the target type/host index.
+    /// `make` gets the record and the lease its UP key is on (0 when there
+    /// is none) and returns the record to write, or `None` for nothing; it
+    /// runs again on every retry.
+    async fn write(
+        &self,
+        uuid: &str,
+        type_host_hint: Option<(&str, &str)>,
+        bind: Bind,
+        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
+    ) -> Result<Written> {
+        let k = &self.keys;
+        let record_key = k.record(uuid);
+        let up_key = k.status(Status::Up, uuid);
+        let down_key = k.status(Status::Down, uuid);
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            let remembered = if attempt == 0 {
+                self.remembered(uuid)
+            } else {
+                None
+            };
+            let from_memory = remembered.is_some();
+            let Snapshot {
+                rec,
+                up,
+                down,
+                mut type_hosts,
+            } = match remembered {
+                Some(s) => s,
+                None => {
+                    let mut read_keys = vec![record_key.clone(), up_key.clone(), down_key.clone()];
+                    if let Some((t, h)) = type_host_hint {
+                        read_keys.push(k.type_host(t, h));
+                    }
+                    let refs: Vec<&str> = read_keys.iter().map(String::as_str).collect();
+                    let mut seen = self.read("update: read", &refs).await?;
+                    let rec = seen.remove(0);
+                    let up = seen.remove(0);
+                    let down = seen.remove(0);
+                    let mut type_hosts: BTreeMap<String, Seen> = BTreeMap::new();
+                    if let (Some((t, h)), Some(s)) = (type_host_hint, seen.pop()) {
+                        type_hosts.insert(k.type_host(t, h), s);
+                    }
+                    Snapshot {
+                        rec,
+                        up,
+                        down,
+                        type_hosts,
+                    }
+                }
+            };
+            let old = if rec.exists() {
+                Some(decode_stored(record_key.as_bytes(), &rec.value)?)
+            } else {
+                None
+            };
+            let up_lease = if up.exists() { up.lease } else { 0 };
+            let Some(new) = make(old.as_ref(), up_lease)? else {
+                return Ok(Written {
+                    uuid: uuid.to_string(),
+                    wrote: false,
+                    held: None,
+                });
+            };
+            let held = new.forced_down.then_some(new.maintenance_end);
+            // The UP key's lease, and what the DOWN key records: the lease
+            // of the owner of a forced-down service, so that up() can make
+            // it UP again at once.
+            let lease = match bind {
+                Bind::Ours(id) => id,
+                Bind::Owner => recorded_owner(&down),
+                Bind::Nothing => 0,
+            };
+            let down_value = if new.forced_down {
+                let owner = match bind {
+                    Bind::Ours(id) if id != 0 => id,
+                    _ if up.exists() && up.lease != 0 => up.lease,
+                    _ => recorded_owner(&down),
+                };
+                if owner != 0 {
+                    format!("{owner:x}")
+                } else {
+                    String::new()
+                }
+            } else {
+                String::new()
+            };
+            let new_th = k.type_host(&new.service_type, &new.host);
+            let old_th = old.as_ref().map(|o| k.type_host(&o.service_type, &o.host));
+            // Fetch any type/host index the first read could not know about.
+            let missing: Vec<String> = [Some(new_th.clone()), old_th.clone()]
+                .into_iter()
+                .flatten()
+                .filter(|key| !type_hosts.contains_key(key))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !missing.is_empty() {
+                let refs: Vec<&str> = missing.iter().map(String::as_str).collect();
+                for (key, s) in missing
+                    .iter()
+                    .zip(self.read("update: read index", &refs).await?)
+                {
+                    type_hosts.insert(key.clone(), s);
+                }
+            }
+            let th = &type_hosts[&new_th];
+            if th.exists() && th.value != uuid.as_bytes() {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "type {:?} on host {:?} is already registered as uuid {}",
+                        new.service_type,
+                        new.host,
+                        String::from_utf8_lossy(&th.value)
+                    ),
+                ));
+            }
+
+            let mut compares = vec![
+                rec.unchanged(&record_key),
+                up.unchanged(&up_key),
+                down.unchanged(&down_key),
+            ];
+            let mut ops = Vec::new();
+            let changed = old.as_ref() != Some(&new);
+            let encoded = if changed { new.to_bytes() } else { Vec::new() };
+            if changed {
+                ops.push(TxnOp::put(record_key.as_str(), encoded.clone(), None));
+                if !new.region.is_empty() {
+                    ops.push(TxnOp::put(k.region(&new.region, uuid), "", None));
+                }
+            }
+            if !th.exists() {
+                compares.push(th.unchanged(&new_th));
+                ops.push(TxnOp::put(new_th.as_str(), uuid, None));
+            }
+            if let (Some(o), Some(old_th)) = (&old, &old_th) {
+                let ots = &type_hosts[old_th];
+                if *old_th != new_th && ots.exists() && ots.value == uuid.as_bytes() {
+                    compares.push(ots.unchanged(old_th));
+                    ops.push(TxnOp::delete(old_th.as_str(), None));
+                }
+                if !o.region.is_empty() && o.region != new.region {
+                    ops.push(TxnOp::delete(k.region(&o.region, uuid), None));
+                }
+            }
+            match new.status {
+                Status::Up => {
+                    // Bind the UP key to this client's lease unless it already
+                    // is: a restarted daemon takes over from its dead self.
+                    if ops_put_up(&new, &up, lease) {
+                        ops.push(TxnOp::put(
+                            up_key.as_str(),
+                            "",
+                            Some(PutOptions::new().with_lease(lease)),
+                        ));
+                    }
+                    if down.exists() {
+                        ops.push(TxnOp::delete(down_key.as_str(), None));
+                    }
+                }
+                Status::Down => {
+                    if up.exists() {
+                        ops.push(TxnOp::delete(up_key.as_str(), None));
+                    }
+                    // The Python library bound DOWN keys to a lease; ours are durable.
+                    if puts_down(&down, &down_value) {
+                        ops.push(TxnOp::put(down_key.as_str(), down_value.as_str(), None));
+                    }
+                }
+            }
+            if ops.is_empty() {
+                if from_memory {
+                    // Nothing to do by our memory; someone else may have
+                    // changed it (forced it down, say), so look before
+                    // deciding that nothing needs writing.
+                    continue;
+                }
+                self.remember(
+                    uuid,
+                    Snapshot {
+                        rec,
+                        up,
+                        down,
+                        type_hosts,
+                    },
+                );
+                return Ok(Written {
+                    uuid: uuid.to_string(),
+                    wrote: false,
+                    held,
+                });
+            }
+            let puts_up = ops_put_up(&new, &up, lease);
+            let resp = self
+                .txn("update: write", Txn::new().when(compares).and_then(ops))
+                .await?;
+            if !resp.succeeded() {
+                self.forget(uuid);
+                continue;
+            }
+            // Every key this transaction wrote now has its revision.
+            let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            let written = |value: &[u8], lease: i64| Seen {
+                mod_revision: rev,
+                lease,
+                value: value.to_vec(),
+            };
+            let rec = if changed { written(&encoded, 0) } else { rec };
+            let (up, down) = match new.status {
+                Status::Up if puts_up => (written(b"", lease), Seen::default()),
+                Status::Up => (up, Seen::default()),
+                Status::Down if puts_down(&down, &down_value) => {
+                    (Seen::default(), written(down_value.as_bytes(), 0))
+                }
+                Status::Down => (Seen::default(), down),
+            };
+            // Only the index the record now names matters for the next write.
+            let th = match type_hosts.remove(&new_th) {
+                Some(th) if th.exists() => th,
+                _ => written(uuid.as_bytes(), 0),
+            };
+            let type_hosts = BTreeMap::from([(new_th, th)]);
+            self.remember(
+                uuid,
+                Snapshot {
+                    rec,
+                    up,
+                    down,
+                    type_hosts,
+                },
+            );
+            return Ok(Written {
+                uuid: uuid.to_string(),
+                wrote: true,
+                held,
+            });
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: concurrent writers won {MAX_WRITE_ATTEMPTS} times in a row"),
+        ))
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Snapshot>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remembered(&self, uuid: &str) -> Option<Snapshot> {
+        self.memory().get(uuid).cloned()
+    }
+
+    fn remember(&self, uuid: &str, snapshot: Snapshot) {
+        let mut m = self.memory();
+        if m.len() >= MAX_SNAPSHOTS && !m.contains_key(uuid) {
+            m.clear();
+        }
+        m.insert(uuid.to_string(), snapshot);
+    }
+
+    pub(crate) fn forget(&self, uuid: &str) {
+        self.memory().remove(uuid);
+    }
+
+    /// Removes the record and every index key in one transaction. Returns
+    /// false when there was nothing to delete.
+    pub(crate) async fn delete(&self, uuid: &str) -> Result<bool> {
+        self.forget(uuid);
+        let k = &self.keys;
+        let record_key = k.record(uuid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let seen = self.read("delete: read", &[&record_key]).await?;
+            let Some(rec) = seen.first().filter(|s| s.exists()) else {
+                return Ok(false);
+            };
+            // A corrupt record is still deletable: that is how an operator
+            // cleans it up. Its indexes are then found by scanning below.
+            let old = decode_stored(record_key.as_bytes(), &rec.value).ok();
+            let mut compares = vec![rec.unchanged(&record_key)];
+            let mut ops = vec![
+                TxnOp::delete(record_key.as_str(), None),
+                TxnOp::delete(k.status(Status::Up, uuid), None),
+                TxnOp::delete(k.status(Status::Down, uuid), None),
+            ];
+            if let Some(o) = &old {
+                let th = k.type_host(&o.service_type, &o.host);
+                let seen = self.read("delete: read index", &[&th]).await?;
+                if let Some(s) = seen
+                    .first()
+                    .filter(|s| s.exists() && s.value == uuid.as_bytes())
+                {
+                    compares.push(s.unchanged(&th));
+                    ops.push(TxnOp::delete(th.as_str(), None));
+                }
+                if !o.region.is_empty() {
+                    ops.push(TxnOp::delete(k.region(&o.region, uuid), None));
+                }
+            }
+            let resp = self
+                .txn("delete", Txn::new().when(compares).and_then(ops))
+                .await?;
+            if resp.succeeded() {
+                return Ok(true);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("service {uuid}: concurrent writers won {MAX_WRITE_ATTEMPTS} times in a row"),
+        ))
+    }
+}
+
+/// True when a write of a DOWN record (re)writes the DOWN key with `value`:
+/// it is missing, lease-bound as the Python library wrote it (ours are
+/// durable), or records another owner.
+fn puts_down(down: &Seen, value: &str) -> bool {
+    !down.exists() || down.lease != 0 || down.value != value.as_bytes()
+}
+
+/// True when a write of `new` puts the UP key (on `lease`; 0: none).
+fn ops_put_up(new: &Service, up: &Seen, lease: i64) -> bool {
+    new.status == Status::Up && lease != 0 && (!up.exists() || up.lease != lease)
+}
+
+/// The owner's lease recorded in a forced-down service's DOWN key (lease
+/// id in hex), or 0 (none recorded, or a Python-written DOWN key).
+fn recorded_owner(down: &Seen) -> i64 {
+    if !down.exists() || down.lease != 0 {
+        return 0;
+    }
+    std::str::from_utf8(&down.value)
+        .ok()
+        .and_then(|v| i64::from_str_radix(v, 16).ok())
+        .unwrap_or(0)
+}
+
+fn not_found(uuid: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("service {uuid} does not exist"),
+    )
+}
