@@ -93,9 +93,7 @@ impl Client {
                     auth,
                     steering,
                 );
-                // One linearizable read proves the endpoints, credentials
-                // and a leader, as the lease grant used to.
-                store.revision().await?;
+                store.probe().await?;
                 let lease = Lease::new(
                     etcd.lease_client(),
                     store.clone(),

@@ -27,6 +27,28 @@ impl Store {
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
+    /// Proves the endpoints, the credentials and a leader with one
+    /// linearizable read, as a lease grant at connect used to (a client
+    /// that only reads grants no lease).
+    ///
+    /// A user allowed to read only part of the namespace (say, the status
+    /// index) is refused this read with PERMISSION_DENIED, which still
+    /// proves all three: etcd checks the token, then waits for a leader to
+    /// confirm the read, and only then checks the key's permission. Such a
+    /// client connects; its calls are refused one by one.
+    pub(crate) async fn probe(&self) -> Result<()> {
+        match self
+            .range(self.keys.root(), GetOptions::new().with_count_only())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => {
+                Ok(())
+            }
+            Err(e) => Err(Error::etcd("reading the current revision", e)),
+        }
+    }
+
     /// True when the service is UP: one count-only get of its UP key.
     ///
     /// Every writer keeps "the UP key exists ⇔ the record says UP and is not
