@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench lively` (or `scripts/bench.sh`). `BENCH_QUICK=1` for a
 //! ~30 s smoke run; `BENCH_ONLY=idle` for the idle-client rows alone,
-//! `BENCH_ONLY=view` for the scale and view rows alone. The etcd binary is
+//! `BENCH_ONLY=view` for the scale and view rows alone, `BENCH_ONLY=fleet`
+//! for the 100,000-service fleet rows alone. The etcd binary is
 //! `$ETCD_BIN`, else `etcd` on PATH.
 //!
 //! Method: every measured os-lively call is interleaved with its raw
@@ -1645,6 +1646,34 @@ fn idle_rows(p: &Params, rows: &mut Vec<Row>) {
     }
 }
 
+/// The hand-off every blocking call pays on top of its etcd round trip:
+/// `Client::ping` (no I/O) back to back, and isolated calls (2 ms apart, so
+/// the runtime thread has gone to sleep in between).
+fn handoff_rows(p: &Params, lively: &Client, rows: &mut Vec<Row>) {
+    let n = if p.quick { 2_000 } else { 20_000 };
+    let mut hot: Vec<f64> = (0..n)
+        .map(|_| secs(timed(|| lively.ping().expect("ping"))))
+        .collect();
+    let mut cold: Vec<f64> = (0..n / 50)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(2));
+            secs(timed(|| lively.ping().expect("ping")))
+        })
+        .collect();
+    hot.sort_by(f64::total_cmp);
+    cold.sort_by(f64::total_cmp);
+    for (name, v) in [
+        ("hand-off, no I/O (Client::ping), back to back", &hot),
+        ("hand-off, no I/O (Client::ping), isolated", &cold),
+    ] {
+        let med = median(v);
+        let mut row = Row::text(name, fmt_t(med), "≤ 10 µs median", verdict(med <= 10e-6));
+        row.p99 = fmt_t(p99(v));
+        progress(&row);
+        rows.push(row);
+    }
+}
+
 fn main() {
     let rss_start = rss_kib();
     let p = Params::from_env();
@@ -1665,6 +1694,18 @@ fn main() {
     );
     let mut raw = Raw::connect(&etcd.endpoint);
     let mut rows = Vec::new();
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "fleet") {
+        // The fleet section alone (BENCH_ONLY=fleet; 100,000 services unless
+        // BENCH_SCALE says otherwise).
+        fleet_rows(
+            fleet_size().unwrap_or(100_000),
+            &etcd.endpoint,
+            &mut raw,
+            &mut rows,
+        );
+        print_table(&rows);
+        return;
+    }
 
     // First, so the RSS figures are the client's and not earlier phases'.
     let scale_client = scale_rows(&p, &etcd.endpoint, &mut raw, rss_start, &mut rows);
@@ -1676,6 +1717,7 @@ fn main() {
     }
 
     let lively = Client::connect(&config(&etcd.endpoint)).expect("connect");
+    handoff_rows(&p, &lively, &mut rows);
     read_rows(&p, &lively, &mut raw, &mut rows);
     update_rows(&p, &lively, &mut raw, &mut rows);
 
