@@ -264,12 +264,17 @@ impl Client {
     /// for a missed deadline is brought back UP by the runtime thread (one
     /// transaction) after this returns; one forced down by an operator
     /// stays DOWN. Fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
-    /// if `uuid` has no deadline on this client, and
-    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) after `close()`.
+    /// if `uuid` has no deadline on this client,
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) after `close()`, and
+    /// [`ErrorKind::Forked`](crate::ErrorKind::Forked) in a child forked
+    /// after the client was made.
     pub fn heartbeat(&self, uuid: &str) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        // A child forked after the client was made would check in to a copy
+        // nobody enforces: say so (one atomic load, not a system call).
+        self.inner.rt.check_forked()?;
         self.inner.deadlines.check_in(uuid)
     }
 

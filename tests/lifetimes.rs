@@ -421,6 +421,9 @@ fn after_fork_views_and_subscriptions_say_forked() {
     let ns = namespace("life_fork");
     let client = connect(&etcd.endpoints(), &ns, TTL);
     let uuid = client.update(&Service::new("forker", "h1")).unwrap();
+    let hb = client
+        .update(&Service::new("forker", "h2").with_heartbeat(Duration::from_secs(30)))
+        .unwrap();
     let view = client.view().unwrap();
     view.sync(Duration::from_secs(5)).unwrap();
     let sub = client
@@ -453,6 +456,7 @@ fn after_fork_views_and_subscriptions_say_forked() {
         };
         vec![
             forked_mark(client.is_up(&uuid)),
+            forked_mark(client.heartbeat(&hb)),
             forked_mark(view.is_up(&uuid)),
             forked_mark(view.get(&uuid)),
             forked_mark(view.list(&Filter::all())),
@@ -465,8 +469,8 @@ fn after_fork_views_and_subscriptions_say_forked() {
     });
     assert_eq!(
         String::from_utf8_lossy(&marks),
-        "FFFFFFFFF",
-        "in the child, client, view (is_up, get, list, wait), subscription (recv, try_recv), C view, C subscription"
+        "FFFFFFFFFF",
+        "in the child, client (is_up, heartbeat), view (is_up, get, list, wait), subscription (recv, try_recv), C view, C subscription"
     );
     // The parent is unaffected.
     assert!(view.is_up(&uuid).unwrap());
