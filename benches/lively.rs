@@ -2,8 +2,9 @@
 //!
 //! `cargo bench --bench lively` (or `scripts/bench.sh`). `BENCH_QUICK=1` for a
 //! ~30 s smoke run; `BENCH_ONLY=idle` for the idle-client rows alone,
-//! `BENCH_ONLY=view` for the scale and view rows alone, `BENCH_ONLY=fleet`
-//! for the 100,000-service fleet rows alone. The etcd binary is
+//! `BENCH_ONLY=view` for the scale and view rows alone, `BENCH_ONLY=remote`
+//! for the remote-call rows (hand-off, reads, writes, notification, region
+//! list), `BENCH_ONLY=fleet` for the 100,000-service fleet rows alone. The etcd binary is
 //! `$ETCD_BIN`, else `etcd` on PATH.
 //!
 //! Method: every measured os-lively call is interleaved with its raw
@@ -682,7 +683,6 @@ fn scale_rows(
     let cfg = config(endpoint);
     let client = Client::connect(&cfg).expect("connect");
     let rss_connected = rss_kib();
-    let lease = client.stats().lease_id;
     let regions = 10;
     let start = Instant::now();
     let uuids = std::thread::scope(|s| {
@@ -717,6 +717,8 @@ fn scale_rows(
     let uuids: Vec<String> = uuids.into_iter().map(|(u, _)| u).collect();
     let rss_after = rss_kib();
     let stats = client.stats();
+    // Readers grant no lease: the first registration granted this one.
+    let lease = stats.lease_id;
     // One lease: every UP key of these services carries the client's lease.
     let up = raw.prefix(&format!("{}by-status/UP/", root(&cfg)));
     let wanted: std::collections::HashSet<&str> = uuids.iter().map(String::as_str).collect();
@@ -776,22 +778,81 @@ fn scale_rows(
     let expect = (0..p.scale).filter(|i| i % regions == 3).count();
     let got = client.list(&Filter::all().region(region)).expect("list");
     assert_eq!(got.len(), expect, "list by region returned a wrong count");
-    let prefix = format!("{}by-region/{region}/", root(&cfg));
+    let r = root(&cfg);
+    assert_eq!(raw_region_list(raw, &r, region), expect);
     let m = interleave(
         p.rounds,
         p.lists,
         2,
         |_| timed(|| client.list(&Filter::all().region(region)).expect("list")),
-        |_| timed(|| raw.prefix(&prefix)),
+        |_| timed(|| raw_region_list(raw, &r, region)),
     );
     let row = Row::ratio(
-        &format!("list region ({expect} svcs) vs raw range of index"),
+        &format!(
+            "list region ({expect} of {} svcs) vs raw index + records",
+            p.scale
+        ),
         &m,
-        None,
+        Some(1.3),
     );
     progress(&row);
     rows.push(row);
     client
+}
+
+/// A region listed with raw etcd-client the way a careful user would: the
+/// region index (keys only), then every record and UP key it names, in
+/// concurrent transactions of 60 services (two gets each) at the index's
+/// revision. Returns how many records it read.
+fn raw_region_list(raw: &mut Raw, root: &str, region: &str) -> usize {
+    let prefix = format!("{root}by-region/{region}/");
+    let c = raw.c.clone();
+    raw.rt.block_on(async move {
+        let mut kv = c.kv_client();
+        let index = kv
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await
+            .expect("raw index range");
+        let revision = index.header().map_or(0, |h| h.revision());
+        let uuids: Vec<String> = index
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                key.rsplit('/').next().map(str::to_owned)
+            })
+            .collect();
+        let mut batches = tokio::task::JoinSet::new();
+        for chunk in uuids.chunks(60) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .flat_map(|u| {
+                    [
+                        TxnOp::get(
+                            format!("{root}by-uuid/{u}"),
+                            Some(GetOptions::new().with_revision(revision)),
+                        ),
+                        TxnOp::get(
+                            format!("{root}by-status/UP/{u}"),
+                            Some(GetOptions::new().with_count_only().with_revision(revision)),
+                        ),
+                    ]
+                })
+                .collect();
+            let mut kv = c.kv_client();
+            batches.spawn(async move { kv.txn(Txn::new().and_then(ops)).await });
+        }
+        let mut records = 0;
+        while let Some(r) = batches.join_next().await {
+            let resp = r.expect("raw batch task").expect("raw batch txn");
+            records += resp
+                .op_responses()
+                .iter()
+                .filter(|op| matches!(op, etcd_client::TxnOpResponse::Get(g) if g.count() > 0 && !g.kvs().is_empty()))
+                .count();
+        }
+        records
+    })
 }
 
 /// The local view over the scale test's services: memory per service, and
@@ -901,8 +962,8 @@ fn read_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
     let row = Row::ratio("is_up(uuid) vs raw get", &m, Some(1.10));
     progress(&row);
     rows.push(row);
-    // The same request as the library's (a txn: record get + count-only
-    // get of the UP key), raw: what is left is the library's own cost.
+    // The same request as the library's (a count-only get of the UP key),
+    // raw: what is left is the library's own cost.
     let up_key = format!("{r}by-status/UP/{uuid}");
     let m = interleave(
         p.rounds,
@@ -911,15 +972,14 @@ fn read_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
         |_| timed(|| assert!(lively.is_up(&uuid).expect("is_up"))),
         |_| {
             timed(|| {
-                let txn = Txn::new().and_then([
-                    TxnOp::get(record.as_str(), None),
-                    TxnOp::get(up_key.as_str(), Some(GetOptions::new().with_count_only())),
-                ]);
-                raw.rt.block_on(raw.c.txn(txn)).expect("raw txn")
+                let opts = GetOptions::new().with_count_only();
+                raw.rt
+                    .block_on(raw.c.get(up_key.as_str(), Some(opts)))
+                    .expect("raw count-only get")
             })
         },
     );
-    let row = Row::ratio("  …is_up vs raw txn of the same 2 gets", &m, None);
+    let row = Row::ratio("  …is_up vs raw count-only get of the UP key", &m, None);
     progress(&row);
     rows.push(row);
     let m = interleave(
@@ -937,54 +997,95 @@ fn read_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
         },
         |_| timed(|| raw.get(&record)),
     );
-    let row = Row::ratio("is_up_by_type_host vs raw get", &m, Some(2.2));
+    let row = Row::ratio("is_up_by_type_host vs raw get", &m, Some(2.1));
     progress(&row);
     rows.push(row);
 }
 
 fn update_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
     let r = root(lively.config());
-    // A changed service: the region alternates.
+    let lease = raw
+        .rt
+        .block_on(raw.c.lease_grant(60, None))
+        .expect("raw lease")
+        .id();
+    // A changed record whose indexes stay: a new maintenance note each time.
     let uuid = lively
         .update(&Service::new("bench-changed", "host-1").with_region("ra"))
         .expect("register");
-    let changed = |i: usize| {
-        Service::new("bench-changed", "host-1")
+    let noted = |i: usize| {
+        let mut s = Service::new("bench-changed", "host-1")
             .with_uuid(&uuid)
-            .with_region(if i % 2 == 0 { "rb" } else { "ra" })
+            .with_region("ra");
+        s.maintenance_note = format!("note {i}");
+        s
     };
+    let mut floor = RawTxn::new(raw, "noted", lease);
     let m = interleave(
         p.rounds,
         p.writes,
         10,
-        |i| timed(|| lively.update(&changed(i)).expect("update changed")),
+        |i| timed(|| lively.update(&noted(i)).expect("update changed")),
         |i| {
-            let bytes = changed(i).to_bytes();
+            let bytes = noted(i).to_bytes();
             let key = format!("{RAW_PREFIX}changed");
             timed(|| raw.put(&key, bytes))
         },
     );
-    let row = Row::ratio("update (changed: region) vs raw put", &m, Some(1.3));
+    let row = Row::ratio("update (changed record) vs raw put", &m, Some(1.3));
     progress(&row);
     rows.push(row);
-    // The library reads before it writes (a guarded read-modify-write):
-    // the floor for that is two round trips, a raw get then a raw put.
-    let record = format!("{r}by-uuid/{uuid}");
+    // The same request raw: the guarded transaction (record, UP and DOWN
+    // key compares) putting the record; what is left is our own cost.
     let m = interleave(
         p.rounds,
         p.writes / 2,
         10,
-        |i| timed(|| lively.update(&changed(i)).expect("update changed")),
+        |i| timed(|| lively.update(&noted(i)).expect("update changed")),
         |i| {
-            let bytes = changed(i).to_bytes();
-            let key = format!("{RAW_PREFIX}changed");
-            timed(|| {
-                raw.get(&record);
-                raw.put(&key, bytes)
-            })
+            let bytes = noted(i).to_bytes();
+            timed(|| floor.changed(raw, bytes, None))
         },
     );
-    let row = Row::ratio("  …same vs raw get + raw put (2 RTT)", &m, None);
+    let row = Row::ratio("  …same vs raw txn: 3 compares, 1 put", &m, None);
+    progress(&row);
+    rows.push(row);
+
+    // A changed region: the key layout's region index moves too.
+    let uuid = lively
+        .update(&Service::new("bench-region", "host-1").with_region("ra"))
+        .expect("register");
+    let moved = |i: usize| {
+        Service::new("bench-region", "host-1")
+            .with_uuid(&uuid)
+            .with_region(if i % 2 == 0 { "rb" } else { "ra" })
+    };
+    let mut floor = RawTxn::new(raw, "moved", lease);
+    let m = interleave(
+        p.rounds,
+        p.writes,
+        10,
+        |i| timed(|| lively.update(&moved(i)).expect("update region")),
+        |i| {
+            let bytes = moved(i).to_bytes();
+            let key = format!("{RAW_PREFIX}changed");
+            timed(|| raw.put(&key, bytes))
+        },
+    );
+    let row = Row::ratio("update (changed region) vs raw put", &m, Some(1.3));
+    progress(&row);
+    rows.push(row);
+    let m = interleave(
+        p.rounds,
+        p.writes / 2,
+        10,
+        |i| timed(|| lively.update(&moved(i)).expect("update region")),
+        |i| {
+            let bytes = moved(i).to_bytes();
+            timed(|| floor.changed(raw, bytes, Some(i % 2 == 0)))
+        },
+    );
+    let row = Row::ratio("  …same vs raw txn: 3 compares, 3 writes", &m, None);
     progress(&row);
     rows.push(row);
 
@@ -1025,9 +1126,112 @@ fn update_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) 
             timed(|| raw.put(&key, bytes))
         },
     );
-    let row = Row::ratio("update (new service) vs raw put", &m, None);
+    let row = Row::ratio("update (new service) vs raw put", &m, Some(1.3));
     progress(&row);
     rows.push(row);
+    let new_later = |i: usize| new_svc(i + 1_000_000);
+    let m = interleave(
+        p.rounds,
+        p.writes / 2,
+        10,
+        |i| timed(|| lively.update(&new_later(i)).expect("update new")),
+        |i| {
+            let bytes = new_later(i).to_bytes();
+            timed(|| floor.create(raw, i, bytes))
+        },
+    );
+    let row = Row::ratio("  …same vs raw txn: 4 compares, 4 puts", &m, None);
+    progress(&row);
+    rows.push(row);
+}
+
+/// The transactions os-lively sends for an update, written with raw
+/// etcd-client on keys of its own: the floor for the same request.
+struct RawTxn {
+    dir: String,
+    lease: i64,
+    /// Mod revisions of the record and the UP key as last written.
+    rec: i64,
+    up: i64,
+}
+
+impl RawTxn {
+    fn new(raw: &mut Raw, name: &str, lease: i64) -> RawTxn {
+        let dir = format!("{RAW_PREFIX}floor/{name}/");
+        let up_key = format!("{dir}up");
+        let up = raw
+            .rt
+            .block_on(
+                raw.c
+                    .put(up_key, "", Some(PutOptions::new().with_lease(lease))),
+            )
+            .expect("raw up key")
+            .header()
+            .map_or(0, |h| h.revision());
+        let rec = raw.put(&format!("{dir}rec"), Vec::new());
+        RawTxn {
+            dir,
+            lease,
+            rec,
+            up,
+        }
+    }
+
+    /// A changed record: compares on the record, UP and DOWN keys, the
+    /// record put, and with `Some(flip)` the region index moved.
+    fn changed(&mut self, raw: &mut Raw, record: Vec<u8>, region: Option<bool>) {
+        use etcd_client::{Compare, CompareOp};
+        let d = &self.dir;
+        let compares = [
+            Compare::mod_revision(format!("{d}rec"), CompareOp::Equal, self.rec),
+            Compare::mod_revision(format!("{d}up"), CompareOp::Equal, self.up),
+            Compare::mod_revision(format!("{d}down"), CompareOp::Equal, 0),
+        ];
+        let mut ops = vec![TxnOp::put(format!("{d}rec"), record, None)];
+        if let Some(flip) = region {
+            let (to, from) = if flip { ("rb", "ra") } else { ("ra", "rb") };
+            ops.push(TxnOp::put(format!("{d}region/{to}/u"), "", None));
+            ops.push(TxnOp::delete(format!("{d}region/{from}/u"), None));
+        }
+        let resp = raw
+            .rt
+            .block_on(raw.c.txn(Txn::new().when(compares).and_then(ops)))
+            .expect("raw txn");
+        assert!(resp.succeeded(), "raw floor txn lost its compares");
+        self.rec = resp.header().map_or(0, |h| h.revision());
+    }
+
+    /// A new service: four absent keys compared, then the record, its
+    /// type/host and region index keys, and its UP key on the lease.
+    fn create(&mut self, raw: &mut Raw, i: usize, record: Vec<u8>) {
+        use etcd_client::{Compare, CompareOp};
+        let d = &self.dir;
+        let keys = [
+            format!("{d}new/rec/{i}"),
+            format!("{d}new/up/{i}"),
+            format!("{d}new/down/{i}"),
+            format!("{d}new/th/{i}"),
+        ];
+        let compares: Vec<Compare> = keys
+            .iter()
+            .map(|k| Compare::mod_revision(k.as_str(), CompareOp::Equal, 0))
+            .collect();
+        let ops = vec![
+            TxnOp::put(keys[0].as_str(), record, None),
+            TxnOp::put(keys[3].as_str(), "u", None),
+            TxnOp::put(format!("{d}new/region/{i}"), "", None),
+            TxnOp::put(
+                keys[1].as_str(),
+                "",
+                Some(PutOptions::new().with_lease(self.lease)),
+            ),
+        ];
+        let resp = raw
+            .rt
+            .block_on(raw.c.txn(Txn::new().when(compares).and_then(ops)))
+            .expect("raw txn");
+        assert!(resp.succeeded(), "raw floor txn lost its compares");
+    }
 }
 
 /// What the library callback saw: (uuid, kind, reason, when entered).
@@ -1084,36 +1288,54 @@ fn notify_rows(
     let uuid = writer
         .update(&Service::new("bench-notify", "host-1").with_region("ra"))
         .expect("register");
+    // A changed record (a new note each time), and a changed region.
     let svc = |i: usize| {
+        let mut s = Service::new("bench-notify", "host-1")
+            .with_uuid(&uuid)
+            .with_region("ra");
+        s.maintenance_note = format!("note {i}");
+        s
+    };
+    let moved = |i: usize| {
         Service::new("bench-notify", "host-1")
             .with_uuid(&uuid)
             .with_region(if i % 2 == 0 { "rb" } else { "ra" })
     };
     let raw_key = format!("{RAW_PREFIX}watch/notify");
-    let m = interleave(
-        p.rounds,
-        p.notifies,
-        5,
-        |i| {
-            let s = svc(i);
-            drain(events);
-            let t0 = Instant::now();
-            writer.update(&s).expect("update");
-            let (_, _, _, t) = wait_event(events, |e| e.0 == uuid, WAIT).expect("no notification");
-            t - t0
-        },
-        |i| {
-            let bytes = svc(i).to_bytes();
-            drain(raw_events);
-            let t0 = Instant::now();
-            raw.put(&raw_key, bytes);
-            let t = wait_raw(raw_events, &raw_key, true, WAIT).expect("no raw watch event");
-            t - t0
-        },
-    );
-    let row = Row::ratio("notify: update() call → callback", &m, Some(1.2));
-    progress(&row);
-    rows.push(row);
+    for (name, target, change) in [
+        (
+            "notify: update() (changed record) → callback",
+            Some(1.2),
+            &svc as &dyn Fn(usize) -> Service,
+        ),
+        ("  …update() (changed region) → callback", None, &moved),
+    ] {
+        let m = interleave(
+            p.rounds,
+            p.notifies,
+            5,
+            |i| {
+                let s = change(i);
+                drain(events);
+                let t0 = Instant::now();
+                writer.update(&s).expect("update");
+                let (_, _, _, t) =
+                    wait_event(events, |e| e.0 == uuid, WAIT).expect("no notification");
+                t - t0
+            },
+            |i| {
+                let bytes = change(i).to_bytes();
+                drain(raw_events);
+                let t0 = Instant::now();
+                raw.put(&raw_key, bytes);
+                let t = wait_raw(raw_events, &raw_key, true, WAIT).expect("no raw watch event");
+                t - t0
+            },
+        );
+        let row = Row::ratio(name, &m, target);
+        progress(&row);
+        rows.push(row);
+    }
     // The notification path alone: the same single raw put of the record
     // (from another connection) → callback, vs raw put → raw watch event.
     let mut raw2 = Raw::connect(endpoint);
@@ -1709,7 +1931,10 @@ fn main() {
 
     // First, so the RSS figures are the client's and not earlier phases'.
     let scale_client = scale_rows(&p, &etcd.endpoint, &mut raw, rss_start, &mut rows);
-    view_rows(&p, &scale_client, &mut raw, &mut rows);
+    let remote_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "remote");
+    if !remote_only {
+        view_rows(&p, &scale_client, &mut raw, &mut rows);
+    }
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "view") {
         // The scale and view rows alone (BENCH_ONLY=view), for work on the view.
         print_table(&rows);
@@ -1741,6 +1966,12 @@ fn main() {
         &raw_events,
         &mut rows,
     );
+    if remote_only {
+        // The remote-call rows alone (BENCH_ONLY=remote): hand-off, reads,
+        // writes, notification and the region list.
+        print_table(&rows);
+        return;
+    }
     let expiry = crash_rows(
         &p,
         &etcd.endpoint,

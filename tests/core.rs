@@ -367,6 +367,11 @@ fn records_written_by_the_python_library_read_correctly() {
         raw.get(&format!("{ns}/services/by-status/DOWN/{down_uuid}"))
             .is_none()
     );
+    // The Python library wrote no per-uuid region key; ours is written now.
+    assert!(
+        raw.get(&format!("{ns}/services/by-region/east/{down_uuid}"))
+            .is_some()
+    );
 }
 
 #[test]

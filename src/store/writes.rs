@@ -17,6 +17,10 @@ pub(super) struct Snapshot {
     up: Seen,
     down: Seen,
     type_hosts: BTreeMap<String, Seen>,
+    /// This process wrote the region index key of the record's region
+    /// (trivially true without a region), so a change that keeps the region
+    /// need not write it again.
+    region_indexed: bool,
 }
 
 /// Bound on remembered snapshots (beyond it the memory is dropped, costing
@@ -44,6 +48,7 @@ impl Store {
                     up: Seen::default(),
                     down: Seen::default(),
                     type_hosts: BTreeMap::from([(th, Seen::default())]),
+                    region_indexed: false,
                 },
             );
         }
@@ -139,6 +144,7 @@ impl Store {
                 up,
                 down,
                 mut type_hosts,
+                region_indexed,
             } = match remembered {
                 Some(s) => s,
                 None => {
@@ -155,11 +161,15 @@ impl Store {
                     if let (Some((t, h)), Some(s)) = (type_host_hint, seen.pop()) {
                         type_hosts.insert(k.type_host(t, h), s);
                     }
+                    // A record read, not written, by us (another process's,
+                    // or the Python library's, which writes no per-uuid
+                    // region key): its next change writes the key.
                     Snapshot {
                         rec,
                         up,
                         down,
                         type_hosts,
+                        region_indexed: false,
                     }
                 }
             };
@@ -239,11 +249,15 @@ impl Store {
             let mut ops = Vec::new();
             let changed = old.as_ref() != Some(&new);
             let encoded = if changed { new.to_bytes() } else { Vec::new() };
+            // The region key only when it may be missing: a change that
+            // keeps a region this process indexed writes the record alone.
+            let same_region = old.as_ref().is_some_and(|o| o.region == new.region);
+            let puts_region = changed && !new.region.is_empty() && !(region_indexed && same_region);
             if changed {
                 ops.push(TxnOp::put(record_key.as_str(), encoded.clone(), None));
-                if !new.region.is_empty() {
-                    ops.push(TxnOp::put(k.region(&new.region, uuid), "", None));
-                }
+            }
+            if puts_region {
+                ops.push(TxnOp::put(k.region(&new.region, uuid), "", None));
             }
             if !th.exists() {
                 compares.push(th.unchanged(&new_th));
@@ -298,6 +312,7 @@ impl Store {
                         up,
                         down,
                         type_hosts,
+                        region_indexed,
                     },
                 );
                 return Ok(Written {
@@ -336,6 +351,9 @@ impl Store {
                 _ => written(uuid.as_bytes(), 0),
             };
             let type_hosts = BTreeMap::from([(new_th, th)]);
+            // A changed record's region key is now written (or was already);
+            // an unchanged one's is as known before.
+            let region_indexed = changed || region_indexed;
             self.remember(
                 uuid,
                 Snapshot {
@@ -343,6 +361,7 @@ impl Store {
                     up,
                     down,
                     type_hosts,
+                    region_indexed,
                 },
             );
             return Ok(Written {

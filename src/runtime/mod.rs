@@ -2,7 +2,8 @@
 //! the blocking hand-off of futures to it.
 //!
 //! Callers never see async: each call spawns its future on the runtime thread
-//! and waits on a plain channel with a deadline. The runtime also drives the
+//! and waits on a plain channel with a deadline; the runtime stays awake for
+//! a moment around calls (see [`warm`]). The runtime also drives the
 //! heartbeat and watches on its own, so keepalives continue while the caller
 //! does nothing.
 
@@ -15,6 +16,8 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod warm;
+
 /// Extra wait on the caller side beyond the runtime-side deadline, so the
 /// runtime's own timeout (which cancels the work) normally answers first.
 const HANDOFF_SLACK: Duration = Duration::from_millis(250);
@@ -23,6 +26,7 @@ pub(crate) struct Runtime {
     handle: tokio::runtime::Handle,
     thread_id: ThreadId,
     made: crate::fork::Stamp,
+    warmth: std::sync::Arc<warm::Warmth>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -32,6 +36,8 @@ impl Runtime {
     pub(crate) fn start() -> Result<Runtime> {
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let warmth = warm::Warmth::new();
+        let keep_warm = warmth.clone().keep_warm();
         let thread = std::thread::Builder::new()
             .name("lively-rt".to_string())
             .spawn(move || {
@@ -45,6 +51,7 @@ impl Runtime {
                         return;
                     }
                 };
+                rt.spawn(keep_warm);
                 let _ = ready_tx.send(Ok(rt.handle().clone()));
                 // Runs every spawned task until asked to stop (or every
                 // owner is gone and the sender dropped).
@@ -79,6 +86,7 @@ impl Runtime {
             handle,
             thread_id,
             made: crate::fork::Stamp::now(),
+            warmth,
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -134,7 +142,9 @@ impl Runtime {
     {
         self.check_caller()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let warmth = self.warmth.clone();
         let task = self.handle.spawn(async move {
+            warmth.touch();
             let r = match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::new(
@@ -142,6 +152,7 @@ impl Runtime {
                     format!("no answer from etcd within {limit:?}"),
                 )),
             };
+            warmth.touch();
             let _ = tx.send(r);
         });
         match rx.recv_timeout(limit + HANDOFF_SLACK) {
