@@ -805,19 +805,28 @@ fn scale_rows(
 /// concurrent transactions of 60 services (two gets each) at the index's
 /// revision. Returns how many records it read.
 fn raw_region_list(raw: &mut Raw, root: &str, region: &str) -> usize {
-    let prefix = format!("{root}by-region/{region}/");
+    raw_index_list(raw, root, &format!("{root}by-region/{region}/"), false)
+}
+
+/// What [`raw_region_list`] does, for any index under `prefix`: the uuid is
+/// the key's last segment, or with `uuid_in_value` the value (type/host).
+fn raw_index_list(raw: &mut Raw, root: &str, prefix: &str, uuid_in_value: bool) -> usize {
     let c = raw.c.clone();
     raw.rt.block_on(async move {
         let mut kv = c.kv_client();
-        let index = kv
-            .get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
-            .await
-            .expect("raw index range");
+        let mut opts = GetOptions::new().with_prefix();
+        if !uuid_in_value {
+            opts = opts.with_keys_only();
+        }
+        let index = kv.get(prefix, Some(opts)).await.expect("raw index range");
         let revision = index.header().map_or(0, |h| h.revision());
         let uuids: Vec<String> = index
             .kvs()
             .iter()
             .filter_map(|kv| {
+                if uuid_in_value {
+                    return Some(String::from_utf8_lossy(kv.value()).into_owned());
+                }
                 let key = String::from_utf8_lossy(kv.key());
                 key.rsplit('/').next().map(str::to_owned)
             })
@@ -1009,85 +1018,63 @@ fn update_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) 
         .block_on(raw.c.lease_grant(60, None))
         .expect("raw lease")
         .id();
-    // A changed record whose indexes stay: a new maintenance note each time.
-    let uuid = lively
-        .update(&Service::new("bench-changed", "host-1").with_region("ra"))
-        .expect("register");
-    let noted = |i: usize| {
-        let mut s = Service::new("bench-changed", "host-1")
-            .with_uuid(&uuid)
-            .with_region("ra");
-        s.maintenance_note = format!("note {i}");
-        s
-    };
-    let mut floor = RawTxn::new(raw, "noted", lease);
-    let m = interleave(
-        p.rounds,
-        p.writes,
-        10,
-        |i| timed(|| lively.update(&noted(i)).expect("update changed")),
-        |i| {
-            let bytes = noted(i).to_bytes();
-            let key = format!("{RAW_PREFIX}changed");
-            timed(|| raw.put(&key, bytes))
-        },
-    );
-    let row = Row::ratio("update (changed record) vs raw put", &m, Some(1.3));
-    progress(&row);
-    rows.push(row);
-    // The same request raw: the guarded transaction (record, UP and DOWN
-    // key compares) putting the record; what is left is our own cost.
-    let m = interleave(
-        p.rounds,
-        p.writes / 2,
-        10,
-        |i| timed(|| lively.update(&noted(i)).expect("update changed")),
-        |i| {
-            let bytes = noted(i).to_bytes();
-            timed(|| floor.changed(raw, bytes, None))
-        },
-    );
-    let row = Row::ratio("  …same vs raw txn: 3 compares, 1 put", &m, None);
-    progress(&row);
-    rows.push(row);
-
-    // A changed region: the key layout's region index moves too.
-    let uuid = lively
-        .update(&Service::new("bench-region", "host-1").with_region("ra"))
-        .expect("register");
-    let moved = |i: usize| {
-        Service::new("bench-region", "host-1")
-            .with_uuid(&uuid)
-            .with_region(if i % 2 == 0 { "rb" } else { "ra" })
-    };
-    let mut floor = RawTxn::new(raw, "moved", lease);
-    let m = interleave(
-        p.rounds,
-        p.writes,
-        10,
-        |i| timed(|| lively.update(&moved(i)).expect("update region")),
-        |i| {
-            let bytes = moved(i).to_bytes();
-            let key = format!("{RAW_PREFIX}changed");
-            timed(|| raw.put(&key, bytes))
-        },
-    );
-    let row = Row::ratio("update (changed region) vs raw put", &m, Some(1.3));
-    progress(&row);
-    rows.push(row);
-    let m = interleave(
-        p.rounds,
-        p.writes / 2,
-        10,
-        |i| timed(|| lively.update(&moved(i)).expect("update region")),
-        |i| {
-            let bytes = moved(i).to_bytes();
-            timed(|| floor.changed(raw, bytes, Some(i % 2 == 0)))
-        },
-    );
-    let row = Row::ratio("  …same vs raw txn: 3 compares, 3 writes", &m, None);
-    progress(&row);
-    rows.push(row);
+    // A changed record whose indexes stay (a new maintenance note each
+    // time), and a changed region (the key layout's region index moves too).
+    for (what, moves) in [("record", false), ("region", true)] {
+        let host = format!("host-{what}");
+        let uuid = lively
+            .update(&Service::new("bench-changed", &host).with_region("ra"))
+            .expect("register");
+        let change = |i: usize| {
+            let mut s = Service::new("bench-changed", &host).with_uuid(&uuid);
+            if moves {
+                s = s.with_region(if i % 2 == 0 { "rb" } else { "ra" });
+            } else {
+                s = s.with_region("ra");
+                s.maintenance_note = format!("note {i}");
+            }
+            s
+        };
+        let m = interleave(
+            p.rounds,
+            p.writes,
+            10,
+            |i| timed(|| lively.update(&change(i)).expect("update changed")),
+            |i| {
+                let bytes = change(i).to_bytes();
+                let key = format!("{RAW_PREFIX}changed");
+                timed(|| raw.put(&key, bytes))
+            },
+        );
+        let row = Row::ratio(
+            &format!("update (changed {what}) vs raw put"),
+            &m,
+            Some(1.3),
+        );
+        progress(&row);
+        rows.push(row);
+        // The same request raw: the guarded transaction (record, UP and
+        // DOWN key compares) with the same writes; what is left is ours.
+        let mut floor = RawTxn::new(raw, what, lease);
+        let m = interleave(
+            p.rounds,
+            p.writes / 2,
+            10,
+            |i| timed(|| lively.update(&change(i)).expect("update changed")),
+            |i| {
+                let bytes = change(i).to_bytes();
+                timed(|| floor.changed(raw, bytes, moves.then_some(i % 2 == 0)))
+            },
+        );
+        let writes = if moves { 3 } else { 1 };
+        let row = Row::ratio(
+            &format!("  …same vs raw txn: 3 compares, {writes} write(s)"),
+            &m,
+            None,
+        );
+        progress(&row);
+        rows.push(row);
+    }
 
     // An unchanged service: no write at all, timed against a raw get.
     let svc = Service::new("bench-same", "host-1").with_region("rs");
@@ -1130,6 +1117,7 @@ fn update_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) 
     progress(&row);
     rows.push(row);
     let new_later = |i: usize| new_svc(i + 1_000_000);
+    let mut new_floor = RawTxn::new(raw, "new", lease);
     let m = interleave(
         p.rounds,
         p.writes / 2,
@@ -1137,7 +1125,7 @@ fn update_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) 
         |i| timed(|| lively.update(&new_later(i)).expect("update new")),
         |i| {
             let bytes = new_later(i).to_bytes();
-            timed(|| floor.create(raw, i, bytes))
+            timed(|| new_floor.create(raw, i, bytes))
         },
     );
     let row = Row::ratio("  …same vs raw txn: 4 compares, 4 puts", &m, None);
@@ -2174,13 +2162,14 @@ fn fleet_rows(n: usize, endpoint: &str, raw: &mut Raw, rows: &mut Vec<Row>) {
         (0..n).filter(|i| i % regions == 3).count(),
         &mut { scan },
     );
+    // An index and the records and UP keys it names, in concurrent batches.
     let type_prefix = format!("{r}by-type-host/type-7/");
     list_row(
         "type",
         Filter::all().service_type("type-7"),
         (0..n).filter(|i| i % types == 7).count(),
         &mut |raw: &mut Raw| {
-            raw_paged(raw, &type_prefix, false, 5000);
+            raw_index_list(raw, &r, &type_prefix, true);
         },
     );
     let one = format!("{r}by-type-host/type-7/host-000007");
@@ -2189,7 +2178,7 @@ fn fleet_rows(n: usize, endpoint: &str, raw: &mut Raw, rows: &mut Vec<Row>) {
         Filter::all().service_type("type-7").host("host-000007"),
         1,
         &mut |raw: &mut Raw| {
-            raw.get(&one);
+            raw_index_list(raw, &r, &one, true);
         },
     );
 

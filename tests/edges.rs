@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::ptr::{null, null_mut};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
 use os_lively::capi::{
-    lively_bool, lively_client, lively_config, lively_event, lively_filter, lively_last_error,
-    lively_result, lively_subscribe_options, lively_subscription, lively_view,
+    lively_bool, lively_client, lively_event, lively_filter, lively_last_error, lively_result,
+    lively_subscribe_options, lively_subscription, lively_view,
 };
 use os_lively::{EventKind, Filter, Service, SubscribeOptions};
 
@@ -58,7 +58,7 @@ fn waits_of_duration_max_wait_without_limit() {
         .expect("wait_for_revision(_, Duration::MAX) panicked")
         .unwrap();
     // The same borders through the C API: UINT64_MAX milliseconds.
-    let c = c_connect(&etcd, &ns);
+    let c = c_connect(&etcd.endpoints(), &ns, TTL);
     let mut pull = null_mut();
     assert_eq!(
         lively_subscription::lively_client_subscribe_pull(c, null(), null(), &mut pull),
@@ -93,27 +93,6 @@ fn waits_of_duration_max_wait_without_limit() {
     lively_client::lively_client_free(c);
 }
 
-fn c_connect(etcd: &Etcd, ns: &str) -> *const lively_client {
-    let cfg = lively_config::lively_config_new();
-    let eps = CString::new(etcd.endpoints().join(",")).unwrap();
-    let ns = CString::new(ns).unwrap();
-    assert_eq!(
-        lively_config::lively_config_set_endpoints(cfg, eps.as_ptr()),
-        lively_result::Ok
-    );
-    assert_eq!(
-        lively_config::lively_config_set_namespace(cfg, ns.as_ptr()),
-        lively_result::Ok
-    );
-    let mut client = null();
-    assert_eq!(
-        lively_client::lively_client_connect(cfg, &mut client),
-        lively_result::Ok
-    );
-    lively_config::lively_config_free(cfg);
-    client
-}
-
 fn last_error() -> String {
     unsafe { CStr::from_ptr(lively_last_error()) }
         .to_string_lossy()
@@ -126,7 +105,7 @@ unsafe extern "C" fn never(_: *mut std::ffi::c_void, _: *const lively_event) {}
 fn c_bool_fields_other_than_0_or_1_are_refused_by_name() {
     let etcd = Etcd::start();
     let ns = namespace("edge_bool");
-    let c = c_connect(&etcd, &ns);
+    let c = c_connect(&etcd.endpoints(), &ns, TTL);
     let filter = |has_status: u8| lively_filter {
         uuid: null(),
         service_type: null(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use os_lively::capi::{
-    lively_client, lively_config, lively_event, lively_result, lively_subscription, lively_view,
+    lively_client, lively_event, lively_result, lively_subscription, lively_view,
 };
 use os_lively::{Client, ErrorKind, EventKind, Filter, Service, SubscribeOptions};
 
@@ -190,31 +190,6 @@ fn close_ends_the_connection_for_every_handle() {
 
 // ---- the same rule through the C API ----
 
-fn c_connect(etcd: &Etcd, ns: &str) -> *const lively_client {
-    let cfg = lively_config::lively_config_new();
-    let eps = CString::new(etcd.endpoints().join(",")).unwrap();
-    let ns = CString::new(ns).unwrap();
-    assert_eq!(
-        lively_config::lively_config_set_endpoints(cfg, eps.as_ptr()),
-        lively_result::Ok
-    );
-    assert_eq!(
-        lively_config::lively_config_set_namespace(cfg, ns.as_ptr()),
-        lively_result::Ok
-    );
-    assert_eq!(
-        lively_config::lively_config_set_status_ttl(cfg, TTL),
-        lively_result::Ok
-    );
-    let mut client = null();
-    assert_eq!(
-        lively_client::lively_client_connect(cfg, &mut client),
-        lively_result::Ok
-    );
-    lively_config::lively_config_free(cfg);
-    client
-}
-
 fn c_register(client: *const lively_client, host: &str) -> String {
     let mut s: os_lively::capi::lively_service = unsafe { std::mem::zeroed() };
     let host = CString::new(host).unwrap();
@@ -277,7 +252,7 @@ fn c_handles_keep_the_connection_until_the_last_is_freed() {
     let etcd = Etcd::start();
     let ns = namespace("life_c_keep");
     let observer = connect(&etcd.endpoints(), &ns, TTL);
-    let client = c_connect(&etcd, &ns);
+    let client = c_connect(&etcd.endpoints(), &ns, TTL);
     let lease = c_lease(client);
     let uuid = c_register(client, "h1");
     let mut view = null();
@@ -312,7 +287,7 @@ fn c_close_ends_every_handle() {
     let etcd = Etcd::start();
     let ns = namespace("life_c_close");
     let observer = connect(&etcd.endpoints(), &ns, TTL);
-    let client = c_connect(&etcd, &ns);
+    let client = c_connect(&etcd.endpoints(), &ns, TTL);
     let lease = c_lease(client);
     let uuid = c_register(client, "h1");
     let mut view = null();
@@ -430,7 +405,7 @@ fn after_fork_views_and_subscriptions_say_forked() {
         .subscribe(&Filter::all(), &SubscribeOptions::default())
         .unwrap();
     // The same through the C API.
-    let c = c_connect(&etcd, &ns);
+    let c = c_connect(&etcd.endpoints(), &ns, TTL);
     let mut cview = null();
     assert_eq!(
         lively_view::lively_view_new(c, 0, &mut cview),

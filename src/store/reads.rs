@@ -13,9 +13,13 @@ use crate::keys::ParsedKey;
 use crate::log_once;
 use crate::record::{Status, decode_stored};
 
-/// Above this many candidates from an index, one range scan of every record
-/// is cheaper than (concurrent) batches of point reads.
+/// Up to this many candidates from an index are read in (concurrent)
+/// batches of point reads without asking how large the namespace is.
 const SCAN_THRESHOLD: usize = 4000;
+/// Beyond [`SCAN_THRESHOLD`], candidates are read point by point only while
+/// they are under 1/`SCAN_SHARE` of the namespace's records: a point read
+/// in a batch costs a few times what a record costs in a sequential scan.
+const SCAN_SHARE: usize = 3;
 
 impl Store {
     /// The cluster's current revision (a linearizable read).
@@ -162,6 +166,20 @@ impl Store {
         // of many candidates needs no further narrowing here.
         match candidates {
             Some(uuids) if uuids.len() <= SCAN_THRESHOLD => at.records(&uuids).await,
+            // Many candidates: point reads still win unless they are a large
+            // part of the namespace (5,000 of 100,000 took 2 s by scan).
+            Some(uuids) if uuids.len() * SCAN_SHARE < at.count(&k.records_prefix()).await? => {
+                at.records(&uuids).await
+            }
+            // The candidates are the UP keys just read: the scan needs only
+            // the records.
+            Some(uuids)
+                if filter.status == Some(Status::Up)
+                    && filter.uuid.is_none()
+                    && filter.service_type.is_none() =>
+            {
+                self.scan_records(at, uuids.into_iter().collect()).await
+            }
             _ => self.scan_in(at).await,
         }
     }
@@ -197,6 +215,17 @@ impl Store {
             }
         })
         .await?;
+        self.scan_records(at, up).await
+    }
+
+    /// Every record at `at`'s revision, page by page; UP where its uuid is
+    /// in `up` (the UP keys read at the same revision).
+    async fn scan_records(
+        &self,
+        at: &mut Pinned<'_>,
+        up: HashSet<String>,
+    ) -> Result<Vec<ServiceInfo>> {
+        let k = &self.keys;
         let mut out = Vec::new();
         at.prefix(&k.records_prefix(), false, |kv| {
             if !matches!(k.parse(kv.key()), Some(ParsedKey::Record(_))) {
@@ -392,6 +421,21 @@ impl Pinned<'_> {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// How many keys are under `prefix` at the pinned revision (one
+    /// count-only range: etcd counts in its index, no values are read).
+    pub(crate) async fn count(&mut self, prefix: &str) -> Result<usize> {
+        let opts = GetOptions::new()
+            .with_range(prefix_end(prefix.as_bytes()))
+            .with_count_only()
+            .with_revision(self.revision);
+        let store = self.store;
+        let resp = self
+            .call(store.range(prefix.as_bytes().to_vec(), opts))
+            .await?;
+        self.pin(resp.header().map(|h| h.revision()).unwrap_or(0));
+        Ok(usize::try_from(resp.count()).unwrap_or(usize::MAX))
     }
 
     /// One key at the pinned revision.

@@ -5,6 +5,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use std::ffi::CString;
+
+use os_lively::capi::{lively_client, lively_config, lively_result};
 use os_lively::{Client, Config};
 
 /// A config for `endpoints` in namespace `ns` with a short TTL.
@@ -23,6 +26,32 @@ pub fn config(endpoints: &[String], ns: &str, ttl_secs: u64) -> Config {
 /// Connects a client.
 pub fn connect(endpoints: &[String], ns: &str, ttl_secs: u64) -> Client {
     Client::connect(&config(endpoints, ns, ttl_secs)).expect("connect")
+}
+
+/// Connects a client through the C API, as a C program would.
+pub fn c_connect(endpoints: &[String], ns: &str, ttl_secs: u64) -> *const lively_client {
+    let cfg = lively_config::lively_config_new();
+    let eps = CString::new(endpoints.join(",")).expect("endpoints");
+    let ns = CString::new(ns).expect("namespace");
+    assert_eq!(
+        lively_config::lively_config_set_endpoints(cfg, eps.as_ptr()),
+        lively_result::Ok
+    );
+    assert_eq!(
+        lively_config::lively_config_set_namespace(cfg, ns.as_ptr()),
+        lively_result::Ok
+    );
+    assert_eq!(
+        lively_config::lively_config_set_status_ttl(cfg, ttl_secs),
+        lively_result::Ok
+    );
+    let mut client = std::ptr::null();
+    assert_eq!(
+        lively_client::lively_client_connect(cfg, &mut client),
+        lively_result::Ok
+    );
+    lively_config::lively_config_free(cfg);
+    client
 }
 
 /// A child process running `oslively register`: a daemon that registered

@@ -24,7 +24,7 @@ mod raw;
 
 pub use deadline::{DEADLINE_SLACK, missed_then_back, next_about};
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
-pub use lively::{Registrant, config, connect};
+pub use lively::{Registrant, c_connect, config, connect};
 pub use pki::{Pki, jwt_keys};
 pub use proxy::Proxy;
 pub use raw::{Raw, RawKv};
