@@ -940,6 +940,19 @@ lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_
 lively_result lively_config_set_connect_timeout_ms(struct lively_config *config, uint64_t milliseconds);
 
 /**
+ * Sets how long the client's runtime thread keeps polling after a
+ * call, in microseconds (default 1000; 0 turns it off; above 100000 is
+ * `LIVELY_RESULT_INVALID_ARGUMENT`). Polling makes a call cost what a
+ * raw etcd call costs on a virtual machine, where waking a sleeping
+ * thread is slow; it yields the CPU each turn and stops when other
+ * threads want it, and an idle client never polls, but a client making
+ * calls back to back keeps its runtime thread busy.
+ *
+ * Thread safety: not with other uses of the same config.
+ */
+lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
+
+/**
  * Sets how long each call waits for etcd, in milliseconds (0 is
  * `LIVELY_RESULT_INVALID_ARGUMENT`).
  *

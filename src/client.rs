@@ -73,7 +73,7 @@ impl Client {
     /// that only reads (is-up, get, list, subscribe) costs no lease grant
     /// or revoke.
     pub fn connect(config: &Config) -> Result<Client> {
-        let rt = Runtime::start()?;
+        let rt = Runtime::start(config.get_call_polling())?;
         let counters = Arc::new(Counters::default());
         let cfg = config.clone();
         let ctr = counters.clone();

@@ -33,7 +33,9 @@ fn cpu_of(name: &str) -> Duration {
 #[test]
 fn a_client_stops_using_cpu_when_calls_stop() {
     let etcd = Etcd::start();
-    let client = connect(&etcd.endpoints(), &namespace("idlecpu"), 30);
+    let ns = namespace("idlecpu");
+    // The runtime polls around calls (by default), and stops when they stop.
+    let client = connect(&etcd.endpoints(), &ns, 30);
     let uuid = client
         .update(&Service::new("idle", "host-1"))
         .expect("register");

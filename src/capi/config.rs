@@ -202,6 +202,34 @@ impl lively_config {
         })
     }
 
+    /// Sets how long the client's runtime thread keeps polling after a
+    /// call, in microseconds (default 1000; 0 turns it off; above 100000 is
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`). Polling makes a call cost what a
+    /// raw etcd call costs on a virtual machine, where waking a sleeping
+    /// thread is slow; it yields the CPU each turn and stops when other
+    /// threads want it, and an idle client never polls, but a client making
+    /// calls back to back keeps its runtime thread busy.
+    ///
+    /// Thread safety: not with other uses of the same config.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_config_set_call_polling_us(
+        config: *mut lively_config,
+        microseconds: u64,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle per the documented contract.
+            let config = unsafe { lively_config::get_mut(config) }?;
+            let polling = Duration::from_micros(microseconds);
+            if polling > crate::config::MAX_CALL_POLLING {
+                return Err(Failure::invalid(
+                    "call polling: at most 100000 microseconds",
+                ));
+            }
+            config.call_polling(polling);
+            Ok(())
+        })
+    }
+
     /// Sets how long each call waits for etcd, in milliseconds (0 is
     /// `LIVELY_RESULT_INVALID_ARGUMENT`).
     ///

@@ -33,10 +33,12 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// Starts the runtime thread and returns once the runtime is running.
-    pub(crate) fn start() -> Result<Runtime> {
+    /// `polling`: how long the thread stays awake after a call (see
+    /// [`warm`]; zero: never).
+    pub(crate) fn start(polling: Duration) -> Result<Runtime> {
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let warmth = warm::Warmth::new();
+        let warmth = warm::Warmth::new(polling);
         let keep_warm = warmth.clone().keep_warm();
         let thread = std::thread::Builder::new()
             .name("lively-rt".to_string())

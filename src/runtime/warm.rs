@@ -5,8 +5,9 @@
 //! machine its CPU is often halted, and each wake costs the hypervisor tens
 //! of microseconds. On a 2-vCPU VM a call that does no I/O took ~65 µs back
 //! to back and a 250 µs etcd read 1.27× a raw one; kept awake, 3–5 µs and
-//! 1.01×. So while calls come, and for [`WARM_FOR`] after the last one
-//! started or ended, a task keeps the runtime polling instead of sleeping:
+//! 1.01×. So while calls come, and for a moment (the configured call
+//! polling, 1 ms by default: about a loopback etcd write) after the last
+//! one started or ended, a task keeps the runtime polling instead of sleeping:
 //! each turn yields to tokio, which polls epoll without blocking, and then
 //! yields the CPU, so any other thread that wants it gets it. The moment a
 //! turn finds it was kept waiting (the machine is busy, or a task ran
@@ -22,11 +23,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// How long the runtime stays awake after the last call started or ended:
-/// about a loopback etcd write, so a call's answer and the next call of a
-/// caller in a loop find it awake.
-const WARM_FOR: Duration = Duration::from_millis(1);
-
 /// A turn that took longer than this means other threads want this CPU
 /// (or a task ran long): stop polling. Not shorter: with etcd on the same
 /// 2 vCPUs, 50 µs stopped the polling during most writes (the update floor
@@ -36,6 +32,8 @@ const BUSY_GAP: Duration = Duration::from_micros(200);
 /// When calls last started or ended, and the task that keeps the runtime
 /// awake after them.
 pub(crate) struct Warmth {
+    /// How long the runtime stays awake after a touch; zero: never.
+    warm_for: Duration,
     base: Instant,
     /// Nanoseconds after `base` of the last touch.
     last: AtomicU64,
@@ -45,8 +43,9 @@ pub(crate) struct Warmth {
 }
 
 impl Warmth {
-    pub(crate) fn new() -> Arc<Warmth> {
+    pub(crate) fn new(warm_for: Duration) -> Arc<Warmth> {
         Arc::new(Warmth {
+            warm_for,
             base: Instant::now(),
             last: AtomicU64::new(0),
             asleep: AtomicBool::new(true),
@@ -54,9 +53,12 @@ impl Warmth {
         })
     }
 
-    /// Marks call activity: the runtime stays awake [`WARM_FOR`] from now.
+    /// Marks call activity: the runtime stays awake `warm_for` from now.
     /// Called on the runtime thread, so waking the task costs no system call.
     pub(crate) fn touch(&self) {
+        if self.warm_for.is_zero() {
+            return;
+        }
         self.last
             .store(self.nanos(Instant::now()), Ordering::Relaxed);
         if self.asleep.swap(false, Ordering::AcqRel) {
@@ -82,13 +84,13 @@ impl Warmth {
             let mut prev = Instant::now();
             loop {
                 let now = Instant::now();
-                let idle = self.since_touch(now) > WARM_FOR;
+                let idle = self.since_touch(now) > self.warm_for;
                 let busy = now - prev > BUSY_GAP;
                 if idle || busy {
                     self.asleep.store(true, Ordering::Release);
                     // A touch between the check and the store found us
                     // awake and did not wake us: look once more.
-                    if busy || self.since_touch(Instant::now()) > WARM_FOR {
+                    if busy || self.since_touch(Instant::now()) > self.warm_for {
                         break;
                     }
                     self.asleep.store(false, Ordering::Release);
@@ -98,5 +100,65 @@ impl Warmth {
                 prev = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a current-thread runtime with `warmth`'s task beside it.
+    fn with_task<T>(warmth: &Arc<Warmth>, f: impl std::future::Future<Output = T>) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let task = tokio::spawn(warmth.clone().keep_warm());
+            let out = f.await;
+            task.abort();
+            out
+        })
+    }
+
+    /// Waits (yielding to the task) until `warmth` is asleep or awake.
+    async fn until_asleep(warmth: &Warmth, asleep: bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if warmth.asleep.load(Ordering::Acquire) == asleep {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        false
+    }
+
+    #[test]
+    fn a_touch_keeps_the_runtime_awake_and_it_sleeps_again_after() {
+        let warmth = Warmth::new(Duration::from_millis(20));
+        with_task(&warmth, async {
+            warmth.touch();
+            assert!(!warmth.asleep.load(Ordering::Acquire));
+            assert!(
+                until_asleep(&warmth, true).await,
+                "never went back to sleep"
+            );
+            // And a later touch wakes it again.
+            warmth.touch();
+            assert!(!warmth.asleep.load(Ordering::Acquire));
+            assert!(until_asleep(&warmth, true).await);
+        });
+    }
+
+    #[test]
+    fn zero_polling_never_wakes_the_task() {
+        let warmth = Warmth::new(Duration::ZERO);
+        with_task(&warmth, async {
+            for _ in 0..10 {
+                warmth.touch();
+                tokio::task::yield_now().await;
+                assert!(warmth.asleep.load(Ordering::Acquire));
+            }
+        });
     }
 }

@@ -74,6 +74,7 @@ int main(void) {
   IS(LIVELY_RESULT_CONFIG, lively_config_set_endpoints(config, ""));
   IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_status_ttl(config, 0));
   IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_connect_timeout_ms(config, 0));
+  IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_call_polling_us(config, 100001));
   IS(NUL_P, lively_config_set_user(config, "u", NULL));
 
   /* Nothing listens on port 1: a clear, fast error naming the endpoint. */

@@ -222,6 +222,7 @@ static const lively_client *connect_from_env(void) {
   lively_config *config = NULL;
   OK(lively_config_from_env(&config));
   OK(lively_config_set_request_timeout_ms(config, 5000));
+  OK(lively_config_set_call_polling_us(config, 0));
   const lively_client *client = NULL;
   OK(lively_client_connect(config, &client));
   lively_config_free(config);
