@@ -54,6 +54,16 @@ def test_from_env_and_close_revokes(env, etcd, ns):
         owner.is_up(uuid)
 
 
+def test_call_polling_is_a_setting_and_bad_values_are_refused(etcd, ns):
+    with Client(etcd.url, namespace=ns, status_ttl=5, call_polling=0) as c:
+        uuid = c.update("svc", "polling-off")
+        assert c.is_up(uuid)
+    with pytest.raises(os_lively.InvalidArgumentError):
+        Client(etcd.url, namespace=ns, call_polling=0.2)
+    with pytest.raises(ValueError):
+        Client(etcd.url, namespace=ns, call_polling=-1)
+
+
 def test_view(client):
     uuid = client.update("svc", "h1")
     view = client.view()
