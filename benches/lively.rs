@@ -864,6 +864,44 @@ fn raw_index_list(raw: &mut Raw, root: &str, prefix: &str, uuid_in_value: bool) 
     })
 }
 
+/// Per-call times of `call(thread, n)` on `threads` threads at once, from
+/// `blocks` blocks of 100 calls per thread (an `Instant` per call would cost
+/// as much as the call), and the allocations those threads made.
+fn per_call_in_threads(
+    threads: usize,
+    blocks: usize,
+    call: impl Fn(usize, usize) + Sync,
+) -> (Vec<f64>, u64) {
+    const BLOCK: usize = 100;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let call = &call;
+                s.spawn(move || {
+                    let mut samples = Vec::with_capacity(blocks);
+                    let a0 = allocs_here();
+                    for b in 0..blocks {
+                        let start = Instant::now();
+                        for i in 0..BLOCK {
+                            call(t, b * BLOCK + i);
+                        }
+                        samples.push(secs(start.elapsed()) / BLOCK as f64);
+                    }
+                    (samples, allocs_here() - a0)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut allocs = 0;
+        for h in hs {
+            let (v, a) = h.join().expect("measuring thread");
+            all.extend(v);
+            allocs += a;
+        }
+        (all, allocs)
+    })
+}
+
 /// The local view over the scale test's services: memory per service, and
 /// is-up latency from 1, 2 and 8 reader threads beside the raw get it
 /// replaces.
@@ -897,38 +935,11 @@ fn view_rows(p: &Params, client: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
         .take(1000)
         .map(|i| i.service.uuid)
         .collect();
-    // Per-call time from blocks of 100 calls (an Instant per call would
-    // cost as much as the call).
-    const BLOCK: usize = 100;
     let blocks = if p.quick { 200 } else { 2000 };
-    let measure = |threads: usize| -> (Vec<f64>, u64) {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (view, uuids) = (&view, &uuids);
-                    s.spawn(move || {
-                        let mut samples = Vec::with_capacity(blocks);
-                        let a0 = allocs_here();
-                        for b in 0..blocks {
-                            let start = Instant::now();
-                            for i in 0..BLOCK {
-                                let u = &uuids[(t * 7919 + b * BLOCK + i) % uuids.len()];
-                                std::hint::black_box(view.is_up(u).expect("view is_up"));
-                            }
-                            samples.push(secs(start.elapsed()) / BLOCK as f64);
-                        }
-                        (samples, allocs_here() - a0)
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            let mut allocs = 0;
-            for h in hs {
-                let (v, a) = h.join().expect("reader");
-                all.extend(v);
-                allocs += a;
-            }
-            (all, allocs)
+    let measure = |threads: usize| {
+        per_call_in_threads(threads, blocks, |t, n| {
+            let u = &uuids[(t * 7919 + n) % uuids.len()];
+            std::hint::black_box(view.is_up(u).expect("view is_up"));
         })
     };
     let record = format!("{}by-uuid/{}", root(client.config()), uuids[0]);
@@ -1500,37 +1511,12 @@ fn heartbeat_rows(
     let uuid = owner
         .update(&Service::new("bench-heartbeat", &host).with_heartbeat(d))
         .expect("register with a heartbeat");
-    const BLOCK: usize = 100;
     let blocks = if p.quick { 200 } else { 2000 };
     let record = format!("{}by-uuid/{uuid}", root(owner.config()));
     let raw_samples: Vec<f64> = (0..200).map(|_| secs(timed(|| raw.get(&record)))).collect();
     for threads in [1, 8] {
-        let (samples, allocs) = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|_| {
-                    let (owner, uuid) = (&owner, &uuid);
-                    s.spawn(move || {
-                        let mut samples = Vec::with_capacity(blocks);
-                        let a0 = allocs_here();
-                        for _ in 0..blocks {
-                            let start = Instant::now();
-                            for _ in 0..BLOCK {
-                                owner.heartbeat(uuid).expect("check-in");
-                            }
-                            samples.push(secs(start.elapsed()) / BLOCK as f64);
-                        }
-                        (samples, allocs_here() - a0)
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            let mut allocs = 0;
-            for h in hs {
-                let (v, a) = h.join().expect("checker");
-                all.extend(v);
-                allocs += a;
-            }
-            (all, allocs)
+        let (samples, allocs) = per_call_in_threads(threads, blocks, |_, _| {
+            owner.heartbeat(&uuid).expect("check-in");
         });
         let m = Measured {
             ratios: vec![median(&samples) / median(&raw_samples)],

@@ -120,6 +120,17 @@ impl Owned {
 }
 
 impl Lease {
+    /// Shows a newly granted lease in the stats.
+    fn count_granted(&self, id: i64, granted: i64) {
+        self.counters.lease_id.store(id, Ordering::Relaxed);
+        self.counters
+            .lease_granted_ttl
+            .store(granted, Ordering::Relaxed);
+        self.counters
+            .lease_ttl_remaining
+            .store(granted, Ordering::Relaxed);
+    }
+
     /// The client's lease state, with no lease granted yet ([`Lease::ensure`]
     /// grants it).
     pub(crate) fn new(
@@ -168,13 +179,7 @@ impl Lease {
             st.id = id;
             st.granted_ttl = granted;
         }
-        self.counters.lease_id.store(id, Ordering::Relaxed);
-        self.counters
-            .lease_granted_ttl
-            .store(granted, Ordering::Relaxed);
-        self.counters
-            .lease_ttl_remaining
-            .store(granted, Ordering::Relaxed);
+        self.count_granted(id, granted);
         self.granted.notify_one();
         Ok(id)
     }
@@ -235,13 +240,7 @@ impl Lease {
         }
         self.clean_revision.store(0, Ordering::Relaxed);
         Counters::bump(&self.counters.lease_regrants);
-        self.counters.lease_id.store(id, Ordering::Relaxed);
-        self.counters
-            .lease_granted_ttl
-            .store(granted, Ordering::Relaxed);
-        self.counters
-            .lease_ttl_remaining
-            .store(granted, Ordering::Relaxed);
+        self.count_granted(id, granted);
         let owned = self.state().owned.snapshot();
         log::warn!(
             "os-lively: lease {dead:x} expired (this client was cut off from etcd for longer than its TTL); granted lease {id:x} and re-registering {} service(s)",

@@ -190,6 +190,24 @@ fn close_ends_the_connection_for_every_handle() {
 
 // ---- the same rule through the C API ----
 
+fn c_view(client: *const lively_client) -> *const lively_view {
+    let mut view = null();
+    assert_eq!(
+        lively_view::lively_view_new(client, 0, &mut view),
+        lively_result::Ok
+    );
+    view
+}
+
+fn c_pull(client: *const lively_client) -> *mut lively_subscription {
+    let mut pull = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe_pull(client, null(), null(), &mut pull),
+        lively_result::Ok
+    );
+    pull
+}
+
 fn c_register(client: *const lively_client, host: &str) -> String {
     let mut s: os_lively::capi::lively_service = unsafe { std::mem::zeroed() };
     let host = CString::new(host).unwrap();
@@ -255,16 +273,8 @@ fn c_handles_keep_the_connection_until_the_last_is_freed() {
     let client = c_connect(&etcd.endpoints(), &ns, TTL);
     let lease = c_lease(client);
     let uuid = c_register(client, "h1");
-    let mut view = null();
-    assert_eq!(
-        lively_view::lively_view_new(client, 0, &mut view),
-        lively_result::Ok
-    );
-    let mut pull = null_mut();
-    assert_eq!(
-        lively_subscription::lively_client_subscribe_pull(client, null(), null(), &mut pull),
-        lively_result::Ok
-    );
+    let view = c_view(client);
+    let pull = c_pull(client);
     lively_client::lively_client_free(client);
     lively_view::lively_view_free(view);
     // The pull subscription is the last handle: still UP, still told.
@@ -290,17 +300,9 @@ fn c_close_ends_every_handle() {
     let client = c_connect(&etcd.endpoints(), &ns, TTL);
     let lease = c_lease(client);
     let uuid = c_register(client, "h1");
-    let mut view = null();
-    assert_eq!(
-        lively_view::lively_view_new(client, 0, &mut view),
-        lively_result::Ok
-    );
+    let view = c_view(client);
     assert_eq!(c_view_is_up(view, &uuid), Ok(true));
-    let mut pull = null_mut();
-    assert_eq!(
-        lively_subscription::lively_client_subscribe_pull(client, null(), null(), &mut pull),
-        lively_result::Ok
-    );
+    let pull = c_pull(client);
     let calls = Box::new(AtomicUsize::new(0));
     let mut cb = null_mut();
     assert_eq!(

@@ -305,21 +305,14 @@ impl Store {
                     // deciding that nothing needs writing.
                     continue;
                 }
-                self.remember(
-                    uuid,
-                    Snapshot {
-                        rec,
-                        up,
-                        down,
-                        type_hosts,
-                        region_indexed,
-                    },
-                );
-                return Ok(Written {
-                    uuid: uuid.to_string(),
-                    wrote: false,
-                    held,
-                });
+                let kept = Snapshot {
+                    rec,
+                    up,
+                    down,
+                    type_hosts,
+                    region_indexed,
+                };
+                return Ok(self.settled(uuid, kept, false, held));
             }
             let puts_up = ops_put_up(&new, &up, lease);
             let resp = self
@@ -354,26 +347,30 @@ impl Store {
             // A changed record's region key is now written (or was already);
             // an unchanged one's is as known before.
             let region_indexed = changed || region_indexed;
-            self.remember(
-                uuid,
-                Snapshot {
-                    rec,
-                    up,
-                    down,
-                    type_hosts,
-                    region_indexed,
-                },
-            );
-            return Ok(Written {
-                uuid: uuid.to_string(),
-                wrote: true,
-                held,
-            });
+            let now = Snapshot {
+                rec,
+                up,
+                down,
+                type_hosts,
+                region_indexed,
+            };
+            return Ok(self.settled(uuid, now, true, held));
         }
         Err(Error::new(
             ErrorKind::Conflict,
             format!("service {uuid}: concurrent writers won {MAX_WRITE_ATTEMPTS} times in a row"),
         ))
+    }
+
+    /// Remembers `snapshot` as the service's state for its next write, and
+    /// says what this write did.
+    fn settled(&self, uuid: &str, snapshot: Snapshot, wrote: bool, held: Option<u64>) -> Written {
+        self.remember(uuid, snapshot);
+        Written {
+            uuid: uuid.to_string(),
+            wrote,
+            held,
+        }
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Snapshot>> {
