@@ -30,6 +30,12 @@
 #define LIVELY_STATUS_NONE -1
 
 /**
+ * `lively_service.heartbeat_ms` on input: remove the service's heartbeat
+ * deadline (0 keeps it).
+ */
+#define LIVELY_HEARTBEAT_REMOVE UINT64_MAX
+
+/**
  * Major version of the library (and of the ABI: the soname is
  * `libos_lively.so.<major>`).
  */
@@ -263,12 +269,12 @@ enum lively_down_reason
    */
   LIVELY_DOWN_REASON_NONE = 0,
   /**
-   * Its record was set to DOWN (`lively_client_down()`, maintenance).
+   * An operator forced it DOWN (`lively_client_down()`, maintenance).
    */
   LIVELY_DOWN_REASON_FORCED = 1,
   /**
    * Its registering process stopped keeping its lease alive (it died, or
-   * was cut off for longer than the TTL).
+   * was cut off for longer than the TTL): a crash, not a clean close.
    */
   LIVELY_DOWN_REASON_EXPIRED = 2,
   /**
@@ -284,7 +290,9 @@ enum lively_down_reason
   /**
    * With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
    * change moved it out of the subscription's filter (say, to another
-   * region), so it left the subscription's set.
+   * region), so it left the subscription's set. With
+   * `LIVELY_EVENT_KIND_UPDATED`: another client took the service over
+   * from a live holder (identity is type+host); it stays UP.
    */
   LIVELY_DOWN_REASON_MOVED = 5,
   /**
@@ -292,6 +300,15 @@ enum lively_down_reason
    * end of its maintenance window).
    */
   LIVELY_DOWN_REASON_LIFTED = 6,
+  /**
+   * Its registering client closed cleanly (`lively_client_close()` or
+   * the last handle freed): a shutdown, not a crash.
+   */
+  LIVELY_DOWN_REASON_CLOSED = 7,
+  /**
+   * Its owner set it DOWN itself (an update with status DOWN).
+   */
+  LIVELY_DOWN_REASON_DECLARED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -421,10 +438,11 @@ typedef struct lively_service {
    */
   const char *maintenance_note;
   /**
-   * Heartbeat deadline in milliseconds, 0 for none: with one, the
-   * service is UP only while its owner also calls
-   * `lively_client_heartbeat()` at least this often (main-loop
-   * liveness; between 100 ms and a week).
+   * Heartbeat deadline in milliseconds: with one, the service is UP only
+   * while its owner also calls `lively_client_heartbeat()` at least this
+   * often (main-loop liveness; between 100 ms and a week). On input, 0
+   * keeps the deadline the service has (none for a new one) and
+   * `LIVELY_HEARTBEAT_REMOVE` removes it; on output, 0 means none.
    */
   uint64_t heartbeat_ms;
   /**
@@ -440,6 +458,13 @@ typedef struct lively_service {
    * so any byte a caller leaves there is harmless).
    */
   bool forced_down;
+  /**
+   * Input only: refuse (`LIVELY_RESULT_CONFLICT`) to take the service
+   * over while another client's lease holds it, instead of taking it
+   * over (the default: identity is type+host, so a restarted daemon gets
+   * its service back without its saved uuid). Always false on output.
+   */
+  bool exclusive;
 } lively_service;
 
 /**

@@ -11,16 +11,15 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::deadline::Deadlines;
 use crate::error::{Error, Result};
-use crate::heartbeat::{Lease, with_live_lease};
 use crate::keys::Keys;
-use crate::maintenance::Maintenance;
-use crate::record::{Service, Status, check_segment, normalize_uuid};
+use crate::lease::Lease;
+use crate::owner::Owner;
+use crate::record::{Service, check_segment, normalize_uuid};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
-use crate::store::{Bind, Filter, ServiceInfo, Store};
+use crate::store::{Filter, ServiceInfo, Store};
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
@@ -45,8 +44,7 @@ pub(crate) struct Inner {
     hub: Arc<Hub>,
     pub(crate) store: Store,
     lease: Arc<Lease>,
-    deadlines: Arc<Deadlines>,
-    maintenance: Arc<Maintenance>,
+    owner: Arc<Owner>,
     pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
     stop_heartbeat: watch::Sender<bool>,
@@ -78,9 +76,7 @@ impl Client {
         let cfg = config.clone();
         let ctr = counters.clone();
         let endpoints = config.get_endpoints().join(",");
-        let maintenance = Arc::new(Maintenance::default());
-        let m = maintenance.clone();
-        let (etcd, store, lease) = rt.call(
+        let (etcd, store, lease, lease_events) = rt.call(
             &format!("connecting to {endpoints}"),
             config.get_connect_timeout(),
             async move {
@@ -94,15 +90,14 @@ impl Client {
                     steering,
                 );
                 store.probe().await?;
-                let lease = Lease::new(
+                let (lease, events) = Lease::new(
                     etcd.lease_client(),
                     store.clone(),
                     cfg.get_status_ttl().as_secs() as i64,
                     cfg.get_request_timeout(),
                     ctr,
-                    m,
                 );
-                Ok((etcd, store, lease))
+                Ok((etcd, store, lease, events))
             },
         )?;
         let hub = Hub::new(
@@ -113,22 +108,21 @@ impl Client {
             config.get_status_ttl(),
         );
         let (stop_heartbeat, stop_rx) = watch::channel(false);
-        let deadlines = Deadlines::new(store.clone(), lease.clone(), counters.clone());
-        rt.spawn(deadlines.clone().run(stop_rx.clone()));
-        rt.spawn(lease.clone().run(stop_rx.clone()));
-        rt.spawn(
-            maintenance
-                .clone()
-                .run(lease.clone(), store.clone(), stop_rx),
+        let owner = Owner::new(
+            store.clone(),
+            lease.clone(),
+            counters.clone(),
+            config.get_request_timeout(),
         );
+        rt.spawn(owner.clone().run(lease_events, stop_rx.clone()));
+        rt.spawn(lease.clone().run(stop_rx));
         Ok(Client {
             inner: Arc::new(Inner {
                 rt,
                 hub,
                 store,
                 lease,
-                deadlines,
-                maintenance,
+                owner,
                 config: config.clone(),
                 counters,
                 stop_heartbeat,
@@ -176,83 +170,44 @@ impl Client {
     }
 
     /// Creates or updates a service record and its index keys in one
-    /// transaction, and returns its uuid (generated when `service.uuid` is
-    /// empty).
+    /// transaction, and returns its uuid.
+    ///
+    /// **Identity is type+host**, as in the original library. Without a
+    /// uuid (`service.uuid` empty), a type+host that is already registered
+    /// is taken over under its uuid, which is returned: a daemon restarted
+    /// without saved state gets its service back, UP on this client's
+    /// lease at once, whether the old record is DOWN or still UP on a dead
+    /// process's lease. A live client displaced this way loses the service
+    /// (it logs a warning and counts it in `registrations_lost`; watchers
+    /// see reason [`DownReason::Moved`](crate::DownReason::Moved)).
+    /// [`Service::exclusive`] refuses instead, with
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), while another
+    /// holder's lease lives. A uuid that is given but differs from the one
+    /// registered for the type+host is a conflict. Without a registered
+    /// type+host, a uuid is generated.
     ///
     /// A service with status UP is bound to this client's lease and stays UP
     /// while the client lives (the first UP registration grants the lease).
     /// A service an operator forced DOWN ([`Client::down`]) stays DOWN: the
     /// update changes its other fields, and this client lifts it when the
     /// maintenance window ends (or [`Client::up`] does). An unchanged record
-    /// writes nothing, but a
-    /// restarted daemon re-using its saved uuid gets its UP key moved to this
-    /// client's lease. Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the type+host
-    /// belongs to another uuid, and [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) (writing
-    /// nothing) for a bad field.
+    /// writes nothing unless its UP key is not on this client's lease yet.
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// (writing nothing) for a bad field.
     ///
     /// With a heartbeat deadline ([`Service::with_heartbeat`]) and status
     /// UP, the call counts as a check-in and (re)starts the deadline; a
     /// service this client took DOWN for a missed deadline comes back UP.
-    /// Status DOWN, or no deadline, drops the deadline.
+    /// An update that does not mention a deadline keeps the one the service
+    /// has; [`Service::without_heartbeat`] removes it.
     pub fn update(&self, service: &Service) -> Result<String> {
         let svc = service.validated()?;
-        let lease = self.inner.lease.clone();
-        let store = self.inner.store.clone();
-        let uuid = svc.uuid.clone();
-        let was_owned = lease.owns(&uuid);
-        let deadlines = &self.inner.deadlines;
-        let had_deadline = deadlines.has(&uuid);
-        // Before the write: a deadline enforcement racing with it sees the
-        // check-in and does not take the service down.
-        match (svc.status, svc.heartbeat) {
-            (Status::Up, Some(d)) => deadlines.set(&uuid, d),
-            _ => deadlines.remove(&uuid),
-        }
         // A uuid we just generated cannot exist yet: write without reading.
         let fresh = service.uuid.is_empty();
-        // Owned before the write, so a lease re-grant racing with it
-        // re-registers this service too.
-        if svc.status == Status::Up {
-            lease.own(&uuid);
-        }
-        let l = lease.clone();
-        let result = self.call("update", async move {
-            if svc.status == Status::Down {
-                // Nothing to bind: no lease needed.
-                return store.update(&svc, Bind::Nothing, fresh).await;
-            }
-            with_live_lease(&l, |id| {
-                let store = store.clone();
-                let svc = svc.clone();
-                async move { store.update(&svc, Bind::Ours(id), fresh).await }
-            })
-            .await
-        });
-        match &result {
-            Ok(_) if service.status == Status::Down => {
-                lease.disown(&uuid);
-                self.inner.maintenance.release(&uuid);
-            }
-            Ok(w) => {
-                // Again after the write: a check of the UP keys that read the
-                // service before this write (say, forced down by another
-                // client) must not drop it now that it is ours (UP on our
-                // lease, or held DOWN by an operator).
-                lease.own(&uuid);
-                match w.held {
-                    Some(end) => self.inner.maintenance.hold(&uuid, end),
-                    None => self.inner.maintenance.release(&uuid),
-                }
-            }
-            Err(e) if !e.is_transient() && !was_owned => {
-                lease.disown(&uuid);
-                if !had_deadline {
-                    deadlines.remove(&uuid);
-                }
-            }
-            _ => {}
-        }
-        result.map(|w| w.uuid)
+        let owner = self.inner.owner.clone();
+        self.call("update", async move {
+            owner.update(svc, fresh, fresh).await.map(|w| w.uuid)
+        })
     }
 
     /// Checks in for `uuid`, a service this client registered with a
@@ -275,7 +230,7 @@ impl Client {
         // A child forked after the client was made would check in to a copy
         // nobody enforces: say so (one atomic load, not a system call).
         self.inner.rt.check_forked()?;
-        self.inner.deadlines.check_in(uuid)
+        self.inner.owner.check_in(uuid)
     }
 
     /// Like [`Client::update`], from a serialized protobuf `Service`.
@@ -363,7 +318,7 @@ impl Client {
             )));
         }
         if maintenance_end != 0 {
-            let now = crate::maintenance::now_secs();
+            let now = crate::sticky::now_secs();
             if maintenance_end <= now {
                 return Err(Error::invalid(format!(
                     "maintenance end {maintenance_end} has passed (now {now}): it would be lifted at once"
@@ -376,18 +331,12 @@ impl Client {
             }
         }
         let note = note.to_string();
-        let store = self.inner.store.clone();
-        let u = uuid.clone();
+        let owner = self.inner.owner.clone();
         self.call("down", async move {
-            store
-                .down(&u, &note, maintenance_start, maintenance_end)
+            owner
+                .down(&uuid, &note, maintenance_start, maintenance_end)
                 .await
-        })?;
-        // Still ours if we own it: this client lifts it when the window ends.
-        if self.inner.lease.owns(&uuid) {
-            self.inner.maintenance.hold(&uuid, maintenance_end);
-        }
-        Ok(())
+        })
     }
 
     /// Lifts a forced DOWN ([`Client::down`]): the record says UP again, its
@@ -400,44 +349,16 @@ impl Client {
     /// unknown.
     pub fn up(&self, uuid: &str) -> Result<()> {
         let uuid = normalize_uuid(uuid)?;
-        let lease = self.inner.lease.clone();
-        let store = self.inner.store.clone();
-        let owned = lease.owns(&uuid);
-        let u = uuid.clone();
-        self.call("up", async move {
-            if owned {
-                return with_live_lease(&lease, |id| {
-                    let store = store.clone();
-                    let u = u.clone();
-                    async move { store.lift(&u, Bind::Ours(id), None).await }
-                })
-                .await;
-            }
-            match store.lift(&u, Bind::Owner, None).await {
-                // The owner's recorded lease is gone (it died, or re-granted
-                // since): lift without an UP key; a living owner puts it
-                // back when it next checks.
-                Err(e) if e.message().contains("requested lease not found") => {
-                    store.lift(&u, Bind::Nothing, None).await
-                }
-                other => other,
-            }
-        })?;
-        self.inner.maintenance.release(&uuid);
-        Ok(())
+        let owner = self.inner.owner.clone();
+        self.call("up", async move { owner.up(&uuid).await })
     }
 
     /// Removes a service's record and every index key in one transaction.
     /// Returns false if there was no such service.
     pub fn delete(&self, uuid: &str) -> Result<bool> {
         let uuid = normalize_uuid(uuid)?;
-        let store = self.inner.store.clone();
-        let u = uuid.clone();
-        let deleted = self.call("delete", async move { store.delete(&u).await })?;
-        self.inner.lease.disown(&uuid);
-        self.inner.deadlines.remove(&uuid);
-        self.inner.maintenance.release(&uuid);
-        Ok(deleted)
+        let owner = self.inner.owner.clone();
+        self.call("delete", async move { owner.delete(&uuid).await })
     }
 
     /// Subscribes to changes of the services matching `filter` (by uuid,
@@ -527,7 +448,7 @@ impl Inner {
         self.closed.store(true, Ordering::Release);
         let _ = self.stop_heartbeat.send(true);
         self.hub.shutdown();
-        let lease = self.lease.clone();
+        let owner = self.owner.clone();
         let result = if let Err(e) = self.rt.check_forked() {
             // The lease is the parent's, and the parent lives on: a child
             // must not revoke it, and cannot (no runtime thread here).
@@ -539,7 +460,7 @@ impl Inner {
             // Waiting here would stall the revoke itself: run it on the
             // runtime and stop the runtime after it, without waiting.
             self.rt.stop_after(async move {
-                let _ = lease.revoke().await;
+                let _ = owner.close().await;
             });
             Err(Error::new(
                 crate::ErrorKind::WouldDeadlock,
@@ -548,7 +469,7 @@ impl Inner {
         } else {
             self.rt
                 .call("close", self.config.get_request_timeout(), async move {
-                    lease.revoke().await
+                    owner.close().await
                 })
         };
         self.rt.stop();

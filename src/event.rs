@@ -33,13 +33,18 @@ pub enum EventKind {
 
 /// Why a service went DOWN, why it left a subscription's set
 /// ([`DownReason::Moved`]), or why it came back UP ([`DownReason::Lifted`]).
+///
+/// New reasons may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DownReason {
-    /// Its record was set to DOWN (`down()`, maintenance).
+    /// An operator forced it DOWN ([`Client::down`](crate::Client::down),
+    /// maintenance).
     Forced,
     /// Its UP key vanished while the record says UP: the registering
     /// process stopped keeping its lease alive (it died, or was cut off
-    /// for longer than the TTL).
+    /// for longer than the TTL) — a crash, as opposed to
+    /// [`DownReason::Closed`].
     Expired,
     /// Its record was deleted.
     Deleted,
@@ -49,14 +54,21 @@ pub enum DownReason {
     /// owner's client set the record DOWN (with `heartbeat_missed`); the
     /// next check-in brings it back UP.
     Missed,
-    /// Only with [`EventKind::Removed`]: the service still exists, but a
-    /// change moved it out of the subscription's filter (say, to another
-    /// region), so it left the subscription's set.
+    /// With [`EventKind::Removed`]: the service still exists, but a change
+    /// moved it out of the subscription's filter (say, to another region),
+    /// so it left the subscription's set. With [`EventKind::Updated`]:
+    /// another client took the service over from a live holder (identity
+    /// is type+host: a restarted daemon registering again); it stays UP.
     Moved,
     /// Carried by an [`EventKind::Up`]: a forced DOWN was lifted
     /// ([`Client::up`](crate::Client::up), or the end of its maintenance
     /// window) and the service is UP again in the same transaction.
     Lifted,
+    /// Its registering client closed cleanly ([`Client::close`](crate::Client::close),
+    /// or the last handle dropped): a shutdown, not a crash.
+    Closed,
+    /// Its owner set it DOWN itself (an update with status DOWN).
+    Declared,
 }
 
 /// One change of one service.
@@ -65,7 +77,8 @@ pub struct Event {
     /// What happened.
     pub kind: EventKind,
     /// Why, for [`EventKind::Down`]; [`DownReason::Moved`] for a
-    /// [`EventKind::Removed`] caused by a move out of the filter;
+    /// [`EventKind::Removed`] caused by a move out of the filter, or for an
+    /// [`EventKind::Updated`] caused by a takeover;
     /// [`DownReason::Lifted`] for an [`EventKind::Up`] that ends a forced DOWN.
     pub reason: Option<DownReason>,
     /// The service's uuid (empty for [`EventKind::Resync`]).

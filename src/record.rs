@@ -63,8 +63,13 @@ pub struct Service {
     /// Heartbeat deadline: with `Some(d)` the service is UP only while its
     /// owner also checks in ([`Client::heartbeat`](crate::Client::heartbeat)
     /// or [`Client::update`](crate::Client::update)) at least every `d`;
-    /// `None` (the default) keeps it UP while its process lives. Stored in
-    /// whole milliseconds, between [`MIN_HEARTBEAT`] and [`MAX_HEARTBEAT`].
+    /// without one it stays UP while its process lives. Stored in whole
+    /// milliseconds, between [`MIN_HEARTBEAT`] and [`MAX_HEARTBEAT`].
+    ///
+    /// In an update, `None` keeps the deadline the service has (so changing
+    /// the region does not silently drop hang detection) and
+    /// `Some(Duration::ZERO)` removes it ([`Service::without_heartbeat`]).
+    /// A record read back has `None` when it has no deadline.
     pub heartbeat: Option<Duration>,
     /// True, with status DOWN, when the owner's client took the service
     /// down because its owner missed the heartbeat deadline. Set only by
@@ -75,6 +80,17 @@ pub struct Service {
     /// that, until [`Client::up`](crate::Client::up) or the end of the
     /// maintenance window lifts it. Read-only: `update()` ignores it.
     pub forced_down: bool,
+    /// True, with `forced_down`, when the owner itself set the service DOWN
+    /// while an operator held it: lifting the hold leaves it DOWN. Set only
+    /// by the library: ignored by [`Client::update`](crate::Client::update).
+    pub owner_down: bool,
+    /// A request, not stored: with `exclusive`, [`Client::update`](crate::Client::update)
+    /// refuses ([`ErrorKind::Conflict`](crate::ErrorKind::Conflict)) to take
+    /// a service over while another holder's lease is alive, instead of
+    /// taking it over (the default: identity is type+host, and a restarted
+    /// daemon takes its service back from its dead self). Always false in
+    /// records read back.
+    pub exclusive: bool,
 }
 
 /// Shortest heartbeat deadline accepted: a deadline must leave room for
@@ -108,9 +124,23 @@ impl Service {
     /// Sets the heartbeat deadline (builder style): the service is UP only
     /// while its owner checks in at least every `deadline`
     /// ([`Client::heartbeat`](crate::Client::heartbeat)). `Duration::ZERO`
-    /// turns it off.
+    /// removes it.
     pub fn with_heartbeat(mut self, deadline: Duration) -> Service {
-        self.heartbeat = (!deadline.is_zero()).then_some(deadline);
+        self.heartbeat = Some(deadline);
+        self
+    }
+
+    /// Removes the service's heartbeat deadline in the next update (builder
+    /// style); an update that says nothing about it keeps it.
+    pub fn without_heartbeat(mut self) -> Service {
+        self.heartbeat = Some(Duration::ZERO);
+        self
+    }
+
+    /// Refuses to take the service over from another live holder (builder
+    /// style): see [`Service::exclusive`](Service#structfield.exclusive).
+    pub fn exclusive(mut self) -> Service {
+        self.exclusive = true;
         self
     }
 
@@ -133,7 +163,8 @@ impl Service {
         }
         s.heartbeat = match s.heartbeat {
             None => None,
-            Some(d) if d.is_zero() => None,
+            // Removes the deadline (see `Service::heartbeat`).
+            Some(d) if d.is_zero() => Some(Duration::ZERO),
             Some(d) if d < MIN_HEARTBEAT || d > MAX_HEARTBEAT => {
                 return Err(Error::invalid(format!(
                     "heartbeat deadline {d:?}: must be between {MIN_HEARTBEAT:?} and {MAX_HEARTBEAT:?}"
@@ -144,8 +175,10 @@ impl Service {
                 d.as_nanos().div_ceil(1_000_000) as u64
             )),
         };
-        // Only the library's own deadline enforcement sets it.
+        // Only the library sets these.
         s.heartbeat_missed = false;
+        s.forced_down = false;
+        s.owner_down = false;
         Ok(s)
     }
 
@@ -187,6 +220,7 @@ impl From<&Service> for pb::Service {
                 .unwrap_or(0),
             heartbeat_missed: s.heartbeat_missed,
             forced_down: s.forced_down,
+            owner_down: s.owner_down,
         }
     }
 }
@@ -211,6 +245,8 @@ impl From<pb::Service> for Service {
             heartbeat: (m.heartbeat_ms > 0).then(|| Duration::from_millis(m.heartbeat_ms)),
             heartbeat_missed: m.heartbeat_missed,
             forced_down: m.forced_down,
+            owner_down: m.owner_down,
+            exclusive: false,
         }
     }
 }
@@ -336,6 +372,8 @@ mod tests {
             heartbeat: Some(Duration::from_millis(2500)),
             heartbeat_missed: true,
             forced_down: true,
+            owner_down: true,
+            exclusive: false,
         };
         assert_eq!(Service::from_bytes(&s.to_bytes()).unwrap(), s);
         // Field numbers as written by the Python library: type = 2, status = 4.

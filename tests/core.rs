@@ -180,16 +180,50 @@ fn register_list_move_down_delete_leave_exactly_the_designed_keys() {
 }
 
 #[test]
-fn type_and_host_belonging_to_another_uuid_is_a_conflict() {
+fn identity_is_type_and_host_a_registration_without_uuid_takes_it_over() {
     let etcd = Etcd::start();
     let ns = namespace("conflict");
-    let client = connect(&etcd.endpoints(), &ns, TTL);
-    let first = client.update(&Service::new("api", "h")).unwrap();
-    let before = etcd.raw().revision();
-    let err = client.update(&Service::new("api", "h")).unwrap_err();
+    let first_client = connect(&etcd.endpoints(), &ns, TTL);
+    let first = first_client.update(&Service::new("api", "h")).unwrap();
+    // A second process registers the same type+host without a uuid: it gets
+    // the same uuid, UP on its own lease; the first holder loses it.
+    let second_client = connect(&etcd.endpoints(), &ns, TTL);
+    let again = second_client.update(&Service::new("api", "h")).unwrap();
+    assert_eq!(again, first);
+    let raw = etcd.raw();
+    assert_eq!(raw.keys(&format!("{ns}/services/by-uuid/")).len(), 1);
+    assert_eq!(
+        raw.get(&format!("{ns}/services/by-status/UP/{first}"))
+            .map(|kv| kv.lease),
+        Some(second_client.stats().lease_id)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || first_client
+            .stats()
+            .registrations_lost
+            == 1),
+        "the displaced holder counts the loss"
+    );
+    // The displaced holder's close does not take it DOWN.
+    first_client.close().unwrap();
+    assert!(second_client.is_up(&first).unwrap());
+    // A uuid given that differs from the registered one is a conflict, and
+    // exclusive refuses while the other holder's lease lives.
+    let third = connect(&etcd.endpoints(), &ns, TTL);
+    let before = raw.revision();
+    let other = "00000000000000000000000000000001";
+    let err = third
+        .update(&Service::new("api", "h").with_uuid(other))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains(&first), "{err}");
-    assert_eq!(etcd.raw().revision(), before, "a conflict writes nothing");
+    let err = third
+        .update(&Service::new("api", "h").exclusive())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(raw.revision(), before, "a conflict writes nothing");
+    assert_eq!(third.stats().registrations_lost, 0, "nothing was held");
+    assert!(second_client.is_up(&first).unwrap());
 }
 
 #[test]
@@ -823,10 +857,10 @@ fn writes_from_memory_never_override_what_another_client_did() {
         raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
             .is_none()
     );
-    // And a uuid generated for a type+host someone else holds is a conflict,
-    // even though the first attempt writes without reading.
-    let err = owner.update(&Service::new("t", "h")).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    // And a uuid generated for a type+host already registered becomes that
+    // uuid (identity is type+host), even though the first attempt writes
+    // without reading: still one record.
+    assert_eq!(owner.update(&Service::new("t", "h")).unwrap(), uuid);
     assert_eq!(raw.keys(&format!("{ns}/services/by-uuid/")).len(), 1);
 }
 

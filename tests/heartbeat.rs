@@ -406,9 +406,20 @@ fn check_ins_are_refused_for_services_without_a_deadline_and_after_close() {
         &hb[20..]
     );
     client.heartbeat(&hyphenated.to_uppercase()).unwrap();
-    // Re-registered without a deadline: no more check-ins, and no DOWN.
+    // An update that does not mention the deadline keeps it (changing the
+    // region must not silently drop hang detection).
     client
-        .update(&Service::new("w", "h").with_uuid(&hb))
+        .update(&Service::new("w", "h").with_uuid(&hb).with_region("r2"))
+        .unwrap();
+    client.heartbeat(&hb).unwrap();
+    assert_eq!(
+        client.get(&hb).unwrap().unwrap().service.heartbeat,
+        Some(D),
+        "still stored"
+    );
+    // Re-registered removing the deadline: no more check-ins, and no DOWN.
+    client
+        .update(&Service::new("w", "h").with_uuid(&hb).without_heartbeat())
         .unwrap();
     assert_eq!(
         client.heartbeat(&hb).unwrap_err().kind(),

@@ -113,6 +113,11 @@ struct RegisterArgs {
     /// UP only while a line arrives on stdin at least every SECONDS
     #[arg(long, value_name = "SECONDS", value_parser = time::parse_positive_secs)]
     heartbeat: Option<std::time::Duration>,
+    /// Refuse (exit 3) to take the type+host over while another live
+    /// process holds it; without it, registering again takes it over
+    /// (identity is type+host: a restarted daemon needs no saved uuid)
+    #[arg(long)]
+    exclusive: bool,
 }
 
 /// A service named by uuid, or by type and host.
@@ -310,6 +315,9 @@ fn register(conn: &Conn, a: RegisterArgs, format: Format) -> Outcome {
     }
     if let Some(d) = a.heartbeat {
         service = service.with_heartbeat(d);
+    }
+    if a.exclusive {
+        service = service.exclusive();
     }
     let client = conn.connect()?;
     let uuid = client.update(&service)?;

@@ -140,6 +140,9 @@ fn reason_name(r: os_lively::DownReason) -> &'static str {
         os_lively::DownReason::Lifted => "lifted",
         os_lively::DownReason::Missed => "missed",
         os_lively::DownReason::Moved => "moved",
+        os_lively::DownReason::Closed => "closed",
+        os_lively::DownReason::Declared => "declared",
+        _ => "other",
     }
 }
 

@@ -111,10 +111,11 @@ pub struct lively_service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: *const c_char,
-    /// Heartbeat deadline in milliseconds, 0 for none: with one, the
-    /// service is UP only while its owner also calls
-    /// `lively_client_heartbeat()` at least this often (main-loop
-    /// liveness; between 100 ms and a week).
+    /// Heartbeat deadline in milliseconds: with one, the service is UP only
+    /// while its owner also calls `lively_client_heartbeat()` at least this
+    /// often (main-loop liveness; between 100 ms and a week). On input, 0
+    /// keeps the deadline the service has (none for a new one) and
+    /// `LIVELY_HEARTBEAT_REMOVE` removes it; on output, 0 means none.
     pub heartbeat_ms: u64,
     /// Output only: true, with status DOWN, when the owner's client took
     /// the service down because it missed its heartbeat deadline. Ignored
@@ -125,7 +126,16 @@ pub struct lively_service {
     /// end of the maintenance window does). Ignored on input (never read,
     /// so any byte a caller leaves there is harmless).
     pub forced_down: lively_bool,
+    /// Input only: refuse (`LIVELY_RESULT_CONFLICT`) to take the service
+    /// over while another client's lease holds it, instead of taking it
+    /// over (the default: identity is type+host, so a restarted daemon gets
+    /// its service back without its saved uuid). Always false on output.
+    pub exclusive: lively_bool,
 }
+
+/// `lively_service.heartbeat_ms` on input: remove the service's heartbeat
+/// deadline (0 keeps it).
+pub const LIVELY_HEARTBEAT_REMOVE: u64 = u64::MAX;
 
 impl lively_service {
     /// Reads a C record (borrowed strings) into a `Service`.
@@ -154,11 +164,16 @@ impl lively_service {
                 maintenance_note: opt_str(self.maintenance_note, "service.maintenance_note")?
                     .unwrap_or("")
                     .to_string(),
-                heartbeat: (self.heartbeat_ms > 0)
-                    .then(|| std::time::Duration::from_millis(self.heartbeat_ms)),
+                heartbeat: match self.heartbeat_ms {
+                    0 => None,
+                    LIVELY_HEARTBEAT_REMOVE => Some(std::time::Duration::ZERO),
+                    ms => Some(std::time::Duration::from_millis(ms)),
+                },
                 heartbeat_missed: false,
-                // Only down() sets it; update() keeps what the store holds.
+                // Only down() sets these; update() keeps what the store holds.
                 forced_down: false,
+                owner_down: false,
+                exclusive: self.exclusive.read("service.exclusive")?,
             })
         }
     }
@@ -177,6 +192,7 @@ impl lively_service {
             heartbeat_ms: heartbeat_ms(s),
             heartbeat_missed: s.heartbeat_missed.into(),
             forced_down: lively_bool::from(s.forced_down),
+            exclusive: lively_bool::FALSE,
         }
     }
 
@@ -195,6 +211,7 @@ impl lively_service {
             heartbeat_ms: heartbeat_ms(s),
             heartbeat_missed: s.heartbeat_missed.into(),
             forced_down: lively_bool::from(s.forced_down),
+            exclusive: lively_bool::FALSE,
         }
     }
 
@@ -419,6 +436,7 @@ mod tests {
             heartbeat_ms: 2500,
             heartbeat_missed: lively_bool(7),
             forced_down: lively_bool(7),
+            exclusive: lively_bool::FALSE,
         };
         let s = unsafe { c.read() }.unwrap();
         assert_eq!(s.status, Status::Down);

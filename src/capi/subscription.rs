@@ -47,10 +47,10 @@ pub enum lively_event_kind {
 pub enum lively_down_reason {
     /// Not a DOWN event.
     None = 0,
-    /// Its record was set to DOWN (`lively_client_down()`, maintenance).
+    /// An operator forced it DOWN (`lively_client_down()`, maintenance).
     Forced = 1,
     /// Its registering process stopped keeping its lease alive (it died, or
-    /// was cut off for longer than the TTL).
+    /// was cut off for longer than the TTL): a crash, not a clean close.
     Expired = 2,
     /// Its record was deleted.
     Deleted = 3,
@@ -60,11 +60,18 @@ pub enum lively_down_reason {
     Missed = 4,
     /// With `LIVELY_EVENT_KIND_REMOVED`: the service still exists, but a
     /// change moved it out of the subscription's filter (say, to another
-    /// region), so it left the subscription's set.
+    /// region), so it left the subscription's set. With
+    /// `LIVELY_EVENT_KIND_UPDATED`: another client took the service over
+    /// from a live holder (identity is type+host); it stays UP.
     Moved = 5,
     /// An UP event: a forced DOWN was lifted (`lively_client_up()`, or the
     /// end of its maintenance window).
     Lifted = 6,
+    /// Its registering client closed cleanly (`lively_client_close()` or
+    /// the last handle freed): a shutdown, not a crash.
+    Closed = 7,
+    /// Its owner set it DOWN itself (an update with status DOWN).
+    Declared = 8,
 }
 
 /// One change of one service.
@@ -183,6 +190,8 @@ impl EventData {
                 Some(DownReason::Missed) => lively_down_reason::Missed,
                 Some(DownReason::Moved) => lively_down_reason::Moved,
                 Some(DownReason::Lifted) => lively_down_reason::Lifted,
+                Some(DownReason::Closed) => lively_down_reason::Closed,
+                Some(DownReason::Declared) => lively_down_reason::Declared,
             },
             uuid: self.uuid.as_ptr(),
             service_type: self.service_type.as_ptr(),

@@ -24,12 +24,14 @@ use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, KvClient, Txn, TxnOp
 use crate::auth::Auth;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
+use crate::record::Service;
 use crate::steer::Steering;
 
 pub use filter::{Filter, ServiceInfo};
 use reads::MAX_RESPONSE_BYTES;
 pub(crate) use rebind::Rebind;
 use retry::resilient;
+pub(crate) use writes::CLOSED_MARK;
 use writes::Snapshot;
 
 /// How often a write is retried after losing a compare to a concurrent writer.
@@ -46,6 +48,24 @@ pub(crate) struct Written {
     /// `Some(end of the maintenance window)` (0: none) when the record is
     /// forced down after the write.
     pub held: Option<u64>,
+    /// The record as stored after the write (`None`: there is none).
+    pub record: Option<Service>,
+    /// The other lease the UP key was on before this write moved it to
+    /// ours (a live holder displaced); 0 when none.
+    pub displaced: i64,
+    /// The caller gave no uuid and the type+host's registered uuid was
+    /// taken over.
+    pub adopted: bool,
+}
+
+/// What a write's decision sees of a service's keys besides its record.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Current {
+    /// The lease its UP key is on; 0 when it has none.
+    pub up_lease: i64,
+    /// The owner's lease recorded in its DOWN key when it was forced down
+    /// (0: none recorded).
+    pub down_owner: i64,
 }
 
 /// Which lease a write binds the UP key to.

@@ -244,6 +244,37 @@ impl Store {
         Ok(out)
     }
 
+    /// The uuids whose UP key is on `lease`, and the revision read: a
+    /// paged keys-only read of every UP key of the namespace, for a client
+    /// holding too many services for one `TimeToLive` answer.
+    pub(crate) async fn up_keys_on(
+        &self,
+        lease: i64,
+    ) -> Result<(std::collections::BTreeSet<String>, i64)> {
+        let prefix = self.keys.status_prefix(Status::Up);
+        let mut restarts = 0;
+        loop {
+            let mut at = self.pinned("checking UP keys");
+            let mut found = std::collections::BTreeSet::new();
+            let read = at
+                .prefix(&prefix, true, |kv| {
+                    if kv.lease() == lease {
+                        if let Some(crate::keys::ParsedKey::Status(_, u)) =
+                            self.keys.parse(kv.key())
+                        {
+                            found.insert(u);
+                        }
+                    }
+                })
+                .await;
+            match read {
+                Ok(()) => return Ok((found, at.revision)),
+                Err(e) if at.start_over(&e, &mut restarts) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Starts a read made of several etcd calls that form one snapshot:
     /// the first answer pins its revision and every later call asks for
     /// that revision, so a read of any size is consistent and no single

@@ -1,11 +1,12 @@
-//! The heartbeat's checks that the UP keys of the services a client owns
-//! are on its current lease, putting back those that are not.
+//! The owner's checks that the UP keys of the services a client holds are
+//! on its current lease, putting back those that are not, and the marks of
+//! a clean close.
 
-use etcd_client::{PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
-use super::{MAX_WRITE_ATTEMPTS, READ_BATCH, Store};
+use super::{CLOSED_MARK, MAX_WRITE_ATTEMPTS, READ_BATCH, Store};
 use crate::error::{Error, ErrorKind, Result};
-use crate::record::{Status, decode_stored};
+use crate::record::{Service, Status, decode_stored};
 
 /// What the heartbeat learned when it checked a service it owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +18,29 @@ pub(crate) enum Rebind {
     /// Forced down by an operator until the given end of its maintenance
     /// window (0: until `up()`): still ours, to lift then.
     Held(u64),
-    /// The service is no longer ours to keep up: deleted, declared down, or
-    /// taken over by another process.
-    Disowned,
+    /// The record was deleted.
+    Gone,
+    /// Its UP key is on another live lease: another client took it over.
+    Moved,
+    /// The record says DOWN, not forced (`missed`: for a heartbeat miss).
+    Down { missed: bool },
 }
+
+/// The verdict on a service whose record is not UP on a lease of ours.
+fn verdict_of(stored: Option<&Service>) -> Option<Rebind> {
+    match stored {
+        None => Some(Rebind::Gone),
+        Some(s) if s.forced_down => Some(Rebind::Held(s.maintenance_end)),
+        Some(s) if s.status != Status::Up => Some(Rebind::Down {
+            missed: s.heartbeat_missed,
+        }),
+        Some(_) => None,
+    }
+}
+
+/// Services marked per close transaction (each a nested transaction of two
+/// operations; etcd's default `--max-txn-ops` is 128).
+const CLOSE_BATCH: usize = 40;
 
 impl Store {
     /// [`Store::rebind_up`] for many services: batches of reads, then one
@@ -57,14 +77,12 @@ impl Store {
                 } else {
                     None
                 };
-                let verdict = if let Some(s) = stored.as_ref().filter(|s| s.forced_down) {
-                    Rebind::Held(s.maintenance_end)
-                } else if stored.is_none_or(|s| s.status != Status::Up) {
-                    Rebind::Disowned
+                let verdict = if let Some(v) = verdict_of(stored.as_ref()) {
+                    v
                 } else if up.exists() && up.lease == lease {
                     Rebind::Ours
                 } else if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
-                    Rebind::Disowned
+                    Rebind::Moved
                 } else {
                     compares.push(rec.unchanged(&record_key));
                     compares.push(up.unchanged(&up_key));
@@ -121,19 +139,19 @@ impl Store {
                     "short transaction response",
                 ));
             };
-            if !rec.exists() {
-                return Ok(Rebind::Disowned);
-            }
-            match decode_stored(record_key.as_bytes(), &rec.value) {
-                Ok(s) if s.forced_down => return Ok(Rebind::Held(s.maintenance_end)),
-                Ok(s) if s.status == Status::Up => {}
-                _ => return Ok(Rebind::Disowned),
+            let stored = if rec.exists() {
+                decode_stored(record_key.as_bytes(), &rec.value).ok()
+            } else {
+                None
+            };
+            if let Some(v) = verdict_of(stored.as_ref()) {
+                return Ok(v);
             }
             if up.exists() && up.lease == lease {
                 return Ok(Rebind::Ours);
             }
             if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
-                return Ok(Rebind::Disowned);
+                return Ok(Rebind::Moved);
             }
             let txn = Txn::new()
                 .when([rec.unchanged(&record_key), up.unchanged(&up_key)])
@@ -154,5 +172,36 @@ impl Store {
             ErrorKind::Conflict,
             format!("service {uuid}: UP key kept changing while restoring it"),
         ))
+    }
+
+    /// A clean close's marks: for each of `uuids` whose UP key is still on
+    /// `lease`, the UP key deleted and the DOWN key written as closed, in
+    /// one revision per batch, so watchers see reason `closed` rather than
+    /// `expired`. Best effort: the revoke that follows takes them DOWN
+    /// anyway.
+    pub(crate) async fn mark_closed(&self, uuids: &[String], lease: i64) -> Result<()> {
+        let k = &self.keys;
+        for chunk in uuids.chunks(CLOSE_BATCH) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|u| {
+                    let up_key = k.status(Status::Up, u);
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::lease(up_key.as_str(), CompareOp::Equal, lease)])
+                            .and_then([
+                                TxnOp::delete(up_key.as_str(), None),
+                                TxnOp::put(k.status(Status::Down, u), CLOSED_MARK, None),
+                            ]),
+                    )
+                })
+                .collect();
+            for u in chunk {
+                self.forget(u);
+            }
+            self.txn("close: marking services closed", Txn::new().and_then(ops))
+                .await?;
+        }
+        Ok(())
     }
 }

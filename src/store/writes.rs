@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use etcd_client::{PutOptions, Txn, TxnOp};
 
-use super::{Bind, MAX_WRITE_ATTEMPTS, Seen, Store, Written};
+use super::{Bind, Current, MAX_WRITE_ATTEMPTS, Seen, Store, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status, decode_stored};
 
@@ -28,16 +28,23 @@ pub(super) struct Snapshot {
 const MAX_SNAPSHOTS: usize = 100_000;
 
 impl Store {
-    /// Creates or updates `desired` (already validated) for its owner; the
-    /// UP key is bound as `bind` says. A forced DOWN whose window has not
-    /// ended stays (see [`crate::maintenance`]). `fresh`: the uuid was just
+    /// Creates or updates `desired` (already validated) for its owner;
+    /// the UP key is bound as `bind` says. A forced DOWN whose window has
+    /// not ended stays (see [`crate::sticky`]). `fresh`: the uuid was just
     /// generated, so nothing of it can exist and the first attempt writes
     /// without reading (its compares still check that).
+    ///
+    /// Identity is type+host: with `adopt` (the caller gave no uuid), a
+    /// type+host already registered under another uuid is taken over under
+    /// that uuid, in one more transaction; without it, that is a conflict.
+    /// `desired.exclusive` refuses to take over an UP key on another live
+    /// lease.
     pub(crate) async fn update(
         &self,
         desired: &Service,
         bind: Bind,
         fresh: bool,
+        adopt: bool,
     ) -> Result<Written> {
         if fresh {
             let th = self.keys.type_host(&desired.service_type, &desired.host);
@@ -52,13 +59,47 @@ impl Store {
                 },
             );
         }
+        match self.update_as(desired, bind).await? {
+            Wrote::Done(w) => Ok(w),
+            Wrote::TypeHostTaken(other) if adopt => {
+                let mut adopted = desired.clone();
+                adopted.uuid = other;
+                match self.update_as(&adopted, bind).await? {
+                    Wrote::Done(mut w) => {
+                        w.adopted = true;
+                        Ok(w)
+                    }
+                    // Taken again meanwhile, by a third uuid: say so.
+                    Wrote::TypeHostTaken(third) => Err(taken(desired, &third)),
+                }
+            }
+            Wrote::TypeHostTaken(other) => Err(taken(desired, &other)),
+        }
+    }
+
+    async fn update_as(&self, desired: &Service, bind: Bind) -> Result<Wrote> {
         let want = desired.clone();
-        let now = crate::maintenance::now_secs();
+        let now = crate::sticky::now_secs();
+        let ours = match bind {
+            Bind::Ours(id) => id,
+            _ => 0,
+        };
         self.write(
             &desired.uuid,
             Some((&desired.service_type, &desired.host)),
             bind,
-            |old, _| Ok(Some(crate::maintenance::owner_record(old, &want, now))),
+            |old, cur| {
+                if want.exclusive && cur.up_lease != 0 && cur.up_lease != ours {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "type {:?} on host {:?} (uuid {}) is held by another live client (lease {:x}); exclusive registrations do not take over",
+                            want.service_type, want.host, want.uuid, cur.up_lease
+                        ),
+                    ));
+                }
+                Ok(Some(crate::sticky::owner_record(old, &want, now)))
+            },
         )
         .await
     }
@@ -73,6 +114,10 @@ impl Store {
     ) -> Result<Written> {
         self.write(uuid, None, Bind::Nothing, |old, _| {
             let mut s = old.cloned().ok_or_else(|| not_found(uuid))?;
+            if !s.forced_down {
+                // What the owner wants underneath, for the lift.
+                s.owner_down = s.status == Status::Down && !s.heartbeat_missed;
+            }
             s.status = Status::Down;
             s.forced_down = true;
             s.maintenance_note = note.to_string();
@@ -84,36 +129,31 @@ impl Store {
             Ok(Some(s))
         })
         .await
+        .and_then(done)
     }
 
     /// Read-modify-write of an existing service in one guarded transaction
-    /// (see [`Store::write`]), binding an UP record to `lease` (0: none);
-    /// used by the heartbeat deadline enforcement.
+    /// (see [`Store::write`]), binding an UP record as `bind` says; `make`
+    /// decides from the record and the [`Current`] state of its keys.
     pub(crate) async fn rewrite(
         &self,
         uuid: &str,
-        lease: i64,
-        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
+        bind: Bind,
+        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
     ) -> Result<Written> {
-        let bind = if lease != 0 {
-            Bind::Ours(lease)
-        } else {
-            Bind::Nothing
-        };
-        self.write(uuid, None, bind, make).await
+        self.write(uuid, None, bind, make).await.and_then(done)
     }
 
-    /// Lifts a forced DOWN, binding the UP key as `bind` says. With
-    /// `due = Some(now)`, only if its maintenance window has ended by then
-    /// (the owner's timer); with `None`, unconditionally (`up()`). Writes
-    /// nothing for a service that is not forced down.
-    pub(crate) async fn lift(&self, uuid: &str, bind: Bind, due: Option<u64>) -> Result<Written> {
+    /// Lifts a forced DOWN (see [`crate::sticky::lifted`]), binding the UP
+    /// key as `bind` says; `overdue`: the owner's heartbeat deadline passed
+    /// meanwhile. Writes nothing for a service that is not forced down.
+    pub(crate) async fn lift(&self, uuid: &str, bind: Bind, overdue: bool) -> Result<Written> {
         self.write(uuid, None, bind, |old, _| {
             let old = old.ok_or_else(|| not_found(uuid))?;
-            let ended = due.is_none_or(|now| crate::maintenance::window_over(old, now));
-            Ok((old.forced_down && ended).then(|| crate::maintenance::lifted(old)))
+            Ok(old.forced_down.then(|| crate::sticky::lifted(old, overdue)))
         })
         .await
+        .and_then(done)
     }
 
     /// Read-modify-write of one service in a single guarded transaction.
@@ -126,8 +166,8 @@ impl Store {
         uuid: &str,
         type_host_hint: Option<(&str, &str)>,
         bind: Bind,
-        make: impl Fn(Option<&Service>, i64) -> Result<Option<Service>>,
-    ) -> Result<Written> {
+        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
+    ) -> Result<Wrote> {
         let k = &self.keys;
         let record_key = k.record(uuid);
         let up_key = k.status(Status::Up, uuid);
@@ -178,13 +218,24 @@ impl Store {
             } else {
                 None
             };
-            let up_lease = if up.exists() { up.lease } else { 0 };
-            let Some(new) = make(old.as_ref(), up_lease)? else {
-                return Ok(Written {
+            let current = Current {
+                up_lease: if up.exists() { up.lease } else { 0 },
+                down_owner: recorded_owner(&down),
+            };
+            let Some(new) = make(old.as_ref(), &current)? else {
+                if from_memory {
+                    // Nothing to do by our memory; someone else may have
+                    // changed it: decide again from what etcd holds.
+                    continue;
+                }
+                return Ok(Wrote::Done(Written {
                     uuid: uuid.to_string(),
                     wrote: false,
                     held: None,
-                });
+                    record: old,
+                    displaced: 0,
+                    adopted: false,
+                }));
             };
             let held = new.forced_down.then_some(new.maintenance_end);
             // The UP key's lease, and what the DOWN key records: the lease
@@ -230,14 +281,9 @@ impl Store {
             }
             let th = &type_hosts[&new_th];
             if th.exists() && th.value != uuid.as_bytes() {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "type {:?} on host {:?} is already registered as uuid {}",
-                        new.service_type,
-                        new.host,
-                        String::from_utf8_lossy(&th.value)
-                    ),
+                self.forget(uuid);
+                return Ok(Wrote::TypeHostTaken(
+                    String::from_utf8_lossy(&th.value).into_owned(),
                 ));
             }
 
@@ -312,9 +358,14 @@ impl Store {
                     type_hosts,
                     region_indexed,
                 };
-                return Ok(self.settled(uuid, kept, false, held));
+                return Ok(Wrote::Done(self.settled(uuid, kept, false, held, old, 0)));
             }
             let puts_up = ops_put_up(&new, &up, lease);
+            let displaced = if puts_up && up.exists() && up.lease != 0 {
+                up.lease
+            } else {
+                0
+            };
             let resp = self
                 .txn("update: write", Txn::new().when(compares).and_then(ops))
                 .await?;
@@ -354,7 +405,14 @@ impl Store {
                 type_hosts,
                 region_indexed,
             };
-            return Ok(self.settled(uuid, now, true, held));
+            return Ok(Wrote::Done(self.settled(
+                uuid,
+                now,
+                true,
+                held,
+                Some(new),
+                displaced,
+            )));
         }
         Err(Error::new(
             ErrorKind::Conflict,
@@ -364,12 +422,23 @@ impl Store {
 
     /// Remembers `snapshot` as the service's state for its next write, and
     /// says what this write did.
-    fn settled(&self, uuid: &str, snapshot: Snapshot, wrote: bool, held: Option<u64>) -> Written {
+    fn settled(
+        &self,
+        uuid: &str,
+        snapshot: Snapshot,
+        wrote: bool,
+        held: Option<u64>,
+        record: Option<Service>,
+        displaced: i64,
+    ) -> Written {
         self.remember(uuid, snapshot);
         Written {
             uuid: uuid.to_string(),
             wrote,
             held,
+            record,
+            displaced,
+            adopted: false,
         }
     }
 
@@ -463,6 +532,37 @@ fn recorded_owner(down: &Seen) -> i64 {
         .ok()
         .and_then(|v| i64::from_str_radix(v, 16).ok())
         .unwrap_or(0)
+}
+
+/// What a write did, or that the type+host it wanted names another uuid.
+enum Wrote {
+    Done(Written),
+    TypeHostTaken(String),
+}
+
+/// The value of a DOWN key written by a clean close: the service's UP key
+/// went in the same transaction, so watchers tell a shutdown from a crash.
+pub(crate) const CLOSED_MARK: &[u8] = b"closed";
+
+/// Writes that name their service never meet another's type+host.
+fn done(w: Wrote) -> Result<Written> {
+    match w {
+        Wrote::Done(w) => Ok(w),
+        Wrote::TypeHostTaken(other) => Err(Error::new(
+            ErrorKind::Internal,
+            format!("a write without a type+host met uuid {other}'s"),
+        )),
+    }
+}
+
+fn taken(desired: &Service, other: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "type {:?} on host {:?} is already registered as uuid {other} (update without a uuid to take it over)",
+            desired.service_type, desired.host
+        ),
+    )
 }
 
 fn not_found(uuid: &str) -> Error {

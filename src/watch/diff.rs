@@ -4,6 +4,18 @@
 use crate::event::{DownReason, Event, EventKind};
 use crate::record::{Service, Status};
 
+/// What one revision's keys said beyond the record and UP key: why the
+/// service changed, when the state alone cannot tell.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Hint {
+    /// Its DOWN key was written as a clean close's mark (with its UP key
+    /// deleted in the same transaction).
+    pub closed: bool,
+    /// Its UP key, present before, was put again: moved to another lease
+    /// (a takeover).
+    pub moved: bool,
+}
+
 pub(super) fn make_event(
     kind: EventKind,
     reason: Option<DownReason>,
@@ -47,6 +59,7 @@ pub(super) fn diff(
     old: Option<(Status, &Service)>,
     new: Option<(Status, &Service)>,
     moved_to: Option<&Service>,
+    hint: Hint,
     revision: i64,
 ) -> Vec<Event> {
     match (old, new) {
@@ -109,14 +122,22 @@ pub(super) fn diff(
                 (Status::Up, Status::Down) if ns.status == Status::Down => {
                     // The owner's deadline enforcement marks its DOWN, so
                     // subscribers tell a hung main loop from an operator.
-                    let reason = if ns.heartbeat_missed {
+                    let reason = if ns.forced_down {
+                        DownReason::Forced
+                    } else if ns.heartbeat_missed {
                         DownReason::Missed
                     } else {
-                        DownReason::Forced
+                        DownReason::Declared
                     };
                     event(EventKind::Down, Some(reason))
                 }
+                (Status::Up, Status::Down) if hint.closed => {
+                    event(EventKind::Down, Some(DownReason::Closed))
+                }
                 (Status::Up, Status::Down) => event(EventKind::Down, Some(DownReason::Expired)),
+                (Status::Up, Status::Up) if hint.moved => {
+                    event(EventKind::Updated, Some(DownReason::Moved))
+                }
                 (Status::Down, Status::Up) if os.forced_down => {
                     event(EventKind::Up, Some(DownReason::Lifted))
                 }

@@ -17,11 +17,11 @@ use crate::log_once;
 use crate::model::Model;
 use crate::record::{Service, Status, decode_stored};
 use crate::stats::Counters;
-use crate::store::{Filter, Store};
+use crate::store::{CLOSED_MARK, Filter, Store};
 
-use super::diff::make_event;
+use super::diff::{Hint, make_event};
+use super::options::SubscribeOptions;
 use super::queue::{Known, Queue, Sub};
-use super::subscription::SubscribeOptions;
 
 /// How long a quiet watch stream may stay silent before we ask etcd for a
 /// progress notification, and again before we call the stream dead: a
@@ -464,6 +464,14 @@ impl Hub {
                     Some(ParsedKey::Status(Status::Up, uuid)) => {
                         (uuid, Change::UpKey(ev.event_type() == EventType::Put))
                     }
+                    Some(ParsedKey::Status(Status::Down, uuid)) => (
+                        uuid,
+                        Change::ClosedMark(
+                            ev.event_type() == EventType::Put
+                                && kv.lease() == 0
+                                && kv.value() == CLOSED_MARK,
+                        ),
+                    ),
                     Some(_) => continue,
                     None => {
                         log_once::skipped_key(kv.key());
@@ -482,22 +490,27 @@ impl Hub {
             }
             // Each service's changes in this revision land in one step, so a
             // view reader never sees a transaction half-applied.
-            let mut touched: Vec<String> = Vec::with_capacity(changes.len());
+            let mut touched: Vec<(String, Hint)> = Vec::with_capacity(changes.len());
             for (uuid, list) in changes {
-                self.model.update(&uuid, |entry| {
-                    for change in list {
+                let mut hint = Hint::default();
+                let before = self.model.update(&uuid, |entry| {
+                    for change in &list {
                         match change {
-                            Change::Record(r) => entry.record = r,
-                            Change::UpKey(up) => entry.up_key = up,
+                            Change::Record(r) => entry.record = r.clone(),
+                            Change::UpKey(up) => entry.up_key = *up,
+                            Change::ClosedMark(closed) => hint.closed |= *closed,
                         }
                     }
                 });
-                touched.push(uuid);
+                // Our writes put an UP key only where it is missing or on
+                // another lease: a put over a present one is a takeover.
+                hint.moved = before.up_key && list.iter().any(|c| matches!(c, Change::UpKey(true)));
+                touched.push((uuid, hint));
             }
-            for uuid in touched {
+            for (uuid, hint) in touched {
                 let after = self.model.entry(&uuid).unwrap_or_default();
                 for sub in &st.subs {
-                    sub.offer(&uuid, &after, rev);
+                    sub.offer(&uuid, &after, hint, rev);
                 }
             }
             self.set_revision(rev);
@@ -579,6 +592,8 @@ impl Hub {
 enum Change {
     Record(Option<Service>),
     UpKey(bool),
+    /// The DOWN key changed; true when written as a clean close's mark.
+    ClosedMark(bool),
 }
 
 /// Whether a load replaced the model.

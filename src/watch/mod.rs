@@ -14,9 +14,11 @@
 
 mod diff;
 mod hub;
+mod options;
 mod queue;
 mod subscription;
 
 pub(crate) use hub::Hub;
+pub use options::SubscribeOptions;
 pub(crate) use subscription::{Callback, subscribe};
-pub use subscription::{Canceller, SubscribeOptions, Subscription};
+pub use subscription::{Canceller, Subscription};

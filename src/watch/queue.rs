@@ -12,8 +12,7 @@ use crate::record::{Service, Status};
 use crate::stats::Counters;
 use crate::store::Filter;
 
-use super::diff::{diff, make_event};
-use super::hub::Hub;
+use super::diff::{Hint, diff, make_event};
 
 /// What a subscriber has been told about one service.
 #[derive(Debug, Clone)]
@@ -52,7 +51,7 @@ impl Sub {
 
     /// Queues the events that `after`, the new state of `uuid` in the
     /// model, means for this subscription's set, or records the overflow.
-    pub(super) fn offer(&self, uuid: &str, after: &Entry, revision: i64) {
+    pub(super) fn offer(&self, uuid: &str, after: &Entry, hint: Hint, revision: i64) {
         let mut q = self.lock();
         if q.cancelled || q.overflowed {
             return;
@@ -62,7 +61,7 @@ impl Sub {
             let now = after.effective().zip(after.record.as_ref());
             let new = now.filter(|(_, s)| self.filter.matches_record(s));
             let moved_to = now.filter(|_| new.is_none()).map(|(_, s)| s);
-            diff(uuid, old, new, moved_to, revision)
+            diff(uuid, old, new, moved_to, hint, revision)
         };
         for event in events {
             if q.events.len() >= self.capacity {
@@ -131,12 +130,20 @@ impl Sub {
                 Some((known.status, &known.service)),
                 current.get(uuid.as_str()).copied(),
                 outside.get(uuid.as_str()).copied(),
+                Hint::default(),
                 revision,
             ));
         }
         for (uuid, now) in &current {
             if !q.known.contains_key(*uuid) {
-                events.extend(diff(uuid, None, Some(*now), None, revision));
+                events.extend(diff(
+                    uuid,
+                    None,
+                    Some(*now),
+                    None,
+                    Hint::default(),
+                    revision,
+                ));
             }
         }
         Counters::bump(&self.counters.resyncs);
@@ -152,7 +159,13 @@ impl Sub {
     }
 
     /// Waits for the next event until `deadline`. `Err(Closed)` once cancelled.
-    pub(super) fn pop(&self, hub: &Hub, deadline: Option<Instant>) -> Result<Option<Event>> {
+    /// `settle` computes an owed resync (the hub's, passed in so the queue
+    /// does not depend on the hub that feeds it).
+    pub(super) fn pop(
+        &self,
+        settle: &dyn Fn(&Sub),
+        deadline: Option<Instant>,
+    ) -> Result<Option<Event>> {
         let mut q = self.lock();
         loop {
             if q.cancelled {
@@ -165,13 +178,13 @@ impl Sub {
                 let owe_resync = q.overflowed && q.events.len() < self.capacity / 2 + 1;
                 drop(q);
                 if owe_resync {
-                    hub.settle(self);
+                    settle(self);
                 }
                 return Ok(Some(e));
             }
             if q.overflowed {
                 drop(q);
-                hub.settle(self);
+                settle(self);
                 q = self.lock();
                 continue;
             }

@@ -9,27 +9,8 @@ use crate::event::Event;
 use crate::store::Filter;
 
 use super::hub::Hub;
+use super::options::SubscribeOptions;
 use super::queue::Sub;
-
-/// How [`Client::subscribe`](crate::Client::subscribe) behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeOptions {
-    /// First deliver an [`EventKind::Existing`] event for every matching
-    /// service, then changes, with no gap between them.
-    pub snapshot: bool,
-    /// Events held for a slow consumer before it is resynced instead
-    /// (at least 1).
-    pub queue_capacity: usize,
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> SubscribeOptions {
-        SubscribeOptions {
-            snapshot: false,
-            queue_capacity: 1024,
-        }
-    }
-}
 
 /// A live subscription. Events arrive in etcd revision order. Dropping it
 /// cancels it.
@@ -112,7 +93,7 @@ impl Subscription {
         let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
         // A timeout too large for an `Instant` (Duration::MAX) waits forever.
         let deadline = Instant::now().checked_add(timeout);
-        self.canceller.sub.pop(&hub, deadline)
+        self.canceller.sub.pop(&|sub| hub.settle(sub), deadline)
     }
 
     /// Waits for the next event; `Err(Closed)` once cancelled.
@@ -120,7 +101,7 @@ impl Subscription {
         self.pull_check()?;
         let hub = self.canceller.hub.upgrade().ok_or_else(Error::closed)?;
         loop {
-            if let Some(e) = self.canceller.sub.pop(&hub, None)? {
+            if let Some(e) = self.canceller.sub.pop(&|sub| hub.settle(sub), None)? {
                 return Ok(e);
             }
         }
@@ -213,7 +194,7 @@ pub(crate) fn subscribe(
             sub.lock().dispatcher = Some(std::thread::current().id());
             let _ = started_tx.send(());
             while let Some(hub) = weak_hub.upgrade() {
-                let next = sub.pop(&hub, None);
+                let next = sub.pop(&|s| hub.settle(s), None);
                 drop(hub);
                 match next {
                     Ok(Some(event)) => callback(&event),

@@ -241,19 +241,33 @@ class Client:
         maintenance_start: Timestamp = None,
         maintenance_end: Timestamp = None,
         maintenance_note: Optional[str] = None,
+        exclusive: bool = False,
     ) -> str:
         """Creates or updates a service (one etcd transaction) and returns
-        its uuid (generated when `uuid` is None; save it and pass it back
-        after a restart). UP services stay UP while this client lives and,
-        with `heartbeat` (seconds), only while you also call `heartbeat()`
-        or `update()` at least that often."""
+        its uuid. Identity is type+host: with `uuid` None, a type+host
+        already registered is taken over under its uuid (a restarted daemon
+        gets its service back, UP at once); otherwise a uuid is generated.
+        `exclusive=True` refuses (ConflictError) while another live client
+        holds it. UP services stay UP while this client lives and, with
+        `heartbeat` (seconds), only while you also call `heartbeat()` or
+        `update()` at least that often; `heartbeat=None` keeps the deadline
+        the service has, `heartbeat=0` removes it."""
+        if not isinstance(exclusive, bool):
+            raise TypeError("exclusive must be a bool, not %r" % (exclusive,))
+        if heartbeat is None:
+            heartbeat_ms = 0
+        elif _millis(heartbeat, "heartbeat") == 0:
+            heartbeat_ms = lib.LIVELY_HEARTBEAT_REMOVE
+        else:
+            heartbeat_ms = _millis(heartbeat, "heartbeat")
         return self._update(
             uuid, service_type, host, _status_code(status), region,
             _epoch(maintenance_start, "maintenance_start"), _epoch(maintenance_end, "maintenance_end"),
-            maintenance_note, _millis(heartbeat, "heartbeat"),
+            maintenance_note, heartbeat_ms, exclusive,
         )
 
-    def _update(self, uuid, service_type, host, status, region, m_start, m_end, m_note, heartbeat_ms) -> str:
+    def _update(self, uuid, service_type, host, status, region, m_start, m_end, m_note, heartbeat_ms,
+                exclusive=False) -> str:
         svc = ffi.new("lively_service *")
         keep = [cstr(uuid, "uuid"), cstr(service_type, "service_type"), cstr(host, "host"),
                 cstr(region, "region"), cstr(m_note, "maintenance_note")]
@@ -267,6 +281,8 @@ class Client:
                     "update(heartbeat=...): the loaded os-lively library has no heartbeat deadlines "
                     "(lively_service.heartbeat_ms); rebuild it from a newer checkout")
             svc.heartbeat_ms = heartbeat_ms
+        if exclusive:
+            svc.exclusive = True
         out = ffi.new("char[]", lib.LIVELY_UUID_BUF_LEN)
         self._call("update %s@%s" % (service_type, host), lib.lively_client_update, svc, out, len(out))
         return ffi.string(out).decode()

@@ -35,6 +35,8 @@ class DownReason(enum.IntEnum):
     MISSED = 4
     MOVED = 5
     LIFTED = 6
+    CLOSED = 7
+    DECLARED = 8
 
 
 @dataclass(frozen=True)

@@ -1,70 +1,65 @@
 //! The client's lease: granted on the first UP registration (a client that
 //! only reads never costs a grant or a revoke), kept alive in the
-//! background, and replaced (with every owned service re-registered) when
-//! it is found gone.
+//! background, and replaced when it is found gone.
+//!
+//! The lease knows nothing of services: it tells the owner registry
+//! ([`crate::owner`]) what happened to it through [`LeaseEvent`]s (alive at
+//! a revision, re-granted), and the owner decides what each held service
+//! needs.
 //!
 //! etcd-client's `keep_alive()` gives one stream with no timer and no
 //! reconnect, and queuing a request on a dead stream succeeds silently; so we
 //! send on our own timer, treat a missing answer as a broken stream, and
 //! reconnect with jittered backoff.
 //!
-//! The keepalive's timer never waits on other work: checking and restoring
-//! UP keys (the heal) and re-registering after a re-grant run as tasks of
-//! their own, one at a time, each etcd call within the request timeout.
+//! The keepalive's timer never waits on other work: events go through an
+//! unbounded channel, and what the owner does with them runs in tasks of
+//! its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use etcd_client::{LeaseClient, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout};
 
 use crate::auth::Auth;
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::ParsedKey;
-use crate::maintenance::Maintenance;
 use crate::stats::Counters;
 use crate::steer::Steering;
-use crate::store::{Rebind, Store};
+use crate::store::Store;
 
-/// The lease state shared by the heartbeat task and the calls that register
+/// What the lease tells the owner registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseEvent {
+    /// A keepalive was answered: the lease `id` is alive, and the store was
+    /// at `revision` (when the answer said so).
+    Alive { id: i64, revision: Option<i64> },
+    /// The lease `dead` was found gone and `id` granted in its place: the
+    /// keys that were bound to `dead` are gone too.
+    Regranted { dead: i64, id: i64 },
+}
+
+/// The lease state shared by the keepalive task and the calls that register
 /// services.
 pub(crate) struct Lease {
     client: LeaseClient,
     store: Store,
     state: Mutex<State>,
-    /// Serializes re-grants: a call and the heartbeat may both find the lease
-    /// gone, and only one new lease must result.
+    /// Serializes grants, re-grants and the start of close: a call and the
+    /// keepalive may both find the lease gone, and only one new lease must
+    /// result; none after close began.
     regrant: tokio::sync::Mutex<()>,
-    /// Held by the task checking or restoring UP keys: one at a time.
-    rebinding: Arc<tokio::sync::Mutex<()>>,
-    /// The revision at which the last heal found every owned UP key on our
-    /// lease; 0 when it did not (or none ran). While keepalive answers carry
-    /// the same revision nothing was deleted, so the heal is skipped.
-    clean_revision: AtomicI64,
-    /// Set when the heal must run at the next keepalive whatever the
-    /// revision says (a safety net, every [`FULL_HEAL_EVERY`] keepalives).
-    heal_due: AtomicBool,
     counters: Arc<Counters>,
     requested_ttl: i64,
     request_timeout: Duration,
-    /// Timers lifting owned services whose maintenance window ends.
-    maintenance: Arc<Maintenance>,
+    events: mpsc::UnboundedSender<LeaseEvent>,
     /// Signalled when the first lease is granted (the keepalive waits).
     granted: tokio::sync::Notify,
 }
-
-/// Keepalives between heals run whatever the revision says, in case a
-/// deletion slipped past the revision check (say, an answer from a lagging
-/// member): about every 3 TTLs, one `TimeToLive` call.
-const FULL_HEAL_EVERY: u32 = 9;
-
-/// Services re-bound per guarded transaction (and per deadline).
-const REBIND_BATCH: usize = 60;
 
 struct State {
     /// 0 until the first UP registration grants a lease.
@@ -72,51 +67,8 @@ struct State {
     /// Our lease that expired; UP keys still bound to it are ours to move.
     previous: i64,
     granted_ttl: i64,
-    /// Services this client registered UP and keeps UP.
-    owned: Owned,
-}
-
-/// The services a client keeps UP, each with the generation of its latest
-/// `own`: a check that decides to drop a service drops it only if nobody
-/// re-owned it since the check read the set (an `update()` racing with it).
-#[derive(Default)]
-struct Owned {
-    map: BTreeMap<String, u64>,
-    generation: u64,
-}
-
-impl Owned {
-    fn own(&mut self, uuid: &str) {
-        self.generation += 1;
-        self.map.insert(uuid.to_string(), self.generation);
-    }
-
-    fn disown(&mut self, uuid: &str) {
-        self.map.remove(uuid);
-    }
-
-    /// Drops `uuid` if it is still owned at `generation`; true if dropped.
-    fn disown_at(&mut self, uuid: &str, generation: u64) -> bool {
-        if self.map.get(uuid) == Some(&generation) {
-            self.map.remove(uuid);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn contains(&self, uuid: &str) -> bool {
-        self.map.contains_key(uuid)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Every owned service with its generation.
-    fn snapshot(&self) -> Vec<(String, u64)> {
-        self.map.iter().map(|(u, g)| (u.clone(), *g)).collect()
-    }
+    /// Close began: no grant, no re-grant.
+    closing: bool,
 }
 
 impl Lease {
@@ -139,27 +91,42 @@ impl Lease {
         requested_ttl: i64,
         request_timeout: Duration,
         counters: Arc<Counters>,
-        maintenance: Arc<Maintenance>,
-    ) -> Arc<Lease> {
-        Arc::new(Lease {
+    ) -> (Arc<Lease>, mpsc::UnboundedReceiver<LeaseEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let lease = Arc::new(Lease {
             client,
             store,
             state: Mutex::new(State {
                 id: 0,
                 previous: 0,
                 granted_ttl: 0,
-                owned: Owned::default(),
+                closing: false,
             }),
             regrant: tokio::sync::Mutex::new(()),
-            rebinding: Arc::new(tokio::sync::Mutex::new(())),
-            clean_revision: AtomicI64::new(0),
-            heal_due: AtomicBool::new(false),
             counters,
             requested_ttl,
             request_timeout,
-            maintenance,
+            events,
             granted: tokio::sync::Notify::new(),
-        })
+        });
+        (lease, rx)
+    }
+
+    fn closed_error() -> Error {
+        Error::new(
+            ErrorKind::Closed,
+            "the client is closing: no lease is granted after close()",
+        )
+    }
+
+    /// Close begins: no grant or re-grant from now on, so no key can be
+    /// bound to a lease that close would not revoke. Returns the lease to
+    /// revoke (0: none was granted).
+    pub(crate) async fn begin_close(&self) -> i64 {
+        let _one_at_a_time = self.regrant.lock().await;
+        let mut st = self.state();
+        st.closing = true;
+        st.id
     }
 
     /// The lease id, granting the client's first lease if none is yet.
@@ -169,6 +136,9 @@ impl Lease {
             return Ok(id);
         }
         let _one_at_a_time = self.regrant.lock().await;
+        if self.state().closing {
+            return Err(Lease::closed_error());
+        }
         let id = self.id();
         if id != 0 {
             return Ok(id);
@@ -204,30 +174,21 @@ impl Lease {
         Duration::from_millis((self.granted_ttl().max(1) as u64 * 1000) / 3)
     }
 
-    /// Records that this client keeps `uuid` UP. Called before a write
-    /// that puts it UP (so a re-grant racing with the write re-registers it)
-    /// and again after it, so a check that read the service before the
-    /// write does not drop it.
-    pub(crate) fn own(&self, uuid: &str) {
-        self.state().owned.own(uuid);
+    /// Our lease that expired before the current one (0: none).
+    pub(crate) fn previous(&self) -> i64 {
+        self.state().previous
     }
 
-    /// Records that this client no longer keeps `uuid` UP.
-    pub(crate) fn disown(&self, uuid: &str) {
-        self.state().owned.disown(uuid);
-    }
-
-    /// True when this client keeps `uuid` UP.
-    pub(crate) fn owns(&self, uuid: &str) -> bool {
-        self.state().owned.contains(uuid)
-    }
-
-    /// Replaces the lease `dead` (found gone) with a new one, and starts
-    /// re-binding the UP keys of every owned service in the background (the
-    /// caller's keepalives or write need not wait for thousands of them). A
-    /// no-op if someone already replaced it.
+    /// Replaces the lease `dead` (found gone) with a new one, and tells the
+    /// owner, which puts back what the services it holds need (in the
+    /// background: the caller's keepalive or write need not wait for
+    /// thousands of them). A no-op if someone already replaced it;
+    /// [`ErrorKind::Closed`] once close began.
     pub(crate) async fn regrant(self: &Arc<Self>, dead: i64) -> Result<()> {
         let _one_at_a_time = self.regrant.lock().await;
+        if self.state().closing {
+            return Err(Lease::closed_error());
+        }
         if self.id() != dead {
             return Ok(());
         }
@@ -238,109 +199,18 @@ impl Lease {
             st.id = id;
             st.granted_ttl = granted;
         }
-        self.clean_revision.store(0, Ordering::Relaxed);
         Counters::bump(&self.counters.lease_regrants);
         self.count_granted(id, granted);
-        let owned = self.state().owned.snapshot();
         log::warn!(
-            "os-lively: lease {dead:x} expired (this client was cut off from etcd for longer than its TTL); granted lease {id:x} and re-registering {} service(s)",
-            owned.len()
+            "os-lively: lease {dead:x} expired (this client was cut off from etcd for longer than its TTL); granted lease {id:x}"
         );
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _one = me.rebinding.lock().await;
-            if let Err(e) = me.rebind(&owned, id, dead).await {
-                // The heal at the next keepalives finds what is missing.
-                me.clean_revision.store(0, Ordering::Relaxed);
-                log::warn!("os-lively: re-registering on lease {id:x} failed, will retry: {e}");
-                me.reauthenticate_if_stale(&e).await;
-            }
-        });
+        let _ = self.events.send(LeaseEvent::Regranted { dead, id });
         Ok(())
-    }
-
-    /// Puts back the UP keys of `uuids` on `lease`, dropping the services
-    /// that were deleted, forced down or taken over meanwhile (unless
-    /// re-owned since `uuids` was read). Each batch within the request
-    /// timeout: nothing here may hang on a silent member.
-    async fn rebind(&self, uuids: &[(String, u64)], lease: i64, previous: i64) -> Result<()> {
-        let mut restored = Vec::new();
-        let mut lost = Vec::new();
-        let mut result = Ok(());
-        for chunk in uuids.chunks(REBIND_BATCH) {
-            let generation: HashMap<&str, u64> =
-                chunk.iter().map(|(u, g)| (u.as_str(), *g)).collect();
-            let names: Vec<String> = chunk.iter().map(|(u, _)| u.clone()).collect();
-            let verdicts = match timeout(
-                self.request_timeout,
-                self.store.rebind_many(&names, lease, previous),
-            )
-            .await
-            {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    result = Err(e);
-                    break;
-                }
-                Err(_) => {
-                    result = Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "keepalive: restoring UP keys took longer than {:?}",
-                            self.request_timeout
-                        ),
-                    ));
-                    break;
-                }
-            };
-            for (uuid, verdict) in verdicts {
-                match verdict {
-                    Rebind::Ours => {}
-                    // Still ours, forced down by an operator: lifted at the
-                    // end of its window (or by up()).
-                    Rebind::Held(end) => self.maintenance.hold(&uuid, end),
-                    Rebind::Restored => {
-                        Counters::bump(&self.counters.up_keys_restored);
-                        restored.push(uuid);
-                    }
-                    Rebind::Disowned => {
-                        let g = generation.get(uuid.as_str()).copied().unwrap_or(0);
-                        if self.state().owned.disown_at(&uuid, g) {
-                            self.maintenance.release(&uuid);
-                            Counters::bump(&self.counters.registrations_lost);
-                            lost.push(uuid);
-                        }
-                    }
-                }
-            }
-        }
-        match restored.len() {
-            0 => {}
-            1..=10 => log::warn!(
-                "os-lively: UP again (UP key put back on lease {lease:x}): {}",
-                restored.join(", ")
-            ),
-            n => {
-                log::warn!("os-lively: {n} services UP again (UP keys put back on lease {lease:x})")
-            }
-        }
-        match lost.len() {
-            0 => {}
-            1..=10 => log::warn!(
-                "os-lively: no longer registered by this client (deleted, forced down or taken over by another client), so no longer kept UP: {}",
-                lost.join(", ")
-            ),
-            n => log::warn!(
-                "os-lively: {n} services no longer registered by this client (deleted, forced down or taken over by another client), so no longer kept UP"
-            ),
-        }
-        result
     }
 
     /// Revokes the lease, so every service this client keeps UP goes DOWN now.
     /// A client that never registered anything UP has none to revoke.
-    pub(crate) async fn revoke(&self) -> Result<()> {
-        let id = self.id();
+    pub(crate) async fn revoke(&self, id: i64) -> Result<()> {
         if id == 0 {
             return Ok(());
         }
@@ -376,7 +246,6 @@ impl Lease {
             self.period().max(Duration::from_millis(200)),
         );
         let mut failing = false;
-        let mut since_full_heal = 0u32;
         let steering = self.store.steering().clone();
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
@@ -438,12 +307,7 @@ impl Lease {
                     }
                     failing = false;
                     backoff.reset();
-                    since_full_heal += 1;
-                    if since_full_heal >= FULL_HEAL_EVERY {
-                        since_full_heal = 0;
-                        self.heal_due.store(true, Ordering::Relaxed);
-                    }
-                    self.start_heal(id, revision);
+                    let _ = self.events.send(LeaseEvent::Alive { id, revision });
                     // Paced from the send, never from other work.
                     let next = sent + self.period();
                     tokio::select! {
@@ -551,52 +415,22 @@ impl Lease {
         }
     }
 
-    /// Starts the heal in a task of its own, unless one is running or
-    /// nothing can be missing: nothing owned, or no new revision since the
-    /// last heal that found everything in place (deleting a key bumps it).
-    fn start_heal(self: &Arc<Self>, id: i64, revision: Option<i64>) {
-        if self.state().owned.is_empty() {
-            return;
-        }
-        let clean = self.clean_revision.load(Ordering::Relaxed);
-        let due = self.heal_due.load(Ordering::Relaxed);
-        if !due && clean != 0 && revision == Some(clean) {
-            return;
-        }
-        let Ok(one) = self.rebinding.clone().try_lock_owned() else {
-            return; // a heal or re-registration is running
-        };
-        self.heal_due.store(false, Ordering::Relaxed);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let _one = one;
-            if let Err(e) = me.heal(id).await {
-                me.clean_revision.store(0, Ordering::Relaxed);
-                log::debug!("os-lively: checking UP keys failed: {e}");
-                me.reauthenticate_if_stale(&e).await;
-            }
-        });
-    }
-
     /// A keepalive stream or lease call that failed for an expired or
     /// invalidated token gets a new one before the next attempt.
-    async fn reauthenticate_if_stale(&self, e: &Error) {
+    pub(crate) async fn reauthenticate_if_stale(&self, e: &Error) {
         if Auth::is_stale_token(e.message()) {
             if let Err(e) = self.store.auth().refresh().await {
                 log::warn!("os-lively: re-authenticating failed: {e}");
             }
         }
     }
+}
 
-    /// Puts back any owned service's UP key that vanished from our lease
-    /// (deleted by hand), and drops the services deleted, forced down or
-    /// taken over by another client. One `TimeToLive` call lists every key
-    /// on the lease.
-    async fn heal(&self, id: i64) -> Result<()> {
-        let owned = self.state().owned.snapshot();
-        if owned.is_empty() {
-            return Ok(());
-        }
+impl Lease {
+    /// The keys bound to lease `id`, its remaining TTL (0 or less: gone)
+    /// and the store's revision, in one `TimeToLive` call (its answer grows
+    /// with the keys: callers use it only for a bounded number).
+    pub(crate) async fn keys_on(&self, id: i64) -> Result<(i64, i64, Vec<Vec<u8>>)> {
         let mut client = self.client.clone();
         let resp = match timeout(
             self.request_timeout,
@@ -604,43 +438,21 @@ impl Lease {
         )
         .await
         {
-            Ok(r) => r.map_err(|e| Error::etcd("keepalive: listing the lease's keys", e))?,
+            Ok(r) => r.map_err(|e| Error::etcd("checking UP keys: listing the lease's keys", e))?,
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    "keepalive: listing the lease's keys timed out",
+                    "checking UP keys: listing the lease's keys timed out",
                 ));
             }
         };
-        if resp.ttl() <= 0 {
-            // Gone: the next keepalive finds out and re-grants.
-            self.clean_revision.store(0, Ordering::Relaxed);
-            return Ok(());
+        if resp.ttl() > 0 {
+            self.counters
+                .lease_ttl_remaining
+                .store(resp.ttl(), Ordering::Relaxed);
         }
-        self.counters
-            .lease_ttl_remaining
-            .store(resp.ttl(), Ordering::Relaxed);
-        let on_lease: BTreeSet<String> = resp
-            .keys()
-            .iter()
-            .filter_map(|k| match self.store.keys().parse(k) {
-                Some(ParsedKey::Status(_, uuid)) => Some(uuid),
-                _ => None,
-            })
-            .collect();
-        let missing: Vec<(String, u64)> = owned
-            .into_iter()
-            .filter(|(u, _)| !on_lease.contains(u))
-            .collect();
-        if missing.is_empty() {
-            let revision = resp.header().map_or(0, |h| h.revision());
-            self.clean_revision.store(revision, Ordering::Relaxed);
-            return Ok(());
-        }
-        // Check again at the next keepalive, whatever the revision.
-        self.clean_revision.store(0, Ordering::Relaxed);
-        let previous = self.state().previous;
-        self.rebind(&missing, id, previous).await
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.ttl(), revision, resp.keys().to_vec()))
     }
 }
 
@@ -697,30 +509,5 @@ where
             f(lease.id()).await
         }
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_check_does_not_drop_a_service_re_owned_after_it_read_the_set() {
-        let mut owned = Owned::default();
-        owned.own("a");
-        owned.own("b");
-        let read = owned.snapshot();
-        let gen_of = |u: &str| read.iter().find(|(x, _)| x == u).unwrap().1;
-        // update("a") wrote UP meanwhile (it owns before and after its write).
-        owned.own("a");
-        assert!(!owned.disown_at("a", gen_of("a")));
-        assert!(owned.contains("a"));
-        // Nobody touched "b": the check drops it.
-        assert!(owned.disown_at("b", gen_of("b")));
-        assert!(!owned.contains("b"));
-        // Dropped once: a second verdict counts nothing.
-        assert!(!owned.disown_at("b", gen_of("b")));
-        owned.disown("a");
-        assert!(owned.is_empty());
     }
 }

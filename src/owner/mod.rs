@@ -1,0 +1,500 @@
+//! One owner per service: what a client holds for each service it
+//! registered — the owner's wish, the phase (UP on our lease, missed,
+//! held by an operator, set DOWN, lost), the heartbeat deadline — in one
+//! registry, changed only by the transitions here, which run on the
+//! runtime thread, one at a time per service, each with the write it needs.
+//!
+//! The lease, the deadline timer and the maintenance timer do not call each
+//! other: the lease sends [`LeaseEvent`]s, the timer (one task) finds the
+//! services whose deadline or window is due, and each of them is judged by
+//! the same decision ([`phase::decide`]) inside the guarded write, so their
+//! combinations (heartbeat × maintenance × takeover × lease loss × close)
+//! are designed in one place.
+
+mod beat;
+mod check;
+mod phase;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::{Lease, LeaseEvent, with_live_lease};
+use crate::record::{Service, Status};
+use crate::stats::Counters;
+use crate::sticky;
+use crate::store::{Bind, Store, Written};
+use beat::Beats;
+use phase::{Facts, Held, Lost, Phase, decide, phase_of};
+
+/// How long the timer sleeps with nothing due (anything new wakes it).
+const IDLE: Duration = Duration::from_secs(3600);
+/// Bounds of the retry delay after a failed transition.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One held service.
+struct Cell {
+    uuid: String,
+    /// Serializes this service's transitions with their writes.
+    op: tokio::sync::Mutex<()>,
+    held: Mutex<Held>,
+    /// A timer-started transition is running.
+    busy: AtomicBool,
+}
+
+impl Cell {
+    fn held(&self) -> MutexGuard<'_, Held> {
+        // Plain data, valid even if a holder panicked.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The registry of the services one client holds.
+pub(crate) struct Owner {
+    store: Store,
+    lease: Arc<Lease>,
+    counters: Arc<Counters>,
+    request_timeout: Duration,
+    cells: Mutex<HashMap<String, Arc<Cell>>>,
+    beats: Beats,
+    /// Close began: every transition refuses, no grant happens.
+    closing: AtomicBool,
+    /// Wakes the timer: a changed phase or deadline, a check-in after a miss.
+    wake: Notify,
+    /// Held by the task checking UP keys: one at a time.
+    checking: Arc<tokio::sync::Mutex<()>>,
+    /// The revision at which the last check found every UP key in place (0:
+    /// it did not); while keepalive answers carry it, nothing was deleted.
+    clean_revision: AtomicI64,
+    /// Keepalives since the last check that ran whatever the revision said.
+    since_full_check: AtomicU32,
+}
+
+impl Owner {
+    pub(crate) fn new(
+        store: Store,
+        lease: Arc<Lease>,
+        counters: Arc<Counters>,
+        request_timeout: Duration,
+    ) -> Arc<Owner> {
+        Arc::new(Owner {
+            store,
+            lease,
+            counters,
+            request_timeout,
+            cells: Mutex::default(),
+            beats: Beats::default(),
+            closing: AtomicBool::new(false),
+            wake: Notify::new(),
+            checking: Arc::default(),
+            clean_revision: AtomicI64::new(0),
+            since_full_check: AtomicU32::new(0),
+        })
+    }
+
+    fn cells(&self) -> MutexGuard<'_, HashMap<String, Arc<Cell>>> {
+        self.cells.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cell(&self, uuid: &str) -> Option<Arc<Cell>> {
+        self.cells().get(uuid).cloned()
+    }
+
+    /// The cell of `uuid`, made (in phase `Lost`, wanting nothing) if new;
+    /// true when it was made.
+    fn cell_or_new(&self, uuid: &str) -> (Arc<Cell>, bool) {
+        let mut cells = self.cells();
+        if let Some(c) = cells.get(uuid) {
+            return (c.clone(), false);
+        }
+        let c = Arc::new(Cell {
+            uuid: uuid.to_string(),
+            op: tokio::sync::Mutex::new(()),
+            held: Mutex::new(Held::new(Phase::Lost(Lost::Deleted), false)),
+            busy: AtomicBool::new(false),
+        });
+        cells.insert(uuid.to_string(), c.clone());
+        (c, true)
+    }
+
+    fn forget(&self, cell: &Arc<Cell>) {
+        let mut cells = self.cells();
+        if cells.get(&cell.uuid).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            cells.remove(&cell.uuid);
+        }
+        drop(cells);
+        self.beats.remove(&cell.uuid);
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        Ok(())
+    }
+
+    /// Moves `cell` to `next`, with what each change means for operators:
+    /// counters, logs, the check-in slot's missed flag.
+    fn enter(&self, cell: &Cell, next: Phase) {
+        let prev = {
+            let mut h = cell.held();
+            let prev = h.phase;
+            h.phase = next;
+            h.failures = 0;
+            h.not_before = None;
+            prev
+        };
+        if let Some(b) = self.beats.get(&cell.uuid) {
+            b.missed.store(next == Phase::Missed, Ordering::SeqCst);
+        }
+        let uuid = &cell.uuid;
+        match (prev, next) {
+            (p, n) if p == n => {}
+            (_, Phase::Missed) => {
+                Counters::bump(&self.counters.heartbeats_missed);
+                let period = self.beats.get(uuid).map(|b| b.period()).unwrap_or_default();
+                log::warn!(
+                    "os-lively: service {uuid} missed its heartbeat deadline (no check-in for {period:?}); it is DOWN until its owner checks in again"
+                );
+            }
+            (Phase::Lost(_), _) => {}
+            (_, Phase::Lost(why)) => {
+                Counters::bump(&self.counters.registrations_lost);
+                log::warn!(
+                    "os-lively: service {uuid} is no longer registered by this client ({}), so no longer kept UP",
+                    why.says()
+                );
+            }
+            (Phase::Missed, Phase::Up) => {
+                log::info!("os-lively: service {uuid} checked in again; UP")
+            }
+            (Phase::Held { .. }, Phase::Up) => {
+                log::info!("os-lively: maintenance of {uuid} ended; UP again")
+            }
+            _ => {}
+        }
+        self.wake.notify_one();
+    }
+
+    /// The facts the decision needs now.
+    fn facts(&self, uuid: &str, ours: i64) -> Facts {
+        Facts {
+            ours,
+            previous: self.lease.previous(),
+            overdue: self.beats.overdue(uuid),
+            now: sticky::now_secs(),
+        }
+    }
+
+    /// Brings `cell` in line with etcd by the one decision, in one guarded
+    /// write; its `op` lock must be held.
+    async fn reconcile(&self, cell: &Cell) -> Result<Phase> {
+        let (phase, wants_up) = {
+            let h = cell.held();
+            (h.phase, h.wants_up)
+        };
+        let decided: Mutex<Option<Phase>> = Mutex::new(None);
+        let uuid = cell.uuid.as_str();
+        let make = |ours: i64| {
+            let decided = &decided;
+            move |old: Option<&Service>, cur: &crate::store::Current| {
+                let (write, next) = decide(phase, wants_up, old, cur, &self.facts(uuid, ours));
+                *decided.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+                Ok(write)
+            }
+        };
+        if wants_up {
+            with_live_lease(&self.lease, |id| {
+                self.store.rewrite(uuid, Bind::Ours(id), make(id))
+            })
+            .await?;
+        } else {
+            self.store
+                .rewrite(uuid, Bind::Nothing, make(self.lease.id()))
+                .await?;
+        }
+        let next = decided
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(phase);
+        self.enter(cell, next);
+        Ok(next)
+    }
+
+    /// The owner's update: validated `svc` written for this client (its UP
+    /// key on our lease), taking over the type+host's record when `adopt`.
+    pub(crate) async fn update(&self, svc: Service, fresh: bool, adopt: bool) -> Result<Written> {
+        self.check_open()?;
+        let (cell, made) = self.cell_or_new(&svc.uuid);
+        let guard = cell.op.lock().await;
+        let result = if svc.status == Status::Down {
+            // Nothing to bind: no lease needed.
+            self.store.update(&svc, Bind::Nothing, fresh, adopt).await
+        } else {
+            with_live_lease(&self.lease, |id| {
+                self.store.update(&svc, Bind::Ours(id), fresh, adopt)
+            })
+            .await
+        };
+        let w = match result {
+            Ok(w) => w,
+            Err(e) => {
+                // A refused or failed first registration leaves nothing
+                // behind: no slot, no check, no "lost" for a uuid never held.
+                if made {
+                    drop(guard);
+                    self.forget(&cell);
+                }
+                return Err(e);
+            }
+        };
+        if w.uuid == svc.uuid {
+            self.after_update(&cell, &w, &svc);
+            drop(guard);
+        } else {
+            // Adopted the type+host's uuid: the generated one was never held.
+            drop(guard);
+            if made {
+                self.forget(&cell);
+            }
+            let (adopted, _) = self.cell_or_new(&w.uuid);
+            let _op = adopted.op.lock().await;
+            self.after_update(&adopted, &w, &svc);
+        }
+        Ok(w)
+    }
+
+    /// What an owner's write means for the service's cell.
+    fn after_update(&self, cell: &Cell, w: &Written, svc: &Service) {
+        let record = w.record.as_ref();
+        match record.and_then(|r| r.heartbeat) {
+            Some(d) => self.beats.set(&w.uuid, d),
+            None => self.beats.remove(&w.uuid),
+        }
+        cell.held().wants_up = svc.status == Status::Up;
+        self.enter(cell, record.map_or(Phase::Lost(Lost::Deleted), phase_of));
+        if w.displaced != 0 {
+            log::warn!(
+                "os-lively: service {} ({} on {}) taken over from lease {:x}, which was still alive",
+                w.uuid,
+                svc.service_type,
+                svc.host,
+                w.displaced
+            );
+        }
+    }
+
+    /// A check-in for `uuid`; local, no round trip.
+    pub(crate) fn check_in(&self, uuid: &str) -> Result<()> {
+        if self.beats.check_in(uuid)? {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// An operator's `down()` through this client.
+    pub(crate) async fn down(&self, uuid: &str, note: &str, start: u64, end: u64) -> Result<()> {
+        let cell = self.cell(uuid);
+        let _op = match &cell {
+            Some(c) => Some(c.op.lock().await),
+            None => None,
+        };
+        let w = self.store.down(uuid, note, start, end).await?;
+        if let (Some(c), Some(rec)) = (&cell, &w.record) {
+            let phase = c.held().phase;
+            if matches!(phase, Phase::Up | Phase::Missed | Phase::Held { .. }) {
+                self.enter(c, phase_of(rec));
+            }
+        }
+        Ok(())
+    }
+
+    /// An operator's `up()` through this client: lifts a forced DOWN. A
+    /// service this client holds is judged at once (UP on our lease, or
+    /// DOWN for a missed deadline); one held by another live client gets
+    /// its UP key on that client's lease, as recorded in its DOWN key.
+    pub(crate) async fn up(&self, uuid: &str) -> Result<()> {
+        if let Some(c) = self.cell(uuid) {
+            let _op = c.op.lock().await;
+            if matches!(c.held().phase, Phase::Held { .. }) {
+                let overdue = self.beats.overdue(uuid);
+                let ours_lift = with_live_lease(&self.lease, |id| {
+                    let previous = self.lease.previous();
+                    self.store.rewrite(uuid, Bind::Ours(id), move |old, cur| {
+                        let old = old.ok_or_else(|| not_found(uuid))?;
+                        let mine = cur.down_owner == 0
+                            || cur.down_owner == id
+                            || cur.down_owner == previous;
+                        Ok((old.forced_down && mine).then(|| sticky::lifted(old, overdue)))
+                    })
+                })
+                .await?;
+                if let Some(rec) = ours_lift.record.as_ref().filter(|_| ours_lift.wrote) {
+                    self.enter(&c, phase_of(rec));
+                    return Ok(());
+                }
+                // Not ours any more (taken over), or not forced: as any client.
+                self.reconcile(&c).await?;
+            }
+        }
+        match self.store.lift(uuid, Bind::Owner, false).await {
+            // The owner's recorded lease is gone (it died, or re-granted
+            // since): lift without an UP key; a living owner puts it back
+            // when it next checks.
+            Err(e) if e.message().contains("requested lease not found") => {
+                self.store.lift(uuid, Bind::Nothing, false).await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a service; this client holds nothing of it afterwards.
+    pub(crate) async fn delete(&self, uuid: &str) -> Result<bool> {
+        let cell = self.cell(uuid);
+        let _op = match &cell {
+            Some(c) => Some(c.op.lock().await),
+            None => None,
+        };
+        let deleted = self.store.delete(uuid).await?;
+        if let Some(c) = &cell {
+            self.forget(c);
+        }
+        Ok(deleted)
+    }
+
+    /// Close: no transition or grant from now on; the services UP on our
+    /// lease are marked closed (watchers see reason `closed`, not
+    /// `expired`), then the lease is revoked, so they are DOWN at once.
+    pub(crate) async fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+        let id = self.lease.begin_close().await;
+        if id == 0 {
+            return Ok(());
+        }
+        let up: Vec<String> = self
+            .cells()
+            .values()
+            .filter(|c| c.held().phase == Phase::Up)
+            .map(|c| c.uuid.clone())
+            .collect();
+        if !up.is_empty() {
+            // Best effort within half the request timeout: the revoke that
+            // follows takes them DOWN whatever happens here.
+            let marks =
+                tokio::time::timeout(self.request_timeout / 2, self.store.mark_closed(&up, id));
+            match marks.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::debug!("os-lively: close: marking services closed: {e}"),
+                Err(_) => log::debug!("os-lively: close: marking services closed timed out"),
+            }
+        }
+        self.lease.revoke(id).await
+    }
+
+    /// The owner's task on the runtime thread: the deadline and maintenance
+    /// timer, and the lease's events. Runs until `stop` turns true.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<LeaseEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() || self.closing.load(Ordering::Acquire) {
+                return;
+            }
+            let next = self.start_due();
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.wake.notified() => {}
+                Some(ev) = events.recv() => self.clone().on_lease(ev),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Starts a transition for every service whose deadline, check-in or
+    /// window end is due; returns when the next one is.
+    fn start_due(self: &Arc<Self>) -> Instant {
+        let now_ns = self.beats.now_ns();
+        let now = Instant::now();
+        let wall = sticky::now_secs();
+        let mut next = now + IDLE;
+        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        for cell in cells {
+            if cell.busy.load(Ordering::Acquire) {
+                continue;
+            }
+            let (phase, not_before) = {
+                let h = cell.held();
+                (h.phase, h.not_before)
+            };
+            let beat = self.beats.get(&cell.uuid);
+            let due = match (phase, &beat) {
+                (Phase::Up, Some(b)) => Some(self.beats.instant(b.due_ns())),
+                (Phase::Missed, Some(b)) if now_ns < b.due_ns() => Some(now),
+                (Phase::Held { end }, _) if end != 0 => Some(now + sticky::until(end).min(IDLE)),
+                _ => None,
+            };
+            let Some(mut due) = due else { continue };
+            if let Some(nb) = not_before {
+                due = due.max(nb);
+            }
+            if matches!(phase, Phase::Held { end } if end > wall) && due <= now {
+                // The wall clock says not yet (whole seconds): look again soon.
+                due = now + Duration::from_millis(200);
+            }
+            if due <= now {
+                if cell
+                    .busy
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    tokio::spawn(self.clone().settle(cell));
+                }
+            } else {
+                next = next.min(due);
+            }
+        }
+        next
+    }
+
+    /// A timer-started transition for `cell`.
+    async fn settle(self: Arc<Self>, cell: Arc<Cell>) {
+        if self.check_open().is_ok() {
+            let _op = cell.op.lock().await;
+            if let Err(e) = self.reconcile(&cell).await {
+                let mut h = cell.held();
+                let n = h.failures;
+                h.failures = n.saturating_add(1);
+                let delay = (RETRY_MIN * 2u32.saturating_pow(n.min(10))).min(RETRY_MAX);
+                h.not_before = Some(Instant::now() + delay);
+                drop(h);
+                if n == 0 {
+                    log::warn!(
+                        "os-lively: service {}: keeping it as its owner wants failed, will retry: {e}",
+                        cell.uuid
+                    );
+                }
+            }
+        }
+        cell.busy.store(false, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+fn not_found(uuid: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("service {uuid} does not exist"),
+    )
+}

@@ -1,0 +1,292 @@
+//! The phases of a held service and the one decision that moves them: given
+//! what the owner wants and what etcd holds now, what (if anything) to
+//! write and which phase follows. Pure: the owner runs it inside the
+//! guarded write, so the decision and the write see the same state.
+
+use tokio::time::Instant;
+
+use crate::record::{Service, Status};
+use crate::sticky;
+use crate::store::Current;
+
+/// Where a held service stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Record UP, its UP key on our lease.
+    Up,
+    /// Its heartbeat deadline passed: record DOWN (`heartbeat_missed`),
+    /// still ours; a check-in brings it back.
+    Missed,
+    /// An operator forced it DOWN until `end` (seconds since the epoch; 0:
+    /// until `up()`); still ours, lifted then.
+    Held { end: u64 },
+    /// Its owner set it DOWN itself: nothing to keep alive.
+    Down,
+    /// No longer ours: we stop keeping it; an owner update takes it back.
+    Lost(Lost),
+}
+
+/// Why a service was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// Its record was deleted by someone else.
+    Deleted,
+    /// Another client took it over (its UP key, or the owner recorded in
+    /// its DOWN key, is another live lease).
+    Moved,
+    /// Someone else set its record DOWN (not an operator's hold).
+    SetDown,
+}
+
+impl Lost {
+    pub(crate) fn says(self) -> &'static str {
+        match self {
+            Lost::Deleted => "deleted by another client",
+            Lost::Moved => "taken over by another client",
+            Lost::SetDown => "set DOWN by another client",
+        }
+    }
+}
+
+/// What a client holds for one service besides its phase.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub phase: Phase,
+    /// The owner's last update asked for UP.
+    pub wants_up: bool,
+    /// No timer-started transition before this (after a failure).
+    pub not_before: Option<Instant>,
+    pub failures: u32,
+}
+
+impl Held {
+    pub(crate) fn new(phase: Phase, wants_up: bool) -> Held {
+        Held {
+            phase,
+            wants_up,
+            not_before: None,
+            failures: 0,
+        }
+    }
+}
+
+/// What the decision knows besides the record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts {
+    /// Our lease (0: none yet).
+    pub ours: i64,
+    /// Our lease before the last re-grant (0: none).
+    pub previous: i64,
+    /// The service has a heartbeat deadline on this client and it passed.
+    pub overdue: bool,
+    /// Seconds since the epoch.
+    pub now: u64,
+}
+
+/// The phase a record written by us means.
+pub(crate) fn phase_of(s: &Service) -> Phase {
+    if s.forced_down {
+        Phase::Held {
+            end: s.maintenance_end,
+        }
+    } else if s.status == Status::Up {
+        Phase::Up
+    } else if s.heartbeat_missed {
+        Phase::Missed
+    } else {
+        Phase::Down
+    }
+}
+
+/// The one transition: from the phase we are in, what the owner wants and
+/// what etcd holds (`old`, `cur`), the record to write (`None`: nothing)
+/// and the phase that follows.
+pub(crate) fn decide(
+    phase: Phase,
+    wants_up: bool,
+    old: Option<&Service>,
+    cur: &Current,
+    f: &Facts,
+) -> (Option<Service>, Phase) {
+    let foreign = |l: i64| l != 0 && l != f.ours && l != f.previous;
+    let Some(o) = old else {
+        return (None, Phase::Lost(Lost::Deleted));
+    };
+    if o.forced_down {
+        if foreign(cur.down_owner) {
+            return (None, Phase::Lost(Lost::Moved));
+        }
+        if sticky::window_over(o, f.now) {
+            let l = sticky::lifted(o, f.overdue);
+            let next = phase_of(&l);
+            return (Some(l), next);
+        }
+        let held = Phase::Held {
+            end: o.maintenance_end,
+        };
+        // After a re-grant its DOWN key still names the dead lease: name
+        // ours, so that up() makes it UP at once.
+        if f.ours != 0 && cur.down_owner != f.ours {
+            return (Some(o.clone()), held);
+        }
+        return (None, held);
+    }
+    if o.status == Status::Down {
+        if o.heartbeat_missed {
+            if wants_up && !f.overdue {
+                let mut s = o.clone();
+                s.status = Status::Up;
+                s.heartbeat_missed = false;
+                return (Some(s), Phase::Up);
+            }
+            return (None, Phase::Missed);
+        }
+        if phase == Phase::Down || !wants_up {
+            return (None, Phase::Down);
+        }
+        return (None, Phase::Lost(Lost::SetDown));
+    }
+    // The record says UP.
+    if foreign(cur.up_lease) || !wants_up {
+        return (None, Phase::Lost(Lost::Moved));
+    }
+    if f.overdue && o.heartbeat.is_some() {
+        let mut s = o.clone();
+        s.status = Status::Down;
+        s.heartbeat_missed = true;
+        return (Some(s), Phase::Missed);
+    }
+    if f.ours != 0 && cur.up_lease == f.ours {
+        return (None, Phase::Up);
+    }
+    // Its UP key is missing (or on our dead lease): put it back on ours.
+    (Some(o.clone()), Phase::Up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn facts(overdue: bool) -> Facts {
+        Facts {
+            ours: 7,
+            previous: 5,
+            overdue,
+            now: 1000,
+        }
+    }
+
+    fn rec(status: Status) -> Service {
+        let mut s = Service::new("t", "h");
+        s.uuid = "u".into();
+        s.status = status;
+        s
+    }
+
+    fn cur(up_lease: i64, down_owner: i64) -> Current {
+        Current {
+            up_lease,
+            down_owner,
+        }
+    }
+
+    #[test]
+    fn a_missed_service_forced_down_then_lifted_comes_back_up() {
+        // The heartbeat × maintenance defect: missed, then forced with a
+        // window, check-ins resume, the window ends.
+        let mut forced = rec(Status::Down);
+        forced.heartbeat = Some(Duration::from_secs(1));
+        forced.forced_down = true;
+        forced.maintenance_end = 999;
+        let (w, next) = decide(
+            Phase::Held { end: 999 },
+            true,
+            Some(&forced),
+            &cur(0, 7),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Up);
+        assert_eq!(w.unwrap().status, Status::Up);
+        // Still not checking in when the window ends: DOWN (missed).
+        let (w, next) = decide(
+            Phase::Held { end: 999 },
+            true,
+            Some(&forced),
+            &cur(0, 7),
+            &facts(true),
+        );
+        assert_eq!(next, Phase::Missed);
+        assert!(w.unwrap().heartbeat_missed);
+    }
+
+    #[test]
+    fn a_stale_holder_never_wins_the_lift_after_a_takeover() {
+        let mut forced = rec(Status::Down);
+        forced.forced_down = true;
+        forced.maintenance_end = 999;
+        let (w, next) = decide(
+            Phase::Held { end: 999 },
+            true,
+            Some(&forced),
+            &cur(0, 42),
+            &facts(false),
+        );
+        assert_eq!((w, next), (None, Phase::Lost(Lost::Moved)));
+    }
+
+    #[test]
+    fn a_held_service_names_our_new_lease_after_a_regrant() {
+        let mut forced = rec(Status::Down);
+        forced.forced_down = true;
+        let (w, next) = decide(
+            Phase::Held { end: 0 },
+            true,
+            Some(&forced),
+            &cur(0, 5),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Held { end: 0 });
+        assert_eq!(w.as_ref(), Some(&forced), "rewritten as it is, naming us");
+    }
+
+    #[test]
+    fn up_records_are_kept_taken_down_or_lost() {
+        let up = rec(Status::Up);
+        let f = facts(false);
+        assert_eq!(
+            decide(Phase::Up, true, Some(&up), &cur(7, 0), &f),
+            (None, Phase::Up)
+        );
+        assert_eq!(
+            decide(Phase::Up, true, Some(&up), &cur(0, 0), &f),
+            (Some(up.clone()), Phase::Up)
+        );
+        assert_eq!(
+            decide(Phase::Up, true, Some(&up), &cur(42, 0), &f),
+            (None, Phase::Lost(Lost::Moved))
+        );
+        assert_eq!(
+            decide(Phase::Up, true, None, &cur(0, 0), &f),
+            (None, Phase::Lost(Lost::Deleted))
+        );
+        let mut beat = up.clone();
+        beat.heartbeat = Some(Duration::from_secs(1));
+        let (w, next) = decide(Phase::Up, true, Some(&beat), &cur(7, 0), &facts(true));
+        assert_eq!(next, Phase::Missed);
+        assert_eq!(w.unwrap().status, Status::Down);
+    }
+
+    #[test]
+    fn an_owners_own_down_is_kept() {
+        let down = rec(Status::Down);
+        assert_eq!(
+            decide(Phase::Down, false, Some(&down), &cur(0, 0), &facts(false)),
+            (None, Phase::Down)
+        );
+        assert_eq!(
+            decide(Phase::Up, true, Some(&down), &cur(0, 0), &facts(false)),
+            (None, Phase::Lost(Lost::SetDown))
+        );
+    }
+}
