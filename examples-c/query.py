@@ -24,7 +24,7 @@ class Service(Structure):
                 ("status", c_uint32), ("region", c_char_p), ("maintenance_start", c_uint64),
                 ("maintenance_end", c_uint64), ("maintenance_note", c_char_p),
                 ("heartbeat_ms", c_uint64), ("heartbeat_missed", c_bool),
-                ("forced_down", c_bool)]
+                ("forced_down", c_bool), ("exclusive", c_bool)]
 
 
 class ServiceInfo(Structure):
@@ -52,7 +52,7 @@ class Event(Structure):
 
 
 EVENT_KINDS = ["EXISTING", "REGISTERED", "UP", "DOWN", "UPDATED", "REMOVED", "RESYNC"]
-REASONS = ["-", "forced", "expired", "deleted", "missed", "moved", "lifted"]
+REASONS = ["-", "forced", "expired", "deleted", "missed", "moved", "lifted", "closed", "declared"]
 
 
 class LivelyError(Exception):

@@ -35,6 +35,8 @@ static const char *reason_name(lively_down_reason reason) {
     case LIVELY_DOWN_REASON_MISSED: return "missed";
     case LIVELY_DOWN_REASON_MOVED: return "moved";
     case LIVELY_DOWN_REASON_LIFTED: return "lifted";
+    case LIVELY_DOWN_REASON_CLOSED: return "closed";
+    case LIVELY_DOWN_REASON_DECLARED: return "declared";
     default: return "-";
   }
 }

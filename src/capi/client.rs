@@ -198,15 +198,22 @@ impl lively_client {
 
     /// Creates or updates a service record and its indexes in one
     /// transaction. A service with status UP is bound to this client's
-    /// lease and stays UP while the client lives. An empty or NULL
-    /// `service->uuid` makes the library generate one; a daemon that
-    /// restarts should pass the uuid it saved.
+    /// lease and stays UP while the client lives.
+    ///
+    /// Identity is type+host: with an empty or NULL `service->uuid`, a
+    /// type+host already registered is taken over under its uuid (written
+    /// to `uuid_out`), UP on this client's lease at once; so a daemon that
+    /// restarts without saved state gets its service back. A live client
+    /// displaced this way loses it (watchers see an UPDATED event with
+    /// reason MOVED). With `service->exclusive` the call fails with
+    /// `LIVELY_RESULT_CONFLICT` instead while another client's lease holds
+    /// it. Otherwise a uuid is generated.
     ///
     /// `uuid_out` (may be NULL) receives the uuid, NUL-terminated;
     /// `uuid_out_len` must then be at least `LIVELY_UUID_BUF_LEN`, else
     /// `LIVELY_RESULT_INVALID_ARGUMENT` before anything is written.
-    /// Fails with `LIVELY_RESULT_CONFLICT` when the type+host belongs to
-    /// another uuid and `LIVELY_RESULT_INVALID_ARGUMENT` for a bad field.
+    /// Fails with `LIVELY_RESULT_CONFLICT` when a given uuid differs from
+    /// the type+host's, and `LIVELY_RESULT_INVALID_ARGUMENT` for a bad field.
     ///
     /// Ownership: `service` and its strings are borrowed for the call;
     /// `uuid_out` is the caller's.

@@ -175,7 +175,7 @@ impl Owner {
                 log::info!("os-lively: service {uuid} checked in again; UP")
             }
             (Phase::Held { .. }, Phase::Up) => {
-                log::info!("os-lively: maintenance of {uuid} ended; UP again")
+                log::info!("os-lively: service {uuid}: maintenance lifted; UP again")
             }
             _ => {}
         }

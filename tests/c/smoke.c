@@ -211,7 +211,7 @@ static void slow_release(void *userdata) {
 static int log_messages;
 static void on_log(void *userdata, lively_log_level level, const char *message) {
   (void)userdata;
-  (void)message;
+  if (getenv("SMOKE_LOG")) fprintf(stderr, "smoke log: %s\n", message);
   CHECK(level >= LIVELY_LOG_LEVEL_ERROR && level <= LIVELY_LOG_LEVEL_TRACE);
   pthread_mutex_lock(&mu);
   log_messages++;
