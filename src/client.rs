@@ -424,8 +424,11 @@ impl Client {
         &self.inner.config
     }
 
-    /// Closes the connection for every handle: revokes its lease (its
-    /// services go DOWN now, not after the TTL), ends its subscriptions
+    /// Closes the connection for every handle: marks its UP services closed
+    /// and revokes its lease (they go DOWN now, not after the TTL, and
+    /// watchers see [`DownReason::Closed`](crate::DownReason::Closed), not
+    /// `Expired`; no lease is granted after close began, so a write still
+    /// in flight cannot bring one back), ends its subscriptions
     /// (iteration ends; callbacks stop and are dropped), makes its views
     /// and clones return [`ErrorKind::Closed`](crate::ErrorKind::Closed),
     /// and stops its runtime thread. Works from any thread but the

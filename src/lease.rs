@@ -3,7 +3,7 @@
 //! background, and replaced when it is found gone.
 //!
 //! The lease knows nothing of services: it tells the owner registry
-//! ([`crate::owner`]) what happened to it through [`LeaseEvent`]s (alive at
+//! (`src/owner/`) what happened to it through [`LeaseEvent`]s (alive at
 //! a revision, re-granted), and the owner decides what each held service
 //! needs.
 //!

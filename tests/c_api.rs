@@ -462,3 +462,72 @@ fn c_heartbeat_deadline() {
     let status = child.0.wait().expect("wait");
     assert!(status.success(), "heartbeat.c exited with {status:?}");
 }
+
+/// The two scenarios of "one owner per service" from C (tests/c/heartbeat.c
+/// registers without a saved uuid): a daemon killed with SIGKILL and
+/// started again the same way gets the same uuid back, UP at once and
+/// still UP after the dead process's TTL; then its main loop stalls
+/// (DOWN, missed), an operator holds it DOWN with a window, check-ins
+/// resume, and the window's end brings it UP again.
+#[test]
+fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
+    use std::io::Write;
+    let etcd = Etcd::start();
+    let ns = namespace("c_owner");
+    let start = || {
+        let mut child = program("heartbeat", &etcd, &ns, 3)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run heartbeat");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let rx = lines(&mut child);
+        let line = expect_line(&rx, Duration::from_secs(20), "uuids", |l| {
+            l.starts_with("uuids ")
+        });
+        let worker = line.split_whitespace().nth(1).expect("uuid").to_string();
+        (KillOnDrop(child), stdin, rx, worker)
+    };
+    let operator = connect(&etcd.endpoints(), &ns, 3);
+    let (mut first, _stdin1, _rx1, worker) = start();
+    assert!(operator.is_up(&worker).unwrap());
+    let _ = first.0.kill();
+    let _ = first.0.wait();
+    let (mut second, stdin, rx, again) = start();
+    assert_eq!(again, worker, "the same type+host, the same uuid");
+    assert!(operator.is_up(&worker).unwrap(), "UP at once");
+    std::thread::sleep(Duration::from_millis(4000));
+    assert!(
+        operator.is_up(&worker).unwrap(),
+        "still UP after the dead one's TTL"
+    );
+
+    let stdin = std::cell::RefCell::new(stdin);
+    let say = |what: &str| {
+        let mut s = stdin.borrow_mut();
+        writeln!(s, "{what}").expect("write");
+        s.flush().expect("flush");
+        expect_line(&rx, Duration::from_secs(5), "ok", |l| l == "ok");
+    };
+    say("stop");
+    assert!(
+        wait_until(Duration::from_secs(5), || !operator.is_up(&worker).unwrap()),
+        "missed"
+    );
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    operator.down(&worker, "fix", 0, end).unwrap();
+    say("resume");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!operator.is_up(&worker).unwrap(), "held by the operator");
+    assert!(
+        wait_until(Duration::from_secs(8), || operator.is_up(&worker).unwrap()),
+        "UP again at the window's end"
+    );
+    drop(stdin);
+    let status = second.0.wait().expect("wait");
+    assert!(status.success(), "heartbeat.c exited with {status:?}");
+}

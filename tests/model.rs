@@ -402,12 +402,7 @@ fn apply(
             while now_secs() < last {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            for s in &mut model.svcs {
-                // The owner's live client lifts it; nobody else does.
-                if matches!(s.forced, Some(e) if e > 0) && s.owner.is_some() {
-                    s.forced = None;
-                }
-            }
+            // What the owners do then is in `lift_due`.
         }
         Step::LoseLease { client } => {
             let lease = world.clients[*client].stats().lease_id;
@@ -444,11 +439,27 @@ fn apply(
     Ok(reasons)
 }
 
+/// A window that has ended is lifted by the owner's live client (nobody
+/// else lifts it): what a user should see from then on.
+fn lift_due(model: &mut Model) {
+    let now = now_secs();
+    for s in &mut model.svcs {
+        if matches!(s.forced, Some(e) if e > 0 && e <= now) && s.owner.is_some() {
+            s.forced = None;
+        }
+    }
+}
+
 /// Waits until every reader agrees with the model; the disagreement if
 /// they do not within [`SETTLE`].
-fn settled(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -> Result<(), String> {
+fn settled(
+    world: &World,
+    model: &mut Model,
+    reasons: &[(usize, DownReason)],
+) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
+        lift_due(model);
         match disagreement(world, model, reasons) {
             None => return Ok(()),
             Some(d) if Instant::now() >= deadline => return Err(d),
@@ -534,7 +545,7 @@ fn run_case(seed: u64, steps: usize) {
             eprintln!("{:?} STEP {step:?}", Instant::now());
         }
         let outcome = apply(&mut world, &mut model, &step)
-            .and_then(|reasons| settled(&world, &model, &reasons));
+            .and_then(|reasons| settled(&world, &mut model, &reasons));
         if let Err(d) = outcome {
             world
                 .pulses

@@ -257,3 +257,52 @@ fn watchers_tell_a_shutdown_a_crash_an_owners_down_and_a_takeover_apart() {
     let e = next_of(&sub, &crashed, EventKind::Down).expect("expired");
     assert_eq!(e.reason, Some(DownReason::Expired));
 }
+
+/// The heartbeat × maintenance scenario from the command line: `register
+/// --heartbeat`, its lines stop (DOWN, missed), `oslively down --end +3s`,
+/// the lines resume, the window ends: UP again.
+#[test]
+fn heartbeat_through_maintenance_from_the_command_line() {
+    use std::io::Write;
+    let etcd = Etcd::start();
+    let ns = namespace("clihbmaint");
+    let reader = connect(&etcd.endpoints(), &ns, TTL);
+    let mut daemon = Registrant::start(
+        &etcd.endpoints(),
+        &ns,
+        TTL,
+        &["--type", "t", "--host", "h", "--heartbeat", "1"],
+    );
+    let uuid = daemon.uuid.clone();
+    let mut stdin = daemon.take_stdin();
+    assert!(reader.is_up(&uuid).unwrap());
+    // No line for over a second: DOWN (missed).
+    assert!(
+        wait_until(Duration::from_secs(5), || !reader.is_up(&uuid).unwrap()),
+        "missed"
+    );
+    let out = std::process::Command::new(oslively_bin())
+        .args(["down", &uuid, "--note", "fix", "--end", "+3s"])
+        .env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
+        .env("OSLIVELY_ETCD_KEY_NAMESPACE", &ns)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The main loop lives again: a line every 200 ms.
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..60 {
+            if writeln!(stdin, "tick").and_then(|_| stdin.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!reader.is_up(&uuid).unwrap(), "held by the operator");
+    assert!(
+        wait_until(Duration::from_secs(8), || reader.is_up(&uuid).unwrap()),
+        "UP again when the window ends"
+    );
+    daemon.kill();
+    let _ = feeder.join();
+}
