@@ -7,6 +7,7 @@ library threads take the GIL (cffi's `extern "Python"`).
 
 from typing import Optional
 
+from . import _check
 from ._native import ffi, lib
 from .errors import error_for
 
@@ -40,17 +41,12 @@ def text(p) -> str:
 
 def cstr(s: Optional[str], name: str):
     """A C string that a struct field can point to (None -> NULL); keep the
-    returned object alive for as long as the struct is used."""
-    b = arg(s, name)
-    return b if b is NULL else ffi.new("char[]", b)
+    returned object alive for as long as the struct is used. Validated by
+    `_check.text` (str only, no NUL, valid Unicode)."""
+    return _check.cstr(s, name)
 
 
 def arg(s: Optional[str], name: str):
-    """A str argument as bytes for the C call (None -> NULL)."""
-    if s is None:
-        return NULL
-    if isinstance(s, bytes):
-        return s
-    if not isinstance(s, str):
-        raise TypeError("%s must be a str, not %s" % (name, type(s).__name__))
-    return s.encode("utf-8")
+    """An optional str argument as bytes for the C call (None -> NULL),
+    validated by `_check.text`."""
+    return _check.text(s, name, optional=True)

@@ -62,8 +62,12 @@ def status_ttl(conf) -> int:
 def connection_key(conf):
     """The settings that select a client: one client per distinct value,
     cached for the life of the process."""
+    from . import _check
+
     host = str(conf.etcd_host)
+    _check.text(host, "conf.etcd_host")
     port = _number(conf, "etcd_port", int)
     timeout = _number(conf, "etcd_connect_timeout", float)
     namespace = str(conf.etcd_key_namespace or "")
+    _check.text(namespace, "conf.etcd_key_namespace")
     return host, port, timeout, namespace

@@ -19,7 +19,7 @@ import collections
 import datetime
 import time
 
-from . import _dropin
+from . import _check, _dropin
 from . import conf as _conf
 from ._ffi import HAS_HEARTBEAT
 from .errors import NotFoundError
@@ -64,16 +64,29 @@ def _message(info):
     )
 
 
+def _type_key(filters):
+    return "type" if "type" in filters or "service_type" not in filters else "service_type"
+
+
 def _lookup(filters, what):
-    """The (uuid, type, host) a call names: a uuid, or both type and host."""
+    """The (uuid, type, host) a call names: a uuid, or both type and host
+    (each a str without NUL: checked here, naming the keyword)."""
     uuid = filters.get("uuid")
     if uuid is not None:
+        _check.text(uuid, "uuid")
         return uuid, None, None
-    stype = filters.get("type", filters.get("service_type"))
+    key = _type_key(filters)
+    stype = filters.get(key)
     host = filters.get("host")
     if stype is None or host is None:
         raise ValueError("%s: 'host' and 'type' required when not specifying 'uuid'" % what)
+    _check.text(stype, key)
+    _check.text(host, "host")
     return None, stype, host
+
+
+#: How the drop-in names a `Service` message's fields in errors.
+_FIELD_NAMES = ("Service.uuid", "Service.type", "Service.host", "Service.region", "Service.maintenance_note")
 
 
 def update(conf, service):
@@ -85,9 +98,14 @@ def update(conf, service):
     heartbeat_ms = 0
     if service.status == service_pb2.UP and HAS_HEARTBEAT:
         heartbeat_ms = _conf.status_ttl(conf) * 1000
+    if not isinstance(service, Service):
+        raise TypeError("service must be an os_lively.service.Service, not %s" % _check.type_name(service))
+    from .client import _status_code
+
     uuid = client._update(
-        service.uuid or None, service.type, service.host, service.status, service.region,
-        service.maintenance_start, service.maintenance_end, service.maintenance_note, heartbeat_ms,
+        service.uuid or None, service.type, service.host, _status_code(service.status, "Service.status"),
+        service.region, service.maintenance_start, service.maintenance_end, service.maintenance_note,
+        heartbeat_ms, names=_FIELD_NAMES,
     )
     if not service.uuid:
         service.uuid = uuid
@@ -127,8 +145,11 @@ def get_many(conf, **filters):
     """Services matching every filter given (`status`, `type`, `host`,
     `region`, `uuid`; each a value or a list of values, all optional;
     `status` is the effective status)."""
-    client = _dropin.client_for(conf)
     wanted = {name: _values(filters.get(name)) for name in ("status", "type", "host", "region", "uuid")}
+    for name in ("type", "host", "region", "uuid"):
+        for i, v in enumerate(wanted[name]):
+            _check.text(v, name if len(wanted[name]) == 1 else "%s[%d]" % (name, i))
+    client = _dropin.client_for(conf)
     # One value of a filter narrows the library's query; lists are checked here.
     single = {name: vals[0] for name, vals in wanted.items() if len(vals) == 1}
     infos = client.list(
@@ -227,9 +248,12 @@ def notify(conf, **filters):
     none: all) from now on. Returns `(events, cancel)`: iterating `events`
     yields a `NotifyEvent` for each change, until `cancel()` is called
     (from any thread, or inside the loop)."""
+    key = _type_key(filters)
+    for name in ("uuid", key, "host", "region"):
+        _check.text(filters.get(name), name, optional=True)
     client = _dropin.client_for(conf)
     sub = client.subscribe(
-        uuid=filters.get("uuid"), service_type=filters.get("type", filters.get("service_type")),
+        uuid=filters.get("uuid"), service_type=filters.get(key),
         host=filters.get("host"), region=filters.get("region"),
     )
     return NotifyResult(events=_notify_events(sub), cancel=sub.cancel)
