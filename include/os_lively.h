@@ -351,6 +351,15 @@ typedef struct lively_client lively_client;
 /**
  * Connection settings (endpoints, namespace, TTL, timeouts, credentials).
  *
+ * Every setter refuses a value it cannot use with one code per kind of
+ * mistake: a NULL pointer is `LIVELY_RESULT_NULL_PARAMETER`, a string that
+ * is not UTF-8 `LIVELY_RESULT_INVALID_UTF8`, and any other bad value (an
+ * empty endpoint list, a TTL of 0 or above a year, a timeout of 0 or above
+ * a day) `LIVELY_RESULT_CONFIG`; a refused value leaves the config as it
+ * was. Limits: status TTL 1 to 31536000 s; connect and request timeouts 1
+ * to 86400000 ms; call polling 0 to 100000 µs; namespace at most 128
+ * bytes without control characters; host names at most 253 bytes.
+ *
  * Created by `lively_config_new()` or `lively_config_from_env()`, released
  * by `lively_config_free()`. Not thread-safe: do not change one config from
  * two threads at once. `lively_client_connect()` copies it, so it may be
@@ -877,8 +886,11 @@ struct lively_config *lively_config_new(void);
  * The defaults overridden by the `OSLIVELY_*` environment variables
  * (`OSLIVELY_ETCD_HOST`, `OSLIVELY_ETCD_PORT`,
  * `OSLIVELY_ETCD_KEY_NAMESPACE`, `OSLIVELY_STATUS_TTL`, ...). A variable
- * that is set but invalid fails with `LIVELY_RESULT_CONFIG` (or
- * `LIVELY_RESULT_INVALID_ARGUMENT`) naming it.
+ * that is set but invalid (not UTF-8, unparsable, out of range) fails
+ * with `LIVELY_RESULT_CONFIG` naming it; none is ever ignored. Ranges
+ * as for the setters (`OSLIVELY_STATUS_TTL` 1 to 31536000 whole
+ * seconds; `OSLIVELY_ETCD_CONNECT_TIMEOUT` and
+ * `OSLIVELY_ETCD_REQUEST_TIMEOUT` seconds above 0, at most 86400).
  *
  * Ownership: on success `*out` receives a config the caller frees with
  * `lively_config_free()`; on failure `*out` is untouched.
@@ -924,16 +936,16 @@ lively_result lively_config_set_namespace(struct lively_config *config, const ch
 
 /**
  * Sets the status TTL in seconds: how long after a registering process
- * dies its services stay UP. etcd raises a TTL below its minimum.
- * 0 is `LIVELY_RESULT_INVALID_ARGUMENT`.
+ * dies its services stay UP. From 1 to 31536000 (a year); outside is
+ * `LIVELY_RESULT_CONFIG`. etcd raises a TTL below its minimum.
  *
  * Thread safety: not with other uses of the same config.
  */
 lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_t seconds);
 
 /**
- * Sets how long `lively_client_connect()` waits, in milliseconds
- * (0 is `LIVELY_RESULT_INVALID_ARGUMENT`).
+ * Sets how long `lively_client_connect()` waits, in milliseconds, from
+ * 1 to 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
  *
  * Thread safety: not with other uses of the same config.
  */
@@ -942,7 +954,7 @@ lively_result lively_config_set_connect_timeout_ms(struct lively_config *config,
 /**
  * Sets how long the client's runtime thread keeps polling after a
  * call, in microseconds (default 1000; 0 turns it off; above 100000 is
- * `LIVELY_RESULT_INVALID_ARGUMENT`). Polling makes a call cost what a
+ * `LIVELY_RESULT_CONFIG`). Polling makes a call cost what a
  * raw etcd call costs on a virtual machine, where waking a sleeping
  * thread is slow; it yields the CPU each turn and stops when other
  * threads want it, and an idle client never polls, but a client making
@@ -953,8 +965,8 @@ lively_result lively_config_set_connect_timeout_ms(struct lively_config *config,
 lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
 
 /**
- * Sets how long each call waits for etcd, in milliseconds (0 is
- * `LIVELY_RESULT_INVALID_ARGUMENT`).
+ * Sets how long each call waits for etcd, in milliseconds, from 1 to
+ * 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
  *
  * Thread safety: not with other uses of the same config.
  */

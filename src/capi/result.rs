@@ -174,6 +174,12 @@ impl Failure {
         Failure::new(lively_result::InvalidArgument, message)
     }
 
+    /// A configuration value out of range (every `lively_config_*` setter
+    /// and `lively_config_from_env` report those as `LIVELY_RESULT_CONFIG`).
+    pub(crate) fn config(message: impl Into<String>) -> Failure {
+        Failure::new(lively_result::Config, message)
+    }
+
     /// Records the message as the thread's last error and returns the code.
     pub(crate) fn record(self) -> lively_result {
         set_last_error(&self.message);
