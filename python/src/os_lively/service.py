@@ -94,12 +94,12 @@ def update(conf, service):
     status UP the service stays UP while this process keeps calling
     update() at least every `conf.status_ttl` seconds. Sets `service.uuid`
     when it is empty; returns the uuid."""
+    if not isinstance(service, Service):
+        raise TypeError("service must be an os_lively.service.Service, not %s" % _check.type_name(service))
     client = _dropin.client_for(conf)
     heartbeat_ms = 0
     if service.status == service_pb2.UP and HAS_HEARTBEAT:
         heartbeat_ms = _conf.status_ttl(conf) * 1000
-    if not isinstance(service, Service):
-        raise TypeError("service must be an os_lively.service.Service, not %s" % _check.type_name(service))
     from .client import _status_code
 
     uuid = client._update(
