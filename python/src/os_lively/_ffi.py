@@ -31,7 +31,24 @@ def last_error() -> str:
 def fail(code: int, what: str):
     """Raises the exception for a failed call (on the thread that made it:
     the library's last error is per thread)."""
-    raise error_for(code, "%s: %s" % (what, last_error() or ffi.string(lib.lively_result_str(code)).decode()))
+    message = last_error() or ffi.string(lib.lively_result_str(code)).decode()
+    raise error_for(code, with_context(what, message))
+
+
+def with_context(what: str, message: str) -> str:
+    """The library's message with the call described once: where the
+    library already names the operation (`etcd unavailable: is_up: ...`),
+    that name is replaced by `what` (`is_up <uuid>`), else `what` goes in
+    front."""
+    verb = what.split(" ", 1)[0]
+    if not verb:
+        return message
+    if message.startswith(verb + ":"):
+        return what + message[len(verb):]
+    inner = ": %s:" % verb
+    if inner in message:
+        return message.replace(inner, ": %s:" % what, 1)
+    return "%s: %s" % (what, message)
 
 
 def text(p) -> str:

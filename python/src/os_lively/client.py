@@ -238,7 +238,7 @@ class Client:
                     self._pid = os.getpid()
                     self._handle = NULL
                     self._handle = self._connect()
-                    _log.debug("os_lively: connected a new client in forked child %d", self._pid)
+                    _log.debug("connected a new client in forked child %d", self._pid)
             return
         fail(rc, what)
 
@@ -475,7 +475,7 @@ def _os_lively_event_cb(userdata, event) -> None:
         state.callback(_convert.event(event))
     except BaseException:
         # Never let an exception reach the library's thread: log it and go on.
-        _log.exception("os_lively: exception in a subscription callback (the subscription goes on)")
+        _log.exception("exception in a subscription callback (the subscription goes on)")
 
 
 @ffi.def_extern()
@@ -483,7 +483,7 @@ def _os_lively_release_cb(userdata) -> None:
     try:
         _pending.discard(ffi.from_handle(userdata))
     except BaseException:
-        _log.exception("os_lively: releasing a subscription")
+        _log.exception("releasing a subscription")
 
 
 class Subscription:
@@ -720,7 +720,7 @@ def _at_exit() -> None:
         try:
             c.close()
         except Exception as e:  # at exit, a failed revoke only delays DOWN by one TTL
-            _log.warning("os_lively: closing a client at exit: %s", e)
+            _log.warning("closing a client at exit: %s", e)
 
 
 if hasattr(os, "register_at_fork"):
