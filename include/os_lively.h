@@ -671,8 +671,11 @@ typedef struct lively_event {
  * Called for each event, on a library thread (one call at a time per
  * subscription; never on the thread that keeps leases alive). It may call
  * any `lively_*` function, including `lively_subscription_cancel()` and
- * `lively_subscription_free()` of its own subscription. `event` is valid
- * only during the call.
+ * `lively_subscription_free()` of its own subscription: the first call
+ * starts only after `lively_client_subscribe()` has written `*out`, so a
+ * callback that finds `*out` through its userdata (pass `&ctx->sub` as
+ * `out`) always sees its subscription, from the first event on (the
+ * snapshot's included). `event` is valid only during the call.
  */
 typedef void (*lively_event_callback)(void *userdata, const struct lively_event *event);
 
