@@ -2,22 +2,24 @@
 
 Every method is one call of the C API (`include/os_lively.h`). Blocking
 calls release the GIL. A client is safe to share between threads. After
-`os.fork()` the child's next call connects a client of its own (the
-parent's lease and thread do not carry over; the inherited handle is left
-alone, never freed or used).
+`os.fork()` every handle the child inherited works again on its next use,
+connected anew: a client connects a client of its own (the parent's lease
+and thread do not carry over; the inherited C handle is left alone, never
+freed or used), a view reloads, an iterated subscription subscribes again.
 """
 
 import atexit
 import datetime
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from . import _check, _convert
 from ._ffi import HAS_HEARTBEAT, HAS_UP, NULL, UINT64_MAX, arg, cstr, fail, ffi, lib
-from .errors import ClosedError, ForkedError, NotSupportedError
+from .errors import ClosedError, NotSupportedError
 from .model import Event, ServiceInfo, Status
 
 _log = logging.getLogger("os_lively")
@@ -87,6 +89,19 @@ class Client:
     questions. Services registered UP through it stay UP while it lives;
     `close()` (or leaving the `with` block, or the end of the process)
     revokes its lease, so they go DOWN at once.
+
+    Lifetime: the client, each of its views and each iterated subscription
+    keep the connection (and so the lease) alive; once the last of them is
+    garbage-collected, the connection closes and the services it
+    registered go DOWN at once. Keep a reference to the client for as long
+    as its services must stay UP. A callback subscription runs until
+    cancelled or its client closed, referenced or not. `close()` ends the
+    connection for all of them at once.
+
+    After `os.fork()` the child's handles work again on their next use,
+    connected anew (a client of its own, with its own lease); a callback
+    subscription stays the parent's. A multiprocessing child closes what it
+    connected when it exits, as any process does at exit.
 
     Settings left as None keep the library's defaults (`localhost:2379`,
     no namespace, 60 s TTL, 5 s timeouts, 1 ms call polling) or, with
@@ -402,8 +417,16 @@ class Client:
         opts.queue_capacity = capacity
         out = ffi.new("lively_subscription **")
         if callback is None:
-            self._call("subscribe", lib.lively_client_subscribe_pull, f, opts, out)
-            return Subscription(self, out[0], None)
+
+            def pull_handle():
+                # Also run in a forked child, on the inherited subscription's
+                # next use: the same filter and options, from then on.
+                # (`keep` holds the strings `f` points to.)
+                strings = keep  # noqa: F841 (captured: `f` points into it)
+                self._call("subscribe", lib.lively_client_subscribe_pull, f, opts, out)
+                return out[0]
+
+            return Subscription(self, pull_handle(), None, pull_handle)
         state = _CallbackState(callback)
         self._call("subscribe", lib.lively_client_subscribe, f, opts, lib._os_lively_event_cb,
                    state.handle, lib._os_lively_release_cb, out)
@@ -491,18 +514,28 @@ class Subscription:
 
     Iteration yields `Event`s and ends once `cancel()` was called (from any
     thread, or inside the loop) or the client closed.
+
+    After `os.fork()`, an iterated subscription inherited by the child
+    subscribes again on its next use, through the child's own client (as
+    the client and its views reconnect): the child gets the events from
+    then on (with `snapshot`, a snapshot first). A callback subscription
+    stays the parent's: in the child it is `cancelled` and its callback is
+    never called there.
     """
 
-    def __init__(self, client: Client, handle, state) -> None:
+    def __init__(self, client: Client, handle, state, resubscribe=None) -> None:
         self._client = client
         self._handle = handle
         self._state = state
+        self._resubscribe = resubscribe
         self._cancelled = False
         self._pid = os.getpid()
         _handles.add(self)
 
     def _after_fork(self) -> None:
         self._handle = NULL
+        if self._state is not None:
+            self._cancelled = True  # the callback belongs to the parent
 
     def cancel(self) -> None:
         """Stops the subscription: no callback starts after this returns
@@ -531,7 +564,10 @@ class Subscription:
         out = ffi.new("lively_event **")
         while not self._cancelled:
             if self._handle == NULL:
-                raise ForkedError("this subscription was made before fork() or closed; subscribe again", _FORKED)
+                if self._pid == os.getpid() or self._resubscribe is None:
+                    raise ClosedError("this subscription is closed", _CLOSED)
+                self._handle = self._resubscribe()  # in a forked child
+                self._pid = os.getpid()
             # Wait in slices so Ctrl-C and cancel() are noticed promptly.
             step = 200 if remaining is None else min(200, remaining)
             rc = lib.lively_subscription_next(self._handle, step, out)
@@ -700,11 +736,44 @@ class View:
             lib.lively_view_free(h)
 
 
+class _ExitHook:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_EXIT_HOOK = _ExitHook()
+
+
+def _finalize_at_child_exit(_hook) -> None:
+    # Runs in a multiprocessing child, after multiprocessing cleared the
+    # finalizers it inherited; the child leaves with os._exit() after
+    # running these, never the atexit hooks.
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=0)
+
+
 def _after_fork_in_child() -> None:
     for obj in list(_handles):
         obj._after_fork()
     _pending.clear()
     _running.clear()  # the parent's callback threads do not exist here
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        # A multiprocessing child ends with os._exit(): close what it
+        # connected when it exits, as atexit does for a normal process.
+        mp_util.register_after_fork(_EXIT_HOOK, _finalize_at_child_exit)
+
+
+def _wake_subscriptions() -> None:
+    """At interpreter shutdown, before threads are joined: end every
+    subscription, so a (non-daemon) thread iterating one returns and the
+    process can exit."""
+    for obj in list(_handles):
+        if isinstance(obj, Subscription) and obj._pid == os.getpid():
+            try:
+                obj.cancel()
+            except Exception:
+                pass
 
 
 def _at_exit() -> None:
@@ -726,3 +795,7 @@ def _at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
+# Runs before the interpreter joins non-daemon threads (concurrent.futures
+# uses the same hook); atexit hooks run only after that join.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_wake_subscriptions)

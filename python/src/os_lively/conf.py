@@ -21,7 +21,15 @@ MIN_STATUS_TTL = 5
 
 class Conf(object):
     """Configuration for os_lively; unknown overrides are accepted (and kept
-    as attributes)."""
+    as attributes).
+
+    `status_ttl` (seconds) is raised to at least `MIN_STATUS_TTL` (5), as
+    the original library did: `Conf(status_ttl=3).status_ttl == 5`. It is
+    both the lease TTL (how soon a dead process's services go DOWN) and
+    the heartbeat deadline of `service.update()` (how often a live one
+    must call it). For a shorter TTL use the Pythonic `os_lively.Client`
+    (`status_ttl` from 1 s; etcd itself grants at least about 2 s).
+    """
 
     def __init__(self, **overrides):
         def pick(name, default):
