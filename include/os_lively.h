@@ -16,6 +16,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* Marks the fallible functions: their lively_result must be checked
+ * ([[nodiscard]] in C++17 and C23, warn_unused_result with GCC and Clang
+ * otherwise). Define LIVELY_MUST_USE before including this header to
+ * override (empty to turn the warning off). */
+#ifndef LIVELY_MUST_USE
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define LIVELY_MUST_USE [[nodiscard]]
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ > 201710L
+#define LIVELY_MUST_USE [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define LIVELY_MUST_USE __attribute__((warn_unused_result))
+#else
+#define LIVELY_MUST_USE
+#endif
+#endif
 
 /**
  * Size of a buffer that holds a uuid as returned by the library: 32
@@ -704,7 +719,7 @@ extern "C" {
  * keeps its lease alive. After `fork()`, a child must connect its own
  * client (calls on the parent's return `LIVELY_RESULT_FORKED`).
  */
-lively_result lively_client_connect(const struct lively_config *config, const struct lively_client **out);
+LIVELY_MUST_USE lively_result lively_client_connect(const struct lively_config *config, const struct lively_client **out);
 
 /**
  * Closes the client's connection for every handle: revokes its lease
@@ -722,7 +737,7 @@ lively_result lively_client_connect(const struct lively_config *config, const st
  * Thread safety: thread-safe; calls racing with close may fail with
  * `LIVELY_RESULT_CLOSED`.
  */
-lively_result lively_client_close(const struct lively_client *client);
+LIVELY_MUST_USE lively_result lively_client_close(const struct lively_client *client);
 
 /**
  * Frees a client handle. If it was the connection's last handle (no
@@ -755,7 +770,7 @@ void lively_client_free(const struct lively_client *client);
  * `uuid_out` is the caller's.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_update(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
+LIVELY_MUST_USE lively_result lively_client_update(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
 
 /**
  * Like `lively_client_update()`, with the record given as a serialized
@@ -765,7 +780,7 @@ lively_result lively_client_update(const struct lively_client *client, const str
  * Ownership: `bytes` is borrowed for the call.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_update_bytes(const struct lively_client *client, const uint8_t *bytes, size_t len, char *uuid_out, size_t uuid_out_len);
+LIVELY_MUST_USE lively_result lively_client_update_bytes(const struct lively_client *client, const uint8_t *bytes, size_t len, char *uuid_out, size_t uuid_out_len);
 
 /**
  * Whether the service `uuid` is effectively UP now: its record says UP
@@ -775,7 +790,7 @@ lively_result lively_client_update_bytes(const struct lively_client *client, con
  * Ownership: `uuid` is borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_is_up(const struct lively_client *client, const char *uuid, bool *up);
+LIVELY_MUST_USE lively_result lively_client_is_up(const struct lively_client *client, const char *uuid, bool *up);
 
 /**
  * Like `lively_client_is_up()`, naming the service by type and host.
@@ -783,7 +798,7 @@ lively_result lively_client_is_up(const struct lively_client *client, const char
  * Ownership: the strings are borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_is_up_by_type_host(const struct lively_client *client, const char *service_type, const char *host, bool *up);
+LIVELY_MUST_USE lively_result lively_client_is_up_by_type_host(const struct lively_client *client, const char *service_type, const char *host, bool *up);
 
 /**
  * Reads one service's record and effective status.
@@ -793,7 +808,7 @@ lively_result lively_client_is_up_by_type_host(const struct lively_client *clien
  * `lively_service_info_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_get(const struct lively_client *client, const char *uuid, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_client_get(const struct lively_client *client, const char *uuid, struct lively_service_info **out);
 
 /**
  * Like `lively_client_get()`, naming the service by type and host.
@@ -801,7 +816,7 @@ lively_result lively_client_get(const struct lively_client *client, const char *
  * Ownership: as `lively_client_get()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_get_by_type_host(const struct lively_client *client, const char *service_type, const char *host, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_client_get_by_type_host(const struct lively_client *client, const char *service_type, const char *host, struct lively_service_info **out);
 
 /**
  * Lists the services matching `filter` (NULL: every service in the
@@ -811,7 +826,7 @@ lively_result lively_client_get_by_type_host(const struct lively_client *client,
  * the caller frees with `lively_service_list_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_list(const struct lively_client *client, const struct lively_filter *filter, struct lively_service_list **out);
+LIVELY_MUST_USE lively_result lively_client_list(const struct lively_client *client, const struct lively_filter *filter, struct lively_service_list **out);
 
 /**
  * Forces a service DOWN for maintenance: status DOWN, `note` (NULL for
@@ -826,7 +841,7 @@ lively_result lively_client_list(const struct lively_client *client, const struc
  * Ownership: strings are borrowed for the call.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_down(const struct lively_client *client, const char *uuid, const char *note, uint64_t maintenance_start, uint64_t maintenance_end);
+LIVELY_MUST_USE lively_result lively_client_down(const struct lively_client *client, const char *uuid, const char *note, uint64_t maintenance_start, uint64_t maintenance_end);
 
 /**
  * Checks in for `uuid`, a service this client registered with a
@@ -840,7 +855,7 @@ lively_result lively_client_down(const struct lively_client *client, const char 
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
+LIVELY_MUST_USE lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
 
 /**
  * Lifts a forced DOWN (`lively_client_down()`): the record says UP
@@ -852,7 +867,7 @@ lively_result lively_client_heartbeat(const struct lively_client *client, const 
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_up(const struct lively_client *client, const char *uuid);
+LIVELY_MUST_USE lively_result lively_client_up(const struct lively_client *client, const char *uuid);
 
 /**
  * Removes a service's record and index keys in one transaction.
@@ -862,7 +877,7 @@ lively_result lively_client_up(const struct lively_client *client, const char *u
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_delete(const struct lively_client *client, const char *uuid, bool *deleted);
+LIVELY_MUST_USE lively_result lively_client_delete(const struct lively_client *client, const char *uuid, bool *deleted);
 
 /**
  * Copies the client's counters into `*out`: keepalives, reconnects,
@@ -872,7 +887,7 @@ lively_result lively_client_delete(const struct lively_client *client, const cha
  * Ownership: `*out` is the caller's.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_stats(const struct lively_client *client, struct lively_stats *out);
+LIVELY_MUST_USE lively_result lively_client_stats(const struct lively_client *client, struct lively_stats *out);
 
 /**
  * A new configuration with the defaults: `http://localhost:2379`, no
@@ -899,7 +914,7 @@ struct lively_config *lively_config_new(void);
  * `lively_config_free()`; on failure `*out` is untouched.
  * Thread safety: thread-safe (reads the environment).
  */
-lively_result lively_config_from_env(struct lively_config **out);
+LIVELY_MUST_USE lively_result lively_config_from_env(struct lively_config **out);
 
 /**
  * Frees a configuration. NULL is a no-op.
@@ -918,7 +933,7 @@ void lively_config_free(struct lively_config *config);
  * Ownership: `endpoints` is only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_endpoints(struct lively_config *config, const char *endpoints);
+LIVELY_MUST_USE lively_result lively_config_set_endpoints(struct lively_config *config, const char *endpoints);
 
 /**
  * Sets the etcd endpoints from an array of `count` strings.
@@ -926,7 +941,7 @@ lively_result lively_config_set_endpoints(struct lively_config *config, const ch
  * Ownership: the array and its strings are only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_endpoints_array(struct lively_config *config, const char *const *endpoints, size_t count);
+LIVELY_MUST_USE lively_result lively_config_set_endpoints_array(struct lively_config *config, const char *const *endpoints, size_t count);
 
 /**
  * Sets the key namespace (`""` for none, or a name such as `"prod"`;
@@ -935,7 +950,7 @@ lively_result lively_config_set_endpoints_array(struct lively_config *config, co
  * Ownership: `name` is only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_namespace(struct lively_config *config, const char *name);
+LIVELY_MUST_USE lively_result lively_config_set_namespace(struct lively_config *config, const char *name);
 
 /**
  * Sets the status TTL in seconds: how long after a registering process
@@ -944,7 +959,7 @@ lively_result lively_config_set_namespace(struct lively_config *config, const ch
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_t seconds);
+LIVELY_MUST_USE lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_t seconds);
 
 /**
  * Sets how long `lively_client_connect()` waits, in milliseconds, from
@@ -952,7 +967,7 @@ lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_connect_timeout_ms(struct lively_config *config, uint64_t milliseconds);
+LIVELY_MUST_USE lively_result lively_config_set_connect_timeout_ms(struct lively_config *config, uint64_t milliseconds);
 
 /**
  * Sets how long the client's runtime thread keeps polling after a
@@ -965,7 +980,7 @@ lively_result lively_config_set_connect_timeout_ms(struct lively_config *config,
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
+LIVELY_MUST_USE lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
 
 /**
  * Sets how long each call waits for etcd, in milliseconds, from 1 to
@@ -973,7 +988,7 @@ lively_result lively_config_set_call_polling_us(struct lively_config *config, ui
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_request_timeout_ms(struct lively_config *config, uint64_t milliseconds);
+LIVELY_MUST_USE lively_result lively_config_set_request_timeout_ms(struct lively_config *config, uint64_t milliseconds);
 
 /**
  * Sets etcd user/password authentication. The password is never
@@ -982,7 +997,7 @@ lively_result lively_config_set_request_timeout_ms(struct lively_config *config,
  * Ownership: both strings are copied.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_user(struct lively_config *config, const char *user, const char *password);
+LIVELY_MUST_USE lively_result lively_config_set_user(struct lively_config *config, const char *user, const char *password);
 
 /**
  * Verifies etcd's server certificate against the CA in the PEM file
@@ -991,7 +1006,7 @@ lively_result lively_config_set_user(struct lively_config *config, const char *u
  * Ownership: `path` is copied (the file is read at connect time).
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_ca_file(struct lively_config *config, const char *path);
+LIVELY_MUST_USE lively_result lively_config_set_tls_ca_file(struct lively_config *config, const char *path);
 
 /**
  * Presents a client certificate and key (PEM files) for mutual TLS.
@@ -999,7 +1014,7 @@ lively_result lively_config_set_tls_ca_file(struct lively_config *config, const 
  * Ownership: both paths are copied (the files are read at connect time).
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_client_cert(struct lively_config *config, const char *cert_path, const char *key_path);
+LIVELY_MUST_USE lively_result lively_config_set_tls_client_cert(struct lively_config *config, const char *cert_path, const char *key_path);
 
 /**
  * The name to verify in etcd's certificate when it differs from the
@@ -1008,7 +1023,7 @@ lively_result lively_config_set_tls_client_cert(struct lively_config *config, co
  * Ownership: `name` is copied.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_server_name(struct lively_config *config, const char *name);
+LIVELY_MUST_USE lively_result lively_config_set_tls_server_name(struct lively_config *config, const char *name);
 
 /**
  * Routes the library's log messages up to `max_level` (a
@@ -1031,7 +1046,7 @@ lively_result lively_config_set_tls_server_name(struct lively_config *config, co
  * Thread safety: thread-safe. `callback` is called from a library
  * thread and must not call `lively_set_log_callback()`.
  */
-lively_result lively_set_log_callback(lively_log_callback callback, void *userdata, uint32_t max_level);
+LIVELY_MUST_USE lively_result lively_set_log_callback(lively_log_callback callback, void *userdata, uint32_t max_level);
 
 /**
  * The message of the last failed `lively_*` call on the calling thread
@@ -1102,7 +1117,7 @@ void lively_string_free(char *s);
  * Thread safety: thread-safe; `callback`, `release` and `userdata`
  * must be usable from a library thread.
  */
-lively_result lively_client_subscribe(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, lively_event_callback callback, void *userdata, lively_release_callback release, struct lively_subscription **out);
+LIVELY_MUST_USE lively_result lively_client_subscribe(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, lively_event_callback callback, void *userdata, lively_release_callback release, struct lively_subscription **out);
 
 /**
  * Subscribes like `lively_client_subscribe()`, but events queue until
@@ -1111,7 +1126,7 @@ lively_result lively_client_subscribe(const struct lively_client *client, const 
  * Ownership: as `lively_client_subscribe()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_subscribe_pull(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, struct lively_subscription **out);
+LIVELY_MUST_USE lively_result lively_client_subscribe_pull(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, struct lively_subscription **out);
 
 /**
  * Waits up to `timeout_ms` for the next event of a pull subscription.
@@ -1123,7 +1138,7 @@ lively_result lively_client_subscribe_pull(const struct lively_client *client, c
  * `lively_event_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_subscription_next(const struct lively_subscription *subscription, uint64_t timeout_ms, struct lively_event **event);
+LIVELY_MUST_USE lively_result lively_subscription_next(const struct lively_subscription *subscription, uint64_t timeout_ms, struct lively_event **event);
 
 /**
  * Frees an event returned by `lively_subscription_next()`. NULL is a
@@ -1143,7 +1158,7 @@ void lively_event_free(struct lively_event *event);
  * `lively_subscription_free()`.
  * Thread safety: thread-safe; may be called from inside the callback.
  */
-lively_result lively_subscription_cancel(const struct lively_subscription *subscription);
+LIVELY_MUST_USE lively_result lively_subscription_cancel(const struct lively_subscription *subscription);
 
 /**
  * Cancels (see `lively_subscription_cancel()`) and frees a
@@ -1191,7 +1206,7 @@ uint32_t lively_version_number(void);
  * `LIVELY_RESULT_FORKED`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
+LIVELY_MUST_USE lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
 
 /**
  * Releases a view; if it was the connection's last handle, the
@@ -1209,7 +1224,7 @@ void lively_view_free(const struct lively_view *view);
  * Ownership: `uuid` is borrowed; `*up` is written only on success.
  * Thread safety: thread-safe; no allocation, no round trip.
  */
-lively_result lively_view_is_up(const struct lively_view *view, const char *uuid, bool *up);
+LIVELY_MUST_USE lively_result lively_view_is_up(const struct lively_view *view, const char *uuid, bool *up);
 
 /**
  * Like `lively_view_is_up()`, naming the service by type and host.
@@ -1217,7 +1232,7 @@ lively_result lively_view_is_up(const struct lively_view *view, const char *uuid
  * Ownership: strings are borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_is_up_by_type_host(const struct lively_view *view, const char *service_type, const char *host, bool *up);
+LIVELY_MUST_USE lively_result lively_view_is_up_by_type_host(const struct lively_view *view, const char *service_type, const char *host, bool *up);
 
 /**
  * The record and liveness of `uuid`; `LIVELY_RESULT_NOT_FOUND` if the
@@ -1227,7 +1242,7 @@ lively_result lively_view_is_up_by_type_host(const struct lively_view *view, con
  * `lively_service_info_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_get(const struct lively_view *view, const char *uuid, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_view_get(const struct lively_view *view, const char *uuid, struct lively_service_info **out);
 
 /**
  * Services matching `filter` (NULL: all), from the local copy.
@@ -1236,7 +1251,7 @@ lively_result lively_view_get(const struct lively_view *view, const char *uuid, 
  * `lively_service_list_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_list(const struct lively_view *view, const struct lively_filter *filter, struct lively_service_list **out);
+LIVELY_MUST_USE lively_result lively_view_list(const struct lively_view *view, const struct lively_filter *filter, struct lively_service_list **out);
 
 /**
  * The etcd revision the view reflects (0 for a NULL handle).
@@ -1260,7 +1275,7 @@ bool lively_view_is_connected(const struct lively_view *view);
  *
  * Thread safety: thread-safe.
  */
-lively_result lively_view_sync(const struct lively_view *view, uint64_t timeout_ms);
+LIVELY_MUST_USE lively_result lively_view_sync(const struct lively_view *view, uint64_t timeout_ms);
 
 #ifdef __cplusplus
 }  // extern "C"

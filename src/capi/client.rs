@@ -134,6 +134,7 @@ impl lively_client {
     /// Thread safety: thread-safe. The client starts a library thread that
     /// keeps its lease alive. After `fork()`, a child must connect its own
     /// client (calls on the parent's return `LIVELY_RESULT_FORKED`).
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_connect(
         config: *const lively_config,
@@ -166,6 +167,7 @@ impl lively_client {
     /// `lively_client_free()`.
     /// Thread safety: thread-safe; calls racing with close may fail with
     /// `LIVELY_RESULT_CLOSED`.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_close(client: *const lively_client) -> lively_result {
         lively_call!({
@@ -211,6 +213,7 @@ impl lively_client {
     /// Ownership: `service` and its strings are borrowed for the call;
     /// `uuid_out` is the caller's.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_update(
         client: *const lively_client,
@@ -235,6 +238,7 @@ impl lively_client {
     ///
     /// Ownership: `bytes` is borrowed for the call.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_update_bytes(
         client: *const lively_client,
@@ -260,6 +264,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_is_up(
         client: *const lively_client,
@@ -282,6 +287,7 @@ impl lively_client {
     ///
     /// Ownership: the strings are borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_is_up_by_type_host(
         client: *const lively_client,
@@ -308,6 +314,7 @@ impl lively_client {
     /// Ownership: on success `*out` receives an object the caller frees with
     /// `lively_service_info_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_get(
         client: *const lively_client,
@@ -335,6 +342,7 @@ impl lively_client {
     ///
     /// Ownership: as `lively_client_get()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_get_by_type_host(
         client: *const lively_client,
@@ -368,6 +376,7 @@ impl lively_client {
     /// Ownership: `filter` is borrowed; on success `*out` receives a list
     /// the caller frees with `lively_service_list_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_list(
         client: *const lively_client,
@@ -397,6 +406,7 @@ impl lively_client {
     ///
     /// Ownership: strings are borrowed for the call.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_down(
         client: *const lively_client,
@@ -425,6 +435,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_heartbeat(
         client: *const lively_client,
@@ -447,6 +458,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_up(
         client: *const lively_client,
@@ -467,6 +479,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_delete(
         client: *const lively_client,
@@ -492,6 +505,7 @@ impl lively_client {
     ///
     /// Ownership: `*out` is the caller's.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_stats(
         client: *const lively_client,

@@ -75,6 +75,7 @@ impl lively_config {
     /// Ownership: on success `*out` receives a config the caller frees with
     /// `lively_config_free()`; on failure `*out` is untouched.
     /// Thread safety: thread-safe (reads the environment).
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_from_env(out: *mut *mut lively_config) -> lively_result {
         lively_call!({
@@ -108,6 +109,7 @@ impl lively_config {
     ///
     /// Ownership: `endpoints` is only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_endpoints(
         config: *mut lively_config,
@@ -131,6 +133,7 @@ impl lively_config {
     ///
     /// Ownership: the array and its strings are only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_endpoints_array(
         config: *mut lively_config,
@@ -159,6 +162,7 @@ impl lively_config {
     ///
     /// Ownership: `name` is only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_namespace(
         config: *mut lively_config,
@@ -178,6 +182,7 @@ impl lively_config {
     /// `LIVELY_RESULT_CONFIG`. etcd raises a TTL below its minimum.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_status_ttl(
         config: *mut lively_config,
@@ -201,6 +206,7 @@ impl lively_config {
     /// 1 to 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_connect_timeout_ms(
         config: *mut lively_config,
@@ -224,6 +230,7 @@ impl lively_config {
     /// calls back to back keeps its runtime thread busy.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_call_polling_us(
         config: *mut lively_config,
@@ -247,6 +254,7 @@ impl lively_config {
     /// 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_request_timeout_ms(
         config: *mut lively_config,
@@ -266,6 +274,7 @@ impl lively_config {
     ///
     /// Ownership: both strings are copied.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_user(
         config: *mut lively_config,
@@ -287,6 +296,7 @@ impl lively_config {
     ///
     /// Ownership: `path` is copied (the file is read at connect time).
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_ca_file(
         config: *mut lively_config,
@@ -305,6 +315,7 @@ impl lively_config {
     ///
     /// Ownership: both paths are copied (the files are read at connect time).
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_client_cert(
         config: *mut lively_config,
@@ -326,6 +337,7 @@ impl lively_config {
     ///
     /// Ownership: `name` is copied.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_server_name(
         config: *mut lively_config,

@@ -256,6 +256,7 @@ pub(crate) fn ensure_logger() {
 /// the previous callback.
 /// Thread safety: thread-safe. `callback` is called from a library
 /// thread and must not call `lively_set_log_callback()`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub extern "C" fn lively_set_log_callback(
     callback: lively_log_callback,

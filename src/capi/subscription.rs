@@ -339,6 +339,7 @@ impl lively_subscription {
     /// is `LIVELY_RESULT_INVALID_ARGUMENT`: status changes are the events.
     /// Thread safety: thread-safe; `callback`, `release` and `userdata`
     /// must be usable from a library thread.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_subscribe(
         client: *const lively_client,
@@ -398,6 +399,7 @@ impl lively_subscription {
     ///
     /// Ownership: as `lively_client_subscribe()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_subscribe_pull(
         client: *const lively_client,
@@ -425,6 +427,7 @@ impl lively_subscription {
     /// Ownership: the caller frees a non-NULL `*event` with
     /// `lively_event_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_subscription_next(
         subscription: *const lively_subscription,
@@ -476,6 +479,7 @@ impl lively_subscription {
     /// Ownership: the handle stays allocated; free it with
     /// `lively_subscription_free()`.
     /// Thread safety: thread-safe; may be called from inside the callback.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_subscription_cancel(
         subscription: *const lively_subscription,
