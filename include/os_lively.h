@@ -6,6 +6,18 @@
  * only on success; lively_last_error() gives the calling thread's last
  * failure message. Strings are UTF-8 and NUL-terminated. Memory returned
  * by the library has its own *_free function; *_free(NULL) is a no-op.
+ *
+ * Handles: lively_client and lively_view are shared and thread-safe, so
+ * they are `const` pointers (`const lively_client *c = NULL;
+ * lively_client_connect(cfg, &c)`); lively_config and lively_subscription
+ * are not (`lively_config *cfg`, `lively_subscription *sub`).
+ *
+ * Limits (LIVELY_RESULT_INVALID_ARGUMENT beyond them, nothing written):
+ * service_type and host non-empty, region optional, each at most 255
+ * bytes without '/' or control characters; maintenance_note at most 4096
+ * bytes; a uuid is 32 hex digits (hyphenated form accepted); heartbeat_ms
+ * 0 (none) or 100 to 604800000 (a week). Configuration (LIVELY_RESULT_CONFIG
+ * beyond them): status TTL 1 to 31536000 s, timeouts 1 to 86400000 ms.
  */
 
 #ifndef OS_LIVELY_H
@@ -850,7 +862,9 @@ LIVELY_MUST_USE lively_result lively_client_down(const struct lively_client *cli
  * Local to the process (no round trip, no allocation); a service this
  * client took DOWN for a missed deadline is brought back UP by the
  * library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
- * no deadline on this client.
+ * no deadline on this client: it was not registered through this
+ * client with `heartbeat_ms`, or it was registered (or last updated)
+ * with status DOWN, which drops the deadline.
  *
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.

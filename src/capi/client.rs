@@ -431,7 +431,9 @@ impl lively_client {
     /// Local to the process (no round trip, no allocation); a service this
     /// client took DOWN for a missed deadline is brought back UP by the
     /// library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
-    /// no deadline on this client.
+    /// no deadline on this client: it was not registered through this
+    /// client with `heartbeat_ms`, or it was registered (or last updated)
+    /// with status DOWN, which drops the deadline.
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
