@@ -39,10 +39,11 @@ int main(int argc, char **argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-  lively_set_log_callback(log_to_stderr, NULL, LIVELY_LOG_LEVEL_WARN);
+  lively_result rc = lively_set_log_callback(log_to_stderr, NULL, LIVELY_LOG_LEVEL_WARN);
+  if (rc) return fail("log callback", rc);
 
   lively_config *config = NULL;
-  lively_result rc = lively_config_from_env(&config);
+  rc = lively_config_from_env(&config);
   if (rc) return fail("configuration", rc);
   const lively_client *client = NULL;
   rc = lively_client_connect(config, &client);

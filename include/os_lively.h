@@ -6,6 +6,18 @@
  * only on success; lively_last_error() gives the calling thread's last
  * failure message. Strings are UTF-8 and NUL-terminated. Memory returned
  * by the library has its own *_free function; *_free(NULL) is a no-op.
+ *
+ * Handles: lively_client and lively_view are shared and thread-safe, so
+ * they are `const` pointers (`const lively_client *c = NULL;
+ * lively_client_connect(cfg, &c)`); lively_config and lively_subscription
+ * are not (`lively_config *cfg`, `lively_subscription *sub`).
+ *
+ * Limits (LIVELY_RESULT_INVALID_ARGUMENT beyond them, nothing written):
+ * service_type and host non-empty, region optional, each at most 255
+ * bytes without '/' or control characters; maintenance_note at most 4096
+ * bytes; a uuid is 32 hex digits (hyphenated form accepted); heartbeat_ms
+ * 0 (none) or 100 to 604800000 (a week). Configuration (LIVELY_RESULT_CONFIG
+ * beyond them): status TTL 1 to 31536000 s, timeouts 1 to 86400000 ms.
  */
 
 #ifndef OS_LIVELY_H
@@ -16,6 +28,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* Marks the fallible functions: their lively_result must be checked
+ * ([[nodiscard]] in C++17 and C23, warn_unused_result with GCC and Clang
+ * otherwise). Define LIVELY_MUST_USE before including this header to
+ * override (empty to turn the warning off). */
+#ifndef LIVELY_MUST_USE
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define LIVELY_MUST_USE [[nodiscard]]
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ > 201710L
+#define LIVELY_MUST_USE [[nodiscard]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define LIVELY_MUST_USE __attribute__((warn_unused_result))
+#else
+#define LIVELY_MUST_USE
+#endif
+#endif
 
 /**
  * Size of a buffer that holds a uuid as returned by the library: 32
@@ -368,6 +395,15 @@ typedef struct lively_client lively_client;
 /**
  * Connection settings (endpoints, namespace, TTL, timeouts, credentials).
  *
+ * Every setter refuses a value it cannot use with one code per kind of
+ * mistake: a NULL pointer is `LIVELY_RESULT_NULL_PARAMETER`, a string that
+ * is not UTF-8 `LIVELY_RESULT_INVALID_UTF8`, and any other bad value (an
+ * empty endpoint list, a TTL of 0 or above a year, a timeout of 0 or above
+ * a day) `LIVELY_RESULT_CONFIG`; a refused value leaves the config as it
+ * was. Limits: status TTL 1 to 31536000 s; connect and request timeouts 1
+ * to 86400000 ms; call polling 0 to 100000 µs; namespace at most 128
+ * bytes without control characters; host names at most 253 bytes.
+ *
  * Created by `lively_config_new()` or `lively_config_from_env()`, released
  * by `lively_config_free()`. Not thread-safe: do not change one config from
  * two threads at once. `lively_client_connect()` copies it, so it may be
@@ -687,8 +723,11 @@ typedef struct lively_event {
  * Called for each event, on a library thread (one call at a time per
  * subscription; never on the thread that keeps leases alive). It may call
  * any `lively_*` function, including `lively_subscription_cancel()` and
- * `lively_subscription_free()` of its own subscription. `event` is valid
- * only during the call.
+ * `lively_subscription_free()` of its own subscription: the first call
+ * starts only after `lively_client_subscribe()` has written `*out`, so a
+ * callback that finds `*out` through its userdata (pass `&ctx->sub` as
+ * `out`) always sees its subscription, from the first event on (the
+ * snapshot's included). `event` is valid only during the call.
  */
 typedef void (*lively_event_callback)(void *userdata, const struct lively_event *event);
 
@@ -717,7 +756,7 @@ extern "C" {
  * keeps its lease alive. After `fork()`, a child must connect its own
  * client (calls on the parent's return `LIVELY_RESULT_FORKED`).
  */
-lively_result lively_client_connect(const struct lively_config *config, const struct lively_client **out);
+LIVELY_MUST_USE lively_result lively_client_connect(const struct lively_config *config, const struct lively_client **out);
 
 /**
  * Closes the client's connection for every handle: revokes its lease
@@ -735,7 +774,7 @@ lively_result lively_client_connect(const struct lively_config *config, const st
  * Thread safety: thread-safe; calls racing with close may fail with
  * `LIVELY_RESULT_CLOSED`.
  */
-lively_result lively_client_close(const struct lively_client *client);
+LIVELY_MUST_USE lively_result lively_client_close(const struct lively_client *client);
 
 /**
  * Frees a client handle. If it was the connection's last handle (no
@@ -775,7 +814,7 @@ void lively_client_free(const struct lively_client *client);
  * `uuid_out` is the caller's.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_update(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
+LIVELY_MUST_USE lively_result lively_client_update(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
 
 /**
  * Like `lively_client_update()`, with the record given as a serialized
@@ -785,7 +824,7 @@ lively_result lively_client_update(const struct lively_client *client, const str
  * Ownership: `bytes` is borrowed for the call.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_update_bytes(const struct lively_client *client, const uint8_t *bytes, size_t len, char *uuid_out, size_t uuid_out_len);
+LIVELY_MUST_USE lively_result lively_client_update_bytes(const struct lively_client *client, const uint8_t *bytes, size_t len, char *uuid_out, size_t uuid_out_len);
 
 /**
  * Whether the service `uuid` is effectively UP now: its record says UP
@@ -795,7 +834,7 @@ lively_result lively_client_update_bytes(const struct lively_client *client, con
  * Ownership: `uuid` is borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_is_up(const struct lively_client *client, const char *uuid, bool *up);
+LIVELY_MUST_USE lively_result lively_client_is_up(const struct lively_client *client, const char *uuid, bool *up);
 
 /**
  * Like `lively_client_is_up()`, naming the service by type and host.
@@ -803,7 +842,7 @@ lively_result lively_client_is_up(const struct lively_client *client, const char
  * Ownership: the strings are borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_is_up_by_type_host(const struct lively_client *client, const char *service_type, const char *host, bool *up);
+LIVELY_MUST_USE lively_result lively_client_is_up_by_type_host(const struct lively_client *client, const char *service_type, const char *host, bool *up);
 
 /**
  * Reads one service's record and effective status.
@@ -813,7 +852,7 @@ lively_result lively_client_is_up_by_type_host(const struct lively_client *clien
  * `lively_service_info_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_get(const struct lively_client *client, const char *uuid, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_client_get(const struct lively_client *client, const char *uuid, struct lively_service_info **out);
 
 /**
  * Like `lively_client_get()`, naming the service by type and host.
@@ -821,7 +860,7 @@ lively_result lively_client_get(const struct lively_client *client, const char *
  * Ownership: as `lively_client_get()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_get_by_type_host(const struct lively_client *client, const char *service_type, const char *host, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_client_get_by_type_host(const struct lively_client *client, const char *service_type, const char *host, struct lively_service_info **out);
 
 /**
  * Lists the services matching `filter` (NULL: every service in the
@@ -831,7 +870,7 @@ lively_result lively_client_get_by_type_host(const struct lively_client *client,
  * the caller frees with `lively_service_list_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_list(const struct lively_client *client, const struct lively_filter *filter, struct lively_service_list **out);
+LIVELY_MUST_USE lively_result lively_client_list(const struct lively_client *client, const struct lively_filter *filter, struct lively_service_list **out);
 
 /**
  * Forces a service DOWN for maintenance: status DOWN, `note` (NULL for
@@ -846,7 +885,7 @@ lively_result lively_client_list(const struct lively_client *client, const struc
  * Ownership: strings are borrowed for the call.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_down(const struct lively_client *client, const char *uuid, const char *note, uint64_t maintenance_start, uint64_t maintenance_end);
+LIVELY_MUST_USE lively_result lively_client_down(const struct lively_client *client, const char *uuid, const char *note, uint64_t maintenance_start, uint64_t maintenance_end);
 
 /**
  * Checks in for `uuid`, a service this client registered with a
@@ -855,12 +894,14 @@ lively_result lively_client_down(const struct lively_client *client, const char 
  * Local to the process (no round trip, no allocation); a service this
  * client took DOWN for a missed deadline is brought back UP by the
  * library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
- * no deadline on this client.
+ * no deadline on this client: it was not registered through this
+ * client with `heartbeat_ms`, or it was registered (or last updated)
+ * with status DOWN, which drops the deadline.
  *
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
+LIVELY_MUST_USE lively_result lively_client_heartbeat(const struct lively_client *client, const char *uuid);
 
 /**
  * Lifts a forced DOWN (`lively_client_down()`): the record says UP
@@ -872,7 +913,7 @@ lively_result lively_client_heartbeat(const struct lively_client *client, const 
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_up(const struct lively_client *client, const char *uuid);
+LIVELY_MUST_USE lively_result lively_client_up(const struct lively_client *client, const char *uuid);
 
 /**
  * Removes a service's record and index keys in one transaction.
@@ -882,7 +923,7 @@ lively_result lively_client_up(const struct lively_client *client, const char *u
  * Ownership: `uuid` is borrowed.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_delete(const struct lively_client *client, const char *uuid, bool *deleted);
+LIVELY_MUST_USE lively_result lively_client_delete(const struct lively_client *client, const char *uuid, bool *deleted);
 
 /**
  * Copies the client's counters into `*out`: keepalives, reconnects,
@@ -892,7 +933,7 @@ lively_result lively_client_delete(const struct lively_client *client, const cha
  * Ownership: `*out` is the caller's.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_stats(const struct lively_client *client, struct lively_stats *out);
+LIVELY_MUST_USE lively_result lively_client_stats(const struct lively_client *client, struct lively_stats *out);
 
 /**
  * A new configuration with the defaults: `http://localhost:2379`, no
@@ -909,14 +950,17 @@ struct lively_config *lively_config_new(void);
  * The defaults overridden by the `OSLIVELY_*` environment variables
  * (`OSLIVELY_ETCD_HOST`, `OSLIVELY_ETCD_PORT`,
  * `OSLIVELY_ETCD_KEY_NAMESPACE`, `OSLIVELY_STATUS_TTL`, ...). A variable
- * that is set but invalid fails with `LIVELY_RESULT_CONFIG` (or
- * `LIVELY_RESULT_INVALID_ARGUMENT`) naming it.
+ * that is set but invalid (not UTF-8, unparsable, out of range) fails
+ * with `LIVELY_RESULT_CONFIG` naming it; none is ever ignored. Ranges
+ * as for the setters (`OSLIVELY_STATUS_TTL` 1 to 31536000 whole
+ * seconds; `OSLIVELY_ETCD_CONNECT_TIMEOUT` and
+ * `OSLIVELY_ETCD_REQUEST_TIMEOUT` seconds above 0, at most 86400).
  *
  * Ownership: on success `*out` receives a config the caller frees with
  * `lively_config_free()`; on failure `*out` is untouched.
  * Thread safety: thread-safe (reads the environment).
  */
-lively_result lively_config_from_env(struct lively_config **out);
+LIVELY_MUST_USE lively_result lively_config_from_env(struct lively_config **out);
 
 /**
  * Frees a configuration. NULL is a no-op.
@@ -935,7 +979,7 @@ void lively_config_free(struct lively_config *config);
  * Ownership: `endpoints` is only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_endpoints(struct lively_config *config, const char *endpoints);
+LIVELY_MUST_USE lively_result lively_config_set_endpoints(struct lively_config *config, const char *endpoints);
 
 /**
  * Sets the etcd endpoints from an array of `count` strings.
@@ -943,7 +987,7 @@ lively_result lively_config_set_endpoints(struct lively_config *config, const ch
  * Ownership: the array and its strings are only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_endpoints_array(struct lively_config *config, const char *const *endpoints, size_t count);
+LIVELY_MUST_USE lively_result lively_config_set_endpoints_array(struct lively_config *config, const char *const *endpoints, size_t count);
 
 /**
  * Sets the key namespace (`""` for none, or a name such as `"prod"`;
@@ -952,29 +996,29 @@ lively_result lively_config_set_endpoints_array(struct lively_config *config, co
  * Ownership: `name` is only read during the call.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_namespace(struct lively_config *config, const char *name);
+LIVELY_MUST_USE lively_result lively_config_set_namespace(struct lively_config *config, const char *name);
 
 /**
  * Sets the status TTL in seconds: how long after a registering process
- * dies its services stay UP. etcd raises a TTL below its minimum.
- * 0 is `LIVELY_RESULT_INVALID_ARGUMENT`.
+ * dies its services stay UP. From 1 to 31536000 (a year); outside is
+ * `LIVELY_RESULT_CONFIG`. etcd raises a TTL below its minimum.
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_t seconds);
+LIVELY_MUST_USE lively_result lively_config_set_status_ttl(struct lively_config *config, uint64_t seconds);
 
 /**
- * Sets how long `lively_client_connect()` waits, in milliseconds
- * (0 is `LIVELY_RESULT_INVALID_ARGUMENT`).
+ * Sets how long `lively_client_connect()` waits, in milliseconds, from
+ * 1 to 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_connect_timeout_ms(struct lively_config *config, uint64_t milliseconds);
+LIVELY_MUST_USE lively_result lively_config_set_connect_timeout_ms(struct lively_config *config, uint64_t milliseconds);
 
 /**
  * Sets how long the client's runtime thread keeps polling after a
  * call, in microseconds (default 1000; 0 turns it off; above 100000 is
- * `LIVELY_RESULT_INVALID_ARGUMENT`). Polling makes a call cost what a
+ * `LIVELY_RESULT_CONFIG`). Polling makes a call cost what a
  * raw etcd call costs on a virtual machine, where waking a sleeping
  * thread is slow; it yields the CPU each turn and stops when other
  * threads want it, and an idle client never polls, but a client making
@@ -982,15 +1026,15 @@ lively_result lively_config_set_connect_timeout_ms(struct lively_config *config,
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
+LIVELY_MUST_USE lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
 
 /**
- * Sets how long each call waits for etcd, in milliseconds (0 is
- * `LIVELY_RESULT_INVALID_ARGUMENT`).
+ * Sets how long each call waits for etcd, in milliseconds, from 1 to
+ * 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
  *
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_request_timeout_ms(struct lively_config *config, uint64_t milliseconds);
+LIVELY_MUST_USE lively_result lively_config_set_request_timeout_ms(struct lively_config *config, uint64_t milliseconds);
 
 /**
  * Sets etcd user/password authentication. The password is never
@@ -999,7 +1043,7 @@ lively_result lively_config_set_request_timeout_ms(struct lively_config *config,
  * Ownership: both strings are copied.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_user(struct lively_config *config, const char *user, const char *password);
+LIVELY_MUST_USE lively_result lively_config_set_user(struct lively_config *config, const char *user, const char *password);
 
 /**
  * Verifies etcd's server certificate against the CA in the PEM file
@@ -1008,7 +1052,7 @@ lively_result lively_config_set_user(struct lively_config *config, const char *u
  * Ownership: `path` is copied (the file is read at connect time).
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_ca_file(struct lively_config *config, const char *path);
+LIVELY_MUST_USE lively_result lively_config_set_tls_ca_file(struct lively_config *config, const char *path);
 
 /**
  * Presents a client certificate and key (PEM files) for mutual TLS.
@@ -1016,7 +1060,7 @@ lively_result lively_config_set_tls_ca_file(struct lively_config *config, const 
  * Ownership: both paths are copied (the files are read at connect time).
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_client_cert(struct lively_config *config, const char *cert_path, const char *key_path);
+LIVELY_MUST_USE lively_result lively_config_set_tls_client_cert(struct lively_config *config, const char *cert_path, const char *key_path);
 
 /**
  * The name to verify in etcd's certificate when it differs from the
@@ -1025,7 +1069,26 @@ lively_result lively_config_set_tls_client_cert(struct lively_config *config, co
  * Ownership: `name` is copied.
  * Thread safety: not with other uses of the same config.
  */
-lively_result lively_config_set_tls_server_name(struct lively_config *config, const char *name);
+LIVELY_MUST_USE lively_result lively_config_set_tls_server_name(struct lively_config *config, const char *name);
+
+/**
+ * The message of the last failed `lively_*` call on the calling thread
+ * (`""` if none failed yet). Successful calls leave it unchanged.
+ *
+ * Ownership: the library owns the string; it stays valid until the next
+ * failing `lively_*` call on the same thread. Do not free it.
+ * Thread safety: thread-safe; each thread has its own message.
+ */
+const char *lively_last_error(void);
+
+/**
+ * A fixed English text for a status code (`"unknown code"` for a number
+ * this version does not define).
+ *
+ * Ownership: static storage; never free it.
+ * Thread safety: thread-safe.
+ */
+const char *lively_result_str(uint32_t code);
 
 /**
  * Routes the library's log messages up to `max_level` (a
@@ -1048,26 +1111,7 @@ lively_result lively_config_set_tls_server_name(struct lively_config *config, co
  * Thread safety: thread-safe. `callback` is called from a library
  * thread and must not call `lively_set_log_callback()`.
  */
-lively_result lively_set_log_callback(lively_log_callback callback, void *userdata, uint32_t max_level);
-
-/**
- * The message of the last failed `lively_*` call on the calling thread
- * (`""` if none failed yet). Successful calls leave it unchanged.
- *
- * Ownership: the library owns the string; it stays valid until the next
- * failing `lively_*` call on the same thread. Do not free it.
- * Thread safety: thread-safe; each thread has its own message.
- */
-const char *lively_last_error(void);
-
-/**
- * A fixed English text for a status code (`"unknown code"` for a number
- * this version does not define).
- *
- * Ownership: static storage; never free it.
- * Thread safety: thread-safe.
- */
-const char *lively_result_str(uint32_t code);
+LIVELY_MUST_USE lively_result lively_set_log_callback(lively_log_callback callback, void *userdata, uint32_t max_level);
 
 /**
  * Frees a `lively_service_info` returned by `lively_client_get()` or
@@ -1119,7 +1163,7 @@ void lively_string_free(char *s);
  * Thread safety: thread-safe; `callback`, `release` and `userdata`
  * must be usable from a library thread.
  */
-lively_result lively_client_subscribe(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, lively_event_callback callback, void *userdata, lively_release_callback release, struct lively_subscription **out);
+LIVELY_MUST_USE lively_result lively_client_subscribe(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, lively_event_callback callback, void *userdata, lively_release_callback release, struct lively_subscription **out);
 
 /**
  * Subscribes like `lively_client_subscribe()`, but events queue until
@@ -1128,7 +1172,7 @@ lively_result lively_client_subscribe(const struct lively_client *client, const 
  * Ownership: as `lively_client_subscribe()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_client_subscribe_pull(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, struct lively_subscription **out);
+LIVELY_MUST_USE lively_result lively_client_subscribe_pull(const struct lively_client *client, const struct lively_filter *filter, const struct lively_subscribe_options *opts, struct lively_subscription **out);
 
 /**
  * Waits up to `timeout_ms` for the next event of a pull subscription.
@@ -1140,7 +1184,7 @@ lively_result lively_client_subscribe_pull(const struct lively_client *client, c
  * `lively_event_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_subscription_next(const struct lively_subscription *subscription, uint64_t timeout_ms, struct lively_event **event);
+LIVELY_MUST_USE lively_result lively_subscription_next(const struct lively_subscription *subscription, uint64_t timeout_ms, struct lively_event **event);
 
 /**
  * Frees an event returned by `lively_subscription_next()`. NULL is a
@@ -1160,7 +1204,7 @@ void lively_event_free(struct lively_event *event);
  * `lively_subscription_free()`.
  * Thread safety: thread-safe; may be called from inside the callback.
  */
-lively_result lively_subscription_cancel(const struct lively_subscription *subscription);
+LIVELY_MUST_USE lively_result lively_subscription_cancel(const struct lively_subscription *subscription);
 
 /**
  * Cancels (see `lively_subscription_cancel()`) and frees a
@@ -1208,7 +1252,7 @@ uint32_t lively_version_number(void);
  * `LIVELY_RESULT_FORKED`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
+LIVELY_MUST_USE lively_result lively_view_new(const struct lively_client *client, uint64_t stale_after_ms, const struct lively_view **out);
 
 /**
  * Releases a view; if it was the connection's last handle, the
@@ -1226,7 +1270,7 @@ void lively_view_free(const struct lively_view *view);
  * Ownership: `uuid` is borrowed; `*up` is written only on success.
  * Thread safety: thread-safe; no allocation, no round trip.
  */
-lively_result lively_view_is_up(const struct lively_view *view, const char *uuid, bool *up);
+LIVELY_MUST_USE lively_result lively_view_is_up(const struct lively_view *view, const char *uuid, bool *up);
 
 /**
  * Like `lively_view_is_up()`, naming the service by type and host.
@@ -1234,7 +1278,7 @@ lively_result lively_view_is_up(const struct lively_view *view, const char *uuid
  * Ownership: strings are borrowed; `*up` is written only on success.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_is_up_by_type_host(const struct lively_view *view, const char *service_type, const char *host, bool *up);
+LIVELY_MUST_USE lively_result lively_view_is_up_by_type_host(const struct lively_view *view, const char *service_type, const char *host, bool *up);
 
 /**
  * The record and liveness of `uuid`; `LIVELY_RESULT_NOT_FOUND` if the
@@ -1244,7 +1288,7 @@ lively_result lively_view_is_up_by_type_host(const struct lively_view *view, con
  * `lively_service_info_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_get(const struct lively_view *view, const char *uuid, struct lively_service_info **out);
+LIVELY_MUST_USE lively_result lively_view_get(const struct lively_view *view, const char *uuid, struct lively_service_info **out);
 
 /**
  * Services matching `filter` (NULL: all), from the local copy.
@@ -1253,7 +1297,7 @@ lively_result lively_view_get(const struct lively_view *view, const char *uuid, 
  * `lively_service_list_free()`.
  * Thread safety: thread-safe.
  */
-lively_result lively_view_list(const struct lively_view *view, const struct lively_filter *filter, struct lively_service_list **out);
+LIVELY_MUST_USE lively_result lively_view_list(const struct lively_view *view, const struct lively_filter *filter, struct lively_service_list **out);
 
 /**
  * The etcd revision the view reflects (0 for a NULL handle).
@@ -1277,7 +1321,7 @@ bool lively_view_is_connected(const struct lively_view *view);
  *
  * Thread safety: thread-safe.
  */
-lively_result lively_view_sync(const struct lively_view *view, uint64_t timeout_ms);
+LIVELY_MUST_USE lively_result lively_view_sync(const struct lively_view *view, uint64_t timeout_ms);
 
 #ifdef __cplusplus
 }  // extern "C"

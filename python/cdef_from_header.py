@@ -12,39 +12,55 @@ import re
 _C_VIEW_FALSE = ("__cplusplus", "__STDC_VERSION__")
 
 
+#: Attribute macros the header puts before declarations (the function
+#: attribute `LIVELY_MUST_USE`): cffi needs neither them nor their
+#: definitions.
+_ATTRIBUTE_MACROS = ("LIVELY_MUST_USE",)
+
+
 def _condition(line):
-    """Whether a conditional line is true when compiling as C11."""
+    """Whether a conditional line is true when compiling as C11 with no
+    compiler extensions (cffi's view)."""
     word, _, rest = line.partition(" ")
     rest = rest.strip()
     if word == "#ifdef":
         return rest not in _C_VIEW_FALSE
     if word == "#ifndef":
-        return True  # include guard, or `#ifndef __cplusplus`
+        return True  # include guard, `#ifndef __cplusplus`, `#ifndef LIVELY_MUST_USE`
     if any(name in rest for name in _C_VIEW_FALSE):
         return False  # `#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L`
+    if word == "#elif" and ("__GNUC__" in rest or "__clang__" in rest):
+        return False  # compiler-specific attributes
     raise ValueError("cdef_from_header: unsupported conditional %r" % line)
 
 
 def cdef_from_header(text):
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
+    for name in _ATTRIBUTE_MACROS:
+        text = re.sub(r"^\s*%s\s+" % name, "", text, flags=re.M)
     out = []
-    stack = []  # (this branch taken, parent active)
+    stack = []  # (this branch taken, parent active, some branch taken)
     for raw in text.splitlines():
         line = raw.strip()
-        active = all(taken for taken, _ in stack)
+        active = all(taken for taken, _, _ in stack)
         if line.startswith("#"):
             word = line.split()[0]
             if word in ("#if", "#ifdef", "#ifndef"):
-                stack.append((_condition(line), active))
+                taken = _condition(line)
+                stack.append((taken, active, taken))
+            elif word == "#elif":
+                _, parent, done = stack.pop()
+                taken = not done and _condition(line)
+                stack.append((taken, parent, done or taken))
             elif word == "#else":
-                taken, parent = stack.pop()
-                stack.append((not taken, parent))
+                _, parent, done = stack.pop()
+                stack.append((not done, parent, True))
             elif word == "#endif":
                 stack.pop()
             elif word == "#define" and active:
                 parts = line.split(None, 2)
-                if len(parts) == 3:
+                if len(parts) == 3 and parts[1] not in _ATTRIBUTE_MACROS:
                     out.append("#define %s ..." % parts[1])
             # #include and anything else: nothing for cffi
             continue

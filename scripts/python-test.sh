@@ -10,7 +10,7 @@ scripts/setup.sh
 venv=target/py-test-venv
 rm -rf "$venv" python/build  # no stale in-tree build output
 "${PYTHON:-python3}" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./python pytest
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./python pytest hypothesis
 # Run from outside the checkout so `import os_lively` is the installed wheel.
 cd python/tests
 exec "../../$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" .

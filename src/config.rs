@@ -127,6 +127,15 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// Longest status TTL accepted: a year (`OSLIVELY_STATUS_TTL` and
+    /// `lively_config_set_status_ttl` refuse more; [`Config::status_ttl`]
+    /// clamps to it).
+    pub const MAX_STATUS_TTL: Duration = Duration::from_secs(MAX_TTL_SECS);
+    /// Longest connect or request timeout accepted: a day
+    /// (`OSLIVELY_ETCD_CONNECT_TIMEOUT`, `OSLIVELY_ETCD_REQUEST_TIMEOUT` and
+    /// the C setters refuse more; the Rust setters clamp to it).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(86400);
+
     /// The defaults: `http://localhost:2379`, no namespace, 60 s TTL, 5 s
     /// connect and request timeouts, 1 ms call polling, no authentication.
     pub fn new() -> Config {
@@ -134,13 +143,65 @@ impl Config {
     }
 
     /// Defaults overridden by the `OSLIVELY_*` environment variables (see
-    /// [`mod@env`]). A variable that is set but invalid is an error naming it.
+    /// [`mod@env`]). A variable that is set but invalid — not valid UTF-8,
+    /// unparsable, or out of range — is an [`ErrorKind::Config`] error
+    /// naming it; it is never ignored.
     pub fn from_env() -> Result<Config> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        Config::from_raw_lookup(|name| std::env::var_os(name))
     }
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        Config::from_raw_lookup(|name| lookup(name).map(std::ffi::OsString::from))
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup` as
+    /// the OS gives them (so a value that is not UTF-8 is reported).
+    pub fn from_raw_lookup(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Config> {
+        let mut first_bad = None;
+        let mut lookup = |name: &str| -> Option<String> {
+            match lookup(name)?.into_string() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    if first_bad.is_none() {
+                        first_bad = Some(name.to_string());
+                    }
+                    None
+                }
+            }
+        };
+        // Every variable is read up front, so one that is not UTF-8 fails
+        // before any other is interpreted (the value is not echoed: it may
+        // be a password).
+        let names = [
+            env::HOST,
+            env::PORT,
+            env::ENDPOINTS,
+            env::CONNECT_TIMEOUT,
+            env::REQUEST_TIMEOUT,
+            env::NAMESPACE,
+            env::STATUS_TTL,
+            env::USER,
+            env::PASSWORD,
+            env::CA_FILE,
+            env::CERT_FILE,
+            env::KEY_FILE,
+            env::TLS_SERVER_NAME,
+            env::CALL_POLLING_US,
+        ];
+        let values: Vec<(&str, Option<String>)> = names.iter().map(|n| (*n, lookup(n))).collect();
+        if let Some(name) = first_bad {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{name} is set but is not valid UTF-8"),
+            ));
+        }
+        let lookup = |name: &str| -> Option<String> {
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.clone())
+        };
         let mut config = Config::default();
         let host = lookup(env::HOST);
         let port = lookup(env::PORT);
@@ -201,7 +262,13 @@ impl Config {
                 .parse::<u64>()
                 .ok()
                 .filter(|s| (1..=MAX_TTL_SECS).contains(s))
-                .ok_or_else(|| bad(env::STATUS_TTL, &v, "whole seconds, at least 1"))?;
+                .ok_or_else(|| {
+                    bad(
+                        env::STATUS_TTL,
+                        &v,
+                        &format!("whole seconds from 1 to {MAX_TTL_SECS}"),
+                    )
+                })?;
             config.status_ttl = Duration::from_secs(secs);
         }
         if let Some(ca) = lookup(env::CA_FILE) {
@@ -211,6 +278,8 @@ impl Config {
         }
         match (lookup(env::CERT_FILE), lookup(env::KEY_FILE)) {
             (Some(cert), Some(key)) => {
+                check_path("client certificate", &cert).map_err(|e| rename(e, env::CERT_FILE))?;
+                check_path("client key", &key).map_err(|e| rename(e, env::KEY_FILE))?;
                 config
                     .tls_client_cert(&cert, &key)
                     .map_err(|e| rename(e, env::CERT_FILE))?;
@@ -234,7 +303,9 @@ impl Config {
         }
         match (lookup(env::USER), lookup(env::PASSWORD)) {
             (Some(user), Some(password)) => {
-                config.user(&user, &password)?;
+                config
+                    .user(&user, &password)
+                    .map_err(|e| rename(e, env::USER))?;
             }
             (Some(_), None) => {
                 return Err(Error::new(
@@ -300,24 +371,28 @@ impl Config {
     }
 
     /// Sets how long a service stays UP after its process stops keeping its
-    /// lease alive. Whole seconds (etcd's lease unit), at least 1 s; etcd
-    /// raises a TTL below its own minimum (1.5 × election timeout) silently,
-    /// and the client then uses the TTL etcd granted.
+    /// lease alive. Whole seconds (etcd's lease unit), from 1 s to
+    /// [`Config::MAX_STATUS_TTL`] (a year): a fraction is rounded up and a value
+    /// outside is clamped (the environment variable and the C setter refuse
+    /// it instead). etcd raises a TTL below its own minimum (1.5 × election
+    /// timeout) silently, and the client then uses the TTL etcd granted.
     pub fn status_ttl(&mut self, ttl: Duration) -> &mut Config {
         let secs = ttl.as_secs_f64().ceil().clamp(1.0, MAX_TTL_SECS as f64);
         self.status_ttl = Duration::from_secs(secs as u64);
         self
     }
 
-    /// Sets how long [`Client::connect`](crate::Client::connect) waits for etcd.
+    /// Sets how long [`Client::connect`](crate::Client::connect) waits for
+    /// etcd: from 1 ms to [`Config::MAX_TIMEOUT`] (a day), clamped.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Config {
-        self.connect_timeout = timeout.max(Duration::from_millis(1));
+        self.connect_timeout = timeout.clamp(Duration::from_millis(1), Config::MAX_TIMEOUT);
         self
     }
 
-    /// Sets how long each call may take before it fails with a timeout.
+    /// Sets how long each call may take before it fails with a timeout:
+    /// from 1 ms to [`Config::MAX_TIMEOUT`] (a day), clamped.
     pub fn request_timeout(&mut self, timeout: Duration) -> &mut Config {
-        self.request_timeout = timeout.max(Duration::from_millis(1));
+        self.request_timeout = timeout.clamp(Duration::from_millis(1), Config::MAX_TIMEOUT);
         self
     }
 
@@ -457,7 +532,7 @@ fn parse_secs(name: &str, value: &str) -> Result<Duration> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86400.0)
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= Config::MAX_TIMEOUT.as_secs_f64())
         .map(Duration::from_secs_f64)
         .ok_or_else(|| bad(name, value, "seconds, greater than 0 and at most 86400"))
 }
@@ -573,6 +648,66 @@ mod tests {
         }
         let err = from(&[(env::USER, "root")]).unwrap_err();
         assert!(err.to_string().contains(env::PASSWORD));
+    }
+
+    /// Every variable that is set but not UTF-8 is an error naming it (the
+    /// value is not echoed: it may be a password), never ignored.
+    #[test]
+    fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
+        use std::os::unix::ffi::OsStringExt;
+        let all = [
+            env::HOST,
+            env::PORT,
+            env::ENDPOINTS,
+            env::CONNECT_TIMEOUT,
+            env::REQUEST_TIMEOUT,
+            env::NAMESPACE,
+            env::STATUS_TTL,
+            env::USER,
+            env::PASSWORD,
+            env::CA_FILE,
+            env::CERT_FILE,
+            env::KEY_FILE,
+            env::TLS_SERVER_NAME,
+            env::CALL_POLLING_US,
+        ];
+        for var in all {
+            let err = Config::from_raw_lookup(|k| {
+                if k == var {
+                    Some(std::ffi::OsString::from_vec(b"bin\xffpw".to_vec()))
+                } else if k == env::USER || k == env::PASSWORD {
+                    Some("alice".into()) // so a bad password is not "unset"
+                } else {
+                    None
+                }
+            })
+            .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{var}");
+            assert!(err.to_string().contains(var), "{err} should name {var}");
+            assert!(err.to_string().contains("UTF-8"), "{err}");
+            assert!(!err.to_string().contains("pw"), "{err} echoes the value");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_variable_and_the_bounds() {
+        let err = from(&[(env::STATUS_TTL, "31536001")]).unwrap_err();
+        assert!(err.to_string().contains("31536000"), "{err}");
+        assert!(from(&[(env::STATUS_TTL, "31536000")]).is_ok());
+        let err = from(&[(env::REQUEST_TIMEOUT, "86401")]).unwrap_err();
+        assert!(err.to_string().contains("86400"), "{err}");
+        let err = from(&[(env::USER, ""), (env::PASSWORD, "x")]).unwrap_err();
+        assert!(err.to_string().contains(env::USER), "{err}");
+        let err = from(&[(env::CERT_FILE, "/c.pem"), (env::KEY_FILE, "")]).unwrap_err();
+        assert!(err.to_string().contains(env::KEY_FILE), "{err}");
+        // The Rust setters clamp to the documented bounds.
+        let mut c = Config::new();
+        c.status_ttl(Duration::from_secs(u64::MAX))
+            .request_timeout(Duration::MAX)
+            .connect_timeout(Duration::ZERO);
+        assert_eq!(c.get_status_ttl(), Config::MAX_STATUS_TTL);
+        assert_eq!(c.get_request_timeout(), Config::MAX_TIMEOUT);
+        assert_eq!(c.get_connect_timeout(), Duration::from_millis(1));
     }
 
     #[test]

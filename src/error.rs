@@ -128,10 +128,71 @@ impl Error {
         Error::new(ErrorKind::Closed, "the client is closed")
     }
 
-    /// Wraps an etcd-client error, saying what we were doing.
+    /// Wraps an etcd-client error, saying what we were doing and why it
+    /// failed: the gRPC status and etcd's message, or the transport's root
+    /// cause (`connection refused`, ...).
     pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
         let kind = classify(&err);
-        Error::new(kind, format!("{context}: {}", sanitize(&err.to_string())))
+        Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))))
+    }
+
+    /// The same error with `what` (the operation) in front of its message,
+    /// unless the message already starts with it: contexts added at several
+    /// layers (the call, the store, the lease) never repeat.
+    pub(crate) fn context(self, what: &str) -> Error {
+        if what.is_empty() || starts_with_context(self.message(), what) {
+            return self;
+        }
+        let message = format!("{what}: {}", self.message());
+        Error::new(self.kind(), message)
+    }
+}
+
+/// True when `message` begins with `what` as a whole context (`what: ...`
+/// or `what ...`), not merely with the same letters.
+fn starts_with_context(message: &str, what: &str) -> bool {
+    message
+        .strip_prefix(what)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
+}
+
+/// Why an etcd call failed, in a line: `gRPC <code>: <etcd's message>` for
+/// a status etcd (or the transport) returned, with the root cause of a
+/// transport failure after it; etcd-client's own wording otherwise.
+fn cause(err: &etcd_client::Error) -> String {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut text = format!("gRPC status {:?}", status.code());
+            if !status.message().is_empty() {
+                text.push_str(": ");
+                text.push_str(status.message());
+            }
+            append_sources(&mut text, std::error::Error::source(status));
+            text
+        }
+        etcd_client::Error::TransportError(e) => {
+            let mut text = format!("transport error: {e}");
+            append_sources(&mut text, std::error::Error::source(e));
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Appends each error of a source chain that says something new.
+fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
+    let mut depth = 0;
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !s.is_empty() && !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+        depth += 1;
+        if depth > 8 {
+            break;
+        }
     }
 }
 
@@ -211,6 +272,49 @@ mod tests {
             etcd_client::Error::GRpcStatus(Status::new(code, message)),
         )
         .kind()
+    }
+
+    /// Contexts added at several layers never repeat, and an etcd failure
+    /// says its gRPC status and message (issue 24: "is_up: is_up: grpc
+    /// request error").
+    #[test]
+    fn messages_name_the_cause_once() {
+        let e = Error::etcd(
+            "is_up",
+            etcd_client::Error::GRpcStatus(Status::new(
+                Code::Unavailable,
+                "error trying to connect: tcp connect error: Connection refused (os error 111)",
+            )),
+        )
+        .context("is_up");
+        assert_eq!(
+            e.to_string(),
+            "etcd unavailable: is_up: gRPC status Unavailable: error trying to connect: tcp connect error: Connection refused (os error 111)"
+        );
+        let e = Error::new(ErrorKind::Timeout, "close: revoking the lease timed out")
+            .context("close")
+            .context("close");
+        assert_eq!(
+            e.to_string(),
+            "timed out: close: revoking the lease timed out"
+        );
+        // A different operation, or one that merely shares the letters, is kept.
+        let e =
+            Error::new(ErrorKind::NotFound, "is_up_by_type_host: no such service").context("is_up");
+        assert_eq!(e.message(), "is_up: is_up_by_type_host: no such service");
+        let e = Error::new(ErrorKind::Conflict, "type \"a\" is taken").context("update");
+        assert_eq!(e.message(), "update: type \"a\" is taken");
+        let e = Error::etcd(
+            "granting a lease",
+            etcd_client::Error::GRpcStatus(Status::new(
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            )),
+        );
+        assert_eq!(
+            e.message(),
+            "granting a lease: gRPC status NotFound: etcdserver: requested lease not found"
+        );
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl lively_client {
     /// Thread safety: thread-safe. The client starts a library thread that
     /// keeps its lease alive. After `fork()`, a child must connect its own
     /// client (calls on the parent's return `LIVELY_RESULT_FORKED`).
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_connect(
         config: *const lively_config,
@@ -166,6 +167,7 @@ impl lively_client {
     /// `lively_client_free()`.
     /// Thread safety: thread-safe; calls racing with close may fail with
     /// `LIVELY_RESULT_CLOSED`.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_close(client: *const lively_client) -> lively_result {
         lively_call!({
@@ -218,6 +220,7 @@ impl lively_client {
     /// Ownership: `service` and its strings are borrowed for the call;
     /// `uuid_out` is the caller's.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_update(
         client: *const lively_client,
@@ -242,6 +245,7 @@ impl lively_client {
     ///
     /// Ownership: `bytes` is borrowed for the call.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_update_bytes(
         client: *const lively_client,
@@ -267,6 +271,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_is_up(
         client: *const lively_client,
@@ -289,6 +294,7 @@ impl lively_client {
     ///
     /// Ownership: the strings are borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_is_up_by_type_host(
         client: *const lively_client,
@@ -315,6 +321,7 @@ impl lively_client {
     /// Ownership: on success `*out` receives an object the caller frees with
     /// `lively_service_info_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_get(
         client: *const lively_client,
@@ -342,6 +349,7 @@ impl lively_client {
     ///
     /// Ownership: as `lively_client_get()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_get_by_type_host(
         client: *const lively_client,
@@ -375,6 +383,7 @@ impl lively_client {
     /// Ownership: `filter` is borrowed; on success `*out` receives a list
     /// the caller frees with `lively_service_list_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_list(
         client: *const lively_client,
@@ -404,6 +413,7 @@ impl lively_client {
     ///
     /// Ownership: strings are borrowed for the call.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_down(
         client: *const lively_client,
@@ -428,10 +438,13 @@ impl lively_client {
     /// Local to the process (no round trip, no allocation); a service this
     /// client took DOWN for a missed deadline is brought back UP by the
     /// library thread just after. `LIVELY_RESULT_NOT_FOUND` if `uuid` has
-    /// no deadline on this client.
+    /// no deadline on this client: it was not registered through this
+    /// client with `heartbeat_ms`, or it was registered (or last updated)
+    /// with status DOWN, which drops the deadline.
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_heartbeat(
         client: *const lively_client,
@@ -454,6 +467,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_up(
         client: *const lively_client,
@@ -474,6 +488,7 @@ impl lively_client {
     ///
     /// Ownership: `uuid` is borrowed.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_delete(
         client: *const lively_client,
@@ -499,6 +514,7 @@ impl lively_client {
     ///
     /// Ownership: `*out` is the caller's.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_stats(
         client: *const lively_client,

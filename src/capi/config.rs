@@ -10,6 +10,15 @@ use crate::Config;
 
 /// Connection settings (endpoints, namespace, TTL, timeouts, credentials).
 ///
+/// Every setter refuses a value it cannot use with one code per kind of
+/// mistake: a NULL pointer is `LIVELY_RESULT_NULL_PARAMETER`, a string that
+/// is not UTF-8 `LIVELY_RESULT_INVALID_UTF8`, and any other bad value (an
+/// empty endpoint list, a TTL of 0 or above a year, a timeout of 0 or above
+/// a day) `LIVELY_RESULT_CONFIG`; a refused value leaves the config as it
+/// was. Limits: status TTL 1 to 31536000 s; connect and request timeouts 1
+/// to 86400000 ms; call polling 0 to 100000 µs; namespace at most 128
+/// bytes without control characters; host names at most 253 bytes.
+///
 /// Created by `lively_config_new()` or `lively_config_from_env()`, released
 /// by `lively_config_free()`. Not thread-safe: do not change one config from
 /// two threads at once. `lively_client_connect()` copies it, so it may be
@@ -57,12 +66,16 @@ impl lively_config {
     /// The defaults overridden by the `OSLIVELY_*` environment variables
     /// (`OSLIVELY_ETCD_HOST`, `OSLIVELY_ETCD_PORT`,
     /// `OSLIVELY_ETCD_KEY_NAMESPACE`, `OSLIVELY_STATUS_TTL`, ...). A variable
-    /// that is set but invalid fails with `LIVELY_RESULT_CONFIG` (or
-    /// `LIVELY_RESULT_INVALID_ARGUMENT`) naming it.
+    /// that is set but invalid (not UTF-8, unparsable, out of range) fails
+    /// with `LIVELY_RESULT_CONFIG` naming it; none is ever ignored. Ranges
+    /// as for the setters (`OSLIVELY_STATUS_TTL` 1 to 31536000 whole
+    /// seconds; `OSLIVELY_ETCD_CONNECT_TIMEOUT` and
+    /// `OSLIVELY_ETCD_REQUEST_TIMEOUT` seconds above 0, at most 86400).
     ///
     /// Ownership: on success `*out` receives a config the caller frees with
     /// `lively_config_free()`; on failure `*out` is untouched.
     /// Thread safety: thread-safe (reads the environment).
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_from_env(out: *mut *mut lively_config) -> lively_result {
         lively_call!({
@@ -96,6 +109,7 @@ impl lively_config {
     ///
     /// Ownership: `endpoints` is only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_endpoints(
         config: *mut lively_config,
@@ -119,6 +133,7 @@ impl lively_config {
     ///
     /// Ownership: the array and its strings are only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_endpoints_array(
         config: *mut lively_config,
@@ -147,6 +162,7 @@ impl lively_config {
     ///
     /// Ownership: `name` is only read during the call.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_namespace(
         config: *mut lively_config,
@@ -162,10 +178,11 @@ impl lively_config {
     }
 
     /// Sets the status TTL in seconds: how long after a registering process
-    /// dies its services stay UP. etcd raises a TTL below its minimum.
-    /// 0 is `LIVELY_RESULT_INVALID_ARGUMENT`.
+    /// dies its services stay UP. From 1 to 31536000 (a year); outside is
+    /// `LIVELY_RESULT_CONFIG`. etcd raises a TTL below its minimum.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_status_ttl(
         config: *mut lively_config,
@@ -174,18 +191,22 @@ impl lively_config {
         lively_call!({
             // SAFETY: handle per the documented contract.
             let config = unsafe { lively_config::get_mut(config) }?;
-            if seconds == 0 || seconds > i64::MAX as u64 {
-                return Err(Failure::invalid("status TTL: at least 1 second"));
+            let max = Config::MAX_STATUS_TTL.as_secs();
+            if seconds == 0 || seconds > max {
+                return Err(Failure::config(format!(
+                    "status TTL {seconds} s: must be from 1 to {max} seconds"
+                )));
             }
             config.status_ttl(Duration::from_secs(seconds));
             Ok(())
         })
     }
 
-    /// Sets how long `lively_client_connect()` waits, in milliseconds
-    /// (0 is `LIVELY_RESULT_INVALID_ARGUMENT`).
+    /// Sets how long `lively_client_connect()` waits, in milliseconds, from
+    /// 1 to 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_connect_timeout_ms(
         config: *mut lively_config,
@@ -194,9 +215,7 @@ impl lively_config {
         lively_call!({
             // SAFETY: handle per the documented contract.
             let config = unsafe { lively_config::get_mut(config) }?;
-            if milliseconds == 0 {
-                return Err(Failure::invalid("connect timeout: at least 1 ms"));
-            }
+            check_timeout_ms("connect timeout", milliseconds)?;
             config.connect_timeout(Duration::from_millis(milliseconds));
             Ok(())
         })
@@ -204,13 +223,14 @@ impl lively_config {
 
     /// Sets how long the client's runtime thread keeps polling after a
     /// call, in microseconds (default 1000; 0 turns it off; above 100000 is
-    /// `LIVELY_RESULT_INVALID_ARGUMENT`). Polling makes a call cost what a
+    /// `LIVELY_RESULT_CONFIG`). Polling makes a call cost what a
     /// raw etcd call costs on a virtual machine, where waking a sleeping
     /// thread is slow; it yields the CPU each turn and stops when other
     /// threads want it, and an idle client never polls, but a client making
     /// calls back to back keeps its runtime thread busy.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_call_polling_us(
         config: *mut lively_config,
@@ -221,19 +241,20 @@ impl lively_config {
             let config = unsafe { lively_config::get_mut(config) }?;
             let polling = Duration::from_micros(microseconds);
             if polling > crate::config::MAX_CALL_POLLING {
-                return Err(Failure::invalid(
-                    "call polling: at most 100000 microseconds",
-                ));
+                return Err(Failure::config(format!(
+                    "call polling {microseconds} µs: at most 100000 microseconds"
+                )));
             }
             config.call_polling(polling);
             Ok(())
         })
     }
 
-    /// Sets how long each call waits for etcd, in milliseconds (0 is
-    /// `LIVELY_RESULT_INVALID_ARGUMENT`).
+    /// Sets how long each call waits for etcd, in milliseconds, from 1 to
+    /// 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
     ///
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_request_timeout_ms(
         config: *mut lively_config,
@@ -242,9 +263,7 @@ impl lively_config {
         lively_call!({
             // SAFETY: handle per the documented contract.
             let config = unsafe { lively_config::get_mut(config) }?;
-            if milliseconds == 0 {
-                return Err(Failure::invalid("request timeout: at least 1 ms"));
-            }
+            check_timeout_ms("request timeout", milliseconds)?;
             config.request_timeout(Duration::from_millis(milliseconds));
             Ok(())
         })
@@ -255,6 +274,7 @@ impl lively_config {
     ///
     /// Ownership: both strings are copied.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_user(
         config: *mut lively_config,
@@ -276,6 +296,7 @@ impl lively_config {
     ///
     /// Ownership: `path` is copied (the file is read at connect time).
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_ca_file(
         config: *mut lively_config,
@@ -294,6 +315,7 @@ impl lively_config {
     ///
     /// Ownership: both paths are copied (the files are read at connect time).
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_client_cert(
         config: *mut lively_config,
@@ -315,6 +337,7 @@ impl lively_config {
     ///
     /// Ownership: `name` is copied.
     /// Thread safety: not with other uses of the same config.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_config_set_tls_server_name(
         config: *mut lively_config,
@@ -328,6 +351,16 @@ impl lively_config {
             Ok(())
         })
     }
+}
+
+fn check_timeout_ms(what: &str, milliseconds: u64) -> Result<(), Failure> {
+    let max = Config::MAX_TIMEOUT.as_millis();
+    if milliseconds == 0 || u128::from(milliseconds) > max {
+        return Err(Failure::config(format!(
+            "{what} {milliseconds} ms: must be from 1 to {max} ms"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -357,9 +390,35 @@ mod tests {
             lively_config::lively_config_set_endpoints(cfg, bad.as_ptr().cast()),
             R::InvalidUtf8
         );
+        // One code per kind of mistake: every bad value is CONFIG.
         assert_eq!(
-            lively_config::lively_config_set_status_ttl(cfg, 0),
-            R::InvalidArgument
+            lively_config::lively_config_set_endpoints(cfg, c"".as_ptr()),
+            R::Config
+        );
+        for ttl in [0, 31_536_001, 1 << 59, 1 << 63, u64::MAX] {
+            assert_eq!(
+                lively_config::lively_config_set_status_ttl(cfg, ttl),
+                R::Config,
+                "{ttl}"
+            );
+        }
+        assert_eq!(
+            lively_config::lively_config_set_status_ttl(cfg, 31_536_000),
+            R::Ok
+        );
+        for ms in [0, 86_400_001, u64::MAX] {
+            assert_eq!(
+                lively_config::lively_config_set_connect_timeout_ms(cfg, ms),
+                R::Config
+            );
+            assert_eq!(
+                lively_config::lively_config_set_request_timeout_ms(cfg, ms),
+                R::Config
+            );
+        }
+        assert_eq!(
+            lively_config::lively_config_set_call_polling_us(cfg, 100_001),
+            R::Config
         );
         assert_eq!(lively_config::lively_config_set_status_ttl(cfg, 7), R::Ok);
         assert_eq!(
@@ -440,7 +499,7 @@ mod properties {
             };
             prop_assert!(matches!(
                 rc,
-                lively_result::Ok | lively_result::InvalidUtf8 | lively_result::Config | lively_result::InvalidArgument
+                lively_result::Ok | lively_result::InvalidUtf8 | lively_result::Config
             ), "{:?}", rc);
             if rc != lively_result::Ok {
                 let after = format!("{:?}", unsafe { lively_config::get(cfg) }.ok().cloned());

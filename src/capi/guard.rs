@@ -141,11 +141,4 @@ pub(crate) unsafe fn arg_bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
-/// Copies `s` into a C string, replacing any interior NUL (which our
-/// validated strings never contain) so the conversion cannot fail.
-pub(crate) fn to_cstring(s: &str) -> std::ffi::CString {
-    match std::ffi::CString::new(s) {
-        Ok(c) => c,
-        Err(_) => std::ffi::CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default(),
-    }
-}
+pub(crate) use super::cstr::to_cstring;

@@ -138,13 +138,20 @@ fn deliver_forever(rx: Receiver<Line>) {
         let dropped = LOG_LINES_DROPPED.load(Ordering::Relaxed);
         if dropped > reported {
             let message = format!(
-                "os-lively: {} log message(s) dropped: the log callback fell {LOG_QUEUE_CAPACITY} messages behind",
+                "{} log message(s) dropped: the log callback fell {LOG_QUEUE_CAPACITY} messages behind",
                 dropped - reported
             );
             deliver(log::Level::Warn, &message);
             reported = dropped;
         }
     }
+}
+
+/// A message without the `os-lively: ` its text may start with: each sink
+/// names the library once (stderr's `os-lively WARN: ` prefix, the host's
+/// logger name), never twice.
+fn unprefixed(message: &str) -> &str {
+    message.strip_prefix("os-lively: ").unwrap_or(message)
 }
 
 fn deliver(level: log::Level, message: &str) {
@@ -206,12 +213,14 @@ impl log::Log for CLogger {
         let has_sink = SINK.read().unwrap_or_else(|p| p.into_inner()).is_some();
         if has_sink {
             // Never run the callback here: this may be the runtime thread.
+            let message = record.args().to_string();
             enqueue(Line {
                 level: record.level(),
-                message: record.args().to_string(),
+                message: unprefixed(&message).to_string(),
             });
         } else if record.level() <= log::Level::Warn {
-            eprintln!("os-lively {}: {}", record.level(), record.args());
+            let message = record.args().to_string();
+            eprintln!("os-lively {}: {}", record.level(), unprefixed(&message));
         }
     }
 
@@ -247,6 +256,7 @@ pub(crate) fn ensure_logger() {
 /// the previous callback.
 /// Thread safety: thread-safe. `callback` is called from a library
 /// thread and must not call `lively_set_log_callback()`.
+#[must_use]
 #[unsafe(no_mangle)]
 pub extern "C" fn lively_set_log_callback(
     callback: lively_log_callback,

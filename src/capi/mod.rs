@@ -17,10 +17,12 @@
 //! `not_unsafe_ptr_arg_deref` allowance below.
 #![allow(non_camel_case_types, clippy::not_unsafe_ptr_arg_deref)]
 
+mod cstr;
 #[macro_use]
 mod guard;
 mod client;
 mod config;
+mod last_error;
 mod log;
 mod result;
 mod service;
@@ -30,8 +32,9 @@ mod view;
 
 pub use client::{lively_client, lively_stats};
 pub use config::lively_config;
+pub use last_error::{lively_last_error, lively_result_str};
 pub use log::{lively_log_callback, lively_log_level, lively_set_log_callback};
-pub use result::{lively_last_error, lively_result, lively_result_str};
+pub use result::lively_result;
 pub use service::{
     LIVELY_STATUS_NONE, LIVELY_UUID_BUF_LEN, lively_bool, lively_filter, lively_service,
     lively_service_info, lively_service_list, lively_status, lively_string_free,

@@ -116,7 +116,7 @@ impl lively_result {
     }
 
     /// The fixed text of a code, NUL-terminated.
-    fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         use lively_result::*;
         match self {
             Ok => "ok\0",
@@ -174,6 +174,12 @@ impl Failure {
         Failure::new(lively_result::InvalidArgument, message)
     }
 
+    /// A configuration value out of range (every `lively_config_*` setter
+    /// and `lively_config_from_env` report those as `LIVELY_RESULT_CONFIG`).
+    pub(crate) fn config(message: impl Into<String>) -> Failure {
+        Failure::new(lively_result::Config, message)
+    }
+
     /// Records the message as the thread's last error and returns the code.
     pub(crate) fn record(self) -> lively_result {
         set_last_error(&self.message);
@@ -192,7 +198,7 @@ thread_local! {
 }
 
 pub(crate) fn set_last_error(message: &str) {
-    let c = super::guard::to_cstring(message);
+    let c = super::cstr::to_cstring(message);
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = c);
 }
 
@@ -218,58 +224,17 @@ pub(crate) fn record_panic(payload: Box<dyn Any + Send>) {
     std::mem::forget(payload);
 }
 
-/// The message of the last failed `lively_*` call on the calling thread
-/// (`""` if none failed yet). Successful calls leave it unchanged.
-///
-/// Ownership: the library owns the string; it stays valid until the next
-/// failing `lively_*` call on the same thread. Do not free it.
-/// Thread safety: thread-safe; each thread has its own message.
-#[unsafe(no_mangle)]
-pub extern "C" fn lively_last_error() -> *const c_char {
-    lively_guard!({
-        LAST_ERROR
-            .try_with(|slot| slot.borrow().as_ptr())
-            .unwrap_or(c"".as_ptr())
-    })
-}
-
-/// A fixed English text for a status code (`"unknown code"` for a number
-/// this version does not define).
-///
-/// Ownership: static storage; never free it.
-/// Thread safety: thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn lively_result_str(code: u32) -> *const c_char {
-    lively_guard!({
-        match lively_result::from_u32(code) {
-            Some(r) => r.text().as_ptr().cast(),
-            None => c"unknown code".as_ptr(),
-        }
-    })
+/// The calling thread's last failure message, valid until its next
+/// failure (`""` if none failed yet).
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR
+        .try_with(|slot| slot.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CStr;
-
-    fn s(p: *const c_char) -> String {
-        unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string()
-    }
-
-    #[test]
-    fn codes_round_trip_and_have_texts() {
-        for n in 0..200u32 {
-            if let Some(r) = lively_result::from_u32(n) {
-                assert_eq!(r as u32, n);
-                assert!(!s(lively_result_str(n)).is_empty());
-            } else {
-                assert_eq!(s(lively_result_str(n)), "unknown code");
-            }
-        }
-        assert_eq!(s(lively_result_str(0)), "ok");
-        assert_eq!(s(lively_result_str(101)), "NULL parameter");
-    }
 
     #[test]
     fn every_kind_has_a_distinct_code() {
@@ -295,23 +260,5 @@ mod tests {
         assert_eq!(codes.len(), kinds.len());
         assert!(!codes.contains(&0));
         assert!(codes.iter().all(|c| *c < 100));
-    }
-
-    #[test]
-    fn last_error_is_per_thread() {
-        set_last_error("here");
-        assert_eq!(s(lively_last_error()), "here");
-        std::thread::spawn(|| assert_eq!(s(lively_last_error()), ""))
-            .join()
-            .unwrap();
-    }
-
-    #[test]
-    fn guard_turns_a_panic_into_a_code() {
-        let r: lively_result = lively_guard!({ panic!("boom") });
-        assert_eq!(r, lively_result::Panic);
-        assert!(s(lively_last_error()).contains("boom"));
-        let p: *const u8 = lively_guard!({ panic!("boom") });
-        assert!(p.is_null());
     }
 }

@@ -1,8 +1,8 @@
 //! `lively_subscription`: up/down notifications, by callback or pulled.
 
 use std::ffi::{CString, c_void};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::client::lively_client;
@@ -111,8 +111,11 @@ pub struct lively_event {
 /// Called for each event, on a library thread (one call at a time per
 /// subscription; never on the thread that keeps leases alive). It may call
 /// any `lively_*` function, including `lively_subscription_cancel()` and
-/// `lively_subscription_free()` of its own subscription. `event` is valid
-/// only during the call.
+/// `lively_subscription_free()` of its own subscription: the first call
+/// starts only after `lively_client_subscribe()` has written `*out`, so a
+/// callback that finds `*out` through its userdata (pass `&ctx->sub` as
+/// `out`) always sees its subscription, from the first event on (the
+/// snapshot's included). `event` is valid only during the call.
 pub type lively_event_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const lively_event)>;
 
@@ -230,6 +233,41 @@ struct CallbackCtx {
     userdata: *mut c_void,
     release: lively_release_callback,
     state: Arc<AtomicU8>,
+    gate: Arc<Gate>,
+    passed: AtomicBool,
+}
+
+/// Holds callbacks back until `lively_client_subscribe()` has written
+/// `*out` (or failed): opened once, never closed again. Its mutex orders
+/// the write of `*out` before the first callback's reads.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Opens the gate when dropped: on every path out of
+/// `lively_client_subscribe()`, a panic's included.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
 }
 
 // SAFETY: the documented contract of `lively_client_subscribe()`: the
@@ -239,6 +277,13 @@ unsafe impl Send for CallbackCtx {}
 
 impl CallbackCtx {
     fn deliver(&self, e: &Event) {
+        if !self.passed.load(Ordering::Relaxed) {
+            self.gate.wait();
+            self.passed.store(true, Ordering::Relaxed);
+        }
+        if self.state.load(Ordering::Acquire) == ABANDONED {
+            return; // subscribing failed: the userdata stays the caller's
+        }
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let data = EventData::new(e);
             let view = data.view(e);
@@ -303,6 +348,7 @@ impl lively_subscription {
     /// is `LIVELY_RESULT_INVALID_ARGUMENT`: status changes are the events.
     /// Thread safety: thread-safe; `callback`, `release` and `userdata`
     /// must be usable from a library thread.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_subscribe(
         client: *const lively_client,
@@ -321,11 +367,15 @@ impl lively_subscription {
             let out = arg_out(out, "out")?;
             let opts = read_options(opts)?;
             let state = Arc::new(AtomicU8::new(PENDING));
+            let gate = Arc::new(Gate::default());
+            let _open = OpenOnDrop(gate.clone());
             let ctx = CallbackCtx {
                 callback,
                 userdata,
                 release,
                 state: state.clone(),
+                gate,
+                passed: AtomicBool::new(false),
             };
             let result = client.subscribe_callback(&filter, &opts, move |e: &Event| ctx.deliver(e));
             match result {
@@ -358,6 +408,7 @@ impl lively_subscription {
     ///
     /// Ownership: as `lively_client_subscribe()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_client_subscribe_pull(
         client: *const lively_client,
@@ -385,6 +436,7 @@ impl lively_subscription {
     /// Ownership: the caller frees a non-NULL `*event` with
     /// `lively_event_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_subscription_next(
         subscription: *const lively_subscription,
@@ -436,6 +488,7 @@ impl lively_subscription {
     /// Ownership: the handle stays allocated; free it with
     /// `lively_subscription_free()`.
     /// Thread safety: thread-safe; may be called from inside the callback.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_subscription_cancel(
         subscription: *const lively_subscription,

@@ -44,6 +44,7 @@ impl lively_view {
     /// in a child forked after it was made they return
     /// `LIVELY_RESULT_FORKED`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_new(
         client: *const lively_client,
@@ -93,6 +94,7 @@ impl lively_view {
     ///
     /// Ownership: `uuid` is borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe; no allocation, no round trip.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_is_up(
         view: *const lively_view,
@@ -115,6 +117,7 @@ impl lively_view {
     ///
     /// Ownership: strings are borrowed; `*up` is written only on success.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_is_up_by_type_host(
         view: *const lively_view,
@@ -141,6 +144,7 @@ impl lively_view {
     /// Ownership: on success `*out` receives an object freed with
     /// `lively_service_info_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_get(
         view: *const lively_view,
@@ -169,6 +173,7 @@ impl lively_view {
     /// Ownership: on success `*out` receives a list freed with
     /// `lively_service_list_free()`.
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_list(
         view: *const lively_view,
@@ -215,6 +220,7 @@ impl lively_view {
     /// it does not.
     ///
     /// Thread safety: thread-safe.
+    #[must_use]
     #[unsafe(no_mangle)]
     pub extern "C" fn lively_view_sync(view: *const lively_view, timeout_ms: u64) -> lively_result {
         lively_call!({

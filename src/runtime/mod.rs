@@ -158,7 +158,7 @@ impl Runtime {
             let _ = tx.send(r);
         });
         match rx.recv_timeout(limit + HANDOFF_SLACK) {
-            Ok(r) => r.map_err(|e| Error::new(e.kind(), format!("{what}: {}", e.message()))),
+            Ok(r) => r.map_err(|e| e.context(what)),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 task.abort();
                 Err(Error::new(

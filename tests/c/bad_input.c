@@ -6,6 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -34,6 +35,25 @@ static void noop_event(void *userdata, const lively_event *e) {
 
 static bool last_error_has(const char *needle) {
   return strstr(lively_last_error(), needle) != NULL;
+}
+
+/* Sets `name` to `value` for one lively_config_from_env(), which must fail
+ * with CONFIG naming the variable; then restores the variable. */
+static void check_env_refused(const char *name, const char *value) {
+  char *old = getenv(name) ? strdup(getenv(name)) : NULL;
+  CHECK(setenv(name, value, 1) == 0);
+  lively_config *cfg = NULL;
+  lively_result rc = lively_config_from_env(&cfg);
+  if (rc != LIVELY_RESULT_CONFIG || cfg != NULL || !last_error_has(name)) {
+    fprintf(stderr, "bad_input.c: %s=%s gave %d (%s)\n", name, value, (int)rc, lively_last_error());
+    exit(1);
+  }
+  if (old) {
+    CHECK(setenv(name, old, 1) == 0);
+    free(old);
+  } else {
+    CHECK(unsetenv(name) == 0);
+  }
 }
 
 int main(void) {
@@ -71,11 +91,42 @@ int main(void) {
   IS(NUL_P, lively_config_set_endpoints_array(config, NULL, 1));
   const char *eps[] = {"127.0.0.1:1", NULL};
   IS(NUL_P, lively_config_set_endpoints_array(config, eps, 2));
+  /* One code per kind of mistake: every value a setter cannot use is
+   * CONFIG, with the documented bounds. */
   IS(LIVELY_RESULT_CONFIG, lively_config_set_endpoints(config, ""));
-  IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_status_ttl(config, 0));
-  IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_connect_timeout_ms(config, 0));
-  IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_config_set_call_polling_us(config, 100001));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_status_ttl(config, 0));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_status_ttl(config, 31536001));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_status_ttl(config, (uint64_t)1 << 59));
+  CHECK(last_error_has("31536000"));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_status_ttl(config, (uint64_t)1 << 63));
+  OK(lively_config_set_status_ttl(config, 31536000));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_connect_timeout_ms(config, 0));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_connect_timeout_ms(config, 86400001));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_request_timeout_ms(config, 0));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_request_timeout_ms(config, UINT64_MAX));
+  IS(LIVELY_RESULT_CONFIG, lively_config_set_call_polling_us(config, 100001));
   IS(NUL_P, lively_config_set_user(config, "u", NULL));
+
+  /* The environment is strict: a variable that is set but not UTF-8, or
+   * out of range, is CONFIG naming it (never ignored). */
+  check_env_refused("OSLIVELY_ETCD_KEY_NAMESPACE", "bin\xff");
+  check_env_refused("OSLIVELY_ETCD_ENDPOINTS", "\xff");
+  check_env_refused("OSLIVELY_STATUS_TTL", "\xff");
+  check_env_refused("OSLIVELY_STATUS_TTL", "31536001");
+  check_env_refused("OSLIVELY_STATUS_TTL", "0");
+  check_env_refused("OSLIVELY_ETCD_REQUEST_TIMEOUT", "86401");
+  {
+    char *old_user = getenv("OSLIVELY_ETCD_USER") ? strdup(getenv("OSLIVELY_ETCD_USER")) : NULL;
+    CHECK(setenv("OSLIVELY_ETCD_USER", "alice", 1) == 0);
+    check_env_refused("OSLIVELY_ETCD_PASSWORD", "pw\xff");
+    CHECK(!last_error_has("pw")); /* the value is not echoed */
+    if (old_user) {
+      CHECK(setenv("OSLIVELY_ETCD_USER", old_user, 1) == 0);
+      free(old_user);
+    } else {
+      CHECK(unsetenv("OSLIVELY_ETCD_USER") == 0);
+    }
+  }
 
   /* Nothing listens on port 1: a clear, fast error naming the endpoint. */
   OK(lively_config_set_endpoints_array(config, eps, 1));

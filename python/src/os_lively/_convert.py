@@ -13,18 +13,46 @@ def _enum(cls, value):
         return value
 
 
+_FIELDS = {name for name, _ in ffi.typeof("struct lively_service").fields}
+_HAS_HEARTBEAT_FIELDS = {"heartbeat_ms", "heartbeat_missed"} <= _FIELDS
+_HAS_FORCED_DOWN = "forced_down" in _FIELDS
+
+
+def _down_reason(up: bool, record_status, forced: bool, missed: bool):
+    """Why a DOWN service is down, from what its record says (None: UP)."""
+    if up:
+        return None
+    if forced:
+        return DownReason.FORCED
+    if missed:
+        return DownReason.MISSED
+    if record_status == Status.UP:
+        return DownReason.EXPIRED  # the record says UP: nobody keeps it alive
+    return DownReason.DECLARED  # its owner set it DOWN itself
+
+
 def service_info(svc, up: bool) -> ServiceInfo:
     """From a `lively_service` (strings copied)."""
+    up = bool(up)
+    record_status = _enum(Status, svc.status)
+    forced = bool(svc.forced_down) if _HAS_FORCED_DOWN else False
+    heartbeat_ms = svc.heartbeat_ms if _HAS_HEARTBEAT_FIELDS else 0
+    missed = bool(svc.heartbeat_missed) if _HAS_HEARTBEAT_FIELDS else False
     return ServiceInfo(
         uuid=text(svc.uuid),
         service_type=text(svc.service_type),
         host=text(svc.host),
-        status=_enum(Status, svc.status),
+        status=Status.UP if up else Status.DOWN,
         region=text(svc.region),
         maintenance_start=svc.maintenance_start,
         maintenance_end=svc.maintenance_end,
         maintenance_note=text(svc.maintenance_note),
-        up=bool(up),
+        up=up,
+        record_status=record_status,
+        forced_down=forced,
+        heartbeat_ms=heartbeat_ms,
+        heartbeat_missed=missed,
+        down_reason=_down_reason(up, record_status, forced, missed),
     )
 
 

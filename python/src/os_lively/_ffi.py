@@ -7,6 +7,7 @@ library threads take the GIL (cffi's `extern "Python"`).
 
 from typing import Optional
 
+from . import _check
 from ._native import ffi, lib
 from .errors import error_for
 
@@ -30,7 +31,24 @@ def last_error() -> str:
 def fail(code: int, what: str):
     """Raises the exception for a failed call (on the thread that made it:
     the library's last error is per thread)."""
-    raise error_for(code, "%s: %s" % (what, last_error() or ffi.string(lib.lively_result_str(code)).decode()))
+    message = last_error() or ffi.string(lib.lively_result_str(code)).decode()
+    raise error_for(code, with_context(what, message))
+
+
+def with_context(what: str, message: str) -> str:
+    """The library's message with the call described once: where the
+    library already names the operation (`etcd unavailable: is_up: ...`),
+    that name is replaced by `what` (`is_up <uuid>`), else `what` goes in
+    front."""
+    verb = what.split(" ", 1)[0]
+    if not verb:
+        return message
+    if message.startswith(verb + ":"):
+        return what + message[len(verb):]
+    inner = ": %s:" % verb
+    if inner in message:
+        return message.replace(inner, ": %s:" % what, 1)
+    return "%s: %s" % (what, message)
 
 
 def text(p) -> str:
@@ -40,17 +58,12 @@ def text(p) -> str:
 
 def cstr(s: Optional[str], name: str):
     """A C string that a struct field can point to (None -> NULL); keep the
-    returned object alive for as long as the struct is used."""
-    b = arg(s, name)
-    return b if b is NULL else ffi.new("char[]", b)
+    returned object alive for as long as the struct is used. Validated by
+    `_check.text` (str only, no NUL, valid Unicode)."""
+    return _check.cstr(s, name)
 
 
 def arg(s: Optional[str], name: str):
-    """A str argument as bytes for the C call (None -> NULL)."""
-    if s is None:
-        return NULL
-    if isinstance(s, bytes):
-        return s
-    if not isinstance(s, str):
-        raise TypeError("%s must be a str, not %s" % (name, type(s).__name__))
-    return s.encode("utf-8")
+    """An optional str argument as bytes for the C call (None -> NULL),
+    validated by `_check.text`."""
+    return _check.text(s, name, optional=True)

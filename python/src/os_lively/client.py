@@ -2,22 +2,24 @@
 
 Every method is one call of the C API (`include/os_lively.h`). Blocking
 calls release the GIL. A client is safe to share between threads. After
-`os.fork()` the child's next call connects a client of its own (the
-parent's lease and thread do not carry over; the inherited handle is left
-alone, never freed or used).
+`os.fork()` every handle the child inherited works again on its next use,
+connected anew: a client connects a client of its own (the parent's lease
+and thread do not carry over; the inherited C handle is left alone, never
+freed or used), a view reloads, an iterated subscription subscribes again.
 """
 
 import atexit
 import datetime
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
-from . import _convert
+from . import _check, _convert
 from ._ffi import HAS_HEARTBEAT, HAS_UP, NULL, UINT64_MAX, arg, cstr, fail, ffi, lib
-from .errors import ClosedError, ForkedError, NotSupportedError
+from .errors import ClosedError, NotSupportedError
 from .model import Event, ServiceInfo, Status
 
 _log = logging.getLogger("os_lively")
@@ -35,47 +37,45 @@ _clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 _handles: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def _seconds(value: Optional[Seconds], name: str) -> float:
+#: Bounds of the settings, as the library's environment variables have them.
+MAX_STATUS_TTL = 365 * 24 * 3600
+MAX_TIMEOUT = 86400.0
+MAX_CALL_POLLING = 0.1
+MAX_HEARTBEAT = 7 * 24 * 3600.0
+MAX_QUEUE_CAPACITY = 1 << 24
+
+
+def _millis(value: Optional[Seconds], name: str, maximum: float = MAX_TIMEOUT) -> int:
+    """Optional non-negative seconds as whole milliseconds (None -> 0)."""
     if value is None:
-        return 0.0
-    if isinstance(value, datetime.timedelta):
-        value = value.total_seconds()
-    if not isinstance(value, (int, float)) or value < 0:
-        raise ValueError("%s must be a non-negative number of seconds or a timedelta, not %r" % (name, value))
-    return float(value)
-
-
-def _millis(value: Optional[Seconds], name: str) -> int:
-    return int(round(_seconds(value, name) * 1000))
+        return 0
+    return _check.millis(value, name, maximum=maximum)
 
 
 def _epoch(value: Timestamp, name: str) -> int:
-    """Seconds since the epoch from a datetime (naive = local time, as
-    `datetime.timestamp()` has it) or a number; None -> 0 (none)."""
-    if value is None:
-        return 0
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    if isinstance(value, (int, float)) and value >= 0:
-        return int(value)
-    raise ValueError("%s must be a datetime or Unix seconds, not %r" % (name, value))
+    return _check.timestamp(value, name)
 
 
-def _status_code(status) -> int:
+def _status_code(status, name: str = "status") -> int:
+    """Status.UP/DOWN, 0/1 or "UP"/"DOWN" (any case) as the C value."""
     if isinstance(status, str):
         try:
             return int(Status[status.upper()])
         except KeyError:
-            raise ValueError("status must be UP or DOWN, not %r" % status) from None
+            raise ValueError("%s must be UP or DOWN, not %r" % (name, status)) from None
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise TypeError("%s must be a Status, 0/1 or 'UP'/'DOWN', not %s" % (name, _check.type_name(status)))
+    if status not in (Status.UP, Status.DOWN):
+        raise ValueError("%s must be Status.UP (0) or Status.DOWN (1), not %r" % (name, status))
     return int(status)
 
 
-def _filter(uuid=None, service_type=None, host=None, region=None, status=None):
+def _filter(uuid=None, service_type=None, host=None, region=None, status=None, names=None):
     f = ffi.new("lively_filter *")
     keep = []  # the bytes must outlive the call
     for field, value in (("uuid", uuid), ("service_type", service_type), ("host", host), ("region", region)):
         if value is not None:
-            b = cstr(value, field)
+            b = cstr(value, (names or {}).get(field, field))
             keep.append(b)
             setattr(f, field, b)
     if status is not None:
@@ -89,6 +89,19 @@ class Client:
     questions. Services registered UP through it stay UP while it lives;
     `close()` (or leaving the `with` block, or the end of the process)
     revokes its lease, so they go DOWN at once.
+
+    Lifetime: the client, each of its views and each iterated subscription
+    keep the connection (and so the lease) alive; once the last of them is
+    garbage-collected, the connection closes and the services it
+    registered go DOWN at once. Keep a reference to the client for as long
+    as its services must stay UP. A callback subscription runs until
+    cancelled or its client closed, referenced or not. `close()` ends the
+    connection for all of them at once.
+
+    After `os.fork()` the child's handles work again on their next use,
+    connected anew (a client of its own, with its own lease); a callback
+    subscription stays the parent's. A multiprocessing child closes what it
+    connected when it exits, as any process does at exit.
 
     Settings left as None keep the library's defaults (`localhost:2379`,
     no namespace, 60 s TTL, 5 s timeouts, 1 ms call polling) or, with
@@ -115,6 +128,31 @@ class Client:
         call_polling: Optional[Seconds] = None,
         _from_env: bool = False,
     ) -> None:
+        # Every setting is checked here, before anything connects.
+        if endpoints is not None:
+            if isinstance(endpoints, str):
+                _check.text(endpoints, "endpoints")
+            elif isinstance(endpoints, (list, tuple)):
+                if not endpoints:
+                    raise ValueError("endpoints must not be empty")
+                for i, e in enumerate(endpoints):
+                    _check.text(e, "endpoints[%d]" % i)
+            else:
+                raise TypeError("endpoints must be a str ('host:port', comma-separated) or a list of str, not %s"
+                                % _check.type_name(endpoints))
+        for name, value in (("namespace", namespace), ("user", user), ("password", password),
+                            ("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file),
+                            ("tls_server_name", tls_server_name)):
+            _check.text(value, name, optional=True)
+        if password is not None and user is None:
+            raise ValueError("password needs user")
+        if status_ttl is not None:
+            _check.whole_seconds(status_ttl, "status_ttl", minimum=1, maximum=MAX_STATUS_TTL)
+        for name, value in (("connect_timeout", connect_timeout), ("request_timeout", request_timeout)):
+            if value is not None:
+                _check.seconds(value, name, minimum=0.0, above_minimum=True, maximum=MAX_TIMEOUT)
+        if call_polling is not None:
+            _check.seconds(call_polling, "call_polling", maximum=MAX_CALL_POLLING)
         self._settings = dict(
             endpoints=endpoints, namespace=namespace, status_ttl=status_ttl,
             connect_timeout=connect_timeout, request_timeout=request_timeout,
@@ -166,8 +204,8 @@ class Client:
         if s["namespace"] is not None:
             check(lib.lively_config_set_namespace(cfg, arg(s["namespace"], "namespace")), "namespace")
         if s["status_ttl"] is not None:
-            ttl = _seconds(s["status_ttl"], "status_ttl")
-            check(lib.lively_config_set_status_ttl(cfg, max(1, int(round(ttl)))), "status_ttl %r" % ttl)
+            ttl = _check.whole_seconds(s["status_ttl"], "status_ttl", minimum=1, maximum=MAX_STATUS_TTL)
+            check(lib.lively_config_set_status_ttl(cfg, ttl), "status_ttl %r" % ttl)
         if s["connect_timeout"] is not None:
             ms = _millis(s["connect_timeout"], "connect_timeout")
             check(lib.lively_config_set_connect_timeout_ms(cfg, ms), "connect_timeout")
@@ -175,7 +213,7 @@ class Client:
             ms = _millis(s["request_timeout"], "request_timeout")
             check(lib.lively_config_set_request_timeout_ms(cfg, ms), "request_timeout")
         if s["call_polling"] is not None:
-            us = int(round(_seconds(s["call_polling"], "call_polling") * 1_000_000))
+            us = int(round(_check.seconds(s["call_polling"], "call_polling", maximum=MAX_CALL_POLLING) * 1_000_000))
             check(lib.lively_config_set_call_polling_us(cfg, us), "call_polling %r" % s["call_polling"])
         if s["user"] is not None:
             check(lib.lively_config_set_user(cfg, arg(s["user"], "user"), arg(s["password"] or "", "password")), "user")
@@ -215,7 +253,7 @@ class Client:
                     self._pid = os.getpid()
                     self._handle = NULL
                     self._handle = self._connect()
-                    _log.debug("os_lively: connected a new client in forked child %d", self._pid)
+                    _log.debug("connected a new client in forked child %d", self._pid)
             return
         fail(rc, what)
 
@@ -254,23 +292,23 @@ class Client:
         the service has, `heartbeat=0` removes it."""
         if not isinstance(exclusive, bool):
             raise TypeError("exclusive must be a bool, not %r" % (exclusive,))
-        if heartbeat is None:
-            heartbeat_ms = 0
-        elif _millis(heartbeat, "heartbeat") == 0:
+        heartbeat_ms = _millis(heartbeat, "heartbeat", MAX_HEARTBEAT)
+        if heartbeat is not None and heartbeat_ms == 0:
             heartbeat_ms = lib.LIVELY_HEARTBEAT_REMOVE
-        else:
-            heartbeat_ms = _millis(heartbeat, "heartbeat")
         return self._update(
             uuid, service_type, host, _status_code(status), region,
             _epoch(maintenance_start, "maintenance_start"), _epoch(maintenance_end, "maintenance_end"),
             maintenance_note, heartbeat_ms, exclusive,
         )
 
+    _UPDATE_NAMES = ("uuid", "service_type", "host", "region", "maintenance_note")
+
     def _update(self, uuid, service_type, host, status, region, m_start, m_end, m_note, heartbeat_ms,
-                exclusive=False) -> str:
+                exclusive=False, names=_UPDATE_NAMES) -> str:
         svc = ffi.new("lively_service *")
-        keep = [cstr(uuid, "uuid"), cstr(service_type, "service_type"), cstr(host, "host"),
-                cstr(region, "region"), cstr(m_note, "maintenance_note")]
+        n_uuid, n_type, n_host, n_region, n_note = names
+        keep = [cstr(uuid, n_uuid), _check.cstr(service_type, n_type, optional=False),
+                _check.cstr(host, n_host, optional=False), cstr(region, n_region), cstr(m_note, n_note)]
         svc.uuid, svc.service_type, svc.host, svc.region, svc.maintenance_note = keep
         svc.status = status
         svc.maintenance_start = m_start
@@ -292,25 +330,28 @@ class Client:
         (local: no round trip)."""
         if not HAS_HEARTBEAT:
             raise NotSupportedError("heartbeat(): the loaded os-lively library has no lively_client_heartbeat")
-        self._call("heartbeat %s" % uuid, lib.lively_client_heartbeat, arg(uuid, "uuid"))
+        u = _check.text(uuid, "uuid")
+        self._call("heartbeat %s" % uuid, lib.lively_client_heartbeat, u)
 
     def down(self, uuid: str, note: Optional[str] = None, *, start: Timestamp = None, end: Timestamp = None) -> None:
         """Forces a service DOWN for maintenance (an operator's decision:
         with a library that has `up()`, it sticks until `up()` or the end of
         the window)."""
-        self._call("down %s" % uuid, lib.lively_client_down, arg(uuid, "uuid"), arg(note, "note"),
-                   _epoch(start, "start"), _epoch(end, "end"))
+        u, n = _check.text(uuid, "uuid"), arg(note, "note")
+        self._call("down %s" % uuid, lib.lively_client_down, u, n, _epoch(start, "start"), _epoch(end, "end"))
 
     def up(self, uuid: str) -> None:
         """Lifts a forced DOWN."""
         if not HAS_UP:
             raise NotSupportedError("up(): the loaded os-lively library has no lively_client_up")
-        self._call("up %s" % uuid, lib.lively_client_up, arg(uuid, "uuid"))
+        u = _check.text(uuid, "uuid")
+        self._call("up %s" % uuid, lib.lively_client_up, u)
 
     def delete(self, uuid: str) -> bool:
         """Removes a service; False if there was none."""
+        u = _check.text(uuid, "uuid")
         out = ffi.new("bool *")
-        self._call("delete %s" % uuid, lib.lively_client_delete, arg(uuid, "uuid"), out)
+        self._call("delete %s" % uuid, lib.lively_client_delete, u, out)
         return bool(out[0])
 
     # -- reads --------------------------------------------------------
@@ -319,27 +360,27 @@ class Client:
               host: Optional[str] = None) -> bool:
         """Whether a service is effectively UP now (one round trip by uuid,
         two by type and host). Unknown services are not UP."""
+        _check.one_of(uuid, service_type, host, "is_up")
         out = ffi.new("bool *")
         if uuid is not None:
-            self._call("is_up %s" % uuid, lib.lively_client_is_up, arg(uuid, "uuid"), out)
-        elif service_type is not None and host is not None:
-            self._call("is_up %s@%s" % (service_type, host), lib.lively_client_is_up_by_type_host,
-                       arg(service_type, "service_type"), arg(host, "host"), out)
+            u = _check.text(uuid, "uuid")
+            self._call("is_up %s" % uuid, lib.lively_client_is_up, u, out)
         else:
-            raise ValueError("is_up() needs a uuid, or both service_type and host")
+            t, h = _check.text(service_type, "service_type"), _check.text(host, "host")
+            self._call("is_up %s@%s" % (service_type, host), lib.lively_client_is_up_by_type_host, t, h, out)
         return bool(out[0])
 
     def get(self, uuid: Optional[str] = None, *, service_type: Optional[str] = None,
             host: Optional[str] = None) -> ServiceInfo:
         """A service's record and liveness; `NotFoundError` if unknown."""
+        _check.one_of(uuid, service_type, host, "get")
         out = ffi.new("lively_service_info **")
         if uuid is not None:
-            self._call("get %s" % uuid, lib.lively_client_get, arg(uuid, "uuid"), out)
-        elif service_type is not None and host is not None:
-            self._call("get %s@%s" % (service_type, host), lib.lively_client_get_by_type_host,
-                       arg(service_type, "service_type"), arg(host, "host"), out)
+            u = _check.text(uuid, "uuid")
+            self._call("get %s" % uuid, lib.lively_client_get, u, out)
         else:
-            raise ValueError("get() needs a uuid, or both service_type and host")
+            t, h = _check.text(service_type, "service_type"), _check.text(host, "host")
+            self._call("get %s@%s" % (service_type, host), lib.lively_client_get_by_type_host, t, h, out)
         info = ffi.gc(out[0], lib.lively_service_info_free)
         return _convert.service_info(info.service, info.up)
 
@@ -380,14 +421,24 @@ class Client:
         it raises is logged (logger `os_lively`) without ending anything.
         `cancel()` works from any thread and from inside the loop or
         callback."""
+        _check.callback(callback)
+        capacity = _check.integer(queue_capacity, "queue_capacity", minimum=0, maximum=MAX_QUEUE_CAPACITY)
         f, keep = _filter(uuid, service_type, host, region)
         opts = ffi.new("lively_subscribe_options *")
         opts.snapshot = bool(snapshot)
-        opts.queue_capacity = int(queue_capacity)
+        opts.queue_capacity = capacity
         out = ffi.new("lively_subscription **")
         if callback is None:
-            self._call("subscribe", lib.lively_client_subscribe_pull, f, opts, out)
-            return Subscription(self, out[0], None)
+
+            def pull_handle():
+                # Also run in a forked child, on the inherited subscription's
+                # next use: the same filter and options, from then on.
+                # (`keep` holds the strings `f` points to.)
+                strings = keep  # noqa: F841 (captured: `f` points into it)
+                self._call("subscribe", lib.lively_client_subscribe_pull, f, opts, out)
+                return out[0]
+
+            return Subscription(self, pull_handle(), None, pull_handle)
         state = _CallbackState(callback)
         self._call("subscribe", lib.lively_client_subscribe, f, opts, lib._os_lively_event_cb,
                    state.handle, lib._os_lively_release_cb, out)
@@ -459,7 +510,7 @@ def _os_lively_event_cb(userdata, event) -> None:
         state.callback(_convert.event(event))
     except BaseException:
         # Never let an exception reach the library's thread: log it and go on.
-        _log.exception("os_lively: exception in a subscription callback (the subscription goes on)")
+        _log.exception("exception in a subscription callback (the subscription goes on)")
 
 
 @ffi.def_extern()
@@ -467,7 +518,7 @@ def _os_lively_release_cb(userdata) -> None:
     try:
         _pending.discard(ffi.from_handle(userdata))
     except BaseException:
-        _log.exception("os_lively: releasing a subscription")
+        _log.exception("releasing a subscription")
 
 
 class Subscription:
@@ -475,18 +526,28 @@ class Subscription:
 
     Iteration yields `Event`s and ends once `cancel()` was called (from any
     thread, or inside the loop) or the client closed.
+
+    After `os.fork()`, an iterated subscription inherited by the child
+    subscribes again on its next use, through the child's own client (as
+    the client and its views reconnect): the child gets the events from
+    then on (with `snapshot`, a snapshot first). A callback subscription
+    stays the parent's: in the child it is `cancelled` and its callback is
+    never called there.
     """
 
-    def __init__(self, client: Client, handle, state) -> None:
+    def __init__(self, client: Client, handle, state, resubscribe=None) -> None:
         self._client = client
         self._handle = handle
         self._state = state
+        self._resubscribe = resubscribe
         self._cancelled = False
         self._pid = os.getpid()
         _handles.add(self)
 
     def _after_fork(self) -> None:
         self._handle = NULL
+        if self._state is not None:
+            self._cancelled = True  # the callback belongs to the parent
 
     def cancel(self) -> None:
         """Stops the subscription: no callback starts after this returns
@@ -511,11 +572,14 @@ class Subscription:
     def _next(self, timeout: Optional[Seconds]) -> Optional[Event]:
         if self._state is not None:
             raise TypeError("next(): this subscription delivers to its callback")
-        remaining = None if timeout is None else _millis(timeout, "timeout")
+        remaining = None if timeout is None else _millis(timeout, "timeout", float("inf"))
         out = ffi.new("lively_event **")
         while not self._cancelled:
             if self._handle == NULL:
-                raise ForkedError("this subscription was made before fork() or closed; subscribe again", _FORKED)
+                if self._pid == os.getpid() or self._resubscribe is None:
+                    raise ClosedError("this subscription is closed", _CLOSED)
+                self._handle = self._resubscribe()  # in a forked child
+                self._pid = os.getpid()
             # Wait in slices so Ctrl-C and cancel() are noticed promptly.
             step = 200 if remaining is None else min(200, remaining)
             rc = lib.lively_subscription_next(self._handle, step, out)
@@ -578,7 +642,8 @@ class View:
         elif stale_after == float("inf"):
             self._stale_ms = UINT64_MAX
         else:
-            self._stale_ms = max(1, _millis(stale_after, "stale_after"))
+            self._stale_ms = _check.millis(stale_after, "stale_after", minimum=0.0, above_minimum=True,
+                                           maximum=MAX_TIMEOUT * 365)
         self._pid = os.getpid()
         self._handle = NULL
         self._handle = self._new()
@@ -607,20 +672,24 @@ class View:
               host: Optional[str] = None) -> bool:
         """Whether a service is effectively UP as of `revision()`."""
         out = _new("bool *")
-        if type(uuid) is str:
-            rc = _view_is_up(self._handle, uuid.encode(), out)
+        if type(uuid) is str and service_type is None and host is None and "\0" not in uuid:
+            # The hot path (about half a microsecond): a plain str uuid.
+            try:
+                b = uuid.encode()
+            except UnicodeEncodeError:
+                b = _check.text(uuid, "uuid")  # raises, naming the argument
+            rc = _view_is_up(self._handle, b, out)
             if rc:
-                self._retry(rc, "view is_up %s" % uuid, _view_is_up, uuid.encode(), out)
+                self._retry(rc, "view is_up %s" % uuid, _view_is_up, b, out)
             return out[0]
+        _check.one_of(uuid, service_type, host, "is_up")
         if uuid is not None:
-            b = arg(uuid, "uuid")
+            b = _check.text(uuid, "uuid")
             rc = _view_is_up(self._handle, b, out)
             if rc:
                 self._retry(rc, "view is_up", _view_is_up, b, out)
             return out[0]
-        if service_type is None or host is None:
-            raise ValueError("is_up() needs a uuid, or both service_type and host")
-        t, h = arg(service_type, "service_type"), arg(host, "host")
+        t, h = _check.text(service_type, "service_type"), _check.text(host, "host")
         rc = lib.lively_view_is_up_by_type_host(self._handle, t, h, out)
         if rc:
             self._retry(rc, "view is_up %s@%s" % (service_type, host), lib.lively_view_is_up_by_type_host, t, h, out)
@@ -629,7 +698,7 @@ class View:
     def get(self, uuid: str) -> ServiceInfo:
         """A service's record and liveness; `NotFoundError` if unknown."""
         out = ffi.new("lively_service_info **")
-        b = arg(uuid, "uuid")
+        b = _check.text(uuid, "uuid")
         rc = lib.lively_view_get(self._handle, b, out)
         if rc:
             self._retry(rc, "view get %s" % uuid, lib.lively_view_get, b, out)
@@ -655,7 +724,7 @@ class View:
     def sync(self, timeout: Seconds = 5.0) -> None:
         """Read-your-writes: waits until the view reflects etcd's current
         revision (`TimeoutError` if it does not within `timeout`)."""
-        ms = _millis(timeout, "timeout")
+        ms = _check.millis(timeout, "timeout", maximum=MAX_TIMEOUT)
         rc = lib.lively_view_sync(self._handle, ms)
         if rc:
             self._retry(rc, "view sync", lib.lively_view_sync, ms)
@@ -679,11 +748,44 @@ class View:
             lib.lively_view_free(h)
 
 
+class _ExitHook:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_EXIT_HOOK = _ExitHook()
+
+
+def _finalize_at_child_exit(_hook) -> None:
+    # Runs in a multiprocessing child, after multiprocessing cleared the
+    # finalizers it inherited; the child leaves with os._exit() after
+    # running these, never the atexit hooks.
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=0)
+
+
 def _after_fork_in_child() -> None:
     for obj in list(_handles):
         obj._after_fork()
     _pending.clear()
     _running.clear()  # the parent's callback threads do not exist here
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        # A multiprocessing child ends with os._exit(): close what it
+        # connected when it exits, as atexit does for a normal process.
+        mp_util.register_after_fork(_EXIT_HOOK, _finalize_at_child_exit)
+
+
+def _wake_subscriptions() -> None:
+    """At interpreter shutdown, before threads are joined: end every
+    subscription, so a (non-daemon) thread iterating one returns and the
+    process can exit."""
+    for obj in list(_handles):
+        if isinstance(obj, Subscription) and obj._pid == os.getpid():
+            try:
+                obj.cancel()
+            except Exception:
+                pass
 
 
 def _at_exit() -> None:
@@ -699,9 +801,13 @@ def _at_exit() -> None:
         try:
             c.close()
         except Exception as e:  # at exit, a failed revoke only delays DOWN by one TTL
-            _log.warning("os_lively: closing a client at exit: %s", e)
+            _log.warning("closing a client at exit: %s", e)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
+# Runs before the interpreter joins non-daemon threads (concurrent.futures
+# uses the same hook); atexit hooks run only after that join.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_wake_subscriptions)

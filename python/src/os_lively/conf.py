@@ -21,7 +21,15 @@ MIN_STATUS_TTL = 5
 
 class Conf(object):
     """Configuration for os_lively; unknown overrides are accepted (and kept
-    as attributes)."""
+    as attributes).
+
+    `status_ttl` (seconds) is raised to at least `MIN_STATUS_TTL` (5), as
+    the original library did: `Conf(status_ttl=3).status_ttl == 5`. It is
+    both the lease TTL (how soon a dead process's services go DOWN) and
+    the heartbeat deadline of `service.update()` (how often a live one
+    must call it). For a shorter TTL use the Pythonic `os_lively.Client`
+    (`status_ttl` from 1 s; etcd itself grants at least about 2 s).
+    """
 
     def __init__(self, **overrides):
         def pick(name, default):
@@ -62,8 +70,12 @@ def status_ttl(conf) -> int:
 def connection_key(conf):
     """The settings that select a client: one client per distinct value,
     cached for the life of the process."""
+    from . import _check
+
     host = str(conf.etcd_host)
+    _check.text(host, "conf.etcd_host")
     port = _number(conf, "etcd_port", int)
     timeout = _number(conf, "etcd_connect_timeout", float)
     namespace = str(conf.etcd_key_namespace or "")
+    _check.text(namespace, "conf.etcd_key_namespace")
     return host, port, timeout, namespace

@@ -77,8 +77,10 @@ class WouldDeadlockError(LivelyError):
 
 
 class ForkedError(LivelyError):
-    """The handle was created before fork() (clients reconnect by themselves;
-    subscriptions and views of the parent do not carry over)."""
+    """A C handle was used in a child forked after it was made. The
+    Python package never raises it for its own handles: in a forked child,
+    clients, views and iterated subscriptions connect anew on their next
+    use."""
 
     code = 10
 

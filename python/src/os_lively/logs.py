@@ -1,9 +1,17 @@
-"""Routing the library's own log messages into Python's `logging`.
+"""The library's own log messages, through Python's `logging`.
 
-By default the library writes warnings and errors to stderr. After
-`route_logs_to_python()`, its messages (reconnects, lease re-grants,
-resyncs, skipped keys, ...) go to the logger `os_lively.lib` instead, so a
-daemon's logging configuration (oslo.log, handlers, levels) applies.
+By default (from `import os_lively` on) the library's messages at INFO
+and above (reconnects, lease re-grants, resyncs, skipped keys, ...) go to
+the logger `os_lively.lib`, so a program's logging configuration
+(`logging.basicConfig()`, oslo.log, handlers, levels) applies. As the
+logging HOWTO advises for libraries, the package's logger `os_lively` has
+a `NullHandler`: a program that configures no logging sees nothing.
+Messages are handed over on a library thread of their own (never the one
+keeping leases alive), which takes the GIL for each.
+
+`route_logs_to_python(logging.DEBUG)` lets debug messages through too;
+`route_logs_to_python(None)` sends warnings and errors to stderr instead
+(the C library's default).
 """
 
 import atexit
@@ -31,9 +39,10 @@ def _c_level(py_level: int) -> int:
     return 5
 
 
-def route_logs_to_python(level: int = logging.INFO) -> None:
+def route_logs_to_python(level: "int | None" = logging.INFO) -> None:
     """Sends the library's messages at `level` and above to the logger
-    `os_lively.lib` (call once, early; `level=None` restores stderr)."""
+    `os_lively.lib` (the default, at INFO, from import on); `level=None`
+    sends warnings and errors to stderr instead, as the C library does."""
     global _routed
     if level is None:
         rc = lib.lively_set_log_callback(NULL, NULL, 0)
@@ -50,3 +59,7 @@ def _unroute() -> None:
     # Library threads must not call into an interpreter that is going away.
     if _routed:
         lib.lively_set_log_callback(NULL, NULL, 0)
+
+
+logging.getLogger("os_lively").addHandler(logging.NullHandler())
+route_logs_to_python(logging.INFO)

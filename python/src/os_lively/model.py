@@ -6,14 +6,26 @@ from dataclasses import dataclass
 from typing import Optional
 
 
-class Status(enum.IntEnum):
+class _Named(enum.IntEnum):
+    """An IntEnum that prints as its name (`print(Status.UP)` -> `UP`), as
+    Python's IntEnum did before 3.11; it still compares equal to its
+    number."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+
+class Status(_Named):
     """A service's status (numbers as in the protobuf record)."""
 
     UP = 0
     DOWN = 1
 
 
-class EventKind(enum.IntEnum):
+class EventKind(_Named):
     """What happened to a service (`lively_event_kind`)."""
 
     EXISTING = 0
@@ -25,7 +37,7 @@ class EventKind(enum.IntEnum):
     RESYNC = 6
 
 
-class DownReason(enum.IntEnum):
+class DownReason(_Named):
     """Why a service went DOWN (`lively_down_reason`; NONE for other events)."""
 
     NONE = 0
@@ -41,8 +53,21 @@ class DownReason(enum.IntEnum):
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """A service record and whether the service is effectively UP now
-    (record UP and its registering process alive)."""
+    """A service and its liveness now.
+
+    `status` is the *effective* status, the one `list(status=...)` filters
+    on and `is_up()` answers: UP only while the record says UP and its
+    owner keeps it alive (its process lives and, with a heartbeat
+    deadline, checks in). `record_status` is what the stored record says.
+    `down_reason` says why a DOWN service is down (None while UP):
+    `FORCED` an operator's `down()` holds it (`forced_down`), `MISSED` its
+    owner missed the heartbeat deadline (`heartbeat_missed`), `EXPIRED`
+    its record says UP but no living process keeps it (crashed, or closed
+    without deregistering), `NONE` its owner registered it DOWN.
+    `heartbeat_ms` is its heartbeat deadline (0: none); the
+    `maintenance_*` fields are the operator's window and note (0 / "":
+    none). `up` is `status == Status.UP`.
+    """
 
     uuid: str
     service_type: str
@@ -53,6 +78,11 @@ class ServiceInfo:
     maintenance_end: int
     maintenance_note: str
     up: bool
+    record_status: Status = Status.UP
+    forced_down: bool = False
+    heartbeat_ms: int = 0
+    heartbeat_missed: bool = False
+    down_reason: Optional[DownReason] = None
 
 
 @dataclass(frozen=True)

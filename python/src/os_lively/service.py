@@ -15,11 +15,11 @@ os-lively library through its C API. Differences a caller may notice:
   and yields a DOWN record when a service's liveness lapses or it is deleted.
 """
 
-import collections
 import datetime
 import time
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Union
 
-from . import _dropin
+from . import _check, _dropin
 from . import conf as _conf
 from ._ffi import HAS_HEARTBEAT
 from .errors import NotFoundError
@@ -27,6 +27,24 @@ from .errors import NotFoundError
 from . import service_pb2  # generated from proto/os_lively/service.proto at build time
 
 Service = service_pb2.Service
+_SERVICE_DOC = """A service record (the protobuf message `oslively.Service`, as the
+original library's): `uuid`, `type`, `host`, `status` (`Status.UP` /
+`Status.DOWN`), `region`, `maintenance_start`, `maintenance_end` (Unix
+seconds), `maintenance_note`. `SerializeToString()` / `ParseFromString()`
+give the bytes stored in etcd."""
+try:
+    Service.__doc__ = _SERVICE_DOC
+except (AttributeError, TypeError):  # some protobuf implementations refuse
+    pass
+
+__all__ = [
+    "Service", "Status", "NotifyEvent", "NotifyResult", "update", "is_up", "get_one", "get_many",
+    "delete", "down", "notify", "status_itoa", "status_atoi",
+]
+
+#: A `conf.Conf`, or None for the OSLIVELY_* environment.
+ConfLike = Optional[_conf.Conf]
+Timestamp = Union[int, float, datetime.datetime, None]
 
 
 # As the original: the generated enum wrapper (Name, Value, keys, items...)
@@ -37,7 +55,7 @@ Status.DOWN = service_pb2.DOWN
 Status.ALL_STATUSES = (service_pb2.UP, service_pb2.DOWN)
 
 
-def status_itoa(status_code):
+def status_itoa(status_code: int) -> Optional[str]:
     """'UP' / 'DOWN' for a status code (None if unknown)."""
     try:
         return service_pb2.Status.Name(status_code)
@@ -45,7 +63,7 @@ def status_itoa(status_code):
         return None
 
 
-def status_atoi(status_string):
+def status_atoi(status_string: str) -> Optional[int]:
     """The status code for 'UP' / 'DOWN' (None if unknown)."""
     try:
         return service_pb2.Status.Value(status_string)
@@ -64,37 +82,55 @@ def _message(info):
     )
 
 
+def _type_key(filters):
+    return "type" if "type" in filters or "service_type" not in filters else "service_type"
+
+
 def _lookup(filters, what):
-    """The (uuid, type, host) a call names: a uuid, or both type and host."""
+    """The (uuid, type, host) a call names: a uuid, or both type and host
+    (each a str without NUL: checked here, naming the keyword)."""
     uuid = filters.get("uuid")
     if uuid is not None:
+        _check.text(uuid, "uuid")
         return uuid, None, None
-    stype = filters.get("type", filters.get("service_type"))
+    key = _type_key(filters)
+    stype = filters.get(key)
     host = filters.get("host")
     if stype is None or host is None:
         raise ValueError("%s: 'host' and 'type' required when not specifying 'uuid'" % what)
+    _check.text(stype, key)
+    _check.text(host, "host")
     return None, stype, host
 
 
-def update(conf, service):
+#: How the drop-in names a `Service` message's fields in errors.
+_FIELD_NAMES = ("Service.uuid", "Service.type", "Service.host", "Service.region", "Service.maintenance_note")
+
+
+def update(conf: ConfLike, service: Service) -> str:
     """Creates or updates the service record (one etcd transaction). With
     status UP the service stays UP while this process keeps calling
-    update() at least every `conf.status_ttl` seconds. Sets `service.uuid`
-    when it is empty; returns the uuid."""
+    update() at least every `conf.status_ttl` seconds (at least 5: see
+    `conf.Conf`). Sets `service.uuid` when it is empty; returns the uuid."""
+    if not isinstance(service, Service):
+        raise TypeError("service must be an os_lively.service.Service, not %s" % _check.type_name(service))
     client = _dropin.client_for(conf)
     heartbeat_ms = 0
     if service.status == service_pb2.UP and HAS_HEARTBEAT:
         heartbeat_ms = _conf.status_ttl(conf) * 1000
+    from .client import _status_code
+
     uuid = client._update(
-        service.uuid or None, service.type, service.host, service.status, service.region,
-        service.maintenance_start, service.maintenance_end, service.maintenance_note, heartbeat_ms,
+        service.uuid or None, service.type, service.host, _status_code(service.status, "Service.status"),
+        service.region, service.maintenance_start, service.maintenance_end, service.maintenance_note,
+        heartbeat_ms, names=_FIELD_NAMES,
     )
     if not service.uuid:
         service.uuid = uuid
     return uuid
 
 
-def is_up(conf, **filters):
+def is_up(conf: ConfLike, **filters: Any) -> bool:
     """True if the service (`uuid=`, or `type=` and `host=`) is UP now;
     False for unknown services. ValueError when neither is given."""
     uuid, stype, host = _lookup(filters, "is_up")
@@ -104,7 +140,7 @@ def is_up(conf, **filters):
     return client.is_up(service_type=stype, host=host)
 
 
-def get_one(conf, **filters):
+def get_one(conf: ConfLike, **filters: Any) -> Optional[Service]:
     """The `Service` named by `uuid=`, or `type=` and `host=`; None if none."""
     uuid, stype, host = _lookup(filters, "get_one")
     client = _dropin.client_for(conf)
@@ -123,12 +159,15 @@ def _values(v):
     return [v]
 
 
-def get_many(conf, **filters):
+def get_many(conf: ConfLike, **filters: Any) -> List[Service]:
     """Services matching every filter given (`status`, `type`, `host`,
     `region`, `uuid`; each a value or a list of values, all optional;
     `status` is the effective status)."""
-    client = _dropin.client_for(conf)
     wanted = {name: _values(filters.get(name)) for name in ("status", "type", "host", "region", "uuid")}
+    for name in ("type", "host", "region", "uuid"):
+        for i, v in enumerate(wanted[name]):
+            _check.text(v, name if len(wanted[name]) == 1 else "%s[%d]" % (name, i))
+    client = _dropin.client_for(conf)
     # One value of a filter narrows the library's query; lists are checked here.
     single = {name: vals[0] for name, vals in wanted.items() if len(vals) == 1}
     infos = client.list(
@@ -143,7 +182,7 @@ def get_many(conf, **filters):
     return out
 
 
-def delete(conf, **filters):
+def delete(conf: ConfLike, **filters: Any) -> Optional[bool]:
     """Deletes the service named by `uuid=`, or `type=` and `host=`, with
     all its index keys. Returns True if it existed, None if not."""
     uuid, stype, host = _lookup(filters, "delete")
@@ -162,7 +201,8 @@ def _epoch(value):
     return int(value)
 
 
-def down(conf, maint_note=None, maint_start=None, maint_end=None, **filters):
+def down(conf: ConfLike, maint_note: Optional[str] = None, maint_start: Timestamp = None,
+         maint_end: Timestamp = None, **filters: Any) -> Optional[Service]:
     """Sets the service DOWN, optionally for maintenance (note, start,
     end: datetime or Unix seconds; start defaults to now with a note).
     As in the original, it stays DOWN until an update() sets it UP.
@@ -203,7 +243,11 @@ class NotifyEvent(object):
             self.kind.name, self.reason.name, self.uuid, self.revision)
 
 
-NotifyResult = collections.namedtuple("NotifyResult", "events cancel")
+class NotifyResult(NamedTuple):
+    """What `notify()` returns: iterate `events`; `cancel()` ends them."""
+
+    events: Iterator[NotifyEvent]
+    cancel: Callable[[], None]
 
 
 def _notify_events(sub):
@@ -222,14 +266,17 @@ def _notify_events(sub):
         yield NotifyEvent(msg.SerializeToString(), ev.kind, ev.reason, ev.uuid, ev.revision)
 
 
-def notify(conf, **filters):
+def notify(conf: ConfLike, **filters: Any) -> NotifyResult:
     """Watches the matching services (`uuid`, `type`, `host`, `region`;
     none: all) from now on. Returns `(events, cancel)`: iterating `events`
     yields a `NotifyEvent` for each change, until `cancel()` is called
     (from any thread, or inside the loop)."""
+    key = _type_key(filters)
+    for name in ("uuid", key, "host", "region"):
+        _check.text(filters.get(name), name, optional=True)
     client = _dropin.client_for(conf)
     sub = client.subscribe(
-        uuid=filters.get("uuid"), service_type=filters.get("type", filters.get("service_type")),
+        uuid=filters.get("uuid"), service_type=filters.get(key),
         host=filters.get("host"), region=filters.get("region"),
     )
     return NotifyResult(events=_notify_events(sub), cancel=sub.cancel)
