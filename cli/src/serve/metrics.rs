@@ -1,0 +1,377 @@
+//! `/metrics`: the fleet as the view holds it, and this client's own
+//! counters, written by `prometheus-client` (OpenMetrics text).
+//!
+//! Collectors encode straight from a list taken per scrape, so a scrape
+//! builds no per-series map: at 100,000 services it is one list of the view
+//! and one pass over it.
+//!
+//! Series per service carry `type`, `host` and `region` (type+host is a
+//! service's identity); the uuid is only on `oslively_service_info`, the
+//! info-metric pattern of kube-state-metrics' `kube_pod_info`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use os_lively::{Filter, ServiceInfo, Stats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::Shared;
+use crate::output::why_down;
+
+/// A label value escaped as the text format requires (prometheus-client
+/// writes values as given): `\` → `\\`, `"` → `\"`, newline → `\n`.
+#[derive(Debug, Clone, Copy)]
+struct Esc<'a>(&'a str);
+
+impl EncodeLabelValue for Esc<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0;
+        if !s.contains(['\\', '"', '\n']) {
+            return encoder.write_str(s);
+        }
+        for c in s.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-service series, from one list of the view.
+#[derive(Debug)]
+struct Fleet {
+    /// Sorted by type, region, host; one per (type, host, region) label set.
+    services: Vec<ServiceInfo>,
+    /// Every service, for the info metric (the uuid makes each unique).
+    all: Vec<ServiceInfo>,
+    last_change: HashMap<String, f64>,
+}
+
+impl Fleet {
+    fn new(mut all: Vec<ServiceInfo>, last_change: HashMap<String, f64>) -> Fleet {
+        all.sort_by(|x, y| {
+            let (a, b) = (&x.service, &y.service);
+            (&a.service_type, &a.region, &a.host, !x.up, &a.uuid).cmp(&(
+                &b.service_type,
+                &b.region,
+                &b.host,
+                !y.up,
+                &b.uuid,
+            ))
+        });
+        // Records the original library duplicated for one type+host would
+        // repeat a label set, which makes Prometheus reject the whole
+        // scrape: keep the first (an UP one if any).
+        let mut services: Vec<ServiceInfo> = Vec::with_capacity(all.len());
+        for i in &all {
+            let dup = services.last().is_some_and(|p| {
+                p.service.service_type == i.service.service_type
+                    && p.service.region == i.service.region
+                    && p.service.host == i.service.host
+            });
+            if !dup {
+                services.push(i.clone());
+            }
+        }
+        Fleet {
+            services,
+            all,
+            last_change,
+        }
+    }
+
+    fn labels(i: &ServiceInfo) -> [(&'static str, Esc<'_>); 3] {
+        [
+            ("type", Esc(&i.service.service_type)),
+            ("host", Esc(&i.service.host)),
+            ("region", Esc(&i.service.region)),
+        ]
+    }
+
+    /// One gauge per service, 0/1 from `f`.
+    fn flag(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        f: impl Fn(&ServiceInfo) -> bool,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for i in &self.services {
+            let labels = Fleet::labels(i);
+            ConstGauge::new(i64::from(f(i))).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Fleet {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.flag(
+            &mut encoder,
+            "oslively_service_up",
+            "1 when the service is UP: its record says UP and its lease lives",
+            |i| i.up,
+        )?;
+        {
+            let mut m = encoder.encode_descriptor(
+                "oslively_service",
+                "Each service's identity; the uuid is here only",
+                None,
+                MetricType::Info,
+            )?;
+            for i in &self.all {
+                let labels = [
+                    ("type", Esc(&i.service.service_type)),
+                    ("host", Esc(&i.service.host)),
+                    ("region", Esc(&i.service.region)),
+                    ("uuid", Esc(&i.service.uuid)),
+                ];
+                m.encode_info(&labels)?;
+            }
+        }
+        self.flag(
+            &mut encoder,
+            "oslively_service_forced_down",
+            "1 while an operator holds the service DOWN (oslively down, maintenance)",
+            |i| i.service.forced_down,
+        )?;
+        self.flag(
+            &mut encoder,
+            "oslively_service_heartbeat_missed",
+            "1 while the service is DOWN because its owner missed its heartbeat deadline",
+            |i| i.service.heartbeat_missed,
+        )?;
+        {
+            let mut m = encoder.encode_descriptor(
+                "oslively_service_last_change_timestamp",
+                "When this exporter saw the service's last change (absent: none since it started)",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for i in &self.services {
+                if let Some(t) = self.last_change.get(&i.service.uuid) {
+                    let labels = Fleet::labels(i);
+                    ConstGauge::new(*t).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            // Counts by type, region and status (and why, for DOWN).
+            let mut counts: BTreeMap<(&str, &str, &str, &str), i64> = BTreeMap::new();
+            for i in &self.all {
+                let (status, why) = match why_down(i) {
+                    None => ("UP", ""),
+                    Some(w) => ("DOWN", w),
+                };
+                *counts
+                    .entry((&i.service.service_type, &i.service.region, status, why))
+                    .or_default() += 1;
+            }
+            let mut m = encoder.encode_descriptor(
+                "oslively_services",
+                "Services by type, region, status and why (empty while UP)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((ty, region, status, why), n) in counts {
+                let labels = [
+                    ("type", Esc(ty)),
+                    ("region", Esc(region)),
+                    ("status", Esc(status)),
+                    ("why", Esc(why)),
+                ];
+                ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The serving client's own health.
+#[derive(Debug)]
+struct Own {
+    stats: Stats,
+    connected: bool,
+    stale_seconds: f64,
+    revision: i64,
+    services: usize,
+}
+
+impl Collector for Own {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        for (name, help, v) in [
+            (
+                "oslively_client_reconnects",
+                "Watch and keepalive streams this exporter's client re-opened",
+                s.reconnects,
+            ),
+            (
+                "oslively_client_resyncs",
+                "Re-lists after a compaction or an overflow",
+                s.resyncs,
+            ),
+            (
+                "oslively_client_events",
+                "Events handed to this exporter's subscription",
+                s.events_delivered,
+            ),
+            (
+                "oslively_client_registrations_lost",
+                "Registrations this client lost (a reader holds none: stays 0)",
+                s.registrations_lost,
+            ),
+        ] {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let g = |encoder: &mut DescriptorEncoder,
+                 name: &str,
+                 help: &str,
+                 unit: Option<&Unit>,
+                 v: f64| {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, unit, g.metric_type())?)
+        };
+        g(
+            &mut encoder,
+            "oslively_view_connected",
+            "1 while the view's watch is connected and caught up",
+            None,
+            f64::from(u8::from(self.connected)),
+        )?;
+        g(
+            &mut encoder,
+            "oslively_view_stale",
+            "How long the view's watch has been disconnected (0 while connected)",
+            Some(&Unit::Seconds),
+            self.stale_seconds,
+        )?;
+        g(
+            &mut encoder,
+            "oslively_view_revision",
+            "The etcd revision the view reflects",
+            None,
+            self.revision as f64,
+        )?;
+        g(
+            &mut encoder,
+            "oslively_view_services",
+            "Services in the view",
+            None,
+            self.services as f64,
+        )?;
+        Ok(())
+    }
+}
+
+/// One scrape: the OpenMetrics text.
+pub(crate) fn render(shared: &Shared) -> Result<String, String> {
+    let revision = shared.view.revision();
+    let all = shared
+        .view
+        .list(&Filter::all())
+        .map_err(|e| e.to_string())?;
+    let own = Own {
+        stats: shared.client.stats(),
+        connected: shared.connected(),
+        stale_seconds: shared.stale_seconds(),
+        revision,
+        services: all.len(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Fleet::new(all, shared.last_changes())));
+    registry.register_collector(Box::new(own));
+    // About 330 bytes per service.
+    let mut out = String::with_capacity(4096 + shared.view.len() * 400);
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .map_err(|_| "encoding the metrics failed".to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use os_lively::{Service, Status};
+
+    fn info(ty: &str, host: &str, region: &str, up: bool) -> ServiceInfo {
+        let mut s = Service::new(ty, host).with_region(region);
+        s.uuid = format!("{:032x}", crate::serve::metrics::tests::hash(ty, host));
+        s.status = if up { Status::Up } else { Status::Down };
+        ServiceInfo { service: s, up }
+    }
+
+    fn hash(a: &str, b: &str) -> u128 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (a, b).hash(&mut h);
+        u128::from(h.finish())
+    }
+
+    fn text(fleet: Fleet) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(fleet));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn series_escaping_and_duplicates() {
+        let mut dup = info("nova", "h1", "east", true);
+        dup.service.uuid = "f".repeat(32);
+        dup.up = false;
+        let odd = info("we\"ird\\", "h\n2", "", false);
+        let out = text(Fleet::new(
+            vec![info("nova", "h1", "east", true), dup, odd],
+            HashMap::new(),
+        ));
+        assert!(
+            out.contains("oslively_service_up{type=\"nova\",host=\"h1\",region=\"east\"} 1\n"),
+            "{out}"
+        );
+        // The duplicate type+host appears once in per-service series, twice in info.
+        assert_eq!(out.matches("oslively_service_up{type=\"nova\"").count(), 1);
+        assert_eq!(
+            out.matches("oslively_service_info{type=\"nova\"").count(),
+            2
+        );
+        assert!(out.contains(r#"type="we\"ird\\",host="h\n2""#), "{out}");
+        assert!(out.contains(
+            "oslively_services{type=\"nova\",region=\"east\",status=\"DOWN\",why=\"expired\"} 1"
+        ));
+        assert!(out.ends_with("# EOF\n"));
+    }
+
+    /// The scrape's encoding alone at 100,000 services (the HTTP path with a
+    /// real view is `cli/tests/serve.rs`'s ignored scrape test).
+    #[test]
+    #[ignore]
+    fn encode_100k() {
+        let all: Vec<ServiceInfo> = (0..100_000)
+            .map(|n| {
+                info(
+                    &format!("type-{}", n % 20),
+                    &format!("host-{n}"),
+                    &format!("region-{}", n % 5),
+                    n % 7 != 0,
+                )
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let out = text(Fleet::new(all, HashMap::new()));
+        eprintln!("encode 100k: {:?}, {} bytes", start.elapsed(), out.len());
+    }
+}
