@@ -26,7 +26,9 @@ function clock(secs) {
 
 function when(secs) {
   if (!secs) return "";
-  return new Date(secs * 1000).toLocaleString([], { hour12: false, dateStyle: "short", timeStyle: "short" });
+  const d = new Date(secs * 1000);
+  const p = (n) => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" + p(d.getMinutes());
 }
 
 function statusText(s) {
@@ -122,6 +124,9 @@ function render() {
       const r = el("div", "region");
       r.append(el("h3", null, region || "no region"));
       const t = el("table");
+      const cols = el("colgroup");
+      for (const c of ["host", "status", "why", "uuid"]) cols.append(el("col", "c-" + c));
+      t.append(cols);
       const head = el("thead");
       const hr = el("tr");
       for (const c of ["Host", "Status", "Why", "UUID"]) hr.append(el("th", null, c));
@@ -138,7 +143,9 @@ function render() {
         st.append(el("span", "pill " + s.status + (s.why === "forced" ? " forced" : ""), statusText(s)));
         tr.append(st);
         tr.append(el("td", "why", whyText(s)));
-        tr.append(el("td", "uuid", s.uuid));
+        const u = el("td", "uuid", s.uuid);
+        u.title = s.uuid;
+        tr.append(u);
         body.append(tr);
       }
       t.append(body);
