@@ -12,7 +12,7 @@
 //! 4xx. It binds loopback unless `--listen` says otherwise; TLS and
 //! authentication belong to a reverse proxy in front (see the README).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -67,6 +67,11 @@ pub(crate) struct Shared {
     /// When each service last changed, as seen by this process (seconds since
     /// the epoch); services unchanged since start have none.
     last_change: Mutex<HashMap<String, f64>>,
+    /// Every service by uuid, kept from the subscription (its snapshot, then
+    /// its events), shared by reference: a scrape takes it in one pass of
+    /// pointer copies instead of a list of the view, which copies every
+    /// record.
+    tracked: Mutex<BTreeMap<String, Arc<ServiceInfo>>>,
     /// SSE messages: (event name, JSON data); the name "" is the default.
     tx: broadcast::Sender<(&'static str, Arc<str>)>,
     /// Since when the view has been disconnected; None while connected.
@@ -98,6 +103,26 @@ impl Shared {
 
     /// One subscription event: remembered, timestamped, broadcast.
     fn on_event(&self, e: &os_lively::Event) {
+        {
+            let mut tracked = lock(&self.tracked);
+            match (e.kind, &e.service, e.new_status) {
+                (EventKind::Removed, _, _) => {
+                    tracked.remove(&e.uuid);
+                }
+                (_, Some(service), Some(status)) => {
+                    let info = ServiceInfo {
+                        service: service.clone(),
+                        up: status == Status::Up,
+                    };
+                    tracked.insert(e.uuid.clone(), Arc::new(info));
+                }
+                _ => {}
+            }
+        }
+        if e.kind == EventKind::Existing {
+            // The subscription's snapshot: state, not news.
+            return;
+        }
         let now = unix_now();
         let mut v = event_json(e);
         if let Value::Object(m) = &mut v {
@@ -141,6 +166,24 @@ impl Shared {
     pub(crate) fn last_changes(&self) -> HashMap<String, f64> {
         lock(&self.last_change).clone()
     }
+
+    /// Every service, by uuid: from the subscription's copy when it holds as
+    /// many as the view (it may trail by an event or two), else (while its
+    /// snapshot is still arriving) from the view.
+    pub(crate) fn all(&self) -> Result<Vec<Arc<ServiceInfo>>, os_lively::Error> {
+        {
+            let tracked = lock(&self.tracked);
+            if tracked.len() == self.view.len() {
+                return Ok(tracked.values().cloned().collect());
+            }
+        }
+        Ok(self
+            .view
+            .list(&Filter::all())?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
 }
 
 /// Why the service is DOWN (or `lifted` when an event brought it back UP)
@@ -167,13 +210,19 @@ pub(crate) fn run(conn: &Conn, args: ServeArgs) -> Outcome {
     let mut view = client.view()?;
     // Serve the last known state while cut off; /healthz and the page say so.
     view.set_stale_policy(StalePolicy::Serve);
-    let sub = client.subscribe(&Filter::all(), &SubscribeOptions::default())?;
+    // With a snapshot, to keep `tracked`; room for a whole fleet's snapshot.
+    let options = SubscribeOptions {
+        snapshot: true,
+        queue_capacity: 1 << 18,
+    };
+    let sub = client.subscribe(&Filter::all(), &options)?;
     let (tx, _) = broadcast::channel(SSE_BUFFER);
     let shared = Arc::new(Shared {
         view,
         client: client.clone(),
         recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         last_change: Mutex::new(HashMap::new()),
+        tracked: Mutex::new(BTreeMap::new()),
         tx,
         stale_since: Mutex::new(None),
     });
