@@ -432,12 +432,20 @@ async fn metrics_route(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery)
         return error(StatusCode::BAD_REQUEST, &m);
     }
     // O(fleet) work: off the async workers.
+    let started = Instant::now();
     match tokio::task::spawn_blocking(move || metrics::render(&shared)).await {
         Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8".to_string(),
+                ),
+                // How long the exposition took to build, in milliseconds.
+                (
+                    header::HeaderName::from_static("server-timing"),
+                    format!("render;dur={:.1}", started.elapsed().as_secs_f64() * 1e3),
+                ),
+            ],
             text,
         )
             .into_response(),
