@@ -608,6 +608,36 @@ fn help_lists_connection_flags_under_their_own_heading() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9478"));
 }
 
+/// The HTTP stack and prometheus-client are the CLI's: the library's own
+/// dependencies name neither, so its dependents never compile them for it.
+#[test]
+fn the_library_does_not_depend_on_the_exporter_crates() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("\n[")
+        .filter(|section| {
+            section.starts_with("dependencies]") || section.starts_with("build-dependencies]")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!deps.is_empty(), "no [dependencies] in the root Cargo.toml");
+    for krate in [
+        "axum",
+        "hyper",
+        "prometheus-client",
+        "tokio-stream",
+        "tower",
+    ] {
+        assert!(
+            !deps
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{krate} "))
+                    || l.trim_start().starts_with(&format!("{krate}="))),
+            "the library depends on {krate}"
+        );
+    }
+}
+
 #[test]
 fn promtool_checks_the_example_rules() {
     let Some(promtool) = tool("promtool") else {
