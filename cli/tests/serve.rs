@@ -1025,17 +1025,16 @@ fn scrape_100k() {
         sample(&get(&addr, "/metrics").body, "oslively_view_services") == Some(n as f64)
     }));
     eprintln!("view loaded within {:?}", loaded.elapsed());
-    let mut times = Vec::new();
-    let mut renders = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..7 {
+    // Fresh scrapes (an event since the last one: everything encoded) and
+    // reused ones (no event: the fleet's text is the last scrape's). Between
+    // fresh ones, a raw write changes one service's note.
+    let scrape = || -> (Duration, f64, bool, usize) {
         let t = Instant::now();
         let r = get(&addr, "/metrics");
-        times.push(t.elapsed());
+        let took = t.elapsed();
         assert_eq!(r.status, 200);
-        bytes = r.body.len();
-        // The exporter's own time to build the text (Server-Timing).
-        let render: f64 = r
+        // Server-Timing: render;dur=<ms>;desc="fresh"|"reused".
+        let timing = r
             .headers
             .to_ascii_lowercase()
             .lines()
@@ -1043,22 +1042,61 @@ fn scrape_100k() {
                 l.strip_prefix("server-timing: render;dur=")
                     .map(str::to_string)
             })
-            .and_then(|v| v.trim().parse().ok())
             .expect("a Server-Timing header");
-        renders.push(render);
+        let ms: f64 = timing
+            .split(';')
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a duration");
+        (took, ms, timing.contains("reused"), r.body.len())
+    };
+    let mut fresh = Vec::new();
+    let mut reused = Vec::new();
+    let mut bytes = 0;
+    let record_key = format!("{ns}/services/by-uuid/{:032x}", 1);
+    for round in 0..7 {
+        let mut s = os_lively::Service::new("type-1", "host-1").with_region("region-1");
+        s.uuid = format!("{:032x}", 1);
+        s.maintenance_note = format!("round {round}");
+        raw.put(&record_key, &s.to_bytes());
+        // The first scrape that sees the change encodes everything.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (took, ms, was_reused, len) = scrape();
+            bytes = len;
+            if was_reused {
+                reused.push((took, ms));
+            } else {
+                fresh.push((took, ms));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no fresh scrape after a change");
+        }
+        let (took, ms, was_reused, _) = scrape();
+        if was_reused {
+            reused.push((took, ms));
+        }
     }
-    times.sort();
-    renders.sort_by(f64::total_cmp);
-    eprintln!(
-        "scrape at {n} services: median {:?} (min {:?}, max {:?}) end to end, \
-         of which building the text {:.0} ms (min {:.0}, max {:.0}); {} bytes ({} B/service)",
-        times[times.len() / 2],
-        times[0],
-        times[times.len() - 1],
-        renders[renders.len() / 2],
-        renders[0],
-        renders[renders.len() - 1],
-        bytes,
-        bytes / n
-    );
+    let report = |what: &str, v: &mut Vec<(Duration, f64)>| {
+        if v.is_empty() {
+            return;
+        }
+        v.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut ends: Vec<Duration> = v.iter().map(|x| x.0).collect();
+        ends.sort();
+        eprintln!(
+            "{what} scrape at {n} services ({} samples): building the text {:.0} ms median \
+             ({:.0}..{:.0}); whole request {:?} median ({:?}..{:?})",
+            v.len(),
+            v[v.len() / 2].1,
+            v[0].1,
+            v[v.len() - 1].1,
+            ends[ends.len() / 2],
+            ends[0],
+            ends[ends.len() - 1],
+        );
+    };
+    report("fresh", &mut fresh);
+    report("reused", &mut reused);
+    eprintln!("{bytes} bytes ({} B/service)", bytes / n);
 }

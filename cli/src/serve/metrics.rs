@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+
 use os_lively::{ServiceInfo, Stats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -369,10 +371,12 @@ impl Collector for Own {
     }
 }
 
-/// One scrape: the OpenMetrics text.
-pub(crate) fn render(shared: &Shared) -> Result<String, String> {
+/// One scrape: the OpenMetrics text in two parts (the fleet's families,
+/// shared with the cache, then ours and `# EOF`), and whether the fleet's
+/// part was the last scrape's (no event since).
+pub(crate) fn render(shared: &Shared) -> Result<(Bytes, String, bool), String> {
     let revision = shared.view.revision();
-    let all = shared.all().map_err(|e| e.to_string())?;
+    let (all, generation, last_change) = shared.all().map_err(|e| e.to_string())?;
     let own = Own {
         stats: shared.client.stats(),
         connected: shared.connected(),
@@ -380,14 +384,29 @@ pub(crate) fn render(shared: &Shared) -> Result<String, String> {
         revision,
         services: all.len(),
     };
-    let fleet = Arc::new(Fleet::new(all, shared.last_changes()));
-    encode(&fleet, own)
+    let cached = generation.and_then(|g| {
+        super::lock(&shared.fleet_text)
+            .as_ref()
+            .filter(|(at, _)| *at == g)
+            .map(|(_, text)| text.clone())
+    });
+    let reused = cached.is_some();
+    let fleet_text = match cached {
+        Some(text) => text,
+        None => {
+            let text = Bytes::from(encode_fleet(&Arc::new(Fleet::new(all, last_change)))?);
+            if let Some(g) = generation {
+                *super::lock(&shared.fleet_text) = Some((g, text.clone()));
+            }
+            text
+        }
+    };
+    Ok((fleet_text, finish(own)?, reused))
 }
 
 /// The fleet's families in two halves on two threads (each family stays
-/// contiguous, as the format requires), then our own, then `# EOF`.
-fn encode(fleet: &Arc<Fleet>, own: Own) -> Result<String, String> {
-    let failed = |_| "encoding the metrics failed".to_string();
+/// contiguous, as the format requires).
+fn encode_fleet(fleet: &Arc<Fleet>) -> Result<String, String> {
     let half = |families: &'static [Family]| -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Part {
@@ -404,14 +423,22 @@ fn encode(fleet: &Arc<Fleet>, own: Own) -> Result<String, String> {
         let first = half(HALVES[0]);
         (first, other.join())
     });
+    let failed = |_| "encoding the metrics failed".to_string();
     let mut out = first.map_err(failed)?;
     let second = second
         .map_err(|_| "encoding the metrics panicked".to_string())?
         .map_err(failed)?;
     out.push_str(&second);
+    Ok(out)
+}
+
+/// Our own families, then `# EOF` (after the fleet's text).
+fn finish(own: Own) -> Result<String, String> {
+    let mut out = String::with_capacity(4096);
     let mut registry = Registry::default();
     registry.register_collector(Box::new(own));
-    prometheus_client::encoding::text::encode(&mut out, &registry).map_err(failed)?;
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .map_err(|_| "encoding the metrics failed".to_string())?;
     Ok(out)
 }
 
@@ -442,7 +469,7 @@ mod tests {
             revision: 1,
             services: fleet.all.len(),
         };
-        encode(&Arc::new(fleet), own).unwrap()
+        encode_fleet(&Arc::new(fleet)).unwrap() + &finish(own).unwrap()
     }
 
     #[test]

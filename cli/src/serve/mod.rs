@@ -71,11 +71,21 @@ pub(crate) struct Shared {
     /// its events), shared by reference: a scrape takes it in one pass of
     /// pointer copies instead of a list of the view, which copies every
     /// record.
-    tracked: Mutex<BTreeMap<String, Arc<ServiceInfo>>>,
+    tracked: Mutex<Tracked>,
+    /// The last scrape's fleet families and the `Tracked::generation` they
+    /// show: an unchanged fleet is not encoded again.
+    pub(crate) fleet_text: Mutex<Option<(u64, axum::body::Bytes)>>,
     /// SSE messages: (event name, JSON data); the name "" is the default.
     tx: broadcast::Sender<(&'static str, Arc<str>)>,
     /// Since when the view has been disconnected; None while connected.
     stale_since: Mutex<Option<Instant>>,
+}
+
+/// Every service by uuid, and a count of the events applied to it.
+#[derive(Default)]
+struct Tracked {
+    services: BTreeMap<String, Arc<ServiceInfo>>,
+    generation: u64,
 }
 
 /// A poisoned lock only means a panicking thread held it; the data (plain
@@ -103,41 +113,44 @@ impl Shared {
 
     /// One subscription event: remembered, timestamped, broadcast.
     fn on_event(&self, e: &os_lively::Event) {
+        let now = unix_now();
         {
+            // Services and their last changes move together under this
+            // lock, so a scrape never pairs a generation with older times.
             let mut tracked = lock(&self.tracked);
+            tracked.generation += 1;
             match (e.kind, &e.service, e.new_status) {
                 (EventKind::Removed, _, _) => {
-                    tracked.remove(&e.uuid);
+                    tracked.services.remove(&e.uuid);
                 }
                 (_, Some(service), Some(status)) => {
                     let info = ServiceInfo {
                         service: service.clone(),
                         up: status == Status::Up,
                     };
-                    tracked.insert(e.uuid.clone(), Arc::new(info));
+                    tracked.services.insert(e.uuid.clone(), Arc::new(info));
                 }
                 _ => {}
             }
+            if e.kind == EventKind::Existing {
+                // The subscription's snapshot: state, not news.
+                return;
+            }
+            if !e.uuid.is_empty() {
+                let mut changes = lock(&self.last_change);
+                if e.kind == EventKind::Removed {
+                    changes.remove(&e.uuid);
+                } else {
+                    changes.insert(e.uuid.clone(), now);
+                }
+            }
         }
-        if e.kind == EventKind::Existing {
-            // The subscription's snapshot: state, not news.
-            return;
-        }
-        let now = unix_now();
         let mut v = event_json(e);
         if let Value::Object(m) = &mut v {
             m.insert("time".into(), json!(now));
             // The service's state after the event, with its why, so the page
             // needs no rules of its own.
             m.insert("why".into(), json!(event_why(e)));
-        }
-        if !e.uuid.is_empty() {
-            let mut changes = lock(&self.last_change);
-            if e.kind == EventKind::Removed {
-                changes.remove(&e.uuid);
-            } else {
-                changes.insert(e.uuid.clone(), now);
-            }
         }
         let text: Arc<str> = v.to_string().into();
         {
@@ -167,22 +180,30 @@ impl Shared {
         lock(&self.last_change).clone()
     }
 
-    /// Every service, by uuid: from the subscription's copy when it holds as
-    /// many as the view (it may trail by an event or two), else (while its
-    /// snapshot is still arriving) from the view.
-    pub(crate) fn all(&self) -> Result<Vec<Arc<ServiceInfo>>, os_lively::Error> {
+    /// Every service, by uuid, and when they came from the subscription's
+    /// copy, its generation: from that copy when it holds as many as the
+    /// view (it may trail by an event or two), else (while its snapshot is
+    /// still arriving) from the view. Last changes ride along.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn all(
+        &self,
+    ) -> Result<(Vec<Arc<ServiceInfo>>, Option<u64>, HashMap<String, f64>), os_lively::Error> {
         {
             let tracked = lock(&self.tracked);
-            if tracked.len() == self.view.len() {
-                return Ok(tracked.values().cloned().collect());
+            if tracked.services.len() == self.view.len() {
+                return Ok((
+                    tracked.services.values().cloned().collect(),
+                    Some(tracked.generation),
+                    self.last_changes(),
+                ));
             }
         }
-        Ok(self
-            .view
-            .list(&Filter::all())?
-            .into_iter()
-            .map(Arc::new)
-            .collect())
+        let all = self.view.list(&Filter::all())?;
+        Ok((
+            all.into_iter().map(Arc::new).collect(),
+            None,
+            self.last_changes(),
+        ))
     }
 }
 
@@ -222,7 +243,8 @@ pub(crate) fn run(conn: &Conn, args: ServeArgs) -> Outcome {
         client: client.clone(),
         recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         last_change: Mutex::new(HashMap::new()),
-        tracked: Mutex::new(BTreeMap::new()),
+        tracked: Mutex::new(Tracked::default()),
+        fleet_text: Mutex::new(None),
         tx,
         stale_since: Mutex::new(None),
     });
@@ -434,19 +456,33 @@ async fn metrics_route(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery)
     // O(fleet) work: off the async workers.
     let started = Instant::now();
     match tokio::task::spawn_blocking(move || metrics::render(&shared)).await {
-        Ok(Ok(text)) => (
+        Ok(Ok((fleet, own, reused))) => (
             [
                 (
                     header::CONTENT_TYPE,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8".to_string(),
                 ),
-                // How long the exposition took to build, in milliseconds.
+                // How long the exposition took to build, in milliseconds,
+                // and whether the fleet's part was reused (no event since
+                // the last scrape).
                 (
                     header::HeaderName::from_static("server-timing"),
-                    format!("render;dur={:.1}", started.elapsed().as_secs_f64() * 1e3),
+                    format!(
+                        "render;dur={:.1};desc=\"{}\"",
+                        started.elapsed().as_secs_f64() * 1e3,
+                        if reused { "reused" } else { "fresh" }
+                    ),
+                ),
+                (
+                    header::CONTENT_LENGTH,
+                    (fleet.len() + own.len()).to_string(),
                 ),
             ],
-            text,
+            // Two chunks: the (possibly cached) fleet's text is not copied.
+            axum::body::Body::from_stream(tokio_stream::iter([
+                Ok::<_, Infallible>(fleet),
+                Ok(axum::body::Bytes::from(own)),
+            ])),
         )
             .into_response(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
