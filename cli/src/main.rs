@@ -35,11 +35,12 @@ const EXIT_ETCD: u8 = 3;
                   Connection flags fall back to the OSLIVELY_* variables (see the README)."
 )]
 struct Cli {
-    #[command(flatten)]
-    conn: Conn,
     /// Output format [default: table on a terminal, json otherwise]
     #[arg(short = 'o', long = "output", global = true, value_enum)]
     output: Option<Format>,
+    // After `output`: its heading ("Connection") holds for what follows.
+    #[command(flatten)]
+    conn: Conn,
     #[command(subcommand)]
     command: Cmd,
 }

@@ -588,6 +588,10 @@ fn help_lists_connection_flags_under_their_own_heading() {
             .find("\nConnection:\n")
             .unwrap_or_else(|| panic!("{args:?}: no Connection heading:\n{text}"));
         let (before, after) = text.split_at(at);
+        assert!(
+            before.contains("--output") && !after.contains("--output"),
+            "{args:?}: --output belongs with the command's options:\n{text}"
+        );
         for flag in [
             "--endpoints",
             "--namespace",
