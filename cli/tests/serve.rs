@@ -768,7 +768,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start(chromedriver: &Path, width: u32, height: u32) -> Browser {
+    fn start(chromedriver: &Path, chromium: &Path, width: u32, height: u32) -> Browser {
         let port = free_port();
         let driver = Proc(
             Command::new(chromedriver)
@@ -787,6 +787,7 @@ impl Browser {
         );
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({ "capabilities": { "alwaysMatch": { "goog:chromeOptions": {
+            "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--no-first-run", format!("--user-data-dir={}", profile.path().display()),
                      format!("--window-size={width},{height}")]
@@ -845,7 +846,7 @@ impl Drop for Browser {
 
 #[test]
 fn browser_row_turns_down_live() {
-    let (Some(chromedriver), Some(_)) = (tool("chromedriver"), tool("chromium")) else {
+    let (Some(chromedriver), Some(chromium)) = (tool("chromedriver"), tool("chromium")) else {
         return;
     };
     let etcd = Etcd::start();
@@ -896,7 +897,7 @@ fn browser_row_turns_down_live() {
     );
     let (_serve, addr) = serve(&etcd, &ns);
 
-    let browser = Browser::start(&chromedriver, 1280, 900);
+    let browser = Browser::start(&chromedriver, &chromium, 1280, 900);
     browser.call("POST", "url", json!({ "url": format!("http://{addr}/") }));
     let victim = daemons[1].uuid.clone();
     let status = |uuid: &str| -> Value {
