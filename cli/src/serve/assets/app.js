@@ -9,6 +9,9 @@ let events = [];              // newest first
 let snapshotRevision = 0;
 let source = null;
 let pending = false;
+// Above this many matching services the page lists only the DOWN ones (a
+// browser does not redraw 100,000 rows per event); the filter narrows.
+const ROW_LIMIT = 2000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -101,15 +104,22 @@ function render() {
   const words = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
   const onlyDown = $("only-down").checked;
   const byType = new Map();
+  let matched = 0;
   for (const s of services.values()) {
     if (!matches(s, words, onlyDown)) continue;
+    matched++;
     if (!byType.has(s.type)) byType.set(s.type, new Map());
     const regions = byType.get(s.type);
     if (!regions.has(s.region)) regions.set(s.region, []);
     regions.get(s.region).push(s);
   }
   const now = Date.now() / 1000;
+  const limited = matched > ROW_LIMIT;
   const out = [];
+  if (limited) {
+    out.push(el("p", "note", matched + " services match: only the DOWN ones are listed. " +
+      "Type in the filter (a type, a host, a region) to list UP ones too."));
+  }
   for (const type of [...byType.keys()].sort()) {
     const regions = byType.get(type);
     let n = 0, nDown = 0;
@@ -120,9 +130,17 @@ function render() {
     h.append(el("span", "meta", n + " service" + (n === 1 ? "" : "s") + (nDown ? " · " + nDown + " DOWN" : " · all UP")));
     g.append(h);
     for (const region of [...regions.keys()].sort()) {
-      const list = regions.get(region).sort((a, b) => a.host.localeCompare(b.host));
+      let list = regions.get(region);
+      const total = list.length;
+      if (limited) list = list.filter((s) => s.status !== "UP");
+      list.sort((a, b) => a.host.localeCompare(b.host));
       const r = el("div", "region");
       r.append(el("h3", null, region || "no region"));
+      if (!list.length) {
+        r.append(el("p", "all-up", "all " + total + " UP"));
+        g.append(r);
+        continue;
+      }
       const t = el("table");
       const cols = el("colgroup");
       for (const c of ["host", "status", "why", "uuid"]) cols.append(el("col", "c-" + c));
@@ -156,7 +174,7 @@ function render() {
   }
   const groups = $("groups");
   groups.replaceChildren(...out);
-  if (!out.length) groups.append(el("p", "empty", services.size ? "No service matches the filter." : "No service registered."));
+  if (!byType.size) groups.append(el("p", "empty", services.size ? "No service matches the filter." : "No service registered."));
 
   // Last events.
   const ol = $("events");
