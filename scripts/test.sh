@@ -3,10 +3,18 @@
 # processes (single members, three-member clusters, TLS, auth, faults), the
 # C/C++/Python examples (also under valgrind), the Python package's pytest
 # suite (python/tests, in a venv under target/), then the core suites again
-# on etcd 3.5. Installs etcd and protoc when missing.
+# on etcd 3.5. Installs etcd and protoc when missing, and for
+# `oslively serve`'s tests (cli/tests/serve.rs) Prometheus and headless
+# chromium with chromedriver; OSLIVELY_E2E=0 skips those (the tests then
+# print SKIPPED instead of failing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export OSLIVELY_E2E="${OSLIVELY_E2E:-1}"
 scripts/setup.sh
+if [ "$OSLIVELY_E2E" = 1 ]; then
+  # Missing prometheus/chromium is then a failure, not a skip.
+  export OSLIVELY_REQUIRE_E2E=1
+fi
 export RUST_BACKTRACE=1
 threads="${OSLIVELY_TEST_THREADS:-2}"
 

@@ -8,7 +8,9 @@ use os_lively::{Client, Config, env};
 
 use crate::Failure;
 
+/// Listed under their own heading in every command's --help.
 #[derive(Args)]
+#[command(next_help_heading = "Connection")]
 pub(crate) struct Conn {
     /// etcd endpoints, comma-separated [env: OSLIVELY_ETCD_ENDPOINTS, else OSLIVELY_ETCD_HOST/PORT]
     #[arg(long, global = true, value_name = "URLS")]

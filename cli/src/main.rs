@@ -13,6 +13,7 @@ use os_lively::{ErrorKind, Filter, Service, Status, SubscribeOptions};
 mod conn;
 mod demo;
 mod output;
+mod serve;
 mod time;
 
 use conn::Conn;
@@ -34,11 +35,12 @@ const EXIT_ETCD: u8 = 3;
                   Connection flags fall back to the OSLIVELY_* variables (see the README)."
 )]
 struct Cli {
-    #[command(flatten)]
-    conn: Conn,
     /// Output format [default: table on a terminal, json otherwise]
     #[arg(short = 'o', long = "output", global = true, value_enum)]
     output: Option<Format>,
+    // After `output`: its heading ("Connection") holds for what follows.
+    #[command(flatten)]
+    conn: Conn,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -72,17 +74,27 @@ enum Cmd {
     Watch(WatchArgs),
     /// Force a service DOWN for maintenance; it stays DOWN until `up` or --end
     #[command(
-        after_help = "Example:\n  oslively down 3b059e33bbc44bc8b0d37df6e8d70223 --note \"disk swap\" --end +2h\n\n\
+        after_help = "Examples:\n  oslively down 3b059e33bbc44bc8b0d37df6e8d70223 --note \"disk swap\" --end +2h\n  \
+        oslively down --type nova-compute --host host-7 --note \"kernel upgrade\"\n\n\
         Times are seconds since the epoch, or +DURATION from now (+90s, +30m, +2h, +1d).\n\
         --start defaults to now when a note is given."
     )]
     Down(DownArgs),
     /// Lift a forced DOWN
-    #[command(after_help = "Example:\n  oslively up 3b059e33bbc44bc8b0d37df6e8d70223")]
-    Up(UuidArg),
+    #[command(
+        after_help = "Examples:\n  oslively up 3b059e33bbc44bc8b0d37df6e8d70223\n  \
+        oslively up --type nova-compute --host host-7"
+    )]
+    Up(Target),
     /// Remove a service's record and index keys (exit 1 if unknown)
-    #[command(after_help = "Example:\n  oslively delete 3b059e33bbc44bc8b0d37df6e8d70223")]
-    Delete(UuidArg),
+    #[command(
+        after_help = "Examples:\n  oslively delete 3b059e33bbc44bc8b0d37df6e8d70223\n  \
+        oslively delete --type nova-compute --host host-7"
+    )]
+    Delete(Target),
+    /// Serve Prometheus metrics, a live status page and a JSON/SSE API (read-only)
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::ServeArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  oslively completions bash > /etc/bash_completion.d/oslively"
@@ -134,6 +146,24 @@ struct Target {
     host: Option<String>,
 }
 
+impl Target {
+    /// The uuid given, or the one registered for --type and --host (exit 1
+    /// when none is).
+    fn uuid_in(&self, client: &os_lively::Client) -> Result<String, Failure> {
+        match (&self.uuid, &self.service_type, &self.host) {
+            (Some(u), _, _) => Ok(u.clone()),
+            (None, Some(ty), Some(h)) => match client.get_by_type_host(ty, h)? {
+                Some(info) => Ok(info.service.uuid),
+                None => Err(Failure {
+                    code: EXIT_DOWN,
+                    message: format!("no service registered as --type {ty} --host {h}"),
+                }),
+            },
+            _ => Err(Failure::usage("give a uuid, or --type and --host")),
+        }
+    }
+}
+
 #[derive(Args)]
 struct Narrow {
     /// Only this uuid
@@ -182,9 +212,8 @@ struct WatchArgs {
 
 #[derive(Args)]
 struct DownArgs {
-    /// The service's uuid
-    #[arg(value_parser = parse_uuid)]
-    uuid: String,
+    #[command(flatten)]
+    target: Target,
     /// Why (recorded as the maintenance note)
     #[arg(long, default_value = "")]
     note: String,
@@ -194,13 +223,6 @@ struct DownArgs {
     /// Maintenance end: the owner lifts the DOWN then [default: none, until `up`]
     #[arg(long, value_name = "TIME", value_parser = time::parse_time)]
     end: Option<u64>,
-}
-
-#[derive(Args)]
-struct UuidArg {
-    /// The service's uuid
-    #[arg(value_parser = parse_uuid)]
-    uuid: String,
 }
 
 fn parse_uuid(s: &str) -> Result<String, String> {
@@ -272,6 +294,7 @@ impl Cmd {
             Cmd::Delete(_) => "delete",
             Cmd::Completions { .. } => "completions",
             Cmd::Demo => "demo",
+            Cmd::Serve(_) => "serve",
         }
     }
 }
@@ -299,6 +322,7 @@ fn run(cli: Cli, format: Format) -> Outcome {
         Cmd::Down(a) => down(&cli.conn, a, format),
         Cmd::Up(a) => up(&cli.conn, a, format),
         Cmd::Delete(a) => delete(&cli.conn, a, format),
+        Cmd::Serve(a) => serve::run(&cli.conn, a),
     }
 }
 
@@ -422,26 +446,29 @@ fn down(conn: &Conn, a: DownArgs, format: Format) -> Outcome {
         )));
     }
     let client = conn.connect()?;
-    client.down(&a.uuid, &a.note, start, end)?;
-    print(&format.done(&a.uuid, "down"));
+    let uuid = a.target.uuid_in(&client)?;
+    client.down(&uuid, &a.note, start, end)?;
+    print(&format.done(&uuid, "down"));
     Ok(ExitCode::SUCCESS)
 }
 
-fn up(conn: &Conn, a: UuidArg, format: Format) -> Outcome {
+fn up(conn: &Conn, t: Target, format: Format) -> Outcome {
     let client = conn.connect()?;
-    client.up(&a.uuid)?;
-    print(&format.done(&a.uuid, "up"));
+    let uuid = t.uuid_in(&client)?;
+    client.up(&uuid)?;
+    print(&format.done(&uuid, "up"));
     Ok(ExitCode::SUCCESS)
 }
 
-fn delete(conn: &Conn, a: UuidArg, format: Format) -> Outcome {
+fn delete(conn: &Conn, t: Target, format: Format) -> Outcome {
     let client = conn.connect()?;
-    if !client.delete(&a.uuid)? {
+    let uuid = t.uuid_in(&client)?;
+    if !client.delete(&uuid)? {
         return Err(Failure {
             code: EXIT_DOWN,
-            message: format!("no such service {}", a.uuid),
+            message: format!("no such service {uuid}"),
         });
     }
-    print(&format.done(&a.uuid, "delete"));
+    print(&format.done(&uuid, "delete"));
     Ok(ExitCode::SUCCESS)
 }

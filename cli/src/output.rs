@@ -91,20 +91,57 @@ impl Format {
                     opt_status(e.new_status)
                 )
             }
-            Format::Json => json!({
-                "event": kind_name(e.kind),
-                "reason": e.reason.map(reason_name),
-                "uuid": e.uuid,
-                "type": e.service_type,
-                "host": e.host,
-                "region": e.region,
-                "old_status": e.old_status.map(Status::as_str),
-                "new_status": e.new_status.map(Status::as_str),
-                "revision": e.revision,
-                "service": e.service.as_ref().map(record_json),
-            })
-            .to_string(),
+            Format::Json => event_json(e).to_string(),
         }
+    }
+}
+
+/// An event as `watch -o json` prints it (and `serve`'s `/api/events` sends it).
+pub(crate) fn event_json(e: &Event) -> Value {
+    json!({
+        "event": kind_name(e.kind),
+        "reason": e.reason.map(reason_name),
+        "uuid": e.uuid,
+        "type": e.service_type,
+        "host": e.host,
+        "region": e.region,
+        "old_status": e.old_status.map(Status::as_str),
+        "new_status": e.new_status.map(Status::as_str),
+        "revision": e.revision,
+        "service": e.service.as_ref().map(record_json),
+    })
+}
+
+/// Why a service is DOWN, from what its [`ServiceInfo`] tells; `None` while
+/// it is UP. `forced` (an operator's down or maintenance), `missed` (its
+/// heartbeat deadline passed), `down` (its record says DOWN: its owner set
+/// it so), `expired` (its record says UP but its lease is gone).
+pub(crate) fn why_down(info: &ServiceInfo) -> Option<&'static str> {
+    if info.up {
+        return None;
+    }
+    let s = &info.service;
+    Some(if s.forced_down {
+        "forced"
+    } else if s.heartbeat_missed {
+        "missed"
+    } else if s.status == Status::Down {
+        "down"
+    } else {
+        // TODO(closed): a clean shutdown revokes the lease, so it reads as
+        // an expired one here; the library's down-reason accessor (with
+        // `Closed`) will tell them apart at the merge.
+        "expired"
+    })
+}
+
+/// STATUS in tables: `UP`, `DOWN (why)`, or plain `DOWN` when the record
+/// itself says DOWN.
+pub(crate) fn status_text(info: &ServiceInfo) -> String {
+    match why_down(info) {
+        None => "UP".to_string(),
+        Some("down") => "DOWN".to_string(),
+        Some(why) => format!("DOWN ({why})"),
     }
 }
 
@@ -132,7 +169,10 @@ fn kind_name(k: EventKind) -> &'static str {
     }
 }
 
-fn reason_name(r: os_lively::DownReason) -> &'static str {
+pub(crate) fn reason_name(r: os_lively::DownReason) -> &'static str {
+    // The wildcard keeps this compiling when the library adds reasons
+    // (`Closed`, `Declared`); they show as "other" until named here.
+    #[allow(unreachable_patterns)]
     match r {
         os_lively::DownReason::Forced => "forced",
         os_lively::DownReason::Expired => "expired",
@@ -163,11 +203,13 @@ fn record_json(s: &Service) -> Value {
     })
 }
 
-/// The record plus `status`: UP only when it says UP and its lease lives.
-fn info_json(info: &ServiceInfo) -> Value {
+/// The record plus `status` (UP only when it says UP and its lease lives)
+/// and `why` (see [`why_down`]; null while UP).
+pub(crate) fn info_json(info: &ServiceInfo) -> Value {
     let mut v = record_json(&info.service);
     if let Value::Object(m) = &mut v {
         m.insert("status".into(), json!(status_word(info.up)));
+        m.insert("why".into(), json!(why_down(info)));
     }
     v
 }
@@ -197,11 +239,7 @@ fn table(infos: &[ServiceInfo]) -> String {
         .iter()
         .map(|i| {
             let s = &i.service;
-            let status = if s.forced_down {
-                "DOWN (forced)"
-            } else {
-                status_word(i.up)
-            };
+            let status = status_text(i);
             let dash = |v: &str| {
                 if v.is_empty() {
                     "-".to_string()
@@ -211,7 +249,7 @@ fn table(infos: &[ServiceInfo]) -> String {
             };
             [
                 s.uuid.clone(),
-                status.to_string(),
+                status,
                 s.service_type.clone(),
                 s.host.clone(),
                 dash(&s.region),

@@ -272,7 +272,8 @@ fn every_command_in_table_and_json() {
     assert_eq!(v["maintenance_note"], "");
     assert_eq!(v["heartbeat_ms"], 0);
     assert_eq!(v["heartbeat_missed"], false);
-    assert_eq!(v.as_object().unwrap().len(), 12, "undocumented fields: {v}");
+    assert_eq!(v["why"], Value::Null);
+    assert_eq!(v.as_object().unwrap().len(), 13, "undocumented fields: {v}");
     let out = run(
         &etcd,
         &ns,
