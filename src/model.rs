@@ -124,6 +124,8 @@ impl Key {
 pub(crate) struct Entry {
     pub record: Option<Service>,
     pub up_key: bool,
+    /// Its DOWN key is a clean close's mark: DOWN because its client closed.
+    pub closed: bool,
 }
 
 impl Entry {
@@ -143,6 +145,7 @@ impl Entry {
         Some(ServiceInfo {
             service: self.record.clone()?,
             up: st == Status::Up,
+            closed: self.closed && st == Status::Down,
         })
     }
 }
@@ -151,6 +154,7 @@ impl Entry {
 const HAS_RECORD: u8 = 1;
 const SAYS_UP: u8 = 2;
 const UP_KEY: u8 = 4;
+const CLOSED: u8 = 8;
 
 /// One service as the model stores it.
 struct Slot {
@@ -171,7 +175,7 @@ impl Slot {
             full: None,
             type_len: 0,
             host_len: 0,
-            flags: if entry.up_key { UP_KEY } else { 0 },
+            flags: if entry.up_key { UP_KEY } else { 0 } | if entry.closed { CLOSED } else { 0 },
         };
         let Some(mut s) = entry.record else {
             return slot;
@@ -260,6 +264,7 @@ impl Slot {
         Entry {
             record,
             up_key: self.up_key(),
+            closed: self.flags & CLOSED != 0,
         }
     }
 }
@@ -448,6 +453,7 @@ impl Model {
                 &key,
                 Entry {
                     up_key: info.up,
+                    closed: info.closed,
                     record: Some(info.service),
                 },
             );
@@ -578,7 +584,8 @@ mod tests {
             m.entry(U),
             Some(Entry {
                 record: None,
-                up_key: true
+                up_key: true,
+                closed: false,
             })
         );
         assert_eq!(m.status(U), None);
@@ -612,6 +619,7 @@ mod tests {
         });
         let v = "fedcba9876543210fedcba9876543210";
         m.replace(vec![ServiceInfo {
+            closed: false,
             service: Service::new("new", "h").with_uuid(v),
             up: true,
         }]);

@@ -248,14 +248,33 @@ fn watchers_tell_a_shutdown_a_crash_an_owners_down_and_a_takeover_apart() {
     let e = next_of(&sub, &moved, EventKind::Updated).expect("takeover");
     assert_eq!(e.reason, Some(DownReason::Moved));
     assert_eq!(e.new_status, Some(Status::Up));
+    let view = watcher.view().unwrap();
     a.close().unwrap();
     let e = next_of(&sub, &closed, EventKind::Down).expect("closed");
     assert_eq!(e.reason, Some(DownReason::Closed));
+    // Readers tell them apart too: a point read, a full list, a view.
+    let reason = |u: &str| watcher.get(u).unwrap().unwrap().down_reason();
+    assert_eq!(reason(&closed), Some(DownReason::Closed));
+    assert_eq!(reason(&declared), Some(DownReason::Declared));
+    let listed = watcher.list(&Filter::default()).unwrap();
+    let in_list = listed.iter().find(|i| i.service.uuid == closed).unwrap();
+    assert_eq!(in_list.down_reason(), Some(DownReason::Closed));
+    assert!(
+        wait_until(Duration::from_secs(5), || view
+            .get(&closed)
+            .unwrap()
+            .is_some_and(|i| i.down_reason() == Some(DownReason::Closed))),
+        "the view says closed"
+    );
     // A crash: the lease runs out (revoked by hand, as etcd does at expiry).
     let crashed = b.update(&Service::new("t", "crashed")).unwrap();
     etcd.raw().revoke(b.stats().lease_id);
     let e = next_of(&sub, &crashed, EventKind::Down).expect("expired");
     assert_eq!(e.reason, Some(DownReason::Expired));
+    assert_eq!(
+        watcher.get(&crashed).unwrap().unwrap().down_reason(),
+        Some(DownReason::Expired)
+    );
 }
 
 /// The heartbeat × maintenance scenario from the command line: `register

@@ -115,24 +115,13 @@ pub(crate) fn event_json(e: &Event) -> Value {
 /// Why a service is DOWN, from what its [`ServiceInfo`] tells; `None` while
 /// it is UP. `forced` (an operator's down or maintenance), `missed` (its
 /// heartbeat deadline passed), `down` (its record says DOWN: its owner set
-/// it so), `expired` (its record says UP but its lease is gone).
+/// it so), `closed` (its client shut down cleanly), `expired` (its record
+/// says UP but its lease is gone: a crash).
 pub(crate) fn why_down(info: &ServiceInfo) -> Option<&'static str> {
-    if info.up {
-        return None;
+    match info.down_reason()? {
+        os_lively::DownReason::Declared => Some("down"),
+        r => Some(reason_name(r)),
     }
-    let s = &info.service;
-    Some(if s.forced_down {
-        "forced"
-    } else if s.heartbeat_missed {
-        "missed"
-    } else if s.status == Status::Down {
-        "down"
-    } else {
-        // TODO(closed): a clean shutdown revokes the lease, so it reads as
-        // an expired one here; the library's down-reason accessor (with
-        // `Closed`) will tell them apart at the merge.
-        "expired"
-    })
 }
 
 /// STATUS in tables: `UP`, `DOWN (why)`, or plain `DOWN` when the record

@@ -476,6 +476,7 @@ mod tests {
         let info = ServiceInfo {
             service: Service::new("t", "h"),
             up: true,
+            closed: false,
         };
         let list = lively_service_list::boxed(&[info.clone(), info.clone()]);
         assert_eq!(unsafe { (*list).len }, 2);

@@ -1,6 +1,7 @@
 //! What [`Store::list`](super::Store::list) is asked for and what it returns.
 
 use crate::error::Result;
+use crate::event::DownReason;
 use crate::record::{Service, Status};
 
 /// A record together with whether the service is alive now.
@@ -10,6 +11,34 @@ pub struct ServiceInfo {
     pub service: Service,
     /// True when the record says UP *and* its lease-bound UP key exists.
     pub up: bool,
+    /// True when it is DOWN because its client closed cleanly (not a
+    /// crash). Known to [`Client::get`](crate::Client::get), views and
+    /// unfiltered lists; lists narrowed by an index read no DOWN keys and
+    /// say false.
+    pub closed: bool,
+}
+
+impl ServiceInfo {
+    /// Why the service is DOWN; `None` while it is UP. The same reasons a
+    /// watcher is told ([`DownReason`]): `Forced`, `Missed`, `Declared`
+    /// (its owner set it DOWN), `Closed`, or `Expired` (its record says UP
+    /// but its client's lease is gone).
+    pub fn down_reason(&self) -> Option<DownReason> {
+        let s = &self.service;
+        Some(if self.up {
+            return None;
+        } else if s.forced_down {
+            DownReason::Forced
+        } else if s.heartbeat_missed {
+            DownReason::Missed
+        } else if s.status == Status::Down {
+            DownReason::Declared
+        } else if self.closed {
+            DownReason::Closed
+        } else {
+            DownReason::Expired
+        })
+    }
 }
 
 /// Which services [`Client::list`](crate::Client::list) returns; every field

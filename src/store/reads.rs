@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 
 use super::retry::resilient;
-use super::{Filter, READ_BATCH, ServiceInfo, Store};
+use super::{CLOSED_MARK, Filter, READ_BATCH, ServiceInfo, Store};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
 use crate::log_once;
@@ -95,8 +95,9 @@ impl Store {
     pub(crate) async fn get(&self, uuid: &str) -> Result<Option<ServiceInfo>> {
         let record = self.keys.record(uuid);
         let up = self.keys.status(Status::Up, uuid);
-        let seen = self.read("get", &[&record, &up]).await?;
-        let (Some(rec), Some(upk)) = (seen.first(), seen.get(1)) else {
+        let down = self.keys.status(Status::Down, uuid);
+        let seen = self.read("get", &[&record, &up, &down]).await?;
+        let (Some(rec), Some(upk), Some(downk)) = (seen.first(), seen.get(1), seen.get(2)) else {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "get: short transaction response",
@@ -107,7 +108,12 @@ impl Store {
         }
         let service = decode_stored(record.as_bytes(), &rec.value)?;
         let up = service.status == Status::Up && upk.exists();
-        Ok(Some(ServiceInfo { service, up }))
+        let closed = !up && downk.exists() && downk.lease == 0 && downk.value == CLOSED_MARK;
+        Ok(Some(ServiceInfo {
+            service,
+            up,
+            closed,
+        }))
     }
 
     /// Services matching `filter`, through the narrowest index every writer
@@ -215,7 +221,20 @@ impl Store {
             }
         })
         .await?;
-        self.scan_records(at, up).await
+        let mut closed = HashSet::new();
+        at.prefix(&k.status_prefix(Status::Down), false, |kv| {
+            if let Some(ParsedKey::Status(Status::Down, u)) = k.parse(kv.key()) {
+                if kv.lease() == 0 && kv.value() == CLOSED_MARK {
+                    closed.insert(u);
+                }
+            }
+        })
+        .await?;
+        let mut out = self.scan_records(at, up).await?;
+        for info in &mut out {
+            info.closed = !info.up && closed.contains(&info.service.uuid);
+        }
+        Ok(out)
     }
 
     /// Every record at `at`'s revision, page by page; UP where its uuid is
@@ -235,7 +254,11 @@ impl Store {
             match decode_stored(kv.key(), kv.value()) {
                 Ok(service) => {
                     let alive = service.status == Status::Up && up.contains(&service.uuid);
-                    out.push(ServiceInfo { service, up: alive });
+                    out.push(ServiceInfo {
+                        service,
+                        up: alive,
+                        closed: false,
+                    });
                 }
                 Err(_) => log_once::skipped_key(kv.key()),
             }
@@ -328,7 +351,11 @@ impl Store {
             match decode_stored(kv.key(), kv.value()) {
                 Ok(service) => {
                     let up = service.status == Status::Up && up.count() > 0;
-                    out.push(ServiceInfo { service, up });
+                    out.push(ServiceInfo {
+                        service,
+                        up,
+                        closed: false,
+                    });
                 }
                 Err(_) => log_once::skipped_key(kv.key()),
             }

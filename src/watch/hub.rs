@@ -497,8 +497,16 @@ impl Hub {
                     for change in &list {
                         match change {
                             Change::Record(r) => entry.record = r.clone(),
-                            Change::UpKey(up) => entry.up_key = *up,
-                            Change::ClosedMark(closed) => hint.closed |= *closed,
+                            Change::UpKey(up) => {
+                                entry.up_key = *up;
+                                if *up {
+                                    entry.closed = false;
+                                }
+                            }
+                            Change::ClosedMark(closed) => {
+                                hint.closed |= *closed;
+                                entry.closed = *closed;
+                            }
                         }
                     }
                 });

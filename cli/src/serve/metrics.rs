@@ -451,7 +451,11 @@ mod tests {
         let mut s = Service::new(ty, host).with_region(region);
         s.uuid = format!("{:032x}", crate::serve::metrics::tests::hash(ty, host));
         s.status = if up { Status::Up } else { Status::Down };
-        Arc::new(ServiceInfo { service: s, up })
+        Arc::new(ServiceInfo {
+            service: s,
+            up,
+            closed: false,
+        })
     }
 
     fn hash(a: &str, b: &str) -> u128 {

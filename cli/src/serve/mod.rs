@@ -127,6 +127,9 @@ impl Shared {
                     let info = ServiceInfo {
                         service: service.clone(),
                         up: status == Status::Up,
+                        // A snapshot cannot tell; a DOWN event says so.
+                        closed: e.kind == EventKind::Down
+                            && e.reason == Some(os_lively::DownReason::Closed),
                     };
                     tracked.services.insert(e.uuid.clone(), Arc::new(info));
                 }
@@ -218,6 +221,7 @@ fn event_why(e: &os_lively::Event) -> Option<&'static str> {
                 why_down(&ServiceInfo {
                     service: s.clone(),
                     up: false,
+                    closed: false,
                 })
             }),
         },
