@@ -743,3 +743,28 @@ fn moves_learnt_from_a_resync_enter_and_leave_the_set_as_live_ones_do() {
             .is_none()
     );
 }
+
+#[test]
+fn snapshot_events_count_as_delivered() {
+    let etcd = Etcd::start();
+    let ns = namespace("snapcount");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    for h in ["a", "b", "c"] {
+        client.update(&Service::new("t", h)).unwrap();
+    }
+    let before = client.stats().events_delivered;
+    let sub = client
+        .subscribe(
+            &Filter::default(),
+            &SubscribeOptions {
+                snapshot: true,
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(client.stats().events_delivered, before + 3);
+    for _ in 0..3 {
+        let e = sub.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(e.kind, EventKind::Existing);
+    }
+}

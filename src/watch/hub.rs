@@ -332,9 +332,12 @@ impl Hub {
                         return self.start_failed(e);
                     }
                     if failures == 1 {
+                        // The revision seen last, not the one the stream
+                        // started from: events up to it were delivered.
+                        let seen = self.revision();
                         log::warn!(
-                            "os-lively: watch broke at revision {}, resuming: {e}",
-                            from - 1
+                            "os-lively: watch broke after revision {seen}; resuming from {}: {e}",
+                            seen + 1
                         );
                     }
                     Counters::bump(&self.counters.reconnects);
@@ -568,6 +571,7 @@ impl Hub {
                     },
                 );
                 if options.snapshot {
+                    Counters::bump(&self.counters.events_delivered);
                     q.events.push_back(make_event(
                         EventKind::Existing,
                         None,
