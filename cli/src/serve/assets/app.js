@@ -53,7 +53,8 @@ function whyText(s) {
     case "missed": return "heartbeat missed" + (s.heartbeat_ms ? " (deadline " + s.heartbeat_ms / 1000 + " s)" : "");
     case "expired": return "lease expired: its process stopped keeping it alive";
     case "closed": return "closed by its owner";
-    case "down": return "its owner set it DOWN";
+    case "down":
+    case "declared": return "its owner set it DOWN";
     case "deleted": return "deleted";
     default:
       if (s.status === "UP") return s.heartbeat_ms ? "heartbeat every " + s.heartbeat_ms / 1000 + " s" : "";
