@@ -337,12 +337,13 @@ fn serve_routes_status_why_and_commands_by_type_host() {
         r#"oslively_service_heartbeat_missed{type="nova",host="h1",region="east"}"#,
         "oslively_client_reconnects_total",
         "oslively_client_resyncs_total",
-        "oslively_client_events_total",
         "oslively_client_registrations_lost_total",
         "oslively_view_stale_seconds",
     ] {
         assert_eq!(sample(&m.body, series), Some(0.0), "{series}:\n{}", m.body);
     }
+    // Its subscription's snapshot: one event per service, counted.
+    assert_eq!(sample(&m.body, "oslively_client_events_total"), Some(4.0));
     assert_eq!(sample(&m.body, "oslively_view_connected"), Some(1.0));
     assert_eq!(sample(&m.body, "oslively_view_services"), Some(4.0));
 
