@@ -246,6 +246,27 @@ pub(crate) fn run(_args: &[String]) -> Result<ExitCode, String> {
         killed.elapsed().as_secs_f64()
     );
     ask("nova-compute", "host-7")?;
+    let old_uuid = me
+        .get_by_type_host("nova-compute", "host-7")
+        .map_err(|e| e.to_string())?
+        .map(|i| i.service.uuid)
+        .unwrap_or_default();
+    println!(
+        "\n{} restart nova-compute@host-7 the same way, without its uuid: identity is type+host",
+        at()
+    );
+    daemons[0] = spawn_daemon(&etcd.endpoint, "nova-compute", "host-7", "east")?;
+    let new_uuid = me
+        .get_by_type_host("nova-compute", "host-7")
+        .map_err(|e| e.to_string())?
+        .map(|i| i.service.uuid)
+        .unwrap_or_default();
+    println!(
+        "{} same uuid as before: {} (UP at once, on the new process's lease)",
+        at(),
+        if new_uuid == old_uuid { "yes" } else { "NO" }
+    );
+    ask("nova-compute", "host-7")?;
 
     let glance = me
         .get_by_type_host("glance", "host-9")
@@ -266,10 +287,10 @@ pub(crate) fn run(_args: &[String]) -> Result<ExitCode, String> {
     std::thread::sleep(Duration::from_millis(300));
 
     println!(
-        "\n{} shutting down: each daemon closes its client, revoking its lease (DOWN at once)",
+        "\n{} shutting down: each daemon closes its client, revoking its lease (DOWN at once, reason closed)",
         at()
     );
-    for d in daemons.iter_mut().skip(1) {
+    for d in daemons.iter_mut() {
         d.child.stdin.take();
         let _ = d.child.wait();
     }
