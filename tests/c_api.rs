@@ -418,6 +418,57 @@ fn make_install_stages_library_header_and_pkg_config() {
     assert!(pc.contains("Libs: -L${libdir} -los_lively"), "{pc}");
 }
 
+/// tests/c/heartbeat.c running: its two uuids, and its stdin to drive it.
+struct HeartbeatProgram {
+    child: KillOnDrop,
+    stdin: Option<std::process::ChildStdin>,
+    rx: Receiver<String>,
+    worker: String,
+    plain: String,
+}
+
+impl HeartbeatProgram {
+    fn start(etcd: &Etcd, ns: &str) -> HeartbeatProgram {
+        let mut child = program("heartbeat", etcd, ns, 3)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run heartbeat");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let rx = lines(&mut child);
+        let child = KillOnDrop(child);
+        let line = expect_line(&rx, Duration::from_secs(20), "uuids", |l| {
+            l.starts_with("uuids ")
+        });
+        let mut parts = line.split_whitespace().skip(1);
+        let worker = parts.next().expect("worker uuid").to_string();
+        let plain = parts.next().expect("plain uuid").to_string();
+        HeartbeatProgram {
+            child,
+            stdin: Some(stdin),
+            rx,
+            worker,
+            plain,
+        }
+    }
+
+    /// Sends a line ("stop", "resume") and waits for its "ok".
+    fn say(&mut self, what: &str) {
+        use std::io::Write;
+        let s = self.stdin.as_mut().expect("stdin open");
+        writeln!(s, "{what}").expect("write");
+        s.flush().expect("flush");
+        expect_line(&self.rx, Duration::from_secs(5), "ok", |l| l == "ok");
+    }
+
+    /// EOF: the program checks its stats, closes, and must exit 0.
+    fn finish(mut self) {
+        self.stdin.take();
+        let status = self.child.0.wait().expect("wait");
+        assert!(status.success(), "heartbeat.c exited with {status:?}");
+    }
+}
+
 /// The heartbeat deadline from C (tests/c/heartbeat.c): one client, a
 /// service with `heartbeat_ms = 2000` and one without; the C main loop
 /// stops checking in and the first goes DOWN (missed) for another client,
@@ -425,29 +476,12 @@ fn make_install_stages_library_header_and_pkg_config() {
 /// resumes and the first is UP again, one `up` event.
 #[test]
 fn c_heartbeat_deadline() {
-    use std::io::Write;
     let etcd = Etcd::start();
     let ns = namespace("c_heartbeat");
-    let mut child = program("heartbeat", &etcd, &ns, 3)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run heartbeat");
-    let stdin = child.stdin.take().expect("piped stdin");
-    let rx = lines(&mut child);
-    let mut child = KillOnDrop(child);
-    let line = expect_line(&rx, Duration::from_secs(20), "uuids", |l| {
-        l.starts_with("uuids ")
-    });
-    let mut parts = line.split_whitespace().skip(1);
-    let worker = parts.next().expect("worker uuid").to_string();
-    let plain = parts.next().expect("plain uuid").to_string();
-    let stdin = std::cell::RefCell::new(stdin);
-    let say = |what: &str| {
-        let mut s = stdin.borrow_mut();
-        writeln!(s, "{what}").expect("write");
-        s.flush().expect("flush");
-        expect_line(&rx, Duration::from_secs(5), "ok", |l| l == "ok");
+    let p = std::cell::RefCell::new(HeartbeatProgram::start(&etcd, &ns));
+    let (worker, plain) = {
+        let p = p.borrow();
+        (p.worker.clone(), p.plain.clone())
     };
     missed_then_back(
         &etcd,
@@ -455,12 +489,10 @@ fn c_heartbeat_deadline() {
         &worker,
         Some(&plain),
         Duration::from_secs(2),
-        || say("stop"),
-        || say("resume"),
+        || p.borrow_mut().say("stop"),
+        || p.borrow_mut().say("resume"),
     );
-    drop(stdin); // EOF: the program checks its stats, closes, exits 0
-    let status = child.0.wait().expect("wait");
-    assert!(status.success(), "heartbeat.c exited with {status:?}");
+    p.into_inner().finish();
 }
 
 /// The two scenarios of "one owner per service" from C (tests/c/heartbeat.c
@@ -471,30 +503,16 @@ fn c_heartbeat_deadline() {
 /// resume, and the window's end brings it UP again.
 #[test]
 fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
-    use std::io::Write;
     let etcd = Etcd::start();
     let ns = namespace("c_owner");
-    let start = || {
-        let mut child = program("heartbeat", &etcd, &ns, 3)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run heartbeat");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let rx = lines(&mut child);
-        let line = expect_line(&rx, Duration::from_secs(20), "uuids", |l| {
-            l.starts_with("uuids ")
-        });
-        let worker = line.split_whitespace().nth(1).expect("uuid").to_string();
-        (KillOnDrop(child), stdin, rx, worker)
-    };
     let operator = connect(&etcd.endpoints(), &ns, 3);
-    let (mut first, _stdin1, _rx1, worker) = start();
+    let mut first = HeartbeatProgram::start(&etcd, &ns);
+    let worker = first.worker.clone();
     assert!(operator.is_up(&worker).unwrap());
-    let _ = first.0.kill();
-    let _ = first.0.wait();
-    let (mut second, stdin, rx, again) = start();
-    assert_eq!(again, worker, "the same type+host, the same uuid");
+    let _ = first.child.0.kill();
+    let _ = first.child.0.wait();
+    let mut second = HeartbeatProgram::start(&etcd, &ns);
+    assert_eq!(second.worker, worker, "the same type+host, the same uuid");
     assert!(operator.is_up(&worker).unwrap(), "UP at once");
     std::thread::sleep(Duration::from_millis(4000));
     assert!(
@@ -502,14 +520,7 @@ fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
         "still UP after the dead one's TTL"
     );
 
-    let stdin = std::cell::RefCell::new(stdin);
-    let say = |what: &str| {
-        let mut s = stdin.borrow_mut();
-        writeln!(s, "{what}").expect("write");
-        s.flush().expect("flush");
-        expect_line(&rx, Duration::from_secs(5), "ok", |l| l == "ok");
-    };
-    say("stop");
+    second.say("stop");
     assert!(
         wait_until(Duration::from_secs(5), || !operator.is_up(&worker).unwrap()),
         "missed"
@@ -520,14 +531,12 @@ fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
         .as_secs()
         + 3;
     operator.down(&worker, "fix", 0, end).unwrap();
-    say("resume");
+    second.say("resume");
     std::thread::sleep(Duration::from_millis(500));
     assert!(!operator.is_up(&worker).unwrap(), "held by the operator");
     assert!(
         wait_until(Duration::from_secs(8), || operator.is_up(&worker).unwrap()),
         "UP again at the window's end"
     );
-    drop(stdin);
-    let status = second.0.wait().expect("wait");
-    assert!(status.success(), "heartbeat.c exited with {status:?}");
+    second.finish();
 }

@@ -113,8 +113,6 @@ struct Svc {
 
 struct Model {
     svcs: Vec<Svc>,
-    /// Clients closed since; replaced by a fresh one at the same index.
-    generation: Vec<u32>,
 }
 
 impl Model {
@@ -421,7 +419,6 @@ fn apply(
                     s.owner = None;
                 }
             }
-            model.generation[*client] += 1;
             replace_client(world, *client);
             why = Some(DownReason::Closed);
         }
@@ -525,7 +522,6 @@ fn run_case(seed: u64, steps: usize) {
     let pulse = world.start_pulses();
     let mut model = Model {
         svcs: vec![Svc::default(); SERVICES],
-        generation: vec![0; CLIENTS],
     };
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut done: Vec<Step> = Vec::new();

@@ -62,6 +62,9 @@ pub(crate) struct Owner {
     counters: Arc<Counters>,
     request_timeout: Duration,
     cells: Mutex<HashMap<String, Arc<Cell>>>,
+    /// The cells the timer looks at: those with a heartbeat deadline or a
+    /// hold that ends (a client holding 100,000 plain services scans none).
+    timed: Mutex<HashMap<String, Arc<Cell>>>,
     beats: Beats,
     /// Close began: every transition refuses, no grant happens.
     closing: AtomicBool,
@@ -89,6 +92,7 @@ impl Owner {
             counters,
             request_timeout,
             cells: Mutex::default(),
+            timed: Mutex::default(),
             beats: Beats::default(),
             closing: AtomicBool::new(false),
             wake: Notify::new(),
@@ -100,6 +104,24 @@ impl Owner {
 
     fn cells(&self) -> MutexGuard<'_, HashMap<String, Arc<Cell>>> {
         self.cells.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn timed(&self) -> MutexGuard<'_, HashMap<String, Arc<Cell>>> {
+        self.timed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `cell` in or out of the timer's set for `phase`; true when it
+    /// is in the set before or after (the timer must look again).
+    fn retime(&self, cell: &Arc<Cell>, phase: Phase) -> bool {
+        let timed = self.beats.get(&cell.uuid).is_some()
+            || matches!(phase, Phase::Held { end } if end != 0);
+        let mut set = self.timed();
+        if timed {
+            set.insert(cell.uuid.clone(), cell.clone());
+            true
+        } else {
+            set.remove(&cell.uuid).is_some()
+        }
     }
 
     fn cell(&self, uuid: &str) -> Option<Arc<Cell>> {
@@ -130,6 +152,7 @@ impl Owner {
         }
         drop(cells);
         self.beats.remove(&cell.uuid);
+        self.timed().remove(&cell.uuid);
     }
 
     fn check_open(&self) -> Result<()> {
@@ -141,7 +164,7 @@ impl Owner {
 
     /// Moves `cell` to `next`, with what each change means for operators:
     /// counters, logs, the check-in slot's missed flag.
-    fn enter(&self, cell: &Cell, next: Phase) {
+    fn enter(&self, cell: &Arc<Cell>, next: Phase) {
         let prev = {
             let mut h = cell.held();
             let prev = h.phase;
@@ -179,7 +202,9 @@ impl Owner {
             }
             _ => {}
         }
-        self.wake.notify_one();
+        if self.retime(cell, next) {
+            self.wake.notify_one();
+        }
     }
 
     /// The facts the decision needs now.
@@ -194,7 +219,7 @@ impl Owner {
 
     /// Brings `cell` in line with etcd by the one decision, in one guarded
     /// write; its `op` lock must be held.
-    async fn reconcile(&self, cell: &Cell) -> Result<Phase> {
+    async fn reconcile(&self, cell: &Arc<Cell>) -> Result<Phase> {
         let (phase, wants_up) = {
             let h = cell.held();
             (h.phase, h.wants_up)
@@ -271,7 +296,7 @@ impl Owner {
     }
 
     /// What an owner's write means for the service's cell.
-    fn after_update(&self, cell: &Cell, w: &Written, svc: &Service) {
+    fn after_update(&self, cell: &Arc<Cell>, w: &Written, svc: &Service) {
         let record = w.record.as_ref();
         match record.and_then(|r| r.heartbeat) {
             Some(d) => self.beats.set(&w.uuid, d),
@@ -429,7 +454,7 @@ impl Owner {
         let now = Instant::now();
         let wall = sticky::now_secs();
         let mut next = now + IDLE;
-        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let cells: Vec<Arc<Cell>> = self.timed().values().cloned().collect();
         for cell in cells {
             if cell.busy.load(Ordering::Acquire) {
                 continue;

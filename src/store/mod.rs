@@ -53,9 +53,6 @@ pub(crate) struct Written {
     /// The other lease the UP key was on before this write moved it to
     /// ours (a live holder displaced); 0 when none.
     pub displaced: i64,
-    /// The caller gave no uuid and the type+host's registered uuid was
-    /// taken over.
-    pub adopted: bool,
 }
 
 /// What a write's decision sees of a service's keys besides its record.

@@ -65,10 +65,7 @@ impl Store {
                 let mut adopted = desired.clone();
                 adopted.uuid = other;
                 match self.update_as(&adopted, bind).await? {
-                    Wrote::Done(mut w) => {
-                        w.adopted = true;
-                        Ok(w)
-                    }
+                    Wrote::Done(w) => Ok(w),
                     // Taken again meanwhile, by a third uuid: say so.
                     Wrote::TypeHostTaken(third) => Err(taken(desired, &third)),
                 }
@@ -234,7 +231,6 @@ impl Store {
                     held: None,
                     record: old,
                     displaced: 0,
-                    adopted: false,
                 }));
             };
             let held = new.forced_down.then_some(new.maintenance_end);
@@ -438,7 +434,6 @@ impl Store {
             held,
             record,
             displaced,
-            adopted: false,
         }
     }
 
