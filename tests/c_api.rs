@@ -525,11 +525,7 @@ fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
         wait_until(Duration::from_secs(5), || !operator.is_up(&worker).unwrap()),
         "missed"
     );
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3;
+    let end = now_secs() + 3;
     operator.down(&worker, "fix", 0, end).unwrap();
     second.say("resume");
     std::thread::sleep(Duration::from_millis(500));

@@ -132,13 +132,6 @@ struct Pulses {
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn gen_step(rng: &mut Rng, model: &Model) -> Step {
     let svc = rng.below(SERVICES);
     let client = rng.below(CLIENTS);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use os_lively::{
@@ -11,13 +11,6 @@ use os_lively::{
 };
 
 const TTL: u64 = 2;
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// The next event about `uuid` of `kind`, skipping others.
 fn next_of(sub: &os_lively::Subscription, uuid: &str, kind: EventKind) -> Option<Event> {

@@ -246,21 +246,20 @@ pub(crate) fn run(_args: &[String]) -> Result<ExitCode, String> {
         killed.elapsed().as_secs_f64()
     );
     ask("nova-compute", "host-7")?;
-    let old_uuid = me
-        .get_by_type_host("nova-compute", "host-7")
-        .map_err(|e| e.to_string())?
-        .map(|i| i.service.uuid)
-        .unwrap_or_default();
+    let uuid_of = |t: &str, h: &str| -> Result<String, String> {
+        Ok(me
+            .get_by_type_host(t, h)
+            .map_err(|e| e.to_string())?
+            .map(|i| i.service.uuid)
+            .unwrap_or_default())
+    };
+    let old_uuid = uuid_of("nova-compute", "host-7")?;
     println!(
         "\n{} restart nova-compute@host-7 the same way, without its uuid: identity is type+host",
         at()
     );
     daemons[0] = spawn_daemon(&etcd.endpoint, "nova-compute", "host-7", "east")?;
-    let new_uuid = me
-        .get_by_type_host("nova-compute", "host-7")
-        .map_err(|e| e.to_string())?
-        .map(|i| i.service.uuid)
-        .unwrap_or_default();
+    let new_uuid = uuid_of("nova-compute", "host-7")?;
     println!(
         "{} same uuid as before: {} (UP at once, on the new process's lease)",
         at(),

@@ -4,17 +4,15 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod harness;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use harness::*;
 use os_lively::{Filter, Service, Status};
 use serde_json::Value;
-
-const TTL: u64 = 2;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -24,20 +22,6 @@ fn now() -> u64 {
 }
 
 /// `oslively` aimed at `etcd` and `ns` through the environment.
-fn oslively(etcd: &Etcd, ns: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_oslively"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OSLIVELY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
-        .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)
-        .env("OSLIVELY_STATUS_TTL", TTL.to_string())
-        .stdin(Stdio::null());
-    c
-}
-
 struct Out {
     code: i32,
     stdout: String,
@@ -61,73 +45,6 @@ fn run(etcd: &Etcd, ns: &str, args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// `oslively register` as a child: a daemon that stays UP while it lives.
-struct Daemon {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    uuid: String,
-}
-
-impl Daemon {
-    fn start(etcd: &Etcd, ns: &str, args: &[&str]) -> Daemon {
-        let mut child = oslively(etcd, ns)
-            .args(["register", "-o", "json"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn register");
-        let stdin = child.stdin.take().unwrap();
-        let lines = line_reader(child.stdout.take().unwrap());
-        let first = lines
-            .recv_timeout(Duration::from_secs(15))
-            .expect("register printed its uuid");
-        let v: Value = serde_json::from_str(&first).expect("JSON line");
-        let uuid = v["uuid"].as_str().expect("uuid field").to_string();
-        assert_eq!(uuid.len(), 32);
-        Daemon {
-            child,
-            stdin,
-            lines,
-            uuid,
-        }
-    }
-
-    /// Asks the daemon to register again (its check-in).
-    fn update(&mut self) {
-        writeln!(self.stdin, "update").unwrap();
-        self.stdin.flush().unwrap();
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("an answer to update");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["updated"], self.uuid.as_str());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Lines of `out`, as they arrive, on a channel.
-fn line_reader(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 fn keys(raw: &Raw, ns: &str) -> Vec<String> {

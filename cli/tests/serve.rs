@@ -17,32 +17,17 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod harness;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use harness::*;
 use serde_json::{Value, json};
-
-const TTL: u64 = 2;
-
-fn oslively(etcd: &Etcd, ns: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_oslively"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OSLIVELY_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("OSLIVELY_ETCD_ENDPOINTS", etcd.endpoints().join(","))
-        .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)
-        .env("OSLIVELY_STATUS_TTL", TTL.to_string())
-        .stdin(Stdio::null());
-    c
-}
 
 fn run(etcd: &Etcd, ns: &str, args: &[&str]) -> (i32, String, String) {
     let out = oslively(etcd, ns)
@@ -56,20 +41,6 @@ fn run(etcd: &Etcd, ns: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Lines of `out`, as they arrive, on a channel.
-fn line_reader(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// A child process killed (and reaped) when dropped.
 struct Proc(Child);
 
@@ -77,45 +48,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// `oslively register`: a daemon that stays UP while it lives.
-struct Daemon {
-    proc: Proc,
-    _stdin: ChildStdin,
-    uuid: String,
-}
-
-impl Daemon {
-    fn start(etcd: &Etcd, ns: &str, args: &[&str]) -> Daemon {
-        let mut child = oslively(etcd, ns)
-            .args(["register", "-o", "json"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn register");
-        let stdin = child.stdin.take().unwrap();
-        let lines = line_reader(child.stdout.take().unwrap());
-        let first = lines
-            .recv_timeout(Duration::from_secs(15))
-            .expect("register printed its uuid");
-        let v: Value = serde_json::from_str(&first).expect("JSON line");
-        let uuid = v["uuid"].as_str().expect("uuid").to_string();
-        Daemon {
-            proc: Proc(child),
-            _stdin: stdin,
-            uuid,
-        }
-    }
-
-    /// SIGKILL: it dies without a word (no lease revoke).
-    fn kill(&mut self) -> Instant {
-        self.proc.0.kill().expect("SIGKILL");
-        let at = Instant::now();
-        let _ = self.proc.0.wait();
-        at
     }
 }
 
