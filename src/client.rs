@@ -75,13 +75,14 @@ impl Client {
         let counters = Arc::new(Counters::default());
         let cfg = config.clone();
         let ctr = counters.clone();
+        let health = rt.health().clone();
         let endpoints = config.get_endpoints().join(",");
         let (etcd, store, lease, lease_events) = rt.call(
             &format!("connecting to {endpoints}"),
             config.get_connect_timeout(),
             async move {
                 let steering = Steering::new(cfg.get_status_ttl());
-                let etcd = connect_etcd(&cfg, &steering).await?;
+                let etcd = connect_etcd(&cfg, &steering, health).await?;
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
                 let store = Store::new(
                     etcd.kv_client(),
@@ -104,6 +105,7 @@ impl Client {
             store.clone(),
             etcd.watch_client(),
             counters.clone(),
+            rt.health().clone(),
             config.get_request_timeout(),
             config.get_status_ttl(),
         );
@@ -112,10 +114,20 @@ impl Client {
             store.clone(),
             lease.clone(),
             counters.clone(),
+            rt.health().clone(),
             config.get_request_timeout(),
         );
-        rt.spawn(owner.clone().run(lease_events, stop_rx.clone()));
-        rt.spawn(lease.clone().run(stop_rx));
+        let lease_events = Arc::new(tokio::sync::Mutex::new(lease_events));
+        {
+            let (owner, stop_rx) = (owner.clone(), stop_rx.clone());
+            rt.spawn_supervised("owner", move || {
+                owner.clone().run(lease_events.clone(), stop_rx.clone())
+            });
+        }
+        {
+            let lease = lease.clone();
+            rt.spawn_supervised("lease", move || lease.clone().run(stop_rx.clone()));
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 rt,
@@ -134,6 +146,11 @@ impl Client {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// Why a background task was given up, if one was.
+    pub(crate) fn task_failure(&self) -> Option<&str> {
+        self.inner.rt.health().failure()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -164,6 +181,12 @@ impl Client {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        // A background task was given up: no answer can be trusted.
+        self.inner
+            .rt
+            .health()
+            .check()
+            .map_err(|e| e.context(what))?;
         self.inner
             .rt
             .call(what, self.inner.config.get_request_timeout(), fut)
@@ -401,7 +424,9 @@ impl Client {
     /// Counters for operators: keepalives, reconnects, lease re-grants, the
     /// current lease and its remaining TTL.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.task_panics += self.inner.rt.health().panics();
+        stats
     }
 
     /// Asks the client's runtime thread to answer, without any etcd I/O.
@@ -487,7 +512,11 @@ impl Drop for Inner {
     }
 }
 
-async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::Client> {
+async fn connect_etcd(
+    cfg: &Config,
+    steering: &Steering,
+    health: Arc<crate::runtime::Health>,
+) -> Result<etcd_client::Client> {
     // No per-request timeout here: tonic would apply it to whole streams
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
     // pings find dead connections; etcd's default minimum ping interval is
@@ -520,6 +549,7 @@ async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::
         cfg.get_status_ttl(),
         cfg.get_connect_timeout(),
         tls,
+        health,
     );
     Ok(client)
 }

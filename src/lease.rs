@@ -253,6 +253,7 @@ impl Lease {
             if *stop.borrow() {
                 return;
             }
+            crate::runtime::supervise::checkpoint("lease");
             if reroutes.has_changed().unwrap_or(false) {
                 // A member left rotation: the stream may be on it.
                 reroutes.mark_unchanged();

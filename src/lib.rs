@@ -48,3 +48,10 @@ pub use stats::Stats;
 pub use store::{Filter, ServiceInfo};
 pub use view::{StalePolicy, View};
 pub use watch::{Canceller, SubscribeOptions, Subscription};
+
+/// Test-only (feature `test-hooks`): makes the next pass of a background
+/// task (`"lease"`, `"owner"`, `"watch"`, `"steering"`, `"call-polling"`)
+/// through its checkpoint panic, in any client of the process.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use runtime::supervise::hooks::inject_panic;

@@ -15,12 +15,15 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::record::{Service, Status};
 use crate::store::ServiceInfo;
 
-const SHARDS: usize = 64;
+/// Many, so that the first write to a shard after a snapshot copies little
+/// (about 400 services of 100,000).
+const SHARDS: usize = 256;
 
 /// A multiply-xor hash taking eight bytes at a time: the keys are uuids and
 /// short type/host names, where SipHash's flood resistance buys nothing
@@ -157,6 +160,7 @@ const UP_KEY: u8 = 4;
 const CLOSED: u8 = 8;
 
 /// One service as the model stores it.
+#[derive(Clone)]
 struct Slot {
     /// Type, host and region, one after the other (empty when `full` holds
     /// the record, or there is none).
@@ -308,8 +312,54 @@ type Shard = FastMap<Key, Slot>;
 type TypeHostShard = FastMap<u64, Candidates>;
 
 pub(crate) struct Model {
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[RwLock<Arc<Shard>>]>,
     type_host: Box<[RwLock<TypeHostShard>]>,
+    /// Bumped by every write: equal generations, equal contents.
+    generation: AtomicU64,
+}
+
+/// The whole model at one moment, sharing its shards with the model until
+/// the model writes to them.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    shards: Arc<[Arc<Shard>]>,
+}
+
+impl Snapshot {
+    /// Every service, as (key, entry) pairs.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (Key, Entry)> + '_ {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter().map(|(k, slot)| (*k, slot.entry(k))))
+    }
+
+    /// True when both are the same snapshot (not merely equal contents).
+    pub(crate) fn same(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.shards, &other.shards)
+    }
+
+    /// The services that may differ between `self` and `other`: each key of
+    /// a shard the two do not share, with its entry in each (`None`: not
+    /// there). Shards both still share are skipped without a look.
+    pub(crate) fn changes<'a>(
+        &'a self,
+        other: &'a Snapshot,
+    ) -> impl Iterator<Item = (Key, Option<Entry>, Option<Entry>)> + 'a {
+        self.shards
+            .iter()
+            .zip(other.shards.iter())
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .flat_map(|(a, b)| {
+                let before = a
+                    .iter()
+                    .map(|(k, slot)| (*k, Some(slot.entry(k)), b.get(k).map(|s| s.entry(k))));
+                let added = b
+                    .iter()
+                    .filter(|(k, _)| !a.contains_key(k))
+                    .map(|(k, slot)| (*k, None, Some(slot.entry(k))));
+                before.chain(added)
+            })
+    }
 }
 
 fn type_host_hash(service_type: &str, host: &str) -> u64 {
@@ -353,19 +403,36 @@ impl Model {
         Model {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             type_host: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            generation: AtomicU64::new(0),
         }
     }
 
-    fn read(&self, key: &Key) -> RwLockReadGuard<'_, Shard> {
+    fn read(&self, key: &Key) -> RwLockReadGuard<'_, Arc<Shard>> {
         self.shards[key.shard()]
             .read()
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, key: &Key) -> RwLockWriteGuard<'_, Shard> {
+    fn write(&self, key: &Key) -> RwLockWriteGuard<'_, Arc<Shard>> {
         self.shards[key.shard()]
             .write()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes with every write (see [`Snapshot`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The whole model as it is now: one `Arc` clone per shard.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            shards: self
+                .shards
+                .iter()
+                .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect(),
+        }
     }
 
     fn write_index(&self, hash: u64) -> RwLockWriteGuard<'_, TypeHostShard> {
@@ -409,16 +476,6 @@ impl Model {
                 .and_then(Slot::type_host)
                 .is_some_and(|th| th == (service_type, host))
         })
-    }
-
-    /// Every service, as (uuid, entry) pairs.
-    pub(crate) fn snapshot(&self) -> Vec<(String, Entry)> {
-        let mut out = Vec::with_capacity(self.len());
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
-            out.extend(shard.iter().map(|(k, v)| (k.hex(), v.entry(k))));
-        }
-        out
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -466,11 +523,13 @@ impl Model {
         // The old contents are dropped after each lock is released.
         for (lock, mut fresh) in self.shards.iter().zip(shards) {
             fresh.shrink_to_fit();
+            let mut fresh = Arc::new(fresh);
             std::mem::swap(
                 &mut *lock.write().unwrap_or_else(|p| p.into_inner()),
                 &mut fresh,
             );
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         for (lock, mut fresh) in self.type_host.iter().zip(index) {
             fresh.shrink_to_fit();
             std::mem::swap(
@@ -478,17 +537,10 @@ impl Model {
                 &mut fresh,
             );
         }
-        // The re-read's response and decoded records were transient and
-        // several times the size of the copy kept; glibc holds freed memory
-        // for reuse, so give it back or a view's process stays that large.
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free memory; no pointer is touched.
-        unsafe {
-            libc::malloc_trim(0);
-        }
     }
 
     /// Applies `change` to `uuid`'s entry and returns the entry before it.
+    #[cfg(test)]
     pub(crate) fn update(&self, uuid: &str, change: impl FnOnce(&mut Entry)) -> Entry {
         let Some(key) = Key::parse(uuid) else {
             // The watch parses keys before they get here; nothing else is
@@ -502,12 +554,22 @@ impl Model {
         before
     }
 
+    /// Sets `uuid`'s entry (stored form; anything else is ignored, as the
+    /// watch parses keys before they get here).
+    pub(crate) fn put(&self, uuid: &str, after: Entry) {
+        if let Some(key) = Key::parse(uuid) {
+            self.set(key, after);
+        }
+    }
+
     fn set(&self, key: Key, after: Entry) {
         let keep = after.record.is_some() || after.up_key;
         let slot = Slot::new(&key, after);
         let new_th = slot.type_host().map(|(t, h)| type_host_hash(t, h));
         let old_th = {
-            let mut shard = self.write(&key);
+            let mut guard = self.write(&key);
+            // Copies the shard first if a snapshot still shares it.
+            let shard = Arc::make_mut(&mut *guard);
             let old = if keep {
                 shard.insert(key, slot)
             } else {
@@ -515,6 +577,7 @@ impl Model {
             };
             old.and_then(|o| o.type_host().map(|(t, h)| type_host_hash(t, h)))
         };
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if old_th == new_th {
             return;
         }
@@ -524,6 +587,19 @@ impl Model {
         if let Some(hash) = new_th {
             index_set(&mut self.write_index(hash), hash, key, true);
         }
+    }
+}
+
+/// Gives freed memory back to the system after a full re-read: its
+/// response and decoded records were transient and several times the size
+/// of the copy kept, and glibc holds freed memory for reuse, so a view's
+/// process would stay that large. Process-wide and slow at scale: never on
+/// the runtime thread.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

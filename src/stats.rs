@@ -39,6 +39,11 @@ pub struct Stats {
     /// deleted them, forced them down or took them over (each is also
     /// logged at warning level).
     pub registrations_lost: u64,
+    /// Panics caught in the client's background tasks (keepalives, the
+    /// owner's timer, the watch, endpoint steering; each restarted) and in
+    /// Rust subscription callbacks (the subscription goes on), each logged
+    /// at error level.
+    pub task_panics: u64,
 }
 
 /// Log lines the C log callback's queue had no room for (process-wide, as
@@ -59,6 +64,9 @@ pub(crate) struct Counters {
     pub lease_granted_ttl: AtomicI64,
     pub lease_ttl_remaining: AtomicI64,
     pub registrations_lost: AtomicU64,
+    /// Panics caught in subscription callbacks (the runtime's own tasks'
+    /// are counted by its supervisor).
+    pub task_panics: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +91,7 @@ impl Counters {
             lease_ttl_remaining: i(&self.lease_ttl_remaining),
             log_lines_dropped: r(&LOG_LINES_DROPPED),
             registrations_lost: r(&self.registrations_lost),
+            task_panics: r(&self.task_panics),
         }
     }
 }

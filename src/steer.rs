@@ -49,6 +49,9 @@ struct Shared {
     reroutes: watch::Sender<u64>,
     /// Probe rounds run so far (for tests and the log).
     rounds: AtomicU64,
+    /// Set when the steering task first started: a restart (after a panic)
+    /// cannot know which endpoints its predecessor took out of rotation.
+    started: std::sync::atomic::AtomicBool,
     /// A call still unanswered after this long raises a suspicion.
     slow: Duration,
 }
@@ -63,6 +66,7 @@ impl Steering {
                 suspect: Notify::new(),
                 reroutes,
                 rounds: AtomicU64::new(0),
+                started: std::sync::atomic::AtomicBool::new(false),
                 slow: probe_timeout(ttl),
             }),
         }
@@ -109,6 +113,7 @@ impl Steering {
         ttl: Duration,
         connect_timeout: Duration,
         tls: Option<etcd_client::TlsOptions>,
+        health: std::sync::Arc<crate::runtime::Health>,
     ) {
         if endpoints.len() < 2 {
             return;
@@ -118,14 +123,17 @@ impl Steering {
         if let Some(tls) = tls {
             opts = opts.with_tls(tls);
         }
-        tokio::spawn(steer(
-            self.shared.clone(),
-            client,
-            endpoints,
-            probe_period(ttl),
-            timeout,
-            opts,
-        ));
+        let shared = self.shared.clone();
+        crate::runtime::supervise::spawn_supervised("steering", health, move || {
+            steer(
+                shared.clone(),
+                client.clone(),
+                endpoints.clone(),
+                probe_period(ttl),
+                timeout,
+                opts.clone(),
+            )
+        });
     }
 }
 
@@ -162,8 +170,18 @@ async fn steer(
             }
         }
     }
+    if shared.started.swap(true, Ordering::AcqRel) {
+        // Restarted: put every endpoint back, so "all in rotation" is true
+        // again; the next suspicion's round takes bad ones out.
+        for ep in &endpoints {
+            if client.add_endpoint(ep).await.is_err() {
+                return;
+            }
+        }
+    }
     let mut active = vec![true; endpoints.len()];
     loop {
+        crate::runtime::supervise::checkpoint("steering");
         if active.iter().all(|a| *a) {
             // Everything in rotation: nothing to do until someone suspects.
             shared.suspect.notified().await;

@@ -73,6 +73,10 @@ impl View {
 
     fn model(&self) -> Result<&Model> {
         self.client.check_usable()?;
+        if let Some(why) = self.client.task_failure() {
+            // Whatever the policy: nothing keeps the copy current any more.
+            return Err(Error::new(ErrorKind::Stale, why.to_string()));
+        }
         if let StalePolicy::FailAfter(bound) = self.policy {
             if let Some(d) = self.hub.disconnected_for() {
                 if d > bound {
@@ -129,7 +133,7 @@ impl View {
         let mut out: Vec<ServiceInfo> = self
             .model()?
             .snapshot()
-            .into_iter()
+            .entries()
             .filter_map(|(_, e)| e.info())
             .filter(|i| filter.matches(i))
             .collect();

@@ -1,6 +1,7 @@
-//! The runtime thread polls for a moment around calls (so a call costs no
-//! more than a raw etcd-client call), and a client nobody calls uses no
-//! CPU: once calls stop, the polling stops too. One test per binary, so the
+//! With call polling opted in, the runtime thread polls for a moment around
+//! calls (so a call costs no more than a raw etcd-client call), and a client
+//! nobody calls still uses no CPU: once calls stop, the polling stops too.
+//! (Polling is off by default; this is the harsher case.) One test per binary, so the
 //! only runtime thread in the process is this client's.
 
 mod common;
@@ -34,8 +35,10 @@ fn cpu_of(name: &str) -> Duration {
 fn a_client_stops_using_cpu_when_calls_stop() {
     let etcd = Etcd::start();
     let ns = namespace("idlecpu");
-    // The runtime polls around calls (by default), and stops when they stop.
-    let client = connect(&etcd.endpoints(), &ns, 30);
+    // The runtime polls around calls (opted in), and stops when they stop.
+    let mut cfg = config(&etcd.endpoints(), &ns, 30);
+    cfg.call_polling(Duration::from_millis(1));
+    let client = os_lively::Client::connect(&cfg).expect("connect");
     let uuid = client
         .update(&Service::new("idle", "host-1"))
         .expect("register");

@@ -1,11 +1,15 @@
 //! Routing the library's `log` records to a C callback, or to stderr.
 //!
 //! A C daemon's logger may block (syslog back-pressure, a mutex held by a
-//! thread that is inside a `lively_*` call). Run on the thread that keeps
-//! leases alive, it would delay keepalives into a false DOWN. So records
-//! for the callback go through a bounded queue to a thread of their own
-//! (`lively-log`); when the callback falls a whole queue behind, further
-//! records are dropped and counted, never waited for.
+//! thread that is inside a `lively_*` call), and so may stderr (a pipe
+//! nobody reads); a write to a closed stderr fails (EPIPE, where the host
+//! ignores SIGPIPE, as Python and most network daemons do). Run on the
+//! thread that keeps leases alive, either would delay keepalives into a
+//! false DOWN, and `eprintln!` would panic that thread. So every record, for
+//! the callback or for stderr alike, goes through a bounded queue to a
+//! thread of its own (`lively-log`); when the sink falls a whole queue
+//! behind, further records are dropped and counted, never waited for, and a
+//! failed stderr write is counted as dropped, never a panic.
 
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,11 +142,13 @@ fn deliver_forever(rx: Receiver<Line>) {
         let dropped = LOG_LINES_DROPPED.load(Ordering::Relaxed);
         if dropped > reported {
             let message = format!(
-                "{} log message(s) dropped: the log callback fell {LOG_QUEUE_CAPACITY} messages behind",
+                "{} log message(s) dropped: the log sink fell {LOG_QUEUE_CAPACITY} messages behind or failed",
                 dropped - reported
             );
             deliver(log::Level::Warn, &message);
-            reported = dropped;
+            // Read after the report: a report that itself failed (a dead
+            // stderr) is not reported in turn.
+            reported = LOG_LINES_DROPPED.load(Ordering::Relaxed);
         }
     }
 }
@@ -169,9 +175,19 @@ fn deliver(level: log::Level, message: &str) {
         }
         None => {
             if level <= log::Level::Warn {
-                eprintln!("os-lively {level}: {message}");
+                write_stderr(level, message);
             }
         }
+    }
+}
+
+/// Writes one line to stderr; a failure (EPIPE, EAGAIN on a non-blocking
+/// descriptor, a closed descriptor) counts the line as dropped.
+fn write_stderr(level: log::Level, message: &str) {
+    use std::io::Write;
+    let line = format!("os-lively {level}: {message}\n");
+    if std::io::stderr().lock().write_all(line.as_bytes()).is_err() {
+        LOG_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -211,16 +227,14 @@ impl log::Log for CLogger {
             return;
         }
         let has_sink = SINK.read().unwrap_or_else(|p| p.into_inner()).is_some();
-        if has_sink {
-            // Never run the callback here: this may be the runtime thread.
+        if has_sink || record.level() <= log::Level::Warn {
+            // Never write here, to the callback or to stderr: this may be
+            // the runtime thread.
             let message = record.args().to_string();
             enqueue(Line {
                 level: record.level(),
                 message: unprefixed(&message).to_string(),
             });
-        } else if record.level() <= log::Level::Warn {
-            let message = record.args().to_string();
-            eprintln!("os-lively {}: {}", record.level(), unprefixed(&message));
         }
     }
 

@@ -41,7 +41,8 @@ impl Owner {
                 if full {
                     self.since_full_check.store(0, Ordering::Relaxed);
                 }
-                tokio::spawn(async move {
+                let health = self.health.clone();
+                crate::runtime::supervise::spawn_logged("UP-key check", health, async move {
                     let _one = one;
                     if let Err(e) = self.check(id, false).await {
                         self.clean_revision.store(0, Ordering::Relaxed);
@@ -52,7 +53,8 @@ impl Owner {
             }
             LeaseEvent::Regranted { id, .. } => {
                 self.clean_revision.store(0, Ordering::Relaxed);
-                tokio::spawn(async move {
+                let health = self.health.clone();
+                crate::runtime::supervise::spawn_logged("re-registration", health, async move {
                     let _one = self.checking.clone().lock_owned().await;
                     if let Err(e) = self.check(id, true).await {
                         // The check at the next keepalives finds what is left.

@@ -60,6 +60,8 @@ pub(crate) struct Owner {
     store: Store,
     lease: Arc<Lease>,
     counters: Arc<Counters>,
+    /// Where panics of the transitions and checks it spawns are counted.
+    health: Arc<crate::runtime::Health>,
     request_timeout: Duration,
     cells: Mutex<HashMap<String, Arc<Cell>>>,
     /// The cells the timer looks at: those with a heartbeat deadline or a
@@ -84,12 +86,14 @@ impl Owner {
         store: Store,
         lease: Arc<Lease>,
         counters: Arc<Counters>,
+        health: Arc<crate::runtime::Health>,
         request_timeout: Duration,
     ) -> Arc<Owner> {
         Arc::new(Owner {
             store,
             lease,
             counters,
+            health,
             request_timeout,
             cells: Mutex::default(),
             timed: Mutex::default(),
@@ -428,15 +432,19 @@ impl Owner {
 
     /// The owner's task on the runtime thread: the deadline and maintenance
     /// timer, and the lease's events. Runs until `stop` turns true.
+    /// The receiver is shared so that a restart (see `runtime::supervise`)
+    /// takes up the same events.
     pub(crate) async fn run(
         self: Arc<Self>,
-        mut events: mpsc::UnboundedReceiver<LeaseEvent>,
+        events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<LeaseEvent>>>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut events = events.lock().await;
         loop {
             if *stop.borrow() || self.closing.load(Ordering::Acquire) {
                 return;
             }
+            crate::runtime::supervise::checkpoint("owner");
             let next = self.start_due();
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
@@ -484,7 +492,11 @@ impl Owner {
                     .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    tokio::spawn(self.clone().settle(cell));
+                    crate::runtime::supervise::spawn_logged(
+                        "owner transition",
+                        self.health.clone(),
+                        self.clone().settle(cell),
+                    );
                 }
             } else {
                 next = next.min(due);

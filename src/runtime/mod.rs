@@ -16,7 +16,10 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub(crate) mod supervise;
 mod warm;
+
+pub(crate) use supervise::Health;
 
 /// Extra wait on the caller side beyond the runtime-side deadline, so the
 /// runtime's own timeout (which cancels the work) normally answers first.
@@ -27,6 +30,7 @@ pub(crate) struct Runtime {
     thread_id: ThreadId,
     made: crate::fork::Stamp,
     warmth: std::sync::Arc<warm::Warmth>,
+    health: std::sync::Arc<Health>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -39,7 +43,8 @@ impl Runtime {
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let warmth = warm::Warmth::new(polling);
-        let keep_warm = warmth.clone().keep_warm();
+        let health = std::sync::Arc::new(Health::default());
+        let (task_warmth, task_health) = (warmth.clone(), health.clone());
         let thread = std::thread::Builder::new()
             .name("lively-rt".to_string())
             .spawn(move || {
@@ -53,7 +58,12 @@ impl Runtime {
                         return;
                     }
                 };
-                rt.spawn(keep_warm);
+                {
+                    let _on = rt.enter();
+                    supervise::spawn_supervised("call-polling", task_health, move || {
+                        task_warmth.clone().keep_warm()
+                    });
+                }
                 let _ = ready_tx.send(Ok(rt.handle().clone()));
                 // Runs every spawned task until asked to stop (or every
                 // owner is gone and the sender dropped).
@@ -89,6 +99,7 @@ impl Runtime {
             thread_id,
             made: crate::fork::Stamp::now(),
             warmth,
+            health,
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -127,13 +138,20 @@ impl Runtime {
         Ok(())
     }
 
-    /// Spawns a future on the runtime without waiting for it.
-    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    /// Whether every background task still runs (see [`supervise`]).
+    pub(crate) fn health(&self) -> &std::sync::Arc<Health> {
+        &self.health
+    }
+
+    /// Runs the task `make()` builds on the runtime under a supervisor that
+    /// restarts it when it panics (see [`supervise`]).
+    pub(crate) fn spawn_supervised<F, Fut>(&self, name: &'static str, make: F)
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        self.handle.spawn(fut)
+        let _on = self.handle.enter();
+        supervise::spawn_supervised(name, self.health.clone(), make);
     }
 
     /// Runs `fut` on the runtime thread and waits for it at most `limit`.

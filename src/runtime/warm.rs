@@ -79,8 +79,12 @@ impl Warmth {
 
     /// The task: runs for the runtime's lifetime.
     pub(crate) async fn keep_warm(self: Arc<Self>) {
+        // A restart after a panic may find the flag left awake: a touch
+        // would then never wake this task.
+        self.asleep.store(true, Ordering::Release);
         loop {
             self.wake.notified().await;
+            super::supervise::checkpoint("call-polling");
             let mut prev = Instant::now();
             loop {
                 let now = Instant::now();

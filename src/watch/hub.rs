@@ -14,14 +14,16 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventKind;
 use crate::keys::ParsedKey;
 use crate::log_once;
-use crate::model::Model;
+use crate::model::{Model, Snapshot};
 use crate::record::{Service, Status, decode_stored};
+use crate::runtime::Health;
+use crate::runtime::supervise::{checkpoint, spawn_supervised};
 use crate::stats::Counters;
 use crate::store::{CLOSED_MARK, Filter, Store};
 
 use super::diff::{Hint, make_event};
 use super::options::SubscribeOptions;
-use super::queue::{Known, Queue, Sub};
+use super::queue::{Queue, Staged, Sub, Touched};
 
 /// How long a quiet watch stream may stay silent before we ask etcd for a
 /// progress notification, and again before we call the stream dead: a
@@ -47,6 +49,9 @@ pub(crate) struct Hub {
     store: Store,
     watch: WatchClient,
     counters: Arc<Counters>,
+    /// The supervisor's verdict on the client's background tasks, the
+    /// watch among them.
+    health: Arc<Health>,
     request_timeout: Duration,
     quiet: Duration,
     synced: watch::Sender<Readiness>,
@@ -87,6 +92,7 @@ impl Hub {
         store: Store,
         watch: WatchClient,
         counters: Arc<Counters>,
+        health: Arc<Health>,
         request_timeout: Duration,
         status_ttl: Duration,
     ) -> Arc<Hub> {
@@ -104,6 +110,7 @@ impl Hub {
             // key, far past gRPC's default 4 MiB for a client owning 100,000.
             watch: watch.max_decoding_message_size(MAX_WATCH_RESPONSE_BYTES),
             counters,
+            health,
             request_timeout,
             quiet: (status_ttl / 4).clamp(QUIET_MIN, QUIET_MAX),
             synced: watch::channel(Readiness::Starting).0,
@@ -192,7 +199,8 @@ impl Hub {
             let mut st = self.lock();
             if !std::mem::replace(&mut st.started, true) {
                 self.synced.send_replace(Readiness::Starting);
-                tokio::spawn(self.clone().run());
+                let hub = self.clone();
+                spawn_supervised("watch", self.health.clone(), move || hub.clone().run());
             }
         }
         let state = readiness
@@ -235,7 +243,7 @@ impl Hub {
     /// times when given (then the last error is returned); failures are
     /// logged at warning level.
     async fn load(
-        &self,
+        self: &Arc<Self>,
         resync: bool,
         attempts: Option<u32>,
         stop: &mut watch::Receiver<bool>,
@@ -245,20 +253,30 @@ impl Hub {
         loop {
             let e = match self.store.scan_at(Some(self.request_timeout)).await {
                 Ok((services, revision)) => {
-                    let st = self.lock();
-                    self.model.replace(services);
-                    self.set_revision(revision);
-                    if resync {
-                        Counters::bump(&self.counters.resyncs);
-                        log::warn!(
-                            "os-lively: watch history compacted; re-listed the namespace at revision {revision} and resynced subscribers"
-                        );
-                        for sub in &st.subs {
-                            sub.resync(&self.model, revision);
+                    // Building 100,000 entries, and freeing the old ones,
+                    // takes long enough to delay keepalives: off the runtime
+                    // thread. The watch is down meanwhile, so nothing else
+                    // writes the model.
+                    let hub = self.clone();
+                    let swapped = tokio::task::spawn_blocking(move || {
+                        hub.swap_in(services, revision, resync);
+                    })
+                    .await;
+                    if let Err(e) = swapped {
+                        // Only a panic (or the runtime shutting down) gets here.
+                        Error::new(
+                            ErrorKind::Internal,
+                            format!("rebuilding the model failed: {e}"),
+                        )
+                    } else {
+                        if resync {
+                            Counters::bump(&self.counters.resyncs);
+                            log::warn!(
+                                "os-lively: watch history compacted; re-listed the namespace at revision {revision} and resynced subscribers"
+                            );
                         }
+                        return Ok(Loaded::Yes);
                     }
-                    drop(st);
-                    return Ok(Loaded::Yes);
                 }
                 Err(e) => e,
             };
@@ -280,13 +298,36 @@ impl Hub {
         }
     }
 
+    /// Replaces the model with a full re-read; on a resync, every
+    /// subscription that was keeping up falls behind from the model as it
+    /// was, so each catches up by the differences (on its own consumer's
+    /// thread). Blocking work: never on the runtime thread.
+    fn swap_in(&self, services: Vec<crate::store::ServiceInfo>, revision: i64, resync: bool) {
+        let st = self.lock();
+        if resync {
+            let before = self.model.snapshot();
+            for sub in &st.subs {
+                sub.fall_behind(before.clone());
+            }
+        }
+        self.model.replace(services);
+        self.set_revision(revision);
+        drop(st);
+        crate::model::release_freed_memory();
+    }
+
     /// The watcher: load, watch from the next revision, apply, dispatch;
     /// reconnect and resume on any failure. Until it is ready, a failure
     /// repeated [`START_ATTEMPTS`] times ends it and goes to the callers
     /// waiting in `ensure_started`.
     async fn run(self: Arc<Hub>) {
         let mut stop = self.stop.subscribe();
-        match self.load(false, Some(START_ATTEMPTS), &mut stop).await {
+        // Restarted after a panic (see `runtime::supervise`): the stream
+        // is gone, and events may have been half applied, so views are
+        // stale until the model is read again and subscribers resynced.
+        self.set_connected(false);
+        let restarted = self.is_ready();
+        match self.load(restarted, Some(START_ATTEMPTS), &mut stop).await {
             Ok(Loaded::Yes) => {}
             Ok(Loaded::Stopped) => return self.start_failed(Error::closed()),
             Err(e) => {
@@ -381,6 +422,7 @@ impl Hub {
         let mut last_heard = Instant::now();
         let mut asked_progress = false;
         loop {
+            checkpoint("watch");
             let wait = self
                 .quiet
                 .saturating_sub(last_heard.elapsed())
@@ -491,38 +533,61 @@ impl Hub {
                     }
                 }
             }
-            // Each service's changes in this revision land in one step, so a
-            // view reader never sees a transaction half-applied.
-            let mut touched: Vec<(String, Hint)> = Vec::with_capacity(changes.len());
-            for (uuid, list) in changes {
-                let mut hint = Hint::default();
-                let before = self.model.update(&uuid, |entry| {
+            // Each subscription's events come from each service's entry
+            // before and after this revision; the model takes the revision
+            // only once every subscription has its events staged (or fell
+            // behind from the model as it was before), and the events are
+            // queued only after, so a view read on an event sees it.
+            let touched: Vec<Touched> = changes
+                .into_iter()
+                .map(|(uuid, list)| {
+                    let before = self.model.entry(&uuid).unwrap_or_default();
+                    let mut after = before.clone();
+                    let mut hint = Hint::default();
                     for change in &list {
                         match change {
-                            Change::Record(r) => entry.record = r.clone(),
+                            Change::Record(r) => after.record = r.clone(),
                             Change::UpKey(up) => {
-                                entry.up_key = *up;
+                                after.up_key = *up;
                                 if *up {
-                                    entry.closed = false;
+                                    after.closed = false;
                                 }
                             }
                             Change::ClosedMark(closed) => {
                                 hint.closed |= *closed;
-                                entry.closed = *closed;
+                                after.closed = *closed;
                             }
                         }
                     }
-                });
-                // Our writes put an UP key only where it is missing or on
-                // another lease: a put over a present one is a takeover.
-                hint.moved = before.up_key && list.iter().any(|c| matches!(c, Change::UpKey(true)));
-                touched.push((uuid, hint));
-            }
-            for (uuid, hint) in touched {
-                let after = self.model.entry(&uuid).unwrap_or_default();
-                for sub in &st.subs {
-                    sub.offer(&uuid, &after, hint, rev);
+                    // Our writes put an UP key only where it is missing or on
+                    // another lease: a put over a present one is a takeover.
+                    hint.moved =
+                        before.up_key && list.iter().any(|c| matches!(c, Change::UpKey(true)));
+                    Touched {
+                        uuid,
+                        before,
+                        after,
+                        hint,
+                    }
+                })
+                .collect();
+            let mut before_rev: Option<Snapshot> = None;
+            let mut staged = Vec::new();
+            for sub in &st.subs {
+                match sub.stage(&touched, rev) {
+                    Staged::Events(events) => staged.push((sub, events)),
+                    Staged::Nothing => {}
+                    Staged::Overflow => {
+                        let told = before_rev.get_or_insert_with(|| self.model.snapshot());
+                        sub.fall_behind(told.clone());
+                    }
                 }
+            }
+            for t in touched {
+                self.model.put(&t.uuid, t.after);
+            }
+            for (sub, events) in staged {
+                sub.push_all(events);
             }
             self.set_revision(rev);
         }
@@ -537,7 +602,10 @@ impl Hub {
         }
     }
 
-    /// Registers a subscription at the model's current revision.
+    /// Registers a subscription at the model's current revision; with
+    /// `options.snapshot`, queues an `Existing` event for each service in
+    /// its set first. Holds the hub lock only to take a snapshot of the
+    /// model: the events are made after, from the snapshot.
     pub(super) fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
         let sub = Arc::new(Sub {
             thread: Mutex::new(None),
@@ -547,44 +615,42 @@ impl Hub {
             cond: Condvar::new(),
             counters: self.counters.clone(),
         });
-        let mut st = self.lock();
-        let revision = self.revision();
-        if st.shut {
-            // The client closed while this subscription was being made.
-            sub.lock().cancelled = true;
-            return sub;
-        }
-        {
-            let mut q = sub.lock();
-            for (uuid, entry) in &self.model.snapshot() {
-                let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
-                    continue;
-                };
-                if !sub.filter.matches_record(record) {
-                    continue;
-                }
-                q.known.insert(
-                    uuid.clone(),
-                    Known {
-                        status,
-                        service: record.clone(),
-                    },
-                );
-                if options.snapshot {
-                    Counters::bump(&self.counters.events_delivered);
-                    q.events.push_back(make_event(
-                        EventKind::Existing,
-                        None,
-                        uuid,
-                        None,
-                        Some(status),
-                        Some(record),
-                        revision,
-                    ));
-                }
+        let (existing, revision) = {
+            let mut st = self.lock();
+            if st.shut {
+                // The client closed while this subscription was being made.
+                sub.lock().cancelled = true;
+                return sub;
             }
+            st.subs.push(sub.clone());
+            (
+                options.snapshot.then(|| self.model.snapshot()),
+                self.revision(),
+            )
+        };
+        if let Some(existing) = existing {
+            let events = existing
+                .entries()
+                .filter_map(|(key, entry)| {
+                    let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
+                        return None;
+                    };
+                    sub.filter.matches_record(record).then(|| {
+                        make_event(
+                            EventKind::Existing,
+                            None,
+                            &key.hex(),
+                            None,
+                            Some(status),
+                            Some(record),
+                            revision,
+                        )
+                    })
+                })
+                .collect();
+            // Live events queued meanwhile are later revisions: after these.
+            sub.push_front(events);
         }
-        st.subs.push(sub.clone());
         sub
     }
 
@@ -592,11 +658,40 @@ impl Hub {
         self.lock().subs.retain(|s| !Arc::ptr_eq(s, sub));
     }
 
-    /// Owed resync for `sub`, computed from the model (hub lock first, then
-    /// the queue: the same order as dispatch).
+    /// Catches `sub` up after it fell behind: the differences between what
+    /// it was told and the model, computed from snapshots without the hub
+    /// lock, in a few rounds, each covering only the shards that changed
+    /// during the one before. A round during which the model stood still
+    /// takes it back to live events, under the lock, so no live event slips
+    /// between; if the model never stands still, the last small round runs
+    /// under the lock.
     pub(super) fn settle(&self, sub: &Sub) {
+        const ROUNDS: usize = 3;
+        for _ in 0..ROUNDS {
+            let Some(told) = sub.behind() else { return };
+            let (now, generation, revision) = {
+                let _st = self.lock();
+                (
+                    self.model.snapshot(),
+                    self.model.generation(),
+                    self.revision(),
+                )
+            };
+            let events = sub.differences(&told, &now, revision);
+            let st = self.lock();
+            if self.model.generation() == generation {
+                sub.commit(&told, events, revision, None);
+                return;
+            }
+            drop(st);
+            sub.commit(&told, events, revision, Some(now));
+        }
         let _st = self.lock();
-        sub.resync(&self.model, self.revision());
+        let Some(told) = sub.behind() else { return };
+        let now = self.model.snapshot();
+        let revision = self.revision();
+        let events = sub.differences(&told, &now, revision);
+        sub.commit(&told, events, revision, None);
     }
 }
 

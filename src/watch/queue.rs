@@ -1,25 +1,28 @@
-//! Each subscription's bounded queue: offer, overflow, resync, pop.
+//! Each subscription's bounded queue: stage, push, overflow, resync, pop.
+//!
+//! A subscription keeps no copy of what it was told. While it keeps up, what
+//! it knows of a service is the hub's model as it was before each change
+//! (filtered), so each change's events come from the model's entry before
+//! and after it. When its queue has no room for a revision's events, it
+//! keeps instead a [`Snapshot`] of the model from before that revision
+//! (shards shared with the model until they change) and stops taking
+//! events; once its consumer catches up, the difference between that
+//! snapshot and the model is computed on the consumer's thread and queued
+//! after a `Resync` event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventKind};
-use crate::model::{Entry, Model};
+use crate::model::{Entry, Snapshot};
 use crate::record::{Service, Status};
 use crate::stats::Counters;
 use crate::store::Filter;
 
 use super::diff::{Hint, diff, make_event};
-
-/// What a subscriber has been told about one service.
-#[derive(Debug, Clone)]
-pub(super) struct Known {
-    pub(super) status: Status,
-    pub(super) service: Service,
-}
 
 /// One subscription's queue and cancellation state.
 pub(super) struct Sub {
@@ -36,12 +39,59 @@ pub(super) struct Sub {
 #[derive(Default)]
 pub(super) struct Queue {
     pub(super) events: VecDeque<Event>,
-    pub(super) known: HashMap<String, Known>,
-    /// Events were dropped; a resync is owed once the consumer catches up.
-    overflowed: bool,
+    /// `Some`: events were dropped; what the subscriber was told is this
+    /// snapshot of the model, and a resync is owed once it catches up.
+    behind: Option<Snapshot>,
+    /// A `Resync` event is owed before the next differences (set when the
+    /// subscription fell behind, cleared when the first difference lands).
+    resync_owed: bool,
     pub(super) cancelled: bool,
     /// A callback subscription's dispatcher thread, while it runs.
     pub(super) dispatcher: Option<ThreadId>,
+}
+
+/// One service changed by a revision: its entry before and after, and what
+/// its keys said beyond them.
+pub(super) struct Touched {
+    pub uuid: String,
+    pub before: Entry,
+    pub after: Entry,
+    pub hint: Hint,
+}
+
+/// What a subscription makes of a revision.
+pub(super) enum Staged {
+    /// These events, to push once the model holds the revision.
+    Events(Vec<Event>),
+    /// Nothing for it (not in its set, cancelled, or already behind).
+    Nothing,
+    /// No room: it falls behind from the model as it was before.
+    Overflow,
+}
+
+/// The service as a subscription with `filter` sees it: effective status
+/// and record, or nothing (not in its set).
+fn seen<'a>(filter: &Filter, entry: &'a Entry) -> Option<(Status, &'a Service)> {
+    entry
+        .effective()
+        .zip(entry.record.as_ref())
+        .filter(|(_, s)| filter.matches_record(s))
+}
+
+/// The events that take a subscriber from `before` to `after` of `uuid`.
+fn events_for(
+    filter: &Filter,
+    uuid: &str,
+    before: Option<&Entry>,
+    after: Option<&Entry>,
+    hint: Hint,
+    revision: i64,
+) -> Vec<Event> {
+    let old = before.and_then(|e| seen(filter, e));
+    let now = after.and_then(|e| e.effective().zip(e.record.as_ref()));
+    let new = now.filter(|(_, s)| filter.matches_record(s));
+    let moved_to = now.filter(|_| new.is_none()).map(|(_, s)| s);
+    diff(uuid, old, new, moved_to, hint, revision)
 }
 
 impl Sub {
@@ -49,107 +99,133 @@ impl Sub {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues the events that `after`, the new state of `uuid` in the
-    /// model, means for this subscription's set, or records the overflow.
-    pub(super) fn offer(&self, uuid: &str, after: &Entry, hint: Hint, revision: i64) {
-        let mut q = self.lock();
-        if q.cancelled || q.overflowed {
-            return;
+    /// What a revision's changes mean for this subscription. All of a
+    /// revision's events go in, or none: a subscriber never holds half a
+    /// transaction.
+    pub(super) fn stage(&self, touched: &[Touched], revision: i64) -> Staged {
+        let q = self.lock();
+        if q.cancelled || q.behind.is_some() {
+            return Staged::Nothing;
         }
-        let events = {
-            let old = q.known.get(uuid).map(|k| (k.status, &k.service));
-            let now = after.effective().zip(after.record.as_ref());
-            let new = now.filter(|(_, s)| self.filter.matches_record(s));
-            let moved_to = now.filter(|_| new.is_none()).map(|(_, s)| s);
-            diff(uuid, old, new, moved_to, hint, revision)
-        };
-        for event in events {
-            if q.events.len() >= self.capacity {
-                q.overflowed = true;
-                return;
-            }
-            self.push(&mut q, event);
+        let events: Vec<Event> = touched
+            .iter()
+            .flat_map(|t| {
+                events_for(
+                    &self.filter,
+                    &t.uuid,
+                    Some(&t.before),
+                    Some(&t.after),
+                    t.hint,
+                    revision,
+                )
+            })
+            .collect();
+        if events.is_empty() {
+            Staged::Nothing
+        } else if q.events.len() + events.len() > self.capacity {
+            Staged::Overflow
+        } else {
+            Staged::Events(events)
         }
     }
 
-    fn push(&self, q: &mut Queue, event: Event) {
-        if !event.uuid.is_empty() {
-            match (event.new_status, &event.service) {
-                (Some(status), Some(service)) if self.filter.matches_record(service) => {
-                    q.known.insert(
-                        event.uuid.clone(),
-                        Known {
-                            status,
-                            service: service.clone(),
-                        },
-                    );
-                }
-                _ => {
-                    q.known.remove(&event.uuid);
-                }
-            }
-        }
-        q.events.push_back(event);
-        Counters::bump(&self.counters.events_delivered);
-        self.cond.notify_all();
-    }
-
-    /// Brings the subscriber from what it was told to `model`: a `Resync`
-    /// event, then the differences (in the same terms as live changes).
-    pub(super) fn resync(&self, model: &Model, revision: i64) {
-        let model = model.snapshot();
+    /// Queues staged events (room was checked by [`Sub::stage`]; the
+    /// consumer can only have made more since).
+    pub(super) fn push_all(&self, events: Vec<Event>) {
         let mut q = self.lock();
         if q.cancelled {
             return;
         }
-        q.overflowed = false;
-        let mut events = vec![make_event(
-            EventKind::Resync,
-            None,
-            "",
-            None,
-            None,
-            None,
-            revision,
-        )];
-        // The set as it is now, and where known services outside it went.
-        let mut current: HashMap<&str, (Status, &Service)> = HashMap::new();
-        let mut outside: HashMap<&str, &Service> = HashMap::new();
-        for (uuid, entry) in &model {
-            if let (Some(st), Some(rec)) = (entry.effective(), &entry.record) {
-                if self.filter.matches_record(rec) {
-                    current.insert(uuid.as_str(), (st, rec));
-                } else if q.known.contains_key(uuid) {
-                    outside.insert(uuid.as_str(), rec);
-                }
-            }
+        for event in events {
+            self.push(&mut q, event);
         }
-        for (uuid, known) in &q.known {
-            events.extend(diff(
-                uuid,
-                Some((known.status, &known.service)),
-                current.get(uuid.as_str()).copied(),
-                outside.get(uuid.as_str()).copied(),
-                Hint::default(),
-                revision,
-            ));
+    }
+
+    /// Falls behind: from now on the subscriber knows `told` (the model
+    /// before the revision it had no room for) until it resyncs.
+    pub(super) fn fall_behind(&self, told: Snapshot) {
+        let mut q = self.lock();
+        if q.cancelled || q.behind.is_some() {
+            return;
         }
-        for (uuid, now) in &current {
-            if !q.known.contains_key(*uuid) {
-                events.extend(diff(
-                    uuid,
-                    None,
-                    Some(*now),
-                    None,
+        q.behind = Some(told);
+        q.resync_owed = true;
+        // A consumer waiting on an empty queue resyncs now.
+        self.cond.notify_all();
+    }
+
+    /// What the subscriber was told, while it is behind.
+    pub(super) fn behind(&self) -> Option<Snapshot> {
+        self.lock().behind.clone()
+    }
+
+    /// The events that take a subscriber from `told` to `now` (no lock
+    /// held: only shards the two do not share are compared).
+    pub(super) fn differences(&self, told: &Snapshot, now: &Snapshot, revision: i64) -> Vec<Event> {
+        told.changes(now)
+            .flat_map(|(key, before, after)| {
+                events_for(
+                    &self.filter,
+                    &key.hex(),
+                    before.as_ref(),
+                    after.as_ref(),
                     Hint::default(),
                     revision,
-                ));
-            }
+                )
+            })
+            .collect()
+    }
+
+    /// Queues `events` (the [`Sub::differences`] from `told`), after a
+    /// `Resync` event if one is still owed. With `next` `None` the
+    /// subscriber is caught up and takes live events again; otherwise it
+    /// stays behind, at `next`. False (and nothing queued) when `told` is
+    /// no longer what it was told: another thread caught it up meanwhile.
+    pub(super) fn commit(
+        &self,
+        told: &Snapshot,
+        events: Vec<Event>,
+        revision: i64,
+        next: Option<Snapshot>,
+    ) -> bool {
+        let mut q = self.lock();
+        if q.cancelled {
+            return true;
         }
-        Counters::bump(&self.counters.resyncs);
-        for e in events {
-            self.push(&mut q, e);
+        if !q.behind.as_ref().is_some_and(|b| b.same(told)) {
+            return false;
         }
+        if q.resync_owed {
+            q.resync_owed = false;
+            Counters::bump(&self.counters.resyncs);
+            let resync = make_event(EventKind::Resync, None, "", None, None, None, revision);
+            self.push(&mut q, resync);
+        }
+        for event in events {
+            self.push(&mut q, event);
+        }
+        q.behind = next;
+        true
+    }
+
+    /// Puts events before everything queued (a new subscription's existing
+    /// services, computed after it was registered).
+    pub(super) fn push_front(&self, events: Vec<Event>) {
+        let mut q = self.lock();
+        if q.cancelled {
+            return;
+        }
+        for event in events.into_iter().rev() {
+            q.events.push_front(event);
+            Counters::bump(&self.counters.events_delivered);
+        }
+        self.cond.notify_all();
+    }
+
+    fn push(&self, q: &mut Queue, event: Event) {
+        q.events.push_back(event);
+        Counters::bump(&self.counters.events_delivered);
+        self.cond.notify_all();
     }
 
     pub(super) fn cancel_queue(&self) {
@@ -159,8 +235,8 @@ impl Sub {
     }
 
     /// Waits for the next event until `deadline`. `Err(Closed)` once cancelled.
-    /// `settle` computes an owed resync (the hub's, passed in so the queue
-    /// does not depend on the hub that feeds it).
+    /// `settle` catches a subscriber that fell behind up (the hub's, passed
+    /// in so the queue does not depend on the hub that feeds it).
     pub(super) fn pop(
         &self,
         settle: &dyn Fn(&Sub),
@@ -175,14 +251,14 @@ impl Sub {
                 ));
             }
             if let Some(e) = q.events.pop_front() {
-                let owe_resync = q.overflowed && q.events.len() < self.capacity / 2 + 1;
+                let owe_resync = q.behind.is_some() && q.events.len() < self.capacity / 2 + 1;
                 drop(q);
                 if owe_resync {
                     settle(self);
                 }
                 return Ok(Some(e));
             }
-            if q.overflowed {
+            if q.behind.is_some() {
                 drop(q);
                 settle(self);
                 q = self.lock();

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
+use crate::stats::Counters;
 use crate::store::Filter;
 
 use super::hub::Hub;
@@ -197,7 +198,19 @@ pub(crate) fn subscribe(
                 let next = sub.pop(&|s| hub.settle(s), None);
                 drop(hub);
                 match next {
-                    Ok(Some(event)) => callback(&event),
+                    Ok(Some(event)) => {
+                        // A panicking callback must not end the dispatcher
+                        // silently: every later event would be lost.
+                        let run = std::panic::AssertUnwindSafe(|| callback(&event));
+                        if let Err(p) = std::panic::catch_unwind(run) {
+                            Counters::bump(&sub.counters.task_panics);
+                            log::error!(
+                                "os-lively: a subscription callback panicked on the event for {:?}; it keeps receiving events: {}",
+                                event.uuid,
+                                crate::runtime::supervise::message(p)
+                            );
+                        }
+                    }
                     Ok(None) => {}
                     Err(_) => break,
                 }

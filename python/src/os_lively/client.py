@@ -104,11 +104,11 @@ class Client:
     connected when it exits, as any process does at exit.
 
     Settings left as None keep the library's defaults (`localhost:2379`,
-    no namespace, 60 s TTL, 5 s timeouts, 1 ms call polling) or, with
+    no namespace, 60 s TTL, 5 s timeouts, no call polling) or, with
     `Client.from_env()`, the `OSLIVELY_*` environment variables.
     `call_polling` (seconds, 0 to 0.1): how long the library's runtime
-    thread keeps polling after a call instead of sleeping; 0 saves CPU
-    for callers that make calls back to back, at some latency per call.
+    thread keeps polling after a call instead of sleeping (default 0: off);
+    an opt-in that trades CPU for a little latency per call.
     """
 
     def __init__(
