@@ -637,6 +637,17 @@ typedef struct lively_stats {
    * logged at warning level).
    */
   uint64_t registrations_lost;
+  /**
+   * Times changed TLS files were loaded for new connections (the files
+   * are read again for every new connection to etcd).
+   */
+  uint64_t tls_reloads;
+  /**
+   * Versions of changed TLS files that did not load (each logged at
+   * warning level, naming the file); the previous credentials stay in
+   * use.
+   */
+  uint64_t tls_files_refused;
 } lively_stats;
 
 /**

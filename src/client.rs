@@ -20,6 +20,7 @@ use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
 use crate::store::{Filter, ServiceInfo, Store};
+use crate::tls::Credentials;
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
@@ -81,7 +82,7 @@ impl Client {
             config.get_connect_timeout(),
             async move {
                 let steering = Steering::new(cfg.get_status_ttl());
-                let etcd = connect_etcd(&cfg, &steering).await?;
+                let etcd = connect_etcd(&cfg, &steering, &ctr).await?;
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
                 let store = Store::new(
                     etcd.kv_client(),
@@ -487,7 +488,11 @@ impl Drop for Inner {
     }
 }
 
-async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::Client> {
+async fn connect_etcd(
+    cfg: &Config,
+    steering: &Steering,
+    counters: &Arc<Counters>,
+) -> Result<etcd_client::Client> {
     // No per-request timeout here: tonic would apply it to whole streams
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
     // pings find dead connections; etcd's default minimum ping interval is
@@ -496,9 +501,10 @@ async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::
     // require_leader: a member cut off from its peers answers "no leader" at
     // once (instead of hanging or serving a stale view), and closes our
     // watch when it loses its leader, so the watcher moves elsewhere.
+    let keep_alive = (Duration::from_secs(10), Duration::from_secs(5));
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(cfg.get_connect_timeout())
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive(keep_alive.0, keep_alive.1)
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let Some((user, password)) = cfg.credentials() {
@@ -506,14 +512,24 @@ async fn connect_etcd(cfg: &Config, steering: &Steering) -> Result<etcd_client::
         // crate::auth covers the rest.
         opts = opts.with_user(user, password).with_auto_token_refresh(true);
     }
-    let tls = crate::tls::options(cfg)?;
-    if let Some(tls) = &tls {
-        opts = opts.with_tls(tls.clone());
-    }
     let endpoints = cfg.get_endpoints().to_vec();
-    let client = etcd_client::Client::connect(&endpoints, Some(opts))
-        .await
-        .map_err(|e| Error::etcd("connecting", e))?;
+    // With TLS the files are read again for every new connection, so a
+    // long-lived client follows certificate rotation.
+    let tls = match cfg.tls() {
+        Some(files) => Some(Credentials::load(files, counters.clone())?),
+        None => None,
+    };
+    let client = match &tls {
+        Some(credentials) => {
+            let settings = crate::tls::channel::Settings {
+                connect_timeout: cfg.get_connect_timeout(),
+                keep_alive: Some(keep_alive),
+            };
+            crate::tls::channel::connect(&endpoints, opts, credentials.clone(), settings).await
+        }
+        None => etcd_client::Client::connect(&endpoints, Some(opts)).await,
+    }
+    .map_err(|e| Error::etcd("connecting", e))?;
     steering.start(
         client.clone(),
         endpoints,

@@ -39,6 +39,12 @@ pub struct Stats {
     /// deleted them, forced them down or took them over (each is also
     /// logged at warning level).
     pub registrations_lost: u64,
+    /// Times changed TLS files were loaded for new connections (the
+    /// files are read again for every new connection to etcd).
+    pub tls_reloads: u64,
+    /// Versions of changed TLS files that did not load (each logged at
+    /// warning level, naming the file); the previous credentials stay in use.
+    pub tls_files_refused: u64,
 }
 
 /// Log lines the C log callback's queue had no room for (process-wide, as
@@ -59,6 +65,8 @@ pub(crate) struct Counters {
     pub lease_granted_ttl: AtomicI64,
     pub lease_ttl_remaining: AtomicI64,
     pub registrations_lost: AtomicU64,
+    pub tls_reloads: AtomicU64,
+    pub tls_files_refused: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +91,8 @@ impl Counters {
             lease_ttl_remaining: i(&self.lease_ttl_remaining),
             log_lines_dropped: r(&LOG_LINES_DROPPED),
             registrations_lost: r(&self.registrations_lost),
+            tls_reloads: r(&self.tls_reloads),
+            tls_files_refused: r(&self.tls_files_refused),
         }
     }
 }

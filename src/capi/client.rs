@@ -68,6 +68,13 @@ pub struct lively_stats {
     /// deleted them, forced them down or took them over (each is also
     /// logged at warning level).
     pub registrations_lost: u64,
+    /// Times changed TLS files were loaded for new connections (the files
+    /// are read again for every new connection to etcd).
+    pub tls_reloads: u64,
+    /// Versions of changed TLS files that did not load (each logged at
+    /// warning level, naming the file); the previous credentials stay in
+    /// use.
+    pub tls_files_refused: u64,
 }
 
 impl From<Stats> for lively_stats {
@@ -86,6 +93,8 @@ impl From<Stats> for lively_stats {
             lease_ttl_remaining: s.lease_ttl_remaining,
             log_lines_dropped: s.log_lines_dropped,
             registrations_lost: s.registrations_lost,
+            tls_reloads: s.tls_reloads,
+            tls_files_refused: s.tls_files_refused,
         }
     }
 }
