@@ -795,6 +795,10 @@ LIVELY_MUST_USE lively_result lively_client_close(const struct lively_client *cl
  * its services UP) lives on; call `lively_client_close()` first to end
  * it for all of them. NULL is a no-op.
  *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
+ *
  * Ownership: takes `client`; do not use it afterwards.
  * Thread safety: no other thread may use this handle during or after
  * the call.
@@ -1222,6 +1226,10 @@ LIVELY_MUST_USE lively_result lively_subscription_cancel(const struct lively_sub
  * subscription; if it was the connection's last handle, the
  * connection closes (see `lively_client`). NULL is a no-op.
  *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
+ *
  * Ownership: takes `subscription`; do not use it afterwards.
  * Thread safety: no other thread may use the handle during or after
  * the call; may be called from inside the subscription's own callback.
@@ -1268,6 +1276,10 @@ LIVELY_MUST_USE lively_result lively_view_new(const struct lively_client *client
 /**
  * Releases a view; if it was the connection's last handle, the
  * connection closes (see `lively_client`). NULL is a no-op.
+ *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
  *
  * Ownership: takes `view`. Thread safety: no other thread may use the
  * handle during or after the call.

@@ -35,6 +35,10 @@ use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 /// them is dropped the connection closes quietly; [`Client::close`] closes
 /// it for all of them at once. Either way the lease is revoked, so this
 /// client's services go DOWN at once.
+///
+/// In a child forked after it connected, every handle answers
+/// [`ErrorKind::Forked`](crate::ErrorKind::Forked); dropping one there
+/// takes no lock and leaves what the parent's threads own allocated.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -440,11 +444,32 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        // In a forked child, what the connection holds (its locks, channels
+        // and tasks) belongs to the parent's threads, any of which may have
+        // held a lock at the fork: dropping it could wait forever. Leak one
+        // reference so the connection is never torn down here.
+        if self.inner.rt.is_forked_copy() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
 impl Inner {
     /// Closes once; every later (or concurrent) close waits for that one
     /// and returns its result, so no caller is told Ok before the lease is
     /// really revoked.
     fn close(&self) -> Result<()> {
+        if let Err(e) = self.rt.check_forked() {
+            // Before any lock: a parent's thread may have held one at the
+            // fork. The lease is the parent's, and the parent lives on: a
+            // child must not revoke it, and cannot (no runtime thread here).
+            return Err(Error::new(
+                e.kind(),
+                "close() in a forked child: the parent's lease is left alone; the child must connect its own client",
+            ));
+        }
         let mut outcome = self.close_outcome.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &*outcome {
             return r.clone();
@@ -453,14 +478,7 @@ impl Inner {
         let _ = self.stop_heartbeat.send(true);
         self.hub.shutdown();
         let owner = self.owner.clone();
-        let result = if let Err(e) = self.rt.check_forked() {
-            // The lease is the parent's, and the parent lives on: a child
-            // must not revoke it, and cannot (no runtime thread here).
-            Err(Error::new(
-                e.kind(),
-                "close() in a forked child: the parent's lease is left alone; the child must connect its own client",
-            ))
-        } else if self.rt.on_runtime_thread() {
+        let result = if self.rt.on_runtime_thread() {
             // Waiting here would stall the revoke itself: run it on the
             // runtime and stop the runtime after it, without waiting.
             self.rt.stop_after(async move {
@@ -484,6 +502,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Unreachable in a forked child (see `Drop for Client`), and if it
+        // were reached, `close` takes no lock there.
         let _ = self.close();
     }
 }

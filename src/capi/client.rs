@@ -194,6 +194,10 @@ impl lively_client {
     /// its services UP) lives on; call `lively_client_close()` first to end
     /// it for all of them. NULL is a no-op.
     ///
+    /// In a child forked after the handle was made, freeing takes no lock
+    /// and touches nothing the parent's threads own: that memory is left
+    /// allocated, and the parent's connection is not closed.
+    ///
     /// Ownership: takes `client`; do not use it afterwards.
     /// Thread safety: no other thread may use this handle during or after
     /// the call.
