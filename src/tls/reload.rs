@@ -114,3 +114,76 @@ impl Credentials {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A CA certificate (PEM); any self-signed certificate will do.
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn changed_files_are_adopted_and_a_bad_version_is_refused_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem("first")).unwrap();
+        let files = Tls {
+            ca_file: Some(ca.clone()),
+            ..Tls::default()
+        };
+        let counters = Arc::new(Counters::default());
+        let creds = Credentials::load(&files, counters.clone()).unwrap();
+        let first = creds.refresh();
+        assert!(Arc::ptr_eq(&first, &creds.refresh()), "unchanged: reused");
+
+        std::fs::write(&ca, "garbage\n").unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &creds.refresh()),
+            "bad: the old one kept"
+        );
+        assert!(Arc::ptr_eq(&first, &creds.refresh()));
+        assert_eq!(counters.tls_files_refused.load(Ordering::Relaxed), 1);
+
+        std::fs::remove_file(&ca).unwrap();
+        assert!(Arc::ptr_eq(&first, &creds.refresh()), "missing: kept");
+        assert_eq!(counters.tls_files_refused.load(Ordering::Relaxed), 2);
+
+        std::fs::write(&ca, ca_pem("second")).unwrap();
+        let second = creds.refresh();
+        assert!(!Arc::ptr_eq(&first, &second), "good and changed: adopted");
+        assert_eq!(counters.tls_reloads.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.tls_files_refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_first_load_names_the_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client-key.pem");
+        std::fs::write(&cert, ca_pem("not a client")).unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let files = Tls {
+            cert_file: Some(cert),
+            key_file: Some(key.clone()),
+            ..Tls::default()
+        };
+        let err = Credentials::load(&files, Arc::default()).err().unwrap();
+        assert!(
+            err.to_string().contains(&key.display().to_string()),
+            "{err}"
+        );
+    }
+}
