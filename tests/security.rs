@@ -587,3 +587,44 @@ fn a_bad_new_certificate_file_keeps_the_old_credentials_and_says_so() {
         "no warning naming {cert}"
     );
 }
+
+#[test]
+fn over_tls_a_dead_endpoint_in_the_list_is_steered_around() {
+    // Under TLS the balancer is ours (each member is connected with the
+    // current files): steering must still take a dead member out of it.
+    let warnings = warnings();
+    let pki = Pki::generate();
+    let etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(pki.server_files(true)),
+        ..Default::default()
+    });
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ns = namespace("tlsdead");
+    let mut cfg = tls_config(&etcd, &ns, &pki.ca);
+    cfg.endpoints(&[etcd.endpoint(), format!("https://127.0.0.1:{dead}")])
+        .unwrap()
+        .tls_client_cert(
+            pki.client_cert.to_str().unwrap(),
+            pki.client_key.to_str().unwrap(),
+        )
+        .unwrap();
+    let client = Client::connect(&cfg).expect("connects through the live member");
+    let uuid = client.update(&Service::new("steered", "h")).unwrap();
+    // Once the dead member is out, every call answers.
+    assert!(wait_until(Duration::from_secs(10), || (0..20)
+        .all(|_| client.is_up(&uuid).unwrap_or(false))));
+    let until = Instant::now() + Duration::from_secs(2 * TTL + 1);
+    while Instant::now() < until {
+        assert!(client.is_up(&uuid).unwrap(), "a call failed after steering");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(client.stats().lease_regrants, 0, "{:?}", client.stats());
+    let out = format!("127.0.0.1:{dead} does not answer; avoiding it");
+    assert!(
+        warnings.lock().unwrap().iter().any(|w| w.contains(&out)),
+        "the dead member was not taken out"
+    );
+}
