@@ -637,6 +637,23 @@ typedef struct lively_stats {
    * logged at warning level).
    */
   uint64_t registrations_lost;
+  /**
+   * Times changed TLS files were loaded for new connections (the files
+   * are read again for every new connection to etcd).
+   */
+  uint64_t tls_reloads;
+  /**
+   * Versions of changed TLS files that did not load (each logged at
+   * warning level, naming the file); the previous credentials stay in
+   * use.
+   */
+  uint64_t tls_files_refused;
+  /**
+   * Panics caught in the client's background tasks (each restarted) and
+   * in subscription callbacks, each logged at error level. Anything but
+   * 0 is a bug to report.
+   */
+  uint64_t task_panics;
 } lively_stats;
 
 /**
@@ -783,6 +800,10 @@ LIVELY_MUST_USE lively_result lively_client_close(const struct lively_client *cl
  * a view or subscription lives, the connection (and the lease keeping
  * its services UP) lives on; call `lively_client_close()` first to end
  * it for all of them. NULL is a no-op.
+ *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
  *
  * Ownership: takes `client`; do not use it afterwards.
  * Thread safety: no other thread may use this handle during or after
@@ -1017,12 +1038,12 @@ LIVELY_MUST_USE lively_result lively_config_set_connect_timeout_ms(struct lively
 
 /**
  * Sets how long the client's runtime thread keeps polling after a
- * call, in microseconds (default 1000; 0 turns it off; above 100000 is
- * `LIVELY_RESULT_CONFIG`). Polling makes a call cost what a
- * raw etcd call costs on a virtual machine, where waking a sleeping
- * thread is slow; it yields the CPU each turn and stops when other
- * threads want it, and an idle client never polls, but a client making
- * calls back to back keeps its runtime thread busy.
+ * call, in microseconds (default 0: off; above 100000 is
+ * `LIVELY_RESULT_CONFIG`). An opt-in: polling brings a call's latency
+ * close to a raw etcd call's on a virtual machine, where waking a
+ * sleeping thread is slow, but a caller making calls every few
+ * milliseconds then keeps the runtime thread busy between them,
+ * several times a raw client's CPU. Hot paths read from a view.
  *
  * Thread safety: not with other uses of the same config.
  */
@@ -1211,6 +1232,10 @@ LIVELY_MUST_USE lively_result lively_subscription_cancel(const struct lively_sub
  * subscription; if it was the connection's last handle, the
  * connection closes (see `lively_client`). NULL is a no-op.
  *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
+ *
  * Ownership: takes `subscription`; do not use it afterwards.
  * Thread safety: no other thread may use the handle during or after
  * the call; may be called from inside the subscription's own callback.
@@ -1257,6 +1282,10 @@ LIVELY_MUST_USE lively_result lively_view_new(const struct lively_client *client
 /**
  * Releases a view; if it was the connection's last handle, the
  * connection closes (see `lively_client`). NULL is a no-op.
+ *
+ * In a child forked after the handle was made, freeing takes no lock
+ * and touches nothing the parent's threads own: that memory is left
+ * allocated, and the parent's connection is not closed.
  *
  * Ownership: takes `view`. Thread safety: no other thread may use the
  * handle during or after the call.

@@ -20,6 +20,7 @@ use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
 use crate::store::{Filter, ServiceInfo, Store};
+use crate::tls::Credentials;
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
@@ -34,6 +35,10 @@ use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 /// them is dropped the connection closes quietly; [`Client::close`] closes
 /// it for all of them at once. Either way the lease is revoked, so this
 /// client's services go DOWN at once.
+///
+/// In a child forked after it connected, every handle answers
+/// [`ErrorKind::Forked`](crate::ErrorKind::Forked); dropping one there
+/// takes no lock and leaves what the parent's threads own allocated.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -82,7 +87,7 @@ impl Client {
             config.get_connect_timeout(),
             async move {
                 let steering = Steering::new(cfg.get_status_ttl());
-                let etcd = connect_etcd(&cfg, &steering, health).await?;
+                let etcd = connect_etcd(&cfg, &steering, health, &ctr).await?;
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
                 let store = Store::new(
                     etcd.kv_client(),
@@ -464,11 +469,32 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        // In a forked child, what the connection holds (its locks, channels
+        // and tasks) belongs to the parent's threads, any of which may have
+        // held a lock at the fork: dropping it could wait forever. Leak one
+        // reference so the connection is never torn down here.
+        if self.inner.rt.is_forked_copy() {
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
 impl Inner {
     /// Closes once; every later (or concurrent) close waits for that one
     /// and returns its result, so no caller is told Ok before the lease is
     /// really revoked.
     fn close(&self) -> Result<()> {
+        if let Err(e) = self.rt.check_forked() {
+            // Before any lock: a parent's thread may have held one at the
+            // fork. The lease is the parent's, and the parent lives on: a
+            // child must not revoke it, and cannot (no runtime thread here).
+            return Err(Error::new(
+                e.kind(),
+                "close() in a forked child: the parent's lease is left alone; the child must connect its own client",
+            ));
+        }
         let mut outcome = self.close_outcome.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &*outcome {
             return r.clone();
@@ -477,14 +503,7 @@ impl Inner {
         let _ = self.stop_heartbeat.send(true);
         self.hub.shutdown();
         let owner = self.owner.clone();
-        let result = if let Err(e) = self.rt.check_forked() {
-            // The lease is the parent's, and the parent lives on: a child
-            // must not revoke it, and cannot (no runtime thread here).
-            Err(Error::new(
-                e.kind(),
-                "close() in a forked child: the parent's lease is left alone; the child must connect its own client",
-            ))
-        } else if self.rt.on_runtime_thread() {
+        let result = if self.rt.on_runtime_thread() {
             // Waiting here would stall the revoke itself: run it on the
             // runtime and stop the runtime after it, without waiting.
             self.rt.stop_after(async move {
@@ -508,6 +527,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Unreachable in a forked child (see `Drop for Client`), and if it
+        // were reached, `close` takes no lock there.
         let _ = self.close();
     }
 }
@@ -516,6 +537,7 @@ async fn connect_etcd(
     cfg: &Config,
     steering: &Steering,
     health: Arc<crate::runtime::Health>,
+    counters: &Arc<Counters>,
 ) -> Result<etcd_client::Client> {
     // No per-request timeout here: tonic would apply it to whole streams
     // (watch, keepalive). Every call gets its own deadline instead. HTTP/2
@@ -525,9 +547,10 @@ async fn connect_etcd(
     // require_leader: a member cut off from its peers answers "no leader" at
     // once (instead of hanging or serving a stale view), and closes our
     // watch when it loses its leader, so the watcher moves elsewhere.
+    let keep_alive = (Duration::from_secs(10), Duration::from_secs(5));
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(cfg.get_connect_timeout())
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive(keep_alive.0, keep_alive.1)
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let Some((user, password)) = cfg.credentials() {
@@ -535,14 +558,24 @@ async fn connect_etcd(
         // crate::auth covers the rest.
         opts = opts.with_user(user, password).with_auto_token_refresh(true);
     }
-    let tls = crate::tls::options(cfg)?;
-    if let Some(tls) = &tls {
-        opts = opts.with_tls(tls.clone());
-    }
     let endpoints = cfg.get_endpoints().to_vec();
-    let client = etcd_client::Client::connect(&endpoints, Some(opts))
-        .await
-        .map_err(|e| Error::etcd("connecting", e))?;
+    // With TLS the files are read again for every new connection, so a
+    // long-lived client follows certificate rotation.
+    let tls = match cfg.tls() {
+        Some(files) => Some(Credentials::load(files, counters.clone())?),
+        None => None,
+    };
+    let client = match &tls {
+        Some(credentials) => {
+            let settings = crate::tls::channel::Settings {
+                connect_timeout: cfg.get_connect_timeout(),
+                keep_alive: Some(keep_alive),
+            };
+            crate::tls::channel::connect(&endpoints, opts, credentials.clone(), settings).await
+        }
+        None => etcd_client::Client::connect(&endpoints, Some(opts)).await,
+    }
+    .map_err(|e| Error::etcd("connecting", e))?;
     steering.start(
         client.clone(),
         endpoints,

@@ -44,6 +44,12 @@ pub struct Stats {
     /// Rust subscription callbacks (the subscription goes on), each logged
     /// at error level.
     pub task_panics: u64,
+    /// Times changed TLS files were loaded for new connections (the
+    /// files are read again for every new connection to etcd).
+    pub tls_reloads: u64,
+    /// Versions of changed TLS files that did not load (each logged at
+    /// warning level, naming the file); the previous credentials stay in use.
+    pub tls_files_refused: u64,
 }
 
 /// Log lines the C log callback's queue had no room for (process-wide, as
@@ -67,6 +73,8 @@ pub(crate) struct Counters {
     /// Panics caught in subscription callbacks (the runtime's own tasks'
     /// are counted by its supervisor).
     pub task_panics: AtomicU64,
+    pub tls_reloads: AtomicU64,
+    pub tls_files_refused: AtomicU64,
 }
 
 impl Counters {
@@ -92,6 +100,8 @@ impl Counters {
             log_lines_dropped: r(&LOG_LINES_DROPPED),
             registrations_lost: r(&self.registrations_lost),
             task_panics: r(&self.task_panics),
+            tls_reloads: r(&self.tls_reloads),
+            tls_files_refused: r(&self.tls_files_refused),
         }
     }
 }

@@ -112,17 +112,17 @@ impl Steering {
         endpoints: Vec<String>,
         ttl: Duration,
         connect_timeout: Duration,
-        tls: Option<etcd_client::TlsOptions>,
+        tls: Option<Arc<crate::tls::Credentials>>,
         health: std::sync::Arc<crate::runtime::Health>,
     ) {
         if endpoints.len() < 2 {
             return;
         }
         let timeout = probe_timeout(ttl);
-        let mut opts = ConnectOptions::new().with_connect_timeout(connect_timeout.min(timeout));
-        if let Some(tls) = tls {
-            opts = opts.with_tls(tls);
-        }
+        let probe = Probe {
+            connect_timeout: connect_timeout.min(timeout),
+            tls,
+        };
         let shared = self.shared.clone();
         crate::runtime::supervise::spawn_supervised("steering", health, move || {
             steer(
@@ -131,7 +131,7 @@ impl Steering {
                 endpoints.clone(),
                 probe_period(ttl),
                 timeout,
-                opts.clone(),
+                probe.clone(),
             )
         });
     }
@@ -157,12 +157,12 @@ async fn steer(
     endpoints: Vec<String>,
     every: Duration,
     probe_timeout: Duration,
-    probe_opts: ConnectOptions,
+    probe: Probe,
 ) {
     let mut probes = Vec::with_capacity(endpoints.len());
     for ep in &endpoints {
         // Without credentials, connecting does no I/O.
-        match etcd_client::Client::connect([ep.as_str()], Some(probe_opts.clone())).await {
+        match probe.connect(ep).await {
             Ok(c) => probes.push(c),
             Err(e) => {
                 log::warn!("os-lively: cannot probe endpoint {ep}, not steering: {e}");
@@ -251,6 +251,35 @@ async fn probe_all(probes: &[etcd_client::Client], probe_timeout: Duration) -> V
         }
     }
     health
+}
+
+/// How probes connect: like the client, with its current TLS credentials.
+#[derive(Clone)]
+struct Probe {
+    connect_timeout: Duration,
+    tls: Option<Arc<crate::tls::Credentials>>,
+}
+
+impl Probe {
+    async fn connect(&self, endpoint: &str) -> Result<etcd_client::Client, etcd_client::Error> {
+        let opts = ConnectOptions::new().with_connect_timeout(self.connect_timeout);
+        match &self.tls {
+            Some(credentials) => {
+                let settings = crate::tls::channel::Settings {
+                    connect_timeout: self.connect_timeout,
+                    keep_alive: None,
+                };
+                crate::tls::channel::connect(
+                    &[endpoint.to_string()],
+                    opts,
+                    credentials.clone(),
+                    settings,
+                )
+                .await
+            }
+            None => etcd_client::Client::connect([endpoint], Some(opts)).await,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

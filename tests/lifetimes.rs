@@ -457,3 +457,114 @@ fn after_fork_views_and_subscriptions_say_forked() {
     lively_view::lively_view_free(cview);
     lively_client::lively_client_free(c);
 }
+
+/// In a forked child, closes and frees every handle it inherited (C client,
+/// view, pull and callback subscriptions; Rust client and view) and reports
+/// `ok`; anything else (or a hang, killed after 20 s) is returned as is.
+fn free_all_in_child(handles: [usize; 4], rust: (Client, os_lively::View)) -> Vec<u8> {
+    in_forked_child(move || {
+        let [c, cview, cpull, ccb] = handles;
+        let c = c as *const lively_client;
+        if lively_client::lively_client_close(c) != lively_result::Forked {
+            return b"close in the child did not say Forked".to_vec();
+        }
+        lively_subscription::lively_subscription_free(cpull as *mut lively_subscription);
+        lively_subscription::lively_subscription_free(ccb as *mut lively_subscription);
+        lively_view::lively_view_free(cview as *const lively_view);
+        lively_client::lively_client_free(c);
+        drop(rust);
+        b"ok".to_vec()
+    })
+}
+
+#[test]
+fn freeing_inherited_handles_in_a_forked_child_takes_no_lock() {
+    let etcd = Etcd::start();
+    let ns = namespace("life_fork_free");
+    let c = c_connect(&etcd.endpoints(), &ns, TTL);
+    c_register(c, "forker");
+    let mut cview = null();
+    assert_eq!(
+        lively_view::lively_view_new(c, 0, &mut cview),
+        lively_result::Ok
+    );
+    let cpull = c_pull(c);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut ccb = null_mut();
+    assert_eq!(
+        lively_subscription::lively_client_subscribe(
+            c,
+            null(),
+            null(),
+            Some(count_event),
+            &*calls as *const AtomicUsize as *mut c_void,
+            Some(count_release),
+            &mut ccb
+        ),
+        lively_result::Ok
+    );
+    let handles = [c as usize, cview as usize, cpull as usize, ccb as usize];
+    let rust = connect(&etcd.endpoints(), &ns, TTL);
+    let rust_view = rust.view().unwrap();
+
+    // Fork while the parent's threads keep the locks of both clients busy:
+    // the runtime threads apply a stream of events to their hubs and hand
+    // them to the subscriptions, and two threads subscribe and cancel in a
+    // loop (each subscribe snapshots the hub's model under its lock).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, endpoints, ns) = (stop.clone(), etcd.endpoints(), ns.clone());
+        std::thread::spawn(move || {
+            let w = connect(&endpoints, &ns, TTL);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let s =
+                    Service::new("busy", &format!("h{}", i % 200)).with_region(&format!("r{i}"));
+                let _ = w.update(&s);
+                i += 1;
+            }
+        })
+    };
+    let c_churner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let s = c_pull(handles[0] as *const lively_client);
+                lively_subscription::lively_subscription_free(s);
+            }
+        })
+    };
+    let rust_churner = {
+        let (stop, client) = (stop.clone(), rust.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                drop(client.subscribe(&Filter::all(), &SubscribeOptions::default()));
+            }
+        })
+    };
+    for round in 0..40 {
+        let out = free_all_in_child(handles, (rust.clone(), rust_view.clone()));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "ok",
+            "round {round}: the child did not finish freeing its inherited handles"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    c_churner.join().unwrap();
+    rust_churner.join().unwrap();
+    assert!(calls.load(Ordering::SeqCst) > 0, "events flowed meanwhile");
+
+    // The parent's handles are still its own, and work.
+    assert_eq!(c_next(cpull, 0).map(|_| ()), Ok(()));
+    lively_subscription::lively_subscription_free(cpull);
+    lively_subscription::lively_subscription_free(ccb);
+    lively_view::lively_view_free(cview);
+    lively_client::lively_client_free(c);
+    assert_eq!(
+        calls.load(Ordering::SeqCst) / 1000,
+        1,
+        "released once, in the parent"
+    );
+}

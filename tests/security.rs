@@ -401,3 +401,230 @@ fn a_view_that_cannot_load_returns_the_error_instead_of_timing_out() {
         assert_eq!(err.kind(), ErrorKind::Auth, "attempt {attempt}: {err}");
     }
 }
+
+/// Warnings the library logged (every test's: match on something unique).
+fn warnings() -> &'static std::sync::Mutex<Vec<String>> {
+    struct Capture(std::sync::Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                let line = r.args().to_string();
+                eprintln!("{} {line}", r.level());
+                self.0.lock().unwrap().push(line);
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: std::sync::OnceLock<&'static Capture> = std::sync::OnceLock::new();
+    let capture = CAPTURE.get_or_init(|| {
+        let c: &'static Capture = Box::leak(Box::new(Capture(Default::default())));
+        log::set_logger(c).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+        c
+    });
+    &capture.0
+}
+
+/// Replaces `dst` with `src`'s contents the way rotation tools do: write
+/// beside it, then rename over it (a reader sees the old or the new file).
+fn replace_file(dst: &std::path::Path, contents: &[u8]) {
+    let tmp = dst.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, dst).unwrap();
+}
+
+/// A client's own copies of its CA, certificate and key, so they can be
+/// rotated under it.
+struct ClientFiles {
+    _dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl ClientFiles {
+    fn from(pki: &Pki) -> ClientFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ClientFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("client.pem"),
+            key: dir.path().join("client-key.pem"),
+            _dir: dir,
+        };
+        files.rotate_to(pki);
+        files
+    }
+
+    fn rotate_to(&self, pki: &Pki) {
+        replace_file(&self.ca, &std::fs::read(&pki.ca).unwrap());
+        replace_file(&self.cert, &std::fs::read(&pki.client_cert).unwrap());
+        replace_file(&self.key, &std::fs::read(&pki.client_key).unwrap());
+    }
+
+    fn config(&self, etcd: &Etcd, ns: &str) -> Config {
+        let mut c = tls_config(etcd, ns, &self.ca);
+        c.tls_client_cert(self.cert.to_str().unwrap(), self.key.to_str().unwrap())
+            .unwrap();
+        c
+    }
+}
+
+/// Restarts `etcd` serving (and trusting only) `new`'s CA, on the same
+/// ports and data: its command line names the files of `served`, rewritten.
+fn restart_with_new_ca(etcd: &mut Etcd, served: &Pki, new: &Pki) {
+    etcd.stop();
+    for (dst, src) in [
+        (&served.ca, &new.ca),
+        (&served.server_cert, &new.server_cert),
+        (&served.server_key, &new.server_key),
+    ] {
+        replace_file(dst, &std::fs::read(src).unwrap());
+    }
+    etcd.start_again();
+}
+
+#[test]
+fn a_running_client_follows_certificate_rotation_to_a_new_ca() {
+    let old = Pki::generate();
+    let new = Pki::generate();
+    let mut etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(old.server_files(true)),
+        ..Default::default()
+    });
+    let ns = namespace("rotate");
+    let files = ClientFiles::from(&old);
+    let client = Client::connect(&files.config(&etcd, &ns)).unwrap();
+    let uuids: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|h| client.update(&Service::new("rotated", h)).unwrap())
+        .collect();
+
+    // The rotation: new client files (new CA, new certificate and key),
+    // then etcd restarted trusting only the new CA.
+    files.rotate_to(&new);
+    restart_with_new_ca(&mut etcd, &old, &new);
+
+    // Someone who only knows the new files sees the services UP: the
+    // running client reconnected with the new credentials by itself.
+    let observer = Client::connect(&files.config(&etcd, &ns)).expect("new files work");
+    let all_up = || uuids.iter().all(|u| observer.is_up(u).unwrap_or(false));
+    assert!(
+        wait_until(Duration::from_secs(20), all_up),
+        "the rotated client's services are not UP; its stats: {:?}",
+        client.stats()
+    );
+    // And they stay UP: its keepalives get through (well past the TTL).
+    let until = Instant::now() + Duration::from_secs(2 * TTL + 1);
+    while Instant::now() < until {
+        assert!(all_up(), "a service fell DOWN after the rotation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        client.is_up(&uuids[0]).unwrap(),
+        "the client's own calls work"
+    );
+    let stats = client.stats();
+    assert!(stats.tls_reloads >= 1, "{stats:?}");
+    assert_eq!(stats.tls_files_refused, 0, "{stats:?}");
+}
+
+#[test]
+fn a_bad_new_certificate_file_keeps_the_old_credentials_and_says_so() {
+    let warnings = warnings();
+    let pki = Pki::generate();
+    let mut etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(pki.server_files(true)),
+        ..Default::default()
+    });
+    let ns = namespace("badrotate");
+    let files = ClientFiles::from(&pki);
+    let client = Client::connect(&files.config(&etcd, &ns)).unwrap();
+    let uuid = client.update(&Service::new("kept", "h")).unwrap();
+
+    // A botched rotation, then a reconnect (etcd restarted, same PKI).
+    replace_file(&files.cert, b"this is not a certificate\n");
+    etcd.restart();
+
+    let observer = {
+        let mut c = tls_config(&etcd, &ns, &pki.ca);
+        c.tls_client_cert(
+            pki.client_cert.to_str().unwrap(),
+            pki.client_key.to_str().unwrap(),
+        )
+        .unwrap();
+        Client::connect(&c).unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || client.stats().tls_files_refused
+            >= 1),
+        "the bad file was not noticed: {:?}",
+        client.stats()
+    );
+    // Still connected with the old credentials: calls work, the service
+    // stays UP past the TTL.
+    let until = Instant::now() + Duration::from_secs(2 * TTL + 1);
+    while Instant::now() < until {
+        assert!(client.is_up(&uuid).unwrap(), "the client's own call");
+        assert!(observer.is_up(&uuid).unwrap(), "the service is UP");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stats = client.stats();
+    assert_eq!(
+        stats.tls_files_refused, 1,
+        "one bad version, counted once: {stats:?}"
+    );
+    assert_eq!(stats.tls_reloads, 0, "{stats:?}");
+    let cert = files.cert.display().to_string();
+    assert!(
+        warnings
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains(&cert) && w.contains("keeping the previous credentials")),
+        "no warning naming {cert}"
+    );
+}
+
+#[test]
+fn over_tls_a_dead_endpoint_in_the_list_is_steered_around() {
+    // Under TLS the balancer is ours (each member is connected with the
+    // current files): steering must still take a dead member out of it.
+    let warnings = warnings();
+    let pki = Pki::generate();
+    let etcd = Etcd::start_with(EtcdOpts {
+        tls: Some(pki.server_files(true)),
+        ..Default::default()
+    });
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ns = namespace("tlsdead");
+    let mut cfg = tls_config(&etcd, &ns, &pki.ca);
+    cfg.endpoints(&[etcd.endpoint(), format!("https://127.0.0.1:{dead}")])
+        .unwrap()
+        .tls_client_cert(
+            pki.client_cert.to_str().unwrap(),
+            pki.client_key.to_str().unwrap(),
+        )
+        .unwrap();
+    let client = Client::connect(&cfg).expect("connects through the live member");
+    let uuid = client.update(&Service::new("steered", "h")).unwrap();
+    // Once the dead member is out, every call answers.
+    assert!(wait_until(Duration::from_secs(10), || (0..20)
+        .all(|_| client.is_up(&uuid).unwrap_or(false))));
+    let until = Instant::now() + Duration::from_secs(2 * TTL + 1);
+    while Instant::now() < until {
+        assert!(client.is_up(&uuid).unwrap(), "a call failed after steering");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(client.stats().lease_regrants, 0, "{:?}", client.stats());
+    let out = format!("127.0.0.1:{dead} does not answer; avoiding it");
+    assert!(
+        warnings.lock().unwrap().iter().any(|w| w.contains(&out)),
+        "the dead member was not taken out"
+    );
+}

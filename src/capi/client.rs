@@ -68,6 +68,17 @@ pub struct lively_stats {
     /// deleted them, forced them down or took them over (each is also
     /// logged at warning level).
     pub registrations_lost: u64,
+    /// Times changed TLS files were loaded for new connections (the files
+    /// are read again for every new connection to etcd).
+    pub tls_reloads: u64,
+    /// Versions of changed TLS files that did not load (each logged at
+    /// warning level, naming the file); the previous credentials stay in
+    /// use.
+    pub tls_files_refused: u64,
+    /// Panics caught in the client's background tasks (each restarted) and
+    /// in subscription callbacks, each logged at error level. Anything but
+    /// 0 is a bug to report.
+    pub task_panics: u64,
 }
 
 impl From<Stats> for lively_stats {
@@ -86,6 +97,9 @@ impl From<Stats> for lively_stats {
             lease_ttl_remaining: s.lease_ttl_remaining,
             log_lines_dropped: s.log_lines_dropped,
             registrations_lost: s.registrations_lost,
+            tls_reloads: s.tls_reloads,
+            tls_files_refused: s.tls_files_refused,
+            task_panics: s.task_panics,
         }
     }
 }
@@ -184,6 +198,10 @@ impl lively_client {
     /// a view or subscription lives, the connection (and the lease keeping
     /// its services UP) lives on; call `lively_client_close()` first to end
     /// it for all of them. NULL is a no-op.
+    ///
+    /// In a child forked after the handle was made, freeing takes no lock
+    /// and touches nothing the parent's threads own: that memory is left
+    /// allocated, and the parent's connection is not closed.
     ///
     /// Ownership: takes `client`; do not use it afterwards.
     /// Thread safety: no other thread may use this handle during or after

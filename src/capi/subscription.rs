@@ -505,6 +505,10 @@ impl lively_subscription {
     /// subscription; if it was the connection's last handle, the
     /// connection closes (see `lively_client`). NULL is a no-op.
     ///
+    /// In a child forked after the handle was made, freeing takes no lock
+    /// and touches nothing the parent's threads own: that memory is left
+    /// allocated, and the parent's connection is not closed.
+    ///
     /// Ownership: takes `subscription`; do not use it afterwards.
     /// Thread safety: no other thread may use the handle during or after
     /// the call; may be called from inside the subscription's own callback.

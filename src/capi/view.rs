@@ -77,6 +77,10 @@ impl lively_view {
     /// Releases a view; if it was the connection's last handle, the
     /// connection closes (see `lively_client`). NULL is a no-op.
     ///
+    /// In a child forked after the handle was made, freeing takes no lock
+    /// and touches nothing the parent's threads own: that memory is left
+    /// allocated, and the parent's connection is not closed.
+    ///
     /// Ownership: takes `view`. Thread safety: no other thread may use the
     /// handle during or after the call.
     #[unsafe(no_mangle)]

@@ -138,6 +138,12 @@ impl Runtime {
         Ok(())
     }
 
+    /// True in a child forked after the runtime started: no lock, no
+    /// system call.
+    pub(crate) fn is_forked_copy(&self) -> bool {
+        self.made.is_other_process()
+    }
+
     /// Whether every background task still runs (see [`supervise`]).
     pub(crate) fn health(&self) -> &std::sync::Arc<Health> {
         &self.health
@@ -231,6 +237,12 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // A forked child has no runtime thread; its stop channel's waker
+        // would schedule on the parent's runtime, whose locks a parent's
+        // thread may have held at the fork.
+        if self.made.is_other_process() {
+            return;
+        }
         self.stop();
     }
 }

@@ -143,6 +143,13 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if self.canceller.made.is_other_process() {
+            // A forked child: the queue and its thread handle belong to the
+            // parent's threads; leak them rather than tear them down (the
+            // client's own Drop leaks the connection likewise).
+            std::mem::forget(self.canceller.sub.clone());
+            return;
+        }
         self.canceller.cancel();
     }
 }

@@ -327,6 +327,21 @@ impl Collector for Own {
                 "Registrations this client lost (a reader holds none: stays 0)",
                 s.registrations_lost,
             ),
+            (
+                "oslively_client_task_panics",
+                "Panics caught in this client's background tasks (each restarted): anything but 0 is a bug",
+                s.task_panics,
+            ),
+            (
+                "oslively_client_tls_reloads",
+                "Changed TLS files loaded for new connections",
+                s.tls_reloads,
+            ),
+            (
+                "oslively_client_tls_files_refused",
+                "Changed TLS files that did not load (the previous credentials stay in use)",
+                s.tls_files_refused,
+            ),
         ] {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
