@@ -183,7 +183,10 @@ impl View {
 
     /// Read-your-writes: reads etcd's current revision (one round trip) and
     /// waits until the view reflects it, so every write this process has
-    /// completed is visible.
+    /// completed is visible. When the view is behind, it asks etcd for a
+    /// progress notification at once (a second round trip), so in a quiet
+    /// namespace of a busy etcd, where no event of ours carries the newer
+    /// revision, it does not wait for the watch's periodic request.
     pub fn sync(&self, timeout: Duration) -> Result<()> {
         let store = self.client.store().clone();
         let rev = self

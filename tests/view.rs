@@ -382,3 +382,52 @@ fn readers_never_see_a_live_service_down_while_the_view_resyncs() {
         reads.load(Ordering::Relaxed)
     );
 }
+
+/// `sync` in a quiet namespace of a busy etcd: no event of ours carries the
+/// newer revisions, so the view must ask etcd for progress itself instead of
+/// waiting for its periodic request (a quarter of the TTL, up to 2 s).
+#[test]
+fn sync_in_a_quiet_namespace_of_a_busy_etcd_asks_etcd_for_progress() {
+    let etcd = Etcd::start();
+    let ns = namespace("viewquiet");
+    // A long TTL: the periodic progress request would come after 2 s.
+    let client = connect(&etcd.endpoints(), &ns, 60);
+    let uuid = client.update(&Service::new("quiet", "h1")).unwrap();
+    let view = client.view().unwrap();
+    view.sync(Duration::from_secs(5)).unwrap();
+    // Another tenant of the same etcd writes all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (endpoints, stop) = (etcd.endpoints(), stop.clone());
+        std::thread::spawn(move || {
+            let raw = Raw::connect(&endpoints);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                raw.put(&format!("/other-tenant/{}", i % 100), b"x");
+                i += 1;
+            }
+        })
+    };
+    let raw = Raw::connect(&etcd.endpoints());
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        // The other tenant's writes move the revision past ours.
+        let seen = view.revision();
+        assert!(wait_until(Duration::from_secs(5), || raw.revision() > seen));
+        let before = raw.revision();
+        let t = Instant::now();
+        view.sync(Duration::from_millis(500))
+            .expect("sync within 500 ms in a quiet namespace");
+        slowest = slowest.max(t.elapsed());
+        assert!(view.revision() >= before);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().unwrap();
+    // Two round trips on loopback; generous for a loaded 2-core machine,
+    // and far below the 2 s the periodic request would take.
+    assert!(
+        slowest < Duration::from_millis(300),
+        "slowest sync took {slowest:?}"
+    );
+    assert!(view.is_up(&uuid).unwrap());
+}

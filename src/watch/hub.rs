@@ -56,6 +56,9 @@ pub(crate) struct Hub {
     quiet: Duration,
     synced: watch::Sender<Readiness>,
     stop: watch::Sender<bool>,
+    /// Asks the watcher to request a progress notification now (a view's
+    /// `sync` waiting in a quiet namespace of a busy etcd).
+    progress_wanted: tokio::sync::Notify,
 }
 
 /// The largest watch response accepted: one revision deleting about
@@ -115,6 +118,7 @@ impl Hub {
             quiet: (status_ttl / 4).clamp(QUIET_MIN, QUIET_MAX),
             synced: watch::channel(Readiness::Starting).0,
             stop: watch::channel(false).0,
+            progress_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -133,7 +137,13 @@ impl Hub {
     }
 
     /// Waits until the model reflects at least `revision`; false on timeout.
+    /// If it does not yet, asks etcd for a progress notification at once:
+    /// in a quiet namespace of a busy etcd, no event would carry the
+    /// revision, and the periodic request comes only after a quiet period.
     pub(crate) fn wait_for_revision(&self, revision: i64, timeout: Duration) -> bool {
+        if self.revision() < revision {
+            self.progress_wanted.notify_one();
+        }
         // A timeout too large for an `Instant` (Duration::MAX) waits forever.
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self
@@ -438,6 +448,13 @@ impl Hub {
                         ErrorKind::Unavailable,
                         "a member was taken out of rotation; moving the watch",
                     ));
+                }
+                _ = self.progress_wanted.notified() => {
+                    // The answer moves the revision even when no event is
+                    // ours; it also counts as hearing from the stream.
+                    if stream.request_progress().await.is_err() {
+                        return Outcome::Broken(Error::new(ErrorKind::Unavailable, "watch stream closed"));
+                    }
                 }
                 msg = timeout(wait, stream.message()) => match msg {
                     Ok(Ok(Some(resp))) => {
