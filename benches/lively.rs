@@ -4,7 +4,10 @@
 //! ~30 s smoke run; `BENCH_ONLY=idle` for the idle-client rows alone,
 //! `BENCH_ONLY=view` for the scale and view rows alone, `BENCH_ONLY=remote`
 //! for the remote-call rows (hand-off, reads, writes, notification, region
-//! list), `BENCH_ONLY=fleet` for the 100,000-service fleet rows alone. The etcd binary is
+//! list), `BENCH_ONLY=fleet` for the 100,000-service fleet rows alone,
+//! `BENCH_ONLY=citizen` for the CPU-per-call, runtime-stall and
+//! subscription-memory rows alone (100,000 services unless BENCH_SCALE
+//! says otherwise). The etcd binary is
 //! `$ETCD_BIN`, else `etcd` on PATH.
 //!
 //! Method: every measured os-lively call is interleaved with its raw
@@ -26,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use os_lively::{Client, Config, DownReason, EventKind, Filter, Service, SubscribeOptions};
+
+#[path = "lively/citizen.rs"]
+mod citizen;
 
 /// Counts heap allocations per thread, so the view rows can show that its
 /// is-up path allocates nothing, and the bytes live on the heap in the whole
@@ -979,7 +985,10 @@ fn read_rows(p: &Params, lively: &Client, raw: &mut Raw, rows: &mut Vec<Row>) {
         |_| timed(|| assert!(lively.is_up(&uuid).expect("is_up"))),
         |_| timed(|| raw.get(&record)),
     );
-    let row = Row::ratio("is_up(uuid) vs raw get", &m, Some(1.10));
+    // Call polling is off by default (CPU first; see the CPU rows): a
+    // remote call pays the runtime thread's wake-up, which the opt-in
+    // polling row below keeps near a raw call.
+    let row = Row::ratio("is_up(uuid) vs raw get (default)", &m, Some(1.30));
     progress(&row);
     rows.push(row);
     // The same request as the library's (a count-only get of the UP key),
@@ -1859,10 +1868,14 @@ fn handoff_rows(p: &Params, lively: &Client, rows: &mut Vec<Row>) {
     hot.sort_by(f64::total_cmp);
     cold.sort_by(f64::total_cmp);
     // The goal is the hand-off itself; an isolated call also wakes the
-    // runtime thread from sleep (it stops polling 1 ms after a call, so an
+    // runtime thread from sleep (polling stops 1 ms after a call, so an
     // idle client costs no CPU), which no hand-off avoids.
     for (name, v, goal) in [
-        ("hand-off, no I/O (Client::ping), back to back", &hot, true),
+        (
+            "hand-off, no I/O (Client::ping), back to back, call polling on",
+            &hot,
+            true,
+        ),
         ("  …isolated (2 ms apart: the runtime asleep)", &cold, false),
     ] {
         let med = median(v);
@@ -1910,6 +1923,18 @@ fn main() {
         return;
     }
 
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "citizen") {
+        citizen::cpu_rows(&p, &etcd.endpoint, &mut rows);
+        citizen::stall_rows(
+            fleet_size().unwrap_or(100_000),
+            &etcd.endpoint,
+            &mut raw,
+            &mut rows,
+        );
+        print_table(&rows);
+        return;
+    }
+
     // First, so the RSS figures are the client's and not earlier phases'.
     let scale_client = scale_rows(&p, &etcd.endpoint, &mut raw, rss_start, &mut rows);
     let remote_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "remote");
@@ -1921,7 +1946,15 @@ fn main() {
     }
 
     let lively = Client::connect(&config(&etcd.endpoint)).expect("connect");
-    handoff_rows(&p, &lively, &mut rows);
+    {
+        // The hand-off itself, with the runtime thread kept awake (the
+        // opt-in call polling): the default pays a wake-up on top.
+        let mut cfg = config(&etcd.endpoint);
+        cfg.call_polling(Duration::from_millis(1));
+        let polled = Client::connect(&cfg).expect("connect");
+        handoff_rows(&p, &polled, &mut rows);
+    }
+    citizen::cpu_rows(&p, &etcd.endpoint, &mut rows);
     read_rows(&p, &lively, &mut raw, &mut rows);
     update_rows(&p, &lively, &mut raw, &mut rows);
 
@@ -1969,6 +2002,7 @@ fn main() {
     idle_rows(&p, &mut rows);
     if let Some(n) = fleet_size() {
         fleet_rows(n, &etcd.endpoint, &mut raw, &mut rows);
+        citizen::stall_rows(n, &etcd.endpoint, &mut raw, &mut rows);
     }
 
     println!();

@@ -3,10 +3,13 @@
 //! uuid, with, keeping or removing a heartbeat deadline), check-ins and
 //! stalls, operator down (with and without a window) and up, deletes,
 //! window ends, takeovers by another client, lease loss (revoked by hand),
-//! an etcd restart, and clean closes — over three clients and three
-//! services, checked after each step against a reference model of what a
-//! user should see: `is_up` and `get` from a reader, a view, and the state a
-//! subscriber builds from its events (and the reason of each DOWN it sees).
+//! an etcd restart, clean closes, and a panic in one of a client's
+//! background tasks (caught and the task restarted: nothing may show) —
+//! over three clients and three services, checked after each step against a
+//! reference model of what a user should see: `is_up` and `get` from a
+//! reader, a view, the state a subscriber builds from its events (and the
+//! reason of each DOWN it sees), and the state a slow subscriber with a
+//! two-event queue builds (it falls behind and catches up by resyncs).
 //!
 //! Seeded random sequences (not proptest's shrinking: each case runs
 //! against a real etcd and takes seconds); a failure prints the seed and
@@ -86,6 +89,11 @@ enum Step {
         client: usize,
     },
     RestartEtcd,
+    /// The next pass of a background task (of whichever client gets there
+    /// first) through its checkpoint panics.
+    Panic {
+        task: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +174,10 @@ fn gen_step(rng: &mut Rng, model: &Model) -> Step {
         77..=84 if has_forced_window => Step::WindowEnds,
         77..=84 => Step::Stall { svc },
         85..=91 => Step::LoseLease { client },
-        92..=97 => Step::Close { client },
+        92..=95 => Step::Close { client },
+        96..=97 => Step::Panic {
+            task: ["lease", "owner", "watch"][rng.below(3)],
+        },
         _ => Step::RestartEtcd,
     }
 }
@@ -184,6 +195,9 @@ struct World {
     /// the last DOWN of each uuid.
     told: Told,
     _sub: os_lively::Subscription,
+    /// What a slow subscriber with a two-event queue has been told.
+    slow_told: Told,
+    _slow: os_lively::Subscription,
     pulses: Pulses,
     /// The clients as the pulse thread sees them (closed ones replaced).
     shared: Arc<Mutex<Vec<Client>>>,
@@ -222,6 +236,29 @@ impl World {
                 },
             )
             .unwrap();
+        // Slow, with room for two events: it falls behind on any burst and
+        // catches up by resyncs (differences from snapshots of the model).
+        let slow_told: Told = Arc::default();
+        let t = slow_told.clone();
+        let small = SubscribeOptions {
+            queue_capacity: 2,
+            ..Default::default()
+        };
+        let slow = reader
+            .subscribe_callback(&Filter::default(), &small, move |e: &Event| {
+                std::thread::sleep(Duration::from_millis(15));
+                let mut t = t.lock().unwrap();
+                match (e.kind, e.new_status) {
+                    (EventKind::Resync, _) => {}
+                    (EventKind::Removed, _) | (_, None) => {
+                        t.remove(&e.uuid);
+                    }
+                    (_, Some(st)) => {
+                        t.insert(e.uuid.clone(), (st, None));
+                    }
+                }
+            })
+            .unwrap();
         let pulses = Pulses {
             sets: Arc::new(Mutex::new(vec![BTreeSet::new(); CLIENTS])),
             stop: Arc::default(),
@@ -236,6 +273,8 @@ impl World {
             view,
             told,
             _sub: sub,
+            slow_told,
+            _slow: slow,
             pulses,
         }
     }
@@ -416,6 +455,7 @@ fn apply(
             why = Some(DownReason::Closed);
         }
         Step::RestartEtcd => world.etcd.restart(),
+        Step::Panic { task } => os_lively::inject_panic(task),
     }
     world.sync_pulses(model);
     let mut reasons = Vec::new();
@@ -460,6 +500,7 @@ fn settled(
 
 fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -> Option<String> {
     let told = world.told.lock().unwrap().clone();
+    let slow_told = world.slow_told.lock().unwrap().clone();
     for (i, s) in model.svcs.iter().enumerate() {
         let Some(uuid) = &s.uuid else { continue };
         let want = model.expected_up(s);
@@ -493,6 +534,12 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
         if heard != expect {
             return Some(format!(
                 "service {i}: the subscriber was told {heard:?}, model {expect:?}"
+            ));
+        }
+        let slow = slow_told.get(uuid).map(|(st, _)| *st);
+        if slow != expect {
+            return Some(format!(
+                "service {i}: the slow subscriber was told {slow:?}, model {expect:?}"
             ));
         }
     }

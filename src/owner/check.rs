@@ -18,6 +18,11 @@ use crate::store::Rebind;
 /// a deletion slipped past the revision check (an answer from a lagging
 /// member): about every 3 TTLs.
 const FULL_CHECK_EVERY: u32 = 9;
+/// Services held DOWN (by their owner or an operator) that a check whose
+/// revision moved reads again, looking for an operator's hold or lift: no
+/// key of theirs is on the lease to tell. More than this are read only at
+/// the full checks, so a busy etcd does not cost a read each per keepalive.
+const SURVEY_MAX: usize = 16;
 /// Held services up to which one `TimeToLive` call lists the lease's keys;
 /// above it its answer could pass the 4 MiB decode limit, so the UP keys
 /// are read in pages instead.
@@ -44,7 +49,7 @@ impl Owner {
                 let health = self.health.clone();
                 crate::runtime::supervise::spawn_logged("UP-key check", health, async move {
                     let _one = one;
-                    if let Err(e) = self.check(id, false).await {
+                    if let Err(e) = self.check(id, false, full).await {
                         self.clean_revision.store(0, Ordering::Relaxed);
                         log::debug!("os-lively: checking UP keys failed: {e}");
                         self.lease.reauthenticate_if_stale(&e).await;
@@ -56,7 +61,7 @@ impl Owner {
                 let health = self.health.clone();
                 crate::runtime::supervise::spawn_logged("re-registration", health, async move {
                     let _one = self.checking.clone().lock_owned().await;
-                    if let Err(e) = self.check(id, true).await {
+                    if let Err(e) = self.check(id, true, true).await {
                         // The check at the next keepalives finds what is left.
                         log::warn!(
                             "os-lively: re-registering on lease {id:x} failed, will retry: {e}"
@@ -70,8 +75,9 @@ impl Owner {
 
     /// Finds the held services whose keys disagree with their phase and
     /// brings each in line. `regranted`: the lease was replaced, so every
-    /// UP key and every hold's recorded owner needs our new lease.
-    async fn check(&self, id: i64, regranted: bool) -> Result<()> {
+    /// UP key and every hold's recorded owner needs our new lease. `full`:
+    /// also read every service held DOWN, however many (see [`SURVEY_MAX`]).
+    async fn check(&self, id: i64, regranted: bool, full: bool) -> Result<()> {
         if self.check_open().is_err() {
             return Ok(());
         }
@@ -79,15 +85,24 @@ impl Owner {
             .cells()
             .values()
             .map(|c| (c.clone(), c.held().phase))
-            .filter(|(_, p)| matches!(p, Phase::Up | Phase::Missed | Phase::Held { .. }))
+            .filter(|(_, p)| {
+                matches!(
+                    p,
+                    Phase::Up | Phase::Missed | Phase::Held { .. } | Phase::Down
+                )
+            })
             .collect();
         if held.is_empty() {
             return Ok(());
         }
+        let keyed = held
+            .iter()
+            .filter(|(_, p)| !matches!(p, Phase::Down))
+            .count();
         let (on_lease, revision) = if regranted {
             // Nothing can be on a lease granted a moment ago.
             (BTreeSet::new(), 0)
-        } else if held.len() <= LEASE_LIST_MAX {
+        } else if keyed <= LEASE_LIST_MAX {
             let (ttl, revision, raw) = self.lease.keys_on(id).await?;
             if ttl <= 0 {
                 // Gone: the next keepalive finds out and re-grants.
@@ -109,15 +124,27 @@ impl Owner {
         // (someone lifted them), or, after a re-grant, every hold (its DOWN
         // key names the dead lease); missed services, which have no UP key
         // to tell us that an operator held, lifted or deleted them.
+        // Services held DOWN have no key on the lease: an operator's down
+        // (with a window to lift at its end) or up() on one shows only in
+        // its record, read when the revision moved.
         let mut rebind = Vec::new();
         let mut judge = Vec::new();
+        let mut survey = Vec::new();
         for (cell, phase) in held {
             let on = on_lease.contains(&cell.uuid);
             match phase {
                 Phase::Up if !on => rebind.push(cell),
                 Phase::Held { .. } if on || regranted => judge.push(cell),
                 Phase::Missed => judge.push(cell),
+                Phase::Held { .. } | Phase::Down => survey.push(cell),
                 _ => {}
+            }
+        }
+        if full || survey.len() <= SURVEY_MAX {
+            for cell in survey {
+                if let Ok(_op) = cell.op.try_lock() {
+                    self.reconcile(&cell).await?;
+                }
             }
         }
         if rebind.is_empty() && judge.is_empty() {

@@ -410,10 +410,18 @@ impl Owner {
         if id == 0 {
             return Ok(());
         }
+        // Held services too: an operator's up() may have put the UP key on
+        // our lease a moment ago, before our check saw it. Each mark is
+        // guarded by the UP key being on our lease.
         let up: Vec<String> = self
             .cells()
             .values()
-            .filter(|c| c.held().phase == Phase::Up)
+            .filter(|c| {
+                matches!(
+                    c.held().phase,
+                    Phase::Up | Phase::Held { .. } | Phase::Missed
+                )
+            })
             .map(|c| c.uuid.clone())
             .collect();
         if !up.is_empty() {

@@ -112,6 +112,11 @@ pub(crate) fn decide(
     let Some(o) = old else {
         return (None, Phase::Lost(Lost::Deleted));
     };
+    if cur.closed {
+        // Taken over meanwhile (a hold or a DOWN shows no key on our
+        // lease to tell us) and closed by its new holder.
+        return (None, Phase::Lost(Lost::Moved));
+    }
     if o.forced_down {
         if foreign(cur.down_owner) {
             return (None, Phase::Lost(Lost::Moved));
@@ -188,7 +193,24 @@ mod tests {
         Current {
             up_lease,
             down_owner,
+            closed: false,
         }
+    }
+
+    #[test]
+    fn a_hold_taken_over_and_closed_by_another_client_is_lost_not_lifted() {
+        let o = rec(Status::Up);
+        let mut c = cur(0, 0);
+        c.closed = true;
+        let f = Facts {
+            ours: 7,
+            previous: 0,
+            overdue: false,
+            now: 100,
+        };
+        let (write, next) = decide(Phase::Held { end: 0 }, true, Some(&o), &c, &f);
+        assert!(write.is_none());
+        assert_eq!(next, Phase::Lost(Lost::Moved));
     }
 
     #[test]

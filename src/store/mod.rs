@@ -63,6 +63,10 @@ pub(crate) struct Current {
     /// The owner's lease recorded in its DOWN key when it was forced down
     /// (0: none recorded).
     pub down_owner: i64,
+    /// Its DOWN key is a clean close's mark. Every write of ours replaces
+    /// the DOWN key, so while we hold the service, a mark means another
+    /// client took it over and then closed.
+    pub closed: bool,
 }
 
 /// Which lease a write binds the UP key to.

@@ -4,7 +4,7 @@
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
-use super::{CLOSED_MARK, MAX_WRITE_ATTEMPTS, READ_BATCH, Store};
+use super::{CLOSED_MARK, MAX_WRITE_ATTEMPTS, Store};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status, decode_stored};
 
@@ -26,6 +26,17 @@ pub(crate) enum Rebind {
     Down { missed: bool },
 }
 
+/// True when the DOWN key is a clean close's mark and the UP key is not on
+/// our lease: our UP writes delete the DOWN key, so another client took
+/// the service over and then closed; putting our UP key back would be a
+/// false UP.
+fn closed_by_other(down: &super::Seen, up: &super::Seen, lease: i64) -> bool {
+    down.exists()
+        && down.lease == 0
+        && down.value == super::CLOSED_MARK
+        && !(up.exists() && up.lease == lease)
+}
+
 /// The verdict on a service whose record is not UP on a lease of ours.
 fn verdict_of(stored: Option<&Service>) -> Option<Rebind> {
     match stored {
@@ -41,6 +52,9 @@ fn verdict_of(stored: Option<&Service>) -> Option<Rebind> {
 /// Services marked per close transaction (each a nested transaction of two
 /// operations; etcd's default `--max-txn-ops` is 128).
 const CLOSE_BATCH: usize = 40;
+/// Services checked per read transaction: three reads each (record, UP
+/// key, DOWN key) within etcd's default `--max-txn-ops` of 128.
+const REBIND_READ_BATCH: usize = 40;
 
 impl Store {
     /// [`Store::rebind_up`] for many services: batches of reads, then one
@@ -56,20 +70,21 @@ impl Store {
     ) -> Result<Vec<(String, Rebind)>> {
         let k = &self.keys;
         let mut out = Vec::with_capacity(uuids.len());
-        for chunk in uuids.chunks(READ_BATCH) {
+        for chunk in uuids.chunks(REBIND_READ_BATCH) {
             let mut keys = Vec::with_capacity(chunk.len() * 2);
             for u in chunk {
                 self.forget(u);
                 keys.push(k.record(u));
                 keys.push(k.status(Status::Up, u));
+                keys.push(k.status(Status::Down, u));
             }
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let seen = self.read("keepalive: check UP keys", &refs).await?;
             let mut compares = Vec::new();
             let mut puts = Vec::new();
             let mut restoring = Vec::new();
-            for (u, pair) in chunk.iter().zip(seen.chunks(2)) {
-                let [rec, up] = pair else { continue };
+            for (u, three) in chunk.iter().zip(seen.chunks(3)) {
+                let [rec, up, down] = three else { continue };
                 let record_key = k.record(u);
                 let up_key = k.status(Status::Up, u);
                 let stored = if rec.exists() {
@@ -79,6 +94,8 @@ impl Store {
                 };
                 let verdict = if let Some(v) = verdict_of(stored.as_ref()) {
                     v
+                } else if closed_by_other(down, up, lease) {
+                    Rebind::Moved
                 } else if up.exists() && up.lease == lease {
                     Rebind::Ours
                 } else if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
@@ -86,6 +103,7 @@ impl Store {
                 } else {
                     compares.push(rec.unchanged(&record_key));
                     compares.push(up.unchanged(&up_key));
+                    compares.push(down.unchanged(&k.status(Status::Down, u)));
                     puts.push(TxnOp::put(
                         up_key.as_str(),
                         "",
@@ -129,11 +147,15 @@ impl Store {
         self.forget(uuid);
         let record_key = self.keys.record(uuid);
         let up_key = self.keys.status(Status::Up, uuid);
+        let down_key = self.keys.status(Status::Down, uuid);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let seen = self
-                .read("keepalive: check UP key", &[&record_key, &up_key])
+                .read(
+                    "keepalive: check UP key",
+                    &[&record_key, &up_key, &down_key],
+                )
                 .await?;
-            let (Some(rec), Some(up)) = (seen.first(), seen.get(1)) else {
+            let (Some(rec), Some(up), Some(down)) = (seen.first(), seen.get(1), seen.get(2)) else {
                 return Err(Error::new(
                     ErrorKind::Internal,
                     "short transaction response",
@@ -147,6 +169,9 @@ impl Store {
             if let Some(v) = verdict_of(stored.as_ref()) {
                 return Ok(v);
             }
+            if closed_by_other(down, up, lease) {
+                return Ok(Rebind::Moved);
+            }
             if up.exists() && up.lease == lease {
                 return Ok(Rebind::Ours);
             }
@@ -154,7 +179,11 @@ impl Store {
                 return Ok(Rebind::Moved);
             }
             let txn = Txn::new()
-                .when([rec.unchanged(&record_key), up.unchanged(&up_key)])
+                .when([
+                    rec.unchanged(&record_key),
+                    up.unchanged(&up_key),
+                    down.unchanged(&down_key),
+                ])
                 .and_then([TxnOp::put(
                     up_key.as_str(),
                     "",

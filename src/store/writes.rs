@@ -218,6 +218,7 @@ impl Store {
             let current = Current {
                 up_lease: if up.exists() { up.lease } else { 0 },
                 down_owner: recorded_owner(&down),
+                closed: down.exists() && down.lease == 0 && down.value == CLOSED_MARK,
             };
             let Some(new) = make(old.as_ref(), &current)? else {
                 if from_memory {
