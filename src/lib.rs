@@ -54,4 +54,4 @@ pub use watch::{Canceller, SubscribeOptions, Subscription};
 /// through its checkpoint panic, in any client of the process.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use runtime::supervise::hooks::inject_panic;
+pub use runtime::supervise::hooks::{inject_panic, inject_resync};

@@ -228,9 +228,9 @@ pub(super) fn stall_rows(n: usize, endpoint: &str, raw: &mut Raw, rows: &mut Vec
     let mut resyncs = 0;
     while t0.elapsed() < window {
         if Instant::now() >= next_resync {
-            // The watch task restarted: a full re-read, model rebuilt and
-            // every subscriber resynced, as after a compaction.
-            os_lively::inject_panic("watch");
+            // As after a compaction: a full re-read, the model rebuilt and
+            // every subscriber resynced.
+            os_lively::inject_resync();
             resyncs += 1;
             next_resync += Duration::from_secs(5);
         }
@@ -274,7 +274,7 @@ pub(super) fn stall_rows(n: usize, endpoint: &str, raw: &mut Raw, rows: &mut Vec
         rows.push(row);
     }
     eprintln!(
-        "bench: citizen: {} resyncs counted, {} events delivered, {} task panics (the injected ones)",
+        "bench: citizen: {} resyncs counted, {} events delivered, {} task panics",
         st.resyncs, st.events_delivered, st.task_panics
     );
     drop(view);

@@ -124,6 +124,16 @@ where
     });
 }
 
+/// True when a test asked the watch for a resync (with the `test-hooks`
+/// feature; never otherwise).
+#[inline]
+pub(crate) fn resync_wanted() -> bool {
+    #[cfg(feature = "test-hooks")]
+    return hooks::resync_wanted();
+    #[cfg(not(feature = "test-hooks"))]
+    false
+}
+
 /// A place in a background task's loop where a test can make it panic
 /// (with the `test-hooks` feature; nothing otherwise).
 #[inline]
@@ -147,20 +157,35 @@ pub(crate) mod hooks {
             .push(task.to_string());
     }
 
-    pub(super) fn checkpoint(task: &'static str) {
-        let fire = {
-            let mut armed = ARMED.lock().unwrap_or_else(|p| p.into_inner());
-            match armed.iter().position(|t| t == task) {
-                Some(i) => {
-                    armed.swap_remove(i);
-                    true
-                }
-                None => false,
+    /// Makes the next pass of the watch through its checkpoint act as if
+    /// etcd had compacted past it: a full re-read and a resync of every
+    /// subscriber, without a panic.
+    pub fn inject_resync() {
+        inject_panic(RESYNC);
+    }
+
+    const RESYNC: &str = "resync";
+
+    /// Consumes one arming of `name`.
+    fn take(name: &str) -> bool {
+        let mut armed = ARMED.lock().unwrap_or_else(|p| p.into_inner());
+        match armed.iter().position(|t| t == name) {
+            Some(i) => {
+                armed.swap_remove(i);
+                true
             }
-        };
-        if fire {
+            None => false,
+        }
+    }
+
+    pub(super) fn checkpoint(task: &'static str) {
+        if take(task) {
             panic!("injected panic in {task}");
         }
+    }
+
+    pub(super) fn resync_wanted() -> bool {
+        take(RESYNC)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::log_once;
 use crate::model::{Model, Snapshot};
 use crate::record::{Service, Status, decode_stored};
 use crate::runtime::Health;
-use crate::runtime::supervise::{checkpoint, spawn_supervised};
+use crate::runtime::supervise::{checkpoint, resync_wanted, spawn_supervised};
 use crate::stats::Counters;
 use crate::store::{CLOSED_MARK, Filter, Store};
 
@@ -433,6 +433,9 @@ impl Hub {
         let mut asked_progress = false;
         loop {
             checkpoint("watch");
+            if resync_wanted() {
+                return Outcome::Compacted;
+            }
             let wait = self
                 .quiet
                 .saturating_sub(last_heard.elapsed())
