@@ -314,3 +314,69 @@ def test_exit_closes_the_cached_client_revoking_its_lease(conf, env):
     uuid = out.stdout.strip()
     assert service.get_one(conf, uuid=uuid) is not None
     assert not service.is_up(conf, uuid=uuid)
+
+
+# -- where the drop-in used to differ from the original (issue 23) ------
+
+
+def test_update_returns_succeeded_and_responses_like_the_original(conf):
+    """python-etcd3's transaction result: `ok, _ = service.update(cfg, s)`."""
+    s = new_service("shape", "h1")
+    ok, responses = service.update(conf, s)
+    assert ok is True and responses == []
+    result = service.update(conf, s)
+    assert result.succeeded and result == (True, [])
+    assert s.uuid and service.is_up(conf, uuid=s.uuid)
+    # The original's spelling returns the same.
+    ok, _ = os_lively.service_update(conf, s)
+    assert ok
+
+
+def test_notify_events_carry_the_records_key(conf, ns):
+    s = new_service("keyed", "h2")
+    service.update(conf, s)
+    n = service.notify(conf, uuid=s.uuid)
+    guard(n)
+    s.status = service.Status.DOWN
+    service.update(conf, s)
+    ev = next(iter(n.events))
+    n.cancel()
+    assert ev.key == ("/%s/services/by-uuid/%s" % (ns, s.uuid)).encode()
+    rec = service.Service()
+    rec.ParseFromString(ev.value)
+    assert rec.uuid == s.uuid and rec.status == service.Status.DOWN
+
+
+def test_record_key_spells_the_namespace_as_the_library():
+    assert service.record_key("", "ab") == b"/services/by-uuid/ab"
+    assert service.record_key("prod", "ab") == b"/prod/services/by-uuid/ab"
+    assert service.record_key("/prod", "ab") == b"/prod/services/by-uuid/ab"
+
+
+def test_notify_for_an_unknown_service_returns_none_like_the_original(conf):
+    assert service.notify(conf, uuid="0" * 32) is None
+    assert service.notify(conf, type="nova-compute", host="nowhere") is None
+    assert os_lively.service_notify(conf, service_type="nova-compute", host="nowhere") is None
+    # A filter that names no single service still watches.
+    n = service.notify(conf, type="nova-compute")
+    assert n is not None
+    n.cancel()
+
+
+def test_a_conf_with_another_status_ttl_gets_its_own_lease(etcd, ns):
+    """The cached client per connection is keyed on status_ttl too: the
+    second Conf's services must not live on the first one's lease TTL."""
+    from os_lively import _dropin
+
+    long_conf = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=60)
+    short_conf = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=7)
+    service.update(long_conf, new_service("long", "h"))
+    service.update(short_conf, new_service("short", "h"))
+    long_stats = _dropin.client_for(long_conf).stats()
+    short_stats = _dropin.client_for(short_conf).stats()
+    assert long_stats["lease_id"] != short_stats["lease_id"]
+    assert long_stats["lease_granted_ttl"] == 60
+    assert short_stats["lease_granted_ttl"] == 7
+    # The same settings still share one client.
+    same = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=7)
+    assert _dropin.client_for(same) is _dropin.client_for(short_conf)
