@@ -161,3 +161,44 @@ def test_client_close_ends_concurrent_calls_and_iterations(etcd, ns, frees):
     del c, sub, threads
     gc.collect()
     assert seen and all(not inside for _, inside in seen)
+
+
+def test_view_close_ends_a_sync_that_is_waiting():
+    """A sync that cannot finish (etcd paused) returns ClosedError soon
+    after close(), not at its 30 s timeout: within one slice, plus the
+    request timeout of the round trip each slice starts (1 s here; the
+    library's sync does not bound that read by its own timeout)."""
+    import os
+    import signal
+
+    from conftest import Etcd
+
+    etcd = Etcd()  # of its own: this test pauses it
+    try:
+        c = os_lively.Client(etcd.url, namespace="waiting", request_timeout=1)
+        view = c.view()
+        view.sync()
+        os.kill(etcd.proc.pid, signal.SIGSTOP)
+        outcome = []
+
+        def wait():
+            start = time.monotonic()
+            try:
+                view.sync(30)
+                outcome.append("synced")
+            except os_lively.ClosedError:
+                outcome.append("closed")
+            except os_lively.LivelyError as e:
+                outcome.append(str(e))
+            outcome.append(time.monotonic() - start)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.5)
+        view.close()
+        t.join(5)
+        assert not t.is_alive(), "sync did not return after close()"
+        assert outcome[0] == "closed" and outcome[1] < 0.5 + 1.5, outcome
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+        etcd.stop()

@@ -13,7 +13,6 @@ import pytest
 import os_lively
 from os_lively import _gil
 from os_lively import client as client_mod
-from conftest import requires_heartbeat
 
 
 def test_the_short_calls_are_bound_through_the_gil_holding_path():
@@ -26,47 +25,54 @@ def test_the_short_calls_are_bound_through_the_gil_holding_path():
         assert "lively_client_heartbeat" in _gil.BOUND
 
 
-def _timed(fn, n):
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return time.perf_counter() - start
-
-
 @pytest.fixture
-def busy_threads():
-    """Threads that always want the GIL, with a 20 ms switch interval: a
-    call that drops the GIL then often waits milliseconds to get it back."""
-    old = sys.getswitchinterval()
-    stop = threading.Event()
+def counting_thread():
+    """A Python thread counting as fast as it can: its count moves only
+    while it holds the GIL."""
+    state = {"count": 0, "stop": False}
 
-    def spin():
-        while not stop.is_set():
-            pass
+    def count():
+        while not state["stop"]:
+            state["count"] += 1
 
-    threads = [threading.Thread(target=spin, daemon=True) for _ in range(3)]
-    sys.setswitchinterval(0.02)
-    for t in threads:
-        t.start()
-    time.sleep(0.1)
-    yield
-    stop.set()
-    for t in threads:
-        t.join()
-    sys.setswitchinterval(old)
+    t = threading.Thread(target=count, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    yield state
+    state["stop"] = True
+    t.join()
 
 
-@requires_heartbeat
-def test_short_calls_do_not_wait_for_busy_threads(etcd, ns, busy_threads):
+def test_the_gil_holding_path_holds_the_gil_for_the_whole_call(etcd, ns, counting_thread):
+    """What the short calls rely on, shown with a call that lasts: a
+    300 ms wait in the library through `_gil`'s PyDLL lets no Python
+    thread run, the same wait through cffi lets the counting thread run
+    all along."""
+    next_held = _gil._lib.lively_subscription_next
+    next_held.restype = ctypes.c_uint32
+    next_held.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_void_p))
     with os_lively.Client(etcd.url, namespace=ns) as c:
-        uuid = c.update("gil", "h", heartbeat=60)
-        view = c.view()
-        view.sync()
-        n = 200
-        for what, call in (("view.is_up", lambda: view.is_up(uuid)), ("heartbeat", lambda: c.heartbeat(uuid)),
-                           ("view.revision", view.revision)):
-            per_call = _timed(call, n) / n
-            # Holding the GIL, 200 calls lose it to the busy threads at most
-            # a few times in all (each loss: a 20 ms switch interval).
-            assert per_call < 0.001, "%s: %.6f s per call with busy threads" % (what, per_call)
-        view.close()
+        sub = c.subscribe(uuid="0" * 32)  # no event will come: each next() waits its whole timeout
+        event = ctypes.c_void_p()
+        addr = _gil.address(sub._handle)
+        # A 1 s switch interval, so the counting thread takes no turn of
+        # its own between the two reads of its count: the sleep hands it
+        # the GIL, and it gives it back 1 s later, leaving this thread a
+        # whole interval for the 300 ms call.
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1.0)
+        try:
+            time.sleep(0.001)
+            before = counting_thread["count"]
+            rc = next_held(addr, 300, ctypes.byref(event))
+            held = counting_thread["count"] - before
+        finally:
+            sys.setswitchinterval(old)
+        assert rc == 0 and not event.value
+        out = client_mod.ffi.new("lively_event **")
+        before = counting_thread["count"]
+        assert client_mod.lib.lively_subscription_next(sub._handle, 300, out) == 0
+        released = counting_thread["count"] - before
+        sub.close()
+    assert released > 1000, "the counting thread did not run during a GIL-releasing call: %d" % released
+    assert held < released / 100, "the GIL-holding call let the counting thread run: %d vs %d" % (held, released)

@@ -15,12 +15,13 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from . import _check, _convert, _gil
 from ._ffi import HAS_HEARTBEAT, HAS_UP, NULL, UINT64_MAX, arg, cstr, fail, ffi, lib
-from .errors import ClosedError, NotSupportedError
+from .errors import ClosedError, NotSupportedError, error_for
 from .model import Event, ServiceInfo, Status
 
 _log = logging.getLogger("os_lively")
@@ -469,7 +470,11 @@ class Client:
 
     def close(self) -> None:
         """Revokes the lease (this client's services go DOWN at once) and
-        stops the client's thread. Later calls raise `ClosedError`."""
+        stops the client's thread. Later calls raise `ClosedError`. Safe
+        from any thread while others use the client, its views and
+        subscriptions: their calls return (`ClosedError`; iterations end),
+        and the C handle is freed only when the object is garbage-collected,
+        never under a running call."""
         if self._closed:
             return
         self._closed = True
@@ -777,21 +782,27 @@ class View:
     def sync(self, timeout: Seconds = 5.0) -> None:
         """Read-your-writes: waits until the view reflects etcd's current
         revision (`TimeoutError` if it does not within `timeout`)."""
-        remaining = _check.millis(timeout, "timeout", maximum=MAX_TIMEOUT)
+        total = _check.millis(timeout, "timeout", maximum=MAX_TIMEOUT)
+        # A deadline, not a count of slices: a slice may outlast its length
+        # (its round trip to etcd is bounded by the request timeout).
+        deadline = time.monotonic() + total / 1000.0
         while True:
             if self._closed:
                 raise self._closed_error("view sync")
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
             # Waits in slices, so a close() on another thread ends the wait.
-            step = min(_SYNC_SLICE_MS, remaining)
-            rc = lib.lively_view_sync(self._handle, step)
+            rc = lib.lively_view_sync(self._handle, min(_SYNC_SLICE_MS, remaining))
             if rc == 0:
                 return
-            remaining -= step
-            if rc == _TIMEOUT and remaining > 0:
-                continue
-            if rc == _TIMEOUT and self._closed:
+            if self._closed:
                 raise self._closed_error("view sync")
-            self._retry(rc, "view sync", lib.lively_view_sync, max(remaining, 1))
+            if rc == _TIMEOUT:
+                if time.monotonic() < deadline:
+                    continue
+                # The library's message would name the last slice's time.
+                raise error_for(rc, "view sync: the view did not reach etcd's current revision within %r s"
+                                % (timeout,))
+            self._retry(rc, "view sync", lib.lively_view_sync, max(1, remaining))
             return
 
     def close(self) -> None:
