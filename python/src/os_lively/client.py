@@ -663,7 +663,8 @@ class View:
     `is_up`, `revision` and `is_connected` keep the GIL (they take about
     100 ns; see `os_lively._gil`); `get`, `list` and `sync` release it.
     `close()` may be called from any thread, while others use the view:
-    their calls raise `ClosedError` (a waiting `sync` within 0.2 s), and
+    their calls raise `ClosedError` (a waiting `sync` within 0.2 s, or
+    within the request timeout while etcd does not answer), and
     the C view is freed only once no thread is inside a call (when the
     object is garbage-collected)."""
 
