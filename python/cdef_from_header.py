@@ -2,14 +2,28 @@
 
 cffi's parser takes plain C declarations without preprocessor lines, so
 this keeps the C view of the header (no C++ or C23 branches), drops
-comments and includes, and turns each `#define NAME value` into cffi's
-`#define NAME ...` (the compiler fills in the value from the real header).
-Only the text is transformed; every declaration comes from the header.
+comments and includes, and keeps each `#define NAME value` with a plain
+integer value (cffi's ABI mode, which the wheel uses, has no compiler to
+ask for a value: `UINT64_MAX` is spelled out, anything else unknown is an
+error naming the macro). Only the text is transformed; every declaration
+comes from the header.
 """
 
 import re
 
 _C_VIEW_FALSE = ("__cplusplus", "__STDC_VERSION__")
+
+
+#: Values the header spells with <stdint.h> names, as cffi needs them.
+_KNOWN_VALUES = {"UINT64_MAX": "0xFFFFFFFFFFFFFFFF", "UINT32_MAX": "0xFFFFFFFF"}
+_INTEGER = re.compile(r"^-?(0[xX][0-9a-fA-F]+|\d+)$")
+
+
+def _define_value(name, value):
+    value = _KNOWN_VALUES.get(value.strip(), value.strip())
+    if not _INTEGER.match(value):
+        raise ValueError("cdef_from_header: #define %s %s is not an integer cffi can take" % (name, value))
+    return value
 
 
 #: Attribute macros the header puts before declarations (the function
@@ -61,7 +75,7 @@ def cdef_from_header(text):
             elif word == "#define" and active:
                 parts = line.split(None, 2)
                 if len(parts) == 3 and parts[1] not in _ATTRIBUTE_MACROS:
-                    out.append("#define %s ..." % parts[1])
+                    out.append("#define %s %s" % (parts[1], _define_value(parts[1], parts[2])))
             # #include and anything else: nothing for cffi
             continue
         if active and line:

@@ -23,7 +23,8 @@ cargo clippy --all-targets --quiet -- -D warnings
 # Debian's etcd (3.4): everything.
 cargo test --quiet -- --test-threads="$threads"
 
-# The Python package: `pip install ./python` into a fresh venv, then pytest.
+# The Python package: its wheel built once (`pip wheel ./python`, maturin),
+# installed into a fresh venv, then pytest with no cargo or protoc on PATH.
 if [ "${OSLIVELY_SKIP_PYTHON:-0}" != 1 ]; then
   echo "== Python package (python/tests)"
   scripts/python-test.sh

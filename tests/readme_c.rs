@@ -1,7 +1,7 @@
 //! Fallible C functions must have their result checked (issue 24, item
 //! 11): the header marks them `LIVELY_MUST_USE`, so ignoring one fails a
-//! `-Werror` build in C and C++, and every C snippet of the README checks
-//! its results (each compiled here under `-Wall -Wextra -Werror
+//! `-Werror` build in C and C++, and every C snippet of the README and of
+//! docs/c.md checks its results (each compiled here under `-Wall -Wextra -Werror
 //! -Wpedantic`). Needs `cc` (and `c++` for the C++ check).
 
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ fn compile(compiler: &str, std: &str, lang: &str, source: &str) -> Result<(), St
 
 /// The ```c blocks of a Markdown file.
 fn c_blocks(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("read README");
+    let text = std::fs::read_to_string(path).expect("read a Markdown file");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -81,18 +81,23 @@ fn as_unit(snippet: &str) -> String {
     )
 }
 
+/// The Markdown files whose ```c blocks are checked: the README's short
+/// example and the C reference page.
+const C_DOCS: [&str; 2] = ["README.md", "docs/c.md"];
+
 #[test]
 fn readme_c_snippets_check_every_result() {
-    let blocks = c_blocks(&manifest_dir().join("README.md"));
-    assert!(
-        blocks.len() >= 2,
-        "expected the README's C snippets, found {}",
-        blocks.len()
-    );
-    for (i, block) in blocks.iter().enumerate() {
-        let unit = as_unit(block);
-        if let Err(out) = compile("cc", "c11", "c", &unit) {
-            panic!("README C snippet {i} does not compile cleanly:\n{unit}\n{out}");
+    for doc in C_DOCS {
+        let blocks = c_blocks(&manifest_dir().join(doc));
+        assert!(
+            !blocks.is_empty(),
+            "expected C snippets in {doc}, found none"
+        );
+        for (i, block) in blocks.iter().enumerate() {
+            let unit = as_unit(block);
+            if let Err(out) = compile("cc", "c11", "c", &unit) {
+                panic!("{doc}: C snippet {i} does not compile cleanly:\n{unit}\n{out}");
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ const EXIT_ETCD: u8 = 3;
     version,
     about = "Which services of a fleet are alive, kept in etcd v3",
     after_help = "Exit codes: 0 success (is-up: UP), 1 DOWN or not found, 2 usage, 3 etcd or connection error.\n\
-                  Connection flags fall back to the OSLIVELY_* variables (see the README)."
+                  Connection flags fall back to the OSLIVELY_* variables (see docs/operators.md in the repository)."
 )]
 struct Cli {
     /// Output format [default: table on a terminal, json otherwise]

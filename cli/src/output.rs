@@ -1,5 +1,5 @@
 //! What the commands print: aligned tables for people, JSON with stable
-//! field names for programs (documented in the README).
+//! field names for programs (documented in docs/operators.md).
 
 use os_lively::{Event, EventKind, Service, ServiceInfo, Status};
 use serde_json::{Value, json};

@@ -117,7 +117,8 @@ def run(args, host, port):
     raw = etcd3.client(host=host, port=port)  # one cached client, as a careful programmer would
 
     me = service.Service(type="nova-compute", host="host-7", region="east", status=service.Status.UP)
-    uuid = service.update(cfg, me)
+    service.update(cfg, me)
+    uuid = me.uuid
     up_key = "/%s/services/by-status/UP/%s" % (ns, uuid)
     th_key = "/%s/services/by-type-host/nova-compute/host-7" % ns
     payload = me.SerializeToString()

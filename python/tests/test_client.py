@@ -185,7 +185,8 @@ def test_fork_child_gets_its_own_client(etcd, ns):
 
     conf = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns)
     parent_svc = service.Service(type="parent", host="h", status=service.Status.UP)
-    parent_uuid = service.update(conf, parent_svc)
+    service.update(conf, parent_svc)
+    parent_uuid = parent_svc.uuid
     parent_client = os_lively._dropin.client_for(conf)
     parent_lease = parent_client.stats()["lease_id"]
     pythonic = Client(etcd.url, namespace=ns)
@@ -196,7 +197,9 @@ def test_fork_child_gets_its_own_client(etcd, ns):
         try:
             os.close(r)
             up = service.is_up(conf, uuid=parent_uuid)
-            child_uuid = service.update(conf, service.Service(type="child", host="h", status=service.Status.UP))
+            child_svc = service.Service(type="child", host="h", status=service.Status.UP)
+            service.update(conf, child_svc)
+            child_uuid = child_svc.uuid
             lease = os_lively._dropin.client_for(conf).stats()["lease_id"]
             up2 = pythonic.is_up(parent_uuid)
             os.write(w, ("%s %s %d %s" % (up, child_uuid, lease, up2)).encode())

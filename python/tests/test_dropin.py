@@ -83,7 +83,7 @@ def test_conf_defaults_env_and_overrides(monkeypatch):
     assert c.etcd_port == "2400"  # strings from the environment, as the original
     assert c.status_ttl == 5  # at least 5
     assert c.some_unknown_option == 1
-    assert conf_mod.connection_key(c) == ("override", 2400, 5.0, "")
+    assert conf_mod.connection_key(c) == ("override", 2400, 5.0, "", 5)
 
 
 def test_lifecycle(conf, etcd, ns):
@@ -91,7 +91,8 @@ def test_lifecycle(conf, etcd, ns):
     -> get_many by each filter -> move region -> delete -> gone; keys as the
     original wrote them."""
     s = new_service()
-    uuid = service.update(conf, s)
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
     assert s.uuid == uuid and len(uuid) == 32
     assert service.is_up(conf, uuid=uuid)
     assert service.is_up(conf, type="nova-compute", host="host-7")
@@ -120,7 +121,9 @@ def test_lifecycle(conf, etcd, ns):
     assert etcd.get(base + "/by-region/east/" + uuid) == b""
     assert etcd.get(base + "/by-status/UP/" + uuid) == b""
 
-    other = service.update(conf, new_service("glance", "host-9", region="west"))
+    other_s = new_service("glance", "host-9", region="west")
+    service.update(conf, other_s)
+    other = other_s.uuid
 
     s.status = service.Status.DOWN
     service.update(conf, s)
@@ -171,9 +174,11 @@ def test_status_ttl_is_a_heartbeat_deadline(conf):
     process and its client live on). Calling update keeps it UP."""
     conf.status_ttl = 5
     s = new_service("heart", "beat")
-    uuid = service.update(conf, s)
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
     kept = new_service("kept", "alive")
-    kept_uuid = service.update(conf, kept)
+    assert service.update(conf, kept) == (True, [])
+    kept_uuid = kept.uuid
     n = service.notify(conf, uuid=uuid)
     guard(n, 30)
     start = time.monotonic()
@@ -201,7 +206,8 @@ def test_status_ttl_is_a_heartbeat_deadline(conf):
 
 def test_down_is_not_sticky(conf):
     s = new_service()
-    uuid = service.update(conf, s)
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
     before = int(time.time())
     downed = service.down(conf, maint_note="disk swap", uuid=uuid)
     assert downed.status == service.Status.DOWN
@@ -224,7 +230,8 @@ def test_down_is_not_sticky(conf):
 
 def test_notify_flapping_in_order_then_cancel_inside_loop(conf):
     s = new_service()
-    uuid = service.update(conf, s)
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
     n = service.notify(conf, uuid=uuid)
     assert isinstance(n, tuple) and n._fields == ("events", "cancel")
 
@@ -260,7 +267,8 @@ def test_status_names():
 
 def test_conf_changes_take_effect_next_call(conf, etcd):
     s = new_service()
-    uuid = service.update(conf, s)
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
     conf.etcd_key_namespace = conf.etcd_key_namespace + "-other"
     assert not service.is_up(conf, uuid=uuid)  # another namespace
     assert service.get_many(conf) == []
@@ -299,9 +307,76 @@ def test_exit_closes_the_cached_client_revoking_its_lease(conf, env):
     script = (
         "from os_lively import conf, service\n"
         "s = service.Service(type='exiting', host='h', status=service.Status.UP)\n"
-        "print(service.update(conf.Conf(status_ttl=60), s))\n"
+        "service.update(conf.Conf(status_ttl=60), s)\n"
+        "print(s.uuid)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60)
     uuid = out.stdout.strip()
     assert service.get_one(conf, uuid=uuid) is not None
     assert not service.is_up(conf, uuid=uuid)
+
+
+# -- where the drop-in used to differ from the original (issue 23) ------
+
+
+def test_update_returns_succeeded_and_responses_like_the_original(conf):
+    """python-etcd3's transaction result: `ok, _ = service.update(cfg, s)`."""
+    s = new_service("shape", "h1")
+    ok, responses = service.update(conf, s)
+    assert ok is True and responses == []
+    result = service.update(conf, s)
+    assert result.succeeded and result == (True, [])
+    assert s.uuid and service.is_up(conf, uuid=s.uuid)
+    # The original's spelling returns the same.
+    ok, _ = os_lively.service_update(conf, s)
+    assert ok
+
+
+def test_notify_events_carry_the_records_key(conf, ns):
+    s = new_service("keyed", "h2")
+    service.update(conf, s)
+    n = service.notify(conf, uuid=s.uuid)
+    guard(n)
+    s.status = service.Status.DOWN
+    service.update(conf, s)
+    ev = next(iter(n.events))
+    n.cancel()
+    assert ev.key == ("/%s/services/by-uuid/%s" % (ns, s.uuid)).encode()
+    rec = service.Service()
+    rec.ParseFromString(ev.value)
+    assert rec.uuid == s.uuid and rec.status == service.Status.DOWN
+
+
+def test_record_key_spells_the_namespace_as_the_library():
+    assert service.record_key("", "ab") == b"/services/by-uuid/ab"
+    assert service.record_key("prod", "ab") == b"/prod/services/by-uuid/ab"
+    assert service.record_key("/prod", "ab") == b"/prod/services/by-uuid/ab"
+
+
+def test_notify_for_an_unknown_service_returns_none_like_the_original(conf):
+    assert service.notify(conf, uuid="0" * 32) is None
+    assert service.notify(conf, type="nova-compute", host="nowhere") is None
+    assert os_lively.service_notify(conf, service_type="nova-compute", host="nowhere") is None
+    # A filter that names no single service still watches.
+    n = service.notify(conf, type="nova-compute")
+    assert n is not None
+    n.cancel()
+
+
+def test_a_conf_with_another_status_ttl_gets_its_own_lease(etcd, ns):
+    """The cached client per connection is keyed on status_ttl too: the
+    second Conf's services must not live on the first one's lease TTL."""
+    from os_lively import _dropin
+
+    long_conf = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=60)
+    short_conf = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=7)
+    service.update(long_conf, new_service("long", "h"))
+    service.update(short_conf, new_service("short", "h"))
+    long_stats = _dropin.client_for(long_conf).stats()
+    short_stats = _dropin.client_for(short_conf).stats()
+    assert long_stats["lease_id"] != short_stats["lease_id"]
+    assert long_stats["lease_granted_ttl"] == 60
+    assert short_stats["lease_granted_ttl"] == 7
+    # The same settings still share one client.
+    same = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=7)
+    assert _dropin.client_for(same) is _dropin.client_for(short_conf)

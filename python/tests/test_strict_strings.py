@@ -85,7 +85,8 @@ def test_nul_in_every_pythonic_argument_is_refused_naming_it(client, etcd, ns):
 
 def test_nul_in_every_dropin_argument_is_refused_naming_it(conf, etcd, ns):
     s = service.Service(type="nova-compute", host="host-7", region="east", status=service.Status.UP)
-    u = service.update(conf, s)
+    service.update(conf, s)
+    u = s.uuid
     before = keys(etcd, ns)
     calls = [
         (lambda: service.update(conf, service.Service(type="nova\0-compute", host="host-7")), "Service.type"),

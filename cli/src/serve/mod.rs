@@ -10,7 +10,7 @@
 //!
 //! Read-only: every route answers GET (and HEAD) only; anything else is a
 //! 4xx. It binds loopback unless `--listen` says otherwise; TLS and
-//! authentication belong to a reverse proxy in front (see the README).
+//! authentication belong to a reverse proxy in front (see docs/operators.md).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;

@@ -33,14 +33,14 @@ def client_for(conf) -> Client:
     with _lock:
         c = _cache.get(key)
         if c is None or c.closed:
-            host, port, timeout, namespace = key
+            host, port, timeout, namespace, ttl = key
             if ":" in host and not host.startswith("["):
                 host = "[%s]" % host  # IPv6 literal
             c = Client(
                 "%s:%d" % (host, port),
                 namespace=namespace,
                 # The lease's TTL: how soon a dead process's services go DOWN.
-                status_ttl=_conf.status_ttl(conf),
+                status_ttl=ttl,
                 connect_timeout=timeout,
             )
             _cache[key] = c

@@ -9,17 +9,19 @@ freed or used), a view reloads, an iterated subscription subscribes again.
 """
 
 import atexit
+import ctypes
 import datetime
 import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
-from . import _check, _convert
+from . import _check, _convert, _gil
 from ._ffi import HAS_HEARTBEAT, HAS_UP, NULL, UINT64_MAX, arg, cstr, fail, ffi, lib
-from .errors import ClosedError, NotSupportedError
+from .errors import ClosedError, NotSupportedError, error_for
 from .model import Event, ServiceInfo, Status
 
 _log = logging.getLogger("os_lively")
@@ -30,6 +32,7 @@ Timestamp = Union[int, float, datetime.datetime, None]
 _FORKED = lib.LIVELY_RESULT_FORKED
 _NULL_PARAMETER = lib.LIVELY_RESULT_NULL_PARAMETER
 _CLOSED = lib.LIVELY_RESULT_CLOSED
+_TIMEOUT = lib.LIVELY_RESULT_TIMEOUT
 
 # Everything with a handle, so a forked child can drop the parent's
 # handles and clients can be closed at exit.
@@ -331,7 +334,14 @@ class Client:
         if not HAS_HEARTBEAT:
             raise NotSupportedError("heartbeat(): the loaded os-lively library has no lively_client_heartbeat")
         u = _check.text(uuid, "uuid")
-        self._call("heartbeat %s" % uuid, lib.lively_client_heartbeat, u)
+        # About 100 ns and never blocking: bound through ctypes.PyDLL, which
+        # keeps the GIL (see os_lively._gil).
+        rc = _gil.client_heartbeat(_gil.address(self._handle), u)
+        if rc:
+            self._recover(rc, "heartbeat %s" % uuid)
+            rc = _gil.client_heartbeat(_gil.address(self._handle), u)
+            if rc:
+                fail(rc, "heartbeat %s" % uuid)
 
     def down(self, uuid: str, note: Optional[str] = None, *, start: Timestamp = None, end: Timestamp = None) -> None:
         """Forces a service DOWN for maintenance (an operator's decision:
@@ -440,8 +450,8 @@ class Client:
 
             return Subscription(self, pull_handle(), None, pull_handle)
         state = _CallbackState(callback)
-        self._call("subscribe", lib.lively_client_subscribe, f, opts, lib._os_lively_event_cb,
-                   state.handle, lib._os_lively_release_cb, out)
+        self._call("subscribe", lib.lively_client_subscribe, f, opts, _os_lively_event_cb,
+                   state.handle, _os_lively_release_cb, out)
         _pending.add(state)
         sub = Subscription(self, out[0], state)
         # Like a thread, a callback subscription runs until cancelled (or
@@ -460,7 +470,11 @@ class Client:
 
     def close(self) -> None:
         """Revokes the lease (this client's services go DOWN at once) and
-        stops the client's thread. Later calls raise `ClosedError`."""
+        stops the client's thread. Later calls raise `ClosedError`. Safe
+        from any thread while others use the client, its views and
+        subscriptions: their calls return (`ClosedError`; iterations end),
+        and the C handle is freed only when the object is garbage-collected,
+        never under a running call."""
         if self._closed:
             return
         self._closed = True
@@ -482,10 +496,12 @@ class Client:
         self.close()
 
     def __del__(self) -> None:
+        # No thread is inside a method now (each would hold a reference);
+        # close() left the handle allocated for calls still running.
         h = getattr(self, "_handle", NULL)
         if h != NULL and self._pid == os.getpid():
             self._handle = NULL
-            lib.lively_client_free(h)
+            _free(lib.lively_client_free, h)
 
 
 class _CallbackState:
@@ -503,7 +519,10 @@ _pending = set()
 _running = set()  # callback subscriptions not yet cancelled
 
 
-@ffi.def_extern()
+# The wheel's cffi binding is in ABI mode (no compiler at build time), so
+# the C callbacks are `ffi.callback` trampolines (libffi closures), made
+# once and kept alive here for the life of the process.
+@ffi.callback("void(void *, const struct lively_event *)")
 def _os_lively_event_cb(userdata, event) -> None:
     try:
         state = ffi.from_handle(userdata)
@@ -513,7 +532,7 @@ def _os_lively_event_cb(userdata, event) -> None:
         _log.exception("exception in a subscription callback (the subscription goes on)")
 
 
-@ffi.def_extern()
+@ffi.callback("void(void *)")
 def _os_lively_release_cb(userdata) -> None:
     try:
         _pending.discard(ffi.from_handle(userdata))
@@ -607,12 +626,11 @@ class Subscription:
         return ev
 
     def close(self) -> None:
-        """Cancels and frees the subscription (not while another thread is
-        inside `next()`; `cancel()` is the thread-safe stop)."""
+        """Cancels the subscription. Safe from any thread, also while
+        another thread iterates it: that iteration ends (and `next()`
+        returns None). The C handle is freed once no thread uses it (when
+        the object is garbage-collected), never under a running call."""
         self.cancel()
-        h, self._handle = self._handle, NULL
-        if h != NULL and self._pid == os.getpid():
-            lib.lively_subscription_free(h)
 
     def __enter__(self) -> "Subscription":
         return self
@@ -621,19 +639,34 @@ class Subscription:
         self.close()
 
     def __del__(self) -> None:
+        # No thread is inside a method now (each would hold a reference).
         h = getattr(self, "_handle", NULL)
         if h != NULL and self._pid == os.getpid():
             self._handle = NULL
-            lib.lively_subscription_free(h)
+            _free(lib.lively_subscription_free, h)
 
 
-_view_is_up = lib.lively_view_is_up
-_new = ffi.new
+_view_is_up = _gil.view_is_up
+_view_is_up_th = _gil.view_is_up_by_type_host
+_c_bool = ctypes.c_bool
+_byref = ctypes.byref
+
+#: How long one wait inside `View.sync` lasts: `close()` from another
+#: thread ends a waiting `sync` within this.
+_SYNC_SLICE_MS = 200
 
 
 class View:
     """A local copy of every service in the client's namespace: `is_up`,
-    `get`, `list` answer without a round trip (about a microsecond)."""
+    `get`, `list` answer without a round trip (about a microsecond).
+
+    `is_up`, `revision` and `is_connected` keep the GIL (they take about
+    100 ns; see `os_lively._gil`); `get`, `list` and `sync` release it.
+    `close()` may be called from any thread, while others use the view:
+    their calls raise `ClosedError` (a waiting `sync` within 0.2 s, or
+    within the request timeout while etcd does not answer), and
+    the C view is freed only once no thread is inside a call (when the
+    object is garbage-collected)."""
 
     def __init__(self, client: Client, stale_after: Optional[Seconds]) -> None:
         self._client = client
@@ -645,9 +678,14 @@ class View:
             self._stale_ms = _check.millis(stale_after, "stale_after", minimum=0.0, above_minimum=True,
                                            maximum=MAX_TIMEOUT * 365)
         self._pid = os.getpid()
-        self._handle = NULL
-        self._handle = self._new()
+        self._closed = False
+        self._set_handle(NULL)
+        self._set_handle(self._new())
         _handles.add(self)
+
+    def _set_handle(self, h) -> None:
+        self._handle = h
+        self._addr = _gil.address(h)  # what the GIL-holding (ctypes) calls pass
 
     def _new(self):
         out = ffi.new("const lively_view **")
@@ -655,48 +693,59 @@ class View:
         return out[0]
 
     def _after_fork(self) -> None:
-        self._handle = NULL
+        self._set_handle(NULL)
+
+    def _closed_error(self, what: str) -> ClosedError:
+        return ClosedError("%s: the view is closed" % what, _CLOSED)
 
     def _retry(self, rc: int, what: str, fn, *args):
+        """After a failed call: in a forked child, load a view of the
+        child's own and call again; else raise."""
+        if self._closed:
+            raise self._closed_error(what)
         if rc == _NULL_PARAMETER and self._handle == NULL and self._pid != os.getpid():
             self._pid = os.getpid()
-            self._handle = self._new()
-            rc = fn(self._handle, *args)
+            self._set_handle(self._new())
+            rc = fn(self._addr if fn in (_view_is_up, _view_is_up_th) else self._handle, *args)
             if rc == 0:
                 return
         if rc == _NULL_PARAMETER and self._handle == NULL:
-            raise ClosedError("%s: the view is closed" % what, _CLOSED)
+            raise self._closed_error(what)
         fail(rc, what)
 
     def is_up(self, uuid: Optional[str] = None, *, service_type: Optional[str] = None,
               host: Optional[str] = None) -> bool:
         """Whether a service is effectively UP as of `revision()`."""
-        out = _new("bool *")
+        if self._closed:
+            raise self._closed_error("view is_up")
+        out = _c_bool()
         if type(uuid) is str and service_type is None and host is None and "\0" not in uuid:
             # The hot path (about half a microsecond): a plain str uuid.
             try:
                 b = uuid.encode()
             except UnicodeEncodeError:
                 b = _check.text(uuid, "uuid")  # raises, naming the argument
-            rc = _view_is_up(self._handle, b, out)
+            rc = _view_is_up(self._addr, b, _byref(out))
             if rc:
-                self._retry(rc, "view is_up %s" % uuid, _view_is_up, b, out)
-            return out[0]
+                self._retry(rc, "view is_up %s" % uuid, _view_is_up, b, _byref(out))
+            return out.value
         _check.one_of(uuid, service_type, host, "is_up")
         if uuid is not None:
             b = _check.text(uuid, "uuid")
-            rc = _view_is_up(self._handle, b, out)
+            rc = _view_is_up(self._addr, b, _byref(out))
             if rc:
-                self._retry(rc, "view is_up", _view_is_up, b, out)
-            return out[0]
+                self._retry(rc, "view is_up", _view_is_up, b, _byref(out))
+            return out.value
         t, h = _check.text(service_type, "service_type"), _check.text(host, "host")
-        rc = lib.lively_view_is_up_by_type_host(self._handle, t, h, out)
+        rc = _view_is_up_th(self._addr, t, h, _byref(out))
         if rc:
-            self._retry(rc, "view is_up %s@%s" % (service_type, host), lib.lively_view_is_up_by_type_host, t, h, out)
-        return out[0]
+            self._retry(rc, "view is_up %s@%s" % (service_type, host), _view_is_up_th, t, h, _byref(out))
+        return out.value
 
     def get(self, uuid: str) -> ServiceInfo:
         """A service's record and liveness; `NotFoundError` if unknown."""
+        if self._closed:
+            raise self._closed_error("view get")
         out = ffi.new("lively_service_info **")
         b = _check.text(uuid, "uuid")
         rc = lib.lively_view_get(self._handle, b, out)
@@ -708,6 +757,10 @@ class View:
     def list(self, *, uuid: Optional[str] = None, service_type: Optional[str] = None,
              host: Optional[str] = None, region: Optional[str] = None,
              status: Union[Status, int, str, None] = None) -> List[ServiceInfo]:
+        """Services matching every filter given (`status` is the effective
+        status)."""
+        if self._closed:
+            raise self._closed_error("view list")
         f, keep = _filter(uuid, service_type, host, region, status)
         out = ffi.new("lively_service_list **")
         rc = lib.lively_view_list(self._handle, f, out)
@@ -716,24 +769,52 @@ class View:
         return _convert.service_list(ffi.gc(out[0], lib.lively_service_list_free))
 
     def revision(self) -> int:
-        return lib.lively_view_revision(self._handle)
+        """The etcd revision the view reflects."""
+        if self._closed:
+            raise self._closed_error("view revision")
+        return _gil.view_revision(self._addr)
 
     def is_connected(self) -> bool:
-        return bool(lib.lively_view_is_connected(self._handle))
+        """True while the view's watch is connected and caught up."""
+        if self._closed:
+            raise self._closed_error("view is_connected")
+        return bool(_gil.view_is_connected(self._addr))
 
     def sync(self, timeout: Seconds = 5.0) -> None:
         """Read-your-writes: waits until the view reflects etcd's current
         revision (`TimeoutError` if it does not within `timeout`)."""
-        ms = _check.millis(timeout, "timeout", maximum=MAX_TIMEOUT)
-        rc = lib.lively_view_sync(self._handle, ms)
-        if rc:
-            self._retry(rc, "view sync", lib.lively_view_sync, ms)
+        total = _check.millis(timeout, "timeout", maximum=MAX_TIMEOUT)
+        # A deadline, not a count of slices: a slice may outlast its length
+        # (its round trip to etcd is bounded by the request timeout).
+        deadline = time.monotonic() + total / 1000.0
+        while True:
+            if self._closed:
+                raise self._closed_error("view sync")
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            # Waits in slices, so a close() on another thread ends the wait.
+            rc = lib.lively_view_sync(self._handle, min(_SYNC_SLICE_MS, remaining))
+            if rc == 0:
+                return
+            if self._closed:
+                raise self._closed_error("view sync")
+            if rc == _TIMEOUT:
+                if time.monotonic() < deadline:
+                    continue
+                # The library's message would name the last slice's time.
+                raise error_for(rc, "view sync: the view did not reach etcd's current revision within %r s"
+                                % (timeout,))
+            self._retry(rc, "view sync", lib.lively_view_sync, max(1, remaining))
+            return
 
     def close(self) -> None:
-        """Frees the view (not while other threads use it)."""
-        h, self._handle = self._handle, NULL
-        if h != NULL and self._pid == os.getpid():
-            lib.lively_view_free(h)
+        """Ends the view: later calls, and calls other threads are making,
+        raise `ClosedError`. Safe from any thread; the C view is freed once
+        no thread uses it (when the object is garbage-collected)."""
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def __enter__(self) -> "View":
         return self
@@ -742,10 +823,16 @@ class View:
         self.close()
 
     def __del__(self) -> None:
+        # No thread is inside a method now (each would hold a reference).
         h = getattr(self, "_handle", NULL)
         if h != NULL and self._pid == os.getpid():
-            self._handle = NULL
-            lib.lively_view_free(h)
+            self._set_handle(NULL)
+            _free(lib.lively_view_free, h)
+
+
+def _free(free, handle) -> None:
+    """Frees a C handle (one place, so tests can watch when it happens)."""
+    free(handle)
 
 
 class _ExitHook:

@@ -4,7 +4,7 @@ Each attribute comes from the keyword override, else the `OSLIVELY_*`
 environment variable of the same name, else the original's default.
 Values from the environment are strings (`'2379'` works). Attributes may
 be changed after construction; the next call uses them (a different host,
-port, timeout or namespace selects another cached client).
+port, timeout, namespace or status_ttl selects another cached client).
 """
 
 import os
@@ -69,7 +69,9 @@ def status_ttl(conf) -> int:
 
 def connection_key(conf):
     """The settings that select a client: one client per distinct value,
-    cached for the life of the process."""
+    cached for the life of the process. `status_ttl` is one of them: it is
+    the client's lease TTL, so a Conf with another TTL gets a client (and
+    a lease) of its own."""
     from . import _check
 
     host = str(conf.etcd_host)
@@ -78,4 +80,4 @@ def connection_key(conf):
     timeout = _number(conf, "etcd_connect_timeout", float)
     namespace = str(conf.etcd_key_namespace or "")
     _check.text(namespace, "conf.etcd_key_namespace")
-    return host, port, timeout, namespace
+    return host, port, timeout, namespace, status_ttl(conf)

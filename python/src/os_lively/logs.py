@@ -24,7 +24,8 @@ _TO_PYTHON = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.
 _routed = False
 
 
-@ffi.def_extern()
+# A libffi closure (the binding is cffi's ABI mode), alive for the process.
+@ffi.callback("void(void *, lively_log_level, const char *)")
 def _os_lively_log_cb(userdata, level, message) -> None:
     try:
         _logger.log(_TO_PYTHON.get(level, logging.WARNING), "%s", ffi.string(message).decode("utf-8", "replace"))
@@ -48,7 +49,7 @@ def route_logs_to_python(level: "int | None" = logging.INFO) -> None:
         rc = lib.lively_set_log_callback(NULL, NULL, 0)
         _routed = False
     else:
-        rc = lib.lively_set_log_callback(lib._os_lively_log_cb, NULL, _c_level(level))
+        rc = lib.lively_set_log_callback(_os_lively_log_cb, NULL, _c_level(level))
         _routed = True
     if rc:
         fail(rc, "lively_set_log_callback")

@@ -10,9 +10,16 @@ os-lively library through its C API. Differences a caller may notice:
   that dies goes DOWN after the TTL too, and one that exits cleanly at once.
 - Records read back (`get_one`, `get_many`, `notify`) carry the effective
   status: a service whose process died or stopped calling reads DOWN.
-- `update()` returns the uuid (generated and set on the message when empty).
-- `notify()` also takes `region`, a `type` alone, or no filter (everything),
-  and yields a DOWN record when a service's liveness lapses or it is deleted.
+- `update()` returns `(succeeded, responses)` as the original (python-etcd3's
+  transaction result): `succeeded` is False when the write lost to a
+  concurrent one (the library's ConflictError); `responses` is always an
+  empty list (the library's transaction responses are not etcd3 objects).
+  The uuid, generated when empty, is set on the message (`service.uuid`).
+- `notify()` returns None for a `uuid`, or a `type` and `host`, that names
+  no registered service, as the original did; it also takes `region`, a
+  `type` alone, or no filter (everything), and yields a DOWN record when a
+  service's liveness lapses or it is deleted. Its events carry `.key` (the
+  record's etcd key, bytes) and `.value` as python-etcd3's did.
 """
 
 import datetime
@@ -22,7 +29,7 @@ from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Union
 from . import _check, _dropin
 from . import conf as _conf
 from ._ffi import HAS_HEARTBEAT
-from .errors import NotFoundError
+from .errors import ConflictError, NotFoundError
 
 from . import service_pb2  # generated from proto/os_lively/service.proto at build time
 
@@ -38,7 +45,7 @@ except (AttributeError, TypeError):  # some protobuf implementations refuse
     pass
 
 __all__ = [
-    "Service", "Status", "NotifyEvent", "NotifyResult", "update", "is_up", "get_one", "get_many",
+    "Service", "Status", "NotifyEvent", "NotifyResult", "UpdateResult", "update", "is_up", "get_one", "get_many",
     "delete", "down", "notify", "status_itoa", "status_atoi",
 ]
 
@@ -107,11 +114,22 @@ def _lookup(filters, what):
 _FIELD_NAMES = ("Service.uuid", "Service.type", "Service.host", "Service.region", "Service.maintenance_note")
 
 
-def update(conf: ConfLike, service: Service) -> str:
+class UpdateResult(NamedTuple):
+    """What `update()` returns, as the original's (python-etcd3's
+    transaction result): `ok, _ = service.update(cfg, s)` works."""
+
+    succeeded: bool
+    responses: List[Any]
+
+
+def update(conf: ConfLike, service: Service) -> UpdateResult:
     """Creates or updates the service record (one etcd transaction). With
     status UP the service stays UP while this process keeps calling
     update() at least every `conf.status_ttl` seconds (at least 5: see
-    `conf.Conf`). Sets `service.uuid` when it is empty; returns the uuid."""
+    `conf.Conf`). Sets `service.uuid` when it is empty. Returns
+    `(succeeded, responses)`: `succeeded` False when the write lost to
+    concurrent writers (after the library's retries), `responses` an empty
+    list; other failures raise."""
     if not isinstance(service, Service):
         raise TypeError("service must be an os_lively.service.Service, not %s" % _check.type_name(service))
     client = _dropin.client_for(conf)
@@ -120,14 +138,17 @@ def update(conf: ConfLike, service: Service) -> str:
         heartbeat_ms = _conf.status_ttl(conf) * 1000
     from .client import _status_code
 
-    uuid = client._update(
-        service.uuid or None, service.type, service.host, _status_code(service.status, "Service.status"),
-        service.region, service.maintenance_start, service.maintenance_end, service.maintenance_note,
-        heartbeat_ms, names=_FIELD_NAMES,
-    )
+    try:
+        uuid = client._update(
+            service.uuid or None, service.type, service.host, _status_code(service.status, "Service.status"),
+            service.region, service.maintenance_start, service.maintenance_end, service.maintenance_note,
+            heartbeat_ms, names=_FIELD_NAMES,
+        )
+    except ConflictError:
+        return UpdateResult(False, [])
     if not service.uuid:
         service.uuid = uuid
-    return uuid
+    return UpdateResult(True, [])
 
 
 def is_up(conf: ConfLike, **filters: Any) -> bool:
@@ -225,13 +246,23 @@ def down(conf: ConfLike, maint_note: Optional[str] = None, maint_start: Timestam
     return s
 
 
+def record_key(namespace: str, uuid: str) -> bytes:
+    """The etcd key of a service's record, as the original (and the
+    library) write it: `<ns>/services/by-uuid/<uuid>`, the namespace with
+    one leading slash, or none when empty."""
+    ns = "/" + namespace.lstrip("/") if namespace else ""
+    return ("%s/services/by-uuid/%s" % (ns, uuid)).encode()
+
+
 class NotifyEvent(object):
-    """One change: `.value` is the serialized `Service` after it (with the
-    effective status), as the original's etcd watch events carried."""
+    """One change, as the original's etcd watch events carried it: `.key`
+    is the record's etcd key (bytes), `.value` the serialized `Service`
+    after the change (with the effective status)."""
 
-    __slots__ = ("value", "kind", "reason", "uuid", "revision")
+    __slots__ = ("key", "value", "kind", "reason", "uuid", "revision")
 
-    def __init__(self, value, kind, reason, uuid, revision):
+    def __init__(self, key, value, kind, reason, uuid, revision):
+        self.key = key
         self.value = value
         self.kind = kind
         self.reason = reason
@@ -250,7 +281,7 @@ class NotifyResult(NamedTuple):
     cancel: Callable[[], None]
 
 
-def _notify_events(sub):
+def _notify_events(sub, namespace):
     from .model import EventKind, Status as _S
 
     for ev in sub:
@@ -263,20 +294,30 @@ def _notify_events(sub):
             region=info.region, maintenance_start=info.maintenance_start,
             maintenance_end=info.maintenance_end, maintenance_note=info.maintenance_note,
         )
-        yield NotifyEvent(msg.SerializeToString(), ev.kind, ev.reason, ev.uuid, ev.revision)
+        yield NotifyEvent(record_key(namespace, ev.uuid), msg.SerializeToString(), ev.kind, ev.reason, ev.uuid, ev.revision)
 
 
-def notify(conf: ConfLike, **filters: Any) -> NotifyResult:
+def notify(conf: ConfLike, **filters: Any) -> Optional[NotifyResult]:
     """Watches the matching services (`uuid`, `type`, `host`, `region`;
     none: all) from now on. Returns `(events, cancel)`: iterating `events`
     yields a `NotifyEvent` for each change, until `cancel()` is called
-    (from any thread, or inside the loop)."""
+    (from any thread, or inside the loop). Returns None, as the original,
+    when `uuid`, or `type` and `host`, name no registered service."""
     key = _type_key(filters)
     for name in ("uuid", key, "host", "region"):
         _check.text(filters.get(name), name, optional=True)
     client = _dropin.client_for(conf)
+    if filters.get("uuid") is not None or (filters.get(key) is not None and filters.get("host") is not None):
+        try:
+            if filters.get("uuid") is not None:
+                client.get(filters["uuid"])
+            else:
+                client.get(service_type=filters[key], host=filters["host"])
+        except NotFoundError:
+            return None
     sub = client.subscribe(
         uuid=filters.get("uuid"), service_type=filters.get(key),
         host=filters.get("host"), region=filters.get("region"),
     )
-    return NotifyResult(events=_notify_events(sub), cancel=sub.cancel)
+    namespace = _conf.connection_key(conf if conf is not None else _conf.Conf())[3]
+    return NotifyResult(events=_notify_events(sub, namespace), cancel=sub.cancel)
