@@ -1923,8 +1923,10 @@ fn main() {
         return;
     }
 
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "citizen") {
-        citizen::cpu_rows(&p, &etcd.endpoint, &mut rows);
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "citizen" || v == "stall") {
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "citizen") {
+            citizen::cpu_rows(&p, &etcd.endpoint, &mut rows);
+        }
         citizen::stall_rows(
             fleet_size().unwrap_or(100_000),
             &etcd.endpoint,

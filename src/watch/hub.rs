@@ -61,6 +61,9 @@ pub(crate) struct Hub {
     progress_wanted: tokio::sync::Notify,
 }
 
+/// Events applied between two yields of the runtime thread.
+const YIELD_EVERY: usize = 128;
+
 /// The largest watch response accepted: one revision deleting about
 /// 600,000 keys.
 const MAX_WATCH_RESPONSE_BYTES: usize = 64 << 20;
@@ -476,7 +479,7 @@ impl Hub {
                         self.synced.send_if_modified(|r| {
                             !matches!(std::mem::replace(r, Readiness::Ready), Readiness::Ready)
                         });
-                        self.apply(&resp);
+                        self.apply(&resp).await;
                     }
                     Ok(Ok(None)) => return Outcome::Broken(Error::new(ErrorKind::Unavailable, "etcd closed the watch stream")),
                     Ok(Err(e)) => return Outcome::Broken(Error::etcd("watching", e)),
@@ -499,12 +502,22 @@ impl Hub {
 
     /// Applies one watch response to the model, revision by revision, and
     /// dispatches the resulting events.
-    fn apply(&self, resp: &WatchResponse) {
+    ///
+    /// The hub lock is taken per revision, and the runtime thread yields
+    /// every [`YIELD_EVERY`] events, so the catch-up after a resync (a
+    /// thousand revisions in one response) never keeps a keepalive waiting.
+    async fn apply(&self, resp: &WatchResponse) {
         let keys = self.store.keys();
-        let st = self.lock();
         let events = resp.events();
         let mut i = 0;
+        let mut since_yield = 0;
         while i < events.len() {
+            if since_yield >= YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+            let first = i;
+            let st = self.lock();
             let rev = events[i].kv().map(|kv| kv.mod_revision()).unwrap_or(0);
             // The changes of one revision (one transaction) are applied
             // together, so a service is never seen half-written.
@@ -610,6 +623,8 @@ impl Hub {
                 sub.push_all(events);
             }
             self.set_revision(rev);
+            drop(st);
+            since_yield += i - first;
         }
         // A progress notification (or an event batch) says everything up to
         // the header's revision has been seen.
