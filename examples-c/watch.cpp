@@ -71,7 +71,7 @@ class client {
   template <typename F>
   subscription subscribe(const lively_filter& filter, bool snapshot, F callback) const {
     auto* boxed = new F(std::move(callback));
-    lively_subscribe_options options{};
+    lively_subscribe_options options = LIVELY_SUBSCRIBE_OPTIONS_INIT;
     options.snapshot = snapshot;
     lively_subscription* raw = nullptr;
     lively_result rc = lively_client_subscribe(
@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   try {
     auto client = lively::client::from_env();
-    lively_filter filter{};
+    lively_filter filter = LIVELY_FILTER_INIT;
     std::string type = argc > 1 ? argv[1] : "";
     if (!type.empty()) filter.service_type = type.c_str();
     unsigned long count = 0;

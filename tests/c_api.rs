@@ -174,9 +174,11 @@ fn shared_library_exports_only_lively_symbols_and_has_soname() {
         .expect("run nm");
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    // Versioned names print as `name@@LIVELY_0.1` / `name@LIVELY_0`.
     let symbols: Vec<&str> = text
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
+        .map(|s| s.split('@').next().unwrap_or(s))
         .collect();
     assert!(symbols.len() > 30, "too few exports: {symbols:?}");
     let foreign: Vec<&&str> = symbols
@@ -201,6 +203,105 @@ fn shared_library_exports_only_lively_symbols_and_has_soname() {
         text.contains("Library soname: [libos_lively.so.0]"),
         "no soname: {text}"
     );
+}
+
+/// The functions whose structs gained `struct_size`: each has the old
+/// layout's shim as `LIVELY_0` and today's function as the default
+/// `LIVELY_0.1` (src/capi/abi_v0.rs, src/capi/os_lively.map).
+const VERSIONED: [&str; 6] = [
+    "lively_client_update",
+    "lively_client_list",
+    "lively_client_stats",
+    "lively_client_subscribe",
+    "lively_client_subscribe_pull",
+    "lively_view_list",
+];
+
+#[test]
+fn sized_struct_functions_have_old_and_new_symbol_versions() {
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(lib_dir().join("libos_lively.so"))
+        .output()
+        .expect("run objdump");
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has = |version: &str, name: &str| {
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.last() == Some(&name) && f.len() >= 2 && f[f.len() - 2] == version
+        })
+    };
+    for name in VERSIONED {
+        assert!(
+            has("LIVELY_0.1", name),
+            "{name}@@LIVELY_0.1 missing:\n{text}"
+        );
+        assert!(has("(LIVELY_0)", name), "{name}@LIVELY_0 missing:\n{text}");
+    }
+}
+
+/// A program built against the ABI before `struct_size` (tests/c/old_abi.c:
+/// a copy of that header's structs) works against today's library. It is
+/// linked as it was then: against a library with the same soname whose
+/// symbols carry no version (a stub with every exported name), so its
+/// references are unversioned and bind to the `LIVELY_0` shims at run time.
+#[test]
+fn a_program_built_against_the_old_layout_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib_dir().join("libos_lively.so"))
+        .output()
+        .expect("run nm");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter_map(|s| s.split('@').next())
+        .filter(|s| s.starts_with("lively_"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    let stub: String = names
+        .iter()
+        .map(|n| format!("void {n}(void) {{}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("stub.c"), stub).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run the compiler");
+        assert!(out.status.success(), "{cmd:?}: {}", show(&out));
+    };
+    run(Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libos_lively.so.0", "-o"])
+        .arg(dir.path().join("libos_lively.so"))
+        .arg(dir.path().join("stub.c")));
+    let exe = dir.path().join("old_abi");
+    run(Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(manifest_dir().join("tests/c/old_abi.c"))
+        .arg(format!("-L{}", dir.path().display()))
+        .arg("-los_lively"));
+    let dump = Command::new("objdump")
+        .arg("-T")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.lines()
+            .any(|l| l.ends_with(" lively_client_update") && !l.contains("LIVELY_0")),
+        "the old program should reference lively_client_update unversioned:\n{dump}"
+    );
+    let etcd = Etcd::start();
+    let mut cmd = Command::new(&exe);
+    // Today's library under the soname the program asks for.
+    cmd.env("LD_LIBRARY_PATH", build().join("lib"));
+    lively_env(&mut cmd, &etcd, &namespace("old_abi"), SMOKE_TTL);
+    let out = cmd.output().expect("run old_abi");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("old-abi ok"));
 }
 
 /// TTL for the smoke programs, which never wait for an expiry: long enough

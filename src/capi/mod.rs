@@ -17,15 +17,37 @@
 //! `not_unsafe_ptr_arg_deref` allowance below.
 #![allow(non_camel_case_types, clippy::not_unsafe_ptr_arg_deref)]
 
+/// Gives the exported function `$name` (defined in the invoking module)
+/// the default symbol version `LIVELY_0.1`: programs built against today's
+/// header record that version, while older programs' unversioned
+/// references bind to the `LIVELY_0` shim of the same name (`abi_v0`).
+/// `remove` drops the unversioned name from the object, so a static link
+/// sees one definition. Must sit in the function's module, so the
+/// directive and the definition land in the same object file.
+macro_rules! lively_symver {
+    ($name:literal) => {
+        #[cfg(target_os = "linux")]
+        ::std::arch::global_asm!(concat!(
+            ".symver ",
+            $name,
+            ", ",
+            $name,
+            "@@LIVELY_0.1, remove"
+        ));
+    };
+}
+
 mod cstr;
 #[macro_use]
 mod guard;
+mod abi_v0;
 mod client;
 mod config;
 mod last_error;
 mod log;
 mod result;
 mod service;
+mod sized;
 mod subscription;
 mod version;
 mod view;
@@ -37,7 +59,8 @@ pub use log::{lively_log_callback, lively_log_level, lively_set_log_callback};
 pub use result::lively_result;
 pub use service::{
     LIVELY_STATUS_NONE, LIVELY_UUID_BUF_LEN, lively_bool, lively_filter, lively_service,
-    lively_service_info, lively_service_list, lively_status, lively_string_free,
+    lively_service_info, lively_service_list, lively_service_record, lively_status,
+    lively_string_free,
 };
 pub use subscription::{
     lively_down_reason, lively_event, lively_event_callback, lively_event_kind,

@@ -232,6 +232,9 @@ impl lively_view {
     }
 }
 
+// New layouts (sized structs) under the default version; see `abi_v0`.
+lively_symver!("lively_view_list");
+
 #[cfg(test)]
 mod tests {
     use super::*;
