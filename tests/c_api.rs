@@ -637,3 +637,105 @@ fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
     );
     second.finish();
 }
+
+/// Builds a C++ program against `include/os_lively.hpp` with `cxx`, warnings
+/// as errors, under AddressSanitizer and UndefinedBehaviorSanitizer.
+fn build_cxx_sanitized(cxx: &str, source: &Path, out: &Path) -> std::process::Child {
+    let lib = build().join("lib");
+    Command::new(cxx)
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wpedantic",
+            "-g",
+            "-O1",
+        ])
+        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
+        .arg("-fno-omit-frame-pointer")
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg("-o")
+        .arg(out)
+        .arg(source)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-los_lively")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lpthread")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cxx}: {e}"))
+}
+
+/// The C++ header with g++ and clang++: tests/c/cpp_api.cpp (a callback
+/// that throws is caught, reported, and the daemon lives on) and the
+/// rewritten examples-c/watch.cpp, each under ASan and UBSan.
+#[test]
+fn cpp_header_with_gcc_and_clang_under_sanitizers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builds = Vec::new();
+    for cxx in ["g++", "clang++"] {
+        for (src, name) in [
+            ("tests/c/cpp_api.cpp", "cpp-api"),
+            ("examples-c/watch.cpp", "watch-cxx"),
+        ] {
+            let exe = dir.path().join(format!("{name}-{cxx}"));
+            let child = build_cxx_sanitized(cxx, &manifest_dir().join(src), &exe);
+            builds.push((format!("{cxx} {src}"), child, exe));
+        }
+    }
+    let mut exes = Vec::new();
+    for (what, child, exe) in builds {
+        let out = child.wait_with_output().expect("wait for the compiler");
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        exes.push(exe);
+    }
+    let etcd = Etcd::start();
+    for cxx in ["g++", "clang++"] {
+        // The API test, with the throwing callbacks.
+        let mut cmd = Command::new(dir.path().join(format!("cpp-api-{cxx}")));
+        lively_env(
+            &mut cmd,
+            &etcd,
+            &namespace(&format!("cpp_{cxx}")),
+            SMOKE_TTL,
+        );
+        let out = cmd.output().expect("run cpp-api");
+        assert!(out.status.success(), "cpp-api ({cxx}): {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("cpp-api ok"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "os_lively.hpp: a lively::Client::subscribe callback threw a non-std::exception"
+            ),
+            "the default report of a throwing callback is missing ({cxx}): {stderr}"
+        );
+
+        // The example: sees a C daemon register, then stops cleanly.
+        let ns = namespace(&format!("cpp_watch_{cxx}"));
+        let mut watch = Command::new(dir.path().join(format!("watch-cxx-{cxx}")));
+        lively_env(&mut watch, &etcd, &ns, SMOKE_TTL);
+        let mut watch = KillOnDrop(
+            watch
+                .arg("cxx-watched")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn watch"),
+        );
+        let seen = lines(&mut watch.0);
+        let _daemon = KillOnDrop(
+            program("lively-daemon", &etcd, &ns, SMOKE_TTL)
+                .args(["cxx-watched", "host-1"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn daemon"),
+        );
+        expect_line(&seen, Duration::from_secs(20), "REGISTERED", |l| {
+            (l.starts_with("REGISTERED ") || l.starts_with("EXISTING "))
+                && l.contains(" cxx-watched host-1 ")
+        });
+        terminate(&mut watch.0);
+    }
+}
