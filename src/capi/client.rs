@@ -244,7 +244,9 @@ impl lively_client {
     /// `uuid_out` is the caller's.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_update__abi1`; `lively_client_update` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_update__abi1")]
     pub extern "C" fn lively_client_update(
         client: *const lively_client,
         service: *const lively_service,
@@ -407,7 +409,9 @@ impl lively_client {
     /// the caller frees with `lively_service_list_free()`.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_list__abi1`; `lively_client_list` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_list__abi1")]
     pub extern "C" fn lively_client_list(
         client: *const lively_client,
         filter: *const lively_filter,
@@ -539,7 +543,9 @@ impl lively_client {
     /// Ownership: `*out` is the caller's.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_stats__abi1`; `lively_client_stats` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_stats__abi1")]
     pub extern "C" fn lively_client_stats(
         client: *const lively_client,
         out: *mut lively_stats,
@@ -554,11 +560,6 @@ impl lively_client {
         })
     }
 }
-
-// New layouts (sized structs) under the default version; see `abi_v0`.
-lively_symver!("lively_client_update");
-lively_symver!("lively_client_list");
-lively_symver!("lively_client_stats");
 
 #[cfg(test)]
 mod tests {

@@ -17,30 +17,10 @@
 //! `not_unsafe_ptr_arg_deref` allowance below.
 #![allow(non_camel_case_types, clippy::not_unsafe_ptr_arg_deref)]
 
-/// Gives the exported function `$name` (defined in the invoking module)
-/// the default symbol version `LIVELY_0.1`: programs built against today's
-/// header record that version, while older programs' unversioned
-/// references bind to the `LIVELY_0` shim of the same name (`abi_v0`).
-/// `remove` drops the unversioned name from the object, so a static link
-/// sees one definition. Must sit in the function's module, so the
-/// directive and the definition land in the same object file.
-macro_rules! lively_symver {
-    ($name:literal) => {
-        #[cfg(target_os = "linux")]
-        ::std::arch::global_asm!(concat!(
-            ".symver ",
-            $name,
-            ", ",
-            $name,
-            "@@LIVELY_0.1, remove"
-        ));
-    };
-}
-
 mod cstr;
 #[macro_use]
 mod guard;
-mod abi_v0;
+mod abi;
 mod client;
 mod config;
 mod last_error;

@@ -378,7 +378,9 @@ impl lively_subscription {
     /// Thread safety: thread-safe; `callback`, `release` and `userdata`
     /// must be usable from a library thread.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_subscribe__abi1`; `lively_client_subscribe` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_subscribe__abi1")]
     pub extern "C" fn lively_client_subscribe(
         client: *const lively_client,
         filter: *const lively_filter,
@@ -438,7 +440,9 @@ impl lively_subscription {
     /// Ownership: as `lively_client_subscribe()`.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_subscribe_pull__abi1`; `lively_client_subscribe_pull` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_subscribe_pull__abi1")]
     pub extern "C" fn lively_client_subscribe_pull(
         client: *const lively_client,
         filter: *const lively_filter,
@@ -547,10 +551,6 @@ impl lively_subscription {
         })
     }
 }
-
-// New layouts (sized structs) under the default version; see `abi_v0`.
-lively_symver!("lively_client_subscribe");
-lively_symver!("lively_client_subscribe_pull");
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,26 @@
-//! The ABI before structs carried their size (symbol version `LIVELY_0`).
+//! Symbol versions: how the six functions taking caller-filled structs
+//! changed layout without a new soname.
 //!
-//! Programs linked against that library reference `lively_client_update`
-//! and friends without a symbol version; the dynamic linker binds such a
-//! reference to the oldest version of the name, `LIVELY_0`, which these
-//! shims provide: each reads the frozen old layout, converts it to today's
-//! struct and calls today's function. Programs built against today's
-//! header bind to the default version `LIVELY_0.1` (`lively_symver!` in
-//! each function's module), and `dlsym` (ctypes, cffi) returns it too. The
-//! version nodes are declared in `src/capi/os_lively.map`.
+//! Before those structs carried their size, `lively_client_update` and
+//! friends read size-less layouts, and programs linked then reference the
+//! names without a symbol version. The dynamic linker binds such a
+//! reference to the oldest version of a name, `LIVELY_0`: the shims below,
+//! which read the frozen old layout, convert it and call today's function.
+//! Programs built against today's header record the default version
+//! `LIVELY_0.1`, and `dlsym` (ctypes, cffi) returns it too. The version
+//! nodes are declared in `src/capi/os_lively.map`.
 //!
-//! Only on ELF targets (Linux), where symbol versions exist; elsewhere
-//! there were no older binaries to serve.
+//! Both versions are small assembly trampolines (a tail jump), defined in
+//! one `global_asm!` block: `.symver` needs the aliased symbol defined in
+//! the same object file, and rustc does not promise to put a function and
+//! an asm block in the same codegen unit. Today's functions are exported
+//! by Rust as `<name>__abi1` (cbindgen's header names them `<name>`: see
+//! `header_is_current` in tests/c_api.rs); the public name is the
+//! trampoline's, which rustc's own export list does not mention, so the
+//! version script gives it `LIVELY_0.1`.
+//!
+//! On Linux x86_64 and aarch64. Elsewhere (no symbol versions, or no
+//! trampoline written yet) plain Rust wrappers export the public names.
 
 use std::ffi::{c_char, c_void};
 
@@ -221,27 +231,127 @@ pub(crate) extern "C" fn client_subscribe_pull_v0(
     lively_subscription::lively_client_subscribe_pull(client, ptr(&f), ptr(&o), out)
 }
 
-// Each shim becomes the `LIVELY_0` version of the C name. `.globl` keeps
-// the (mangled) shim visible to the linker, which then versions it; the
-// version script's `local: *` keeps the mangled name itself unexported.
-#[cfg(target_os = "linux")]
-std::arch::global_asm!(
-    ".globl {update}",
-    ".symver {update}, lively_client_update@LIVELY_0",
-    ".globl {list}",
-    ".symver {list}, lively_client_list@LIVELY_0",
-    ".globl {view_list}",
-    ".symver {view_list}, lively_view_list@LIVELY_0",
-    ".globl {stats}",
-    ".symver {stats}, lively_client_stats@LIVELY_0",
-    ".globl {subscribe}",
-    ".symver {subscribe}, lively_client_subscribe@LIVELY_0",
-    ".globl {pull}",
-    ".symver {pull}, lively_client_subscribe_pull@LIVELY_0",
-    update = sym client_update_v0,
-    list = sym client_list_v0,
-    view_list = sym view_list_v0,
-    stats = sym client_stats_v0,
-    subscribe = sym client_subscribe_v0,
-    pull = sym client_subscribe_pull_v0,
-);
+/// The public names, each with today's function (`__abi1`) and its
+/// `LIVELY_0` shim; `$jump`/`$plt` spell a tail call on the architecture.
+#[allow(unused_macros)]
+macro_rules! versioned {
+    ($jump:literal, $plt:literal; $($name:literal => $v0:ident),* $(,)?) => {
+        std::arch::global_asm!(
+            ".pushsection .text.lively_abi,\"ax\",@progbits",
+            $(
+                // Today's: the public name, versioned LIVELY_0.1 by the map.
+                concat!(".globl ", $name),
+                concat!(".type ", $name, ", @function"),
+                concat!($name, ":"),
+                concat!($jump, " ", $name, "__abi1", $plt),
+                concat!(".size ", $name, ", . - ", $name),
+                // The old layout's: a global helper symbol (outside
+                // `lively_*`, so the map's `local: *` keeps it unexported)
+                // aliased as name@LIVELY_0.
+                concat!(".globl __abi0_", $name),
+                concat!(".type __abi0_", $name, ", @function"),
+                concat!("__abi0_", $name, ":"),
+                concat!($jump, " {", stringify!($v0), "}", $plt),
+                concat!(".size __abi0_", $name, ", . - __abi0_", $name),
+                concat!(".symver __abi0_", $name, ", ", $name, "@LIVELY_0"),
+            )*
+            ".popsection",
+            $($v0 = sym $v0,)*
+        );
+    };
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+versioned! { "jmp", "@PLT";
+    "lively_client_update" => client_update_v0,
+    "lively_client_list" => client_list_v0,
+    "lively_view_list" => view_list_v0,
+    "lively_client_stats" => client_stats_v0,
+    "lively_client_subscribe" => client_subscribe_v0,
+    "lively_client_subscribe_pull" => client_subscribe_pull_v0,
+}
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+versioned! { "b", "";
+    "lively_client_update" => client_update_v0,
+    "lively_client_list" => client_list_v0,
+    "lively_view_list" => view_list_v0,
+    "lively_client_stats" => client_stats_v0,
+    "lively_client_subscribe" => client_subscribe_v0,
+    "lively_client_subscribe_pull" => client_subscribe_pull_v0,
+}
+
+/// Elsewhere the public names are plain Rust wrappers around today's
+/// functions (no older binaries to serve without symbol versions).
+///
+/// (The header declares these from the `__abi1` functions.)
+/// cbindgen:ignore
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod unversioned {
+    use super::*;
+    use crate::capi::service::lively_service_list;
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_client_update(
+        client: *const lively_client,
+        service: *const lively_service,
+        uuid_out: *mut c_char,
+        uuid_out_len: usize,
+    ) -> lively_result {
+        lively_client::lively_client_update(client, service, uuid_out, uuid_out_len)
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_client_list(
+        client: *const lively_client,
+        filter: *const lively_filter,
+        out: *mut *mut lively_service_list,
+    ) -> lively_result {
+        lively_client::lively_client_list(client, filter, out)
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_view_list(
+        view: *const lively_view,
+        filter: *const lively_filter,
+        out: *mut *mut lively_service_list,
+    ) -> lively_result {
+        lively_view::lively_view_list(view, filter, out)
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_client_stats(
+        client: *const lively_client,
+        out: *mut lively_stats,
+    ) -> lively_result {
+        lively_client::lively_client_stats(client, out)
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_client_subscribe(
+        client: *const lively_client,
+        filter: *const lively_filter,
+        opts: *const lively_subscribe_options,
+        callback: lively_event_callback,
+        userdata: *mut c_void,
+        release: lively_release_callback,
+        out: *mut *mut lively_subscription,
+    ) -> lively_result {
+        lively_subscription::lively_client_subscribe(
+            client, filter, opts, callback, userdata, release, out,
+        )
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn lively_client_subscribe_pull(
+        client: *const lively_client,
+        filter: *const lively_filter,
+        opts: *const lively_subscribe_options,
+        out: *mut *mut lively_subscription,
+    ) -> lively_result {
+        lively_subscription::lively_client_subscribe_pull(client, filter, opts, out)
+    }
+}
