@@ -15,6 +15,8 @@ if [ "$OSLIVELY_E2E" = 1 ]; then
   # Missing prometheus/chromium is then a failure, not a skip.
   export OSLIVELY_REQUIRE_E2E=1
 fi
+# setup.sh installed cargo-c: tests/c_install.rs must not skip.
+export OSLIVELY_REQUIRE_CARGO_C=1
 export RUST_BACKTRACE=1
 threads="${OSLIVELY_TEST_THREADS:-2}"
 

@@ -489,40 +489,6 @@ fn daemon_close_takes_service_down_at_once() {
     );
 }
 
-#[test]
-fn make_install_stages_library_header_and_pkg_config() {
-    build();
-    let stage = tempfile::tempdir().unwrap();
-    let status = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(manifest_dir().join("examples-c"))
-        .arg(format!("LIB_DIR={}", lib_dir().display()))
-        .arg(format!("OUT={}", build().display()))
-        .arg("PREFIX=/opt/lively")
-        .arg(format!("DESTDIR={}", stage.path().display()))
-        .arg("install")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let root = stage.path().join("opt/lively");
-    let v = env!("CARGO_PKG_VERSION");
-    assert!(root.join("include/os_lively.h").is_file());
-    assert!(root.join(format!("lib/libos_lively.so.{v}")).is_file());
-    assert_eq!(
-        std::fs::read_link(root.join("lib/libos_lively.so.0")).unwrap(),
-        PathBuf::from(format!("libos_lively.so.{v}"))
-    );
-    assert_eq!(
-        std::fs::read_link(root.join("lib/libos_lively.so")).unwrap(),
-        PathBuf::from("libos_lively.so.0")
-    );
-    let pc = std::fs::read_to_string(root.join("lib/pkgconfig/os-lively.pc")).unwrap();
-    assert!(pc.contains("prefix=/opt/lively"), "{pc}");
-    assert!(pc.contains(&format!("Version: {v}")), "{pc}");
-    assert!(pc.contains("Libs: -L${libdir} -los_lively"), "{pc}");
-}
-
 /// tests/c/heartbeat.c running: its two uuids, and its stdin to drive it.
 struct HeartbeatProgram {
     child: KillOnDrop,
