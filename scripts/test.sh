@@ -22,6 +22,10 @@ threads="${OSLIVELY_TEST_THREADS:-2}"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The declared rust-version is honest (see the script), and the crate
+# packages and builds from its package alone (the proto inside it).
+python3 scripts/msrv-check.py
+cargo package -p os-lively --allow-dirty --quiet
 # Debian's etcd (3.4): everything.
 cargo test --quiet -- --test-threads="$threads"
 
