@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
   lively_config_free(config);
   if (rc) return fail("connect", rc);
 
-  lively_service service = {0};
+  lively_service service = LIVELY_SERVICE_INIT;
   service.uuid = argc == 4 ? argv[3] : NULL;
   service.service_type = argv[1];
   service.host = argv[2];
@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
   int sig = 0;
   sigwait(&stop, &sig);
 
-  lively_stats stats;
+  lively_stats stats = LIVELY_STATS_INIT;
   if (lively_client_stats(client, &stats) == LIVELY_RESULT_OK) {
     fprintf(stderr, "lively-daemon: stopping on signal %d after %llu keepalives\n", sig,
             (unsigned long long)stats.keepalives_sent);

@@ -16,10 +16,11 @@ import ctypes
 import os
 import sys
 from ctypes import (POINTER, Structure, c_bool, c_char_p, c_int32, c_int64, c_size_t,
-                    c_uint32, c_uint64, c_void_p)
+                    c_uint32, c_uint64, c_void_p, sizeof)
 
 
 class Service(Structure):
+    """lively_service_record: a record as the library returns it."""
     _fields_ = [("uuid", c_char_p), ("service_type", c_char_p), ("host", c_char_p),
                 ("status", c_uint32), ("region", c_char_p), ("maintenance_start", c_uint64),
                 ("maintenance_end", c_uint64), ("maintenance_note", c_char_p),
@@ -35,13 +36,21 @@ class ServiceList(Structure):
     _fields_ = [("items", POINTER(ServiceInfo)), ("len", c_size_t)]
 
 
-class Filter(Structure):
-    _fields_ = [("uuid", c_char_p), ("service_type", c_char_p), ("host", c_char_p),
+class Sized(Structure):
+    """A struct a caller fills: struct_size first, set on construction
+    (the header's LIVELY_*_INIT)."""
+
+    def __init__(self, **fields):
+        super().__init__(struct_size=sizeof(self), **fields)
+
+
+class Filter(Sized):
+    _fields_ = [("struct_size", c_size_t), ("uuid", c_char_p), ("service_type", c_char_p), ("host", c_char_p),
                 ("region", c_char_p), ("has_status", c_bool), ("status", c_uint32)]
 
 
-class SubscribeOptions(Structure):
-    _fields_ = [("snapshot", c_bool), ("queue_capacity", c_size_t)]
+class SubscribeOptions(Sized):
+    _fields_ = [("struct_size", c_size_t), ("snapshot", c_bool), ("queue_capacity", c_size_t)]
 
 
 class Event(Structure):

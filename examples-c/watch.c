@@ -83,9 +83,9 @@ int main(int argc, char **argv) {
   lively_config_free(config);
   if (rc) return fail("connect", rc);
 
-  lively_filter filter = {0};
+  lively_filter filter = LIVELY_FILTER_INIT;
   filter.service_type = argc > 1 ? argv[1] : NULL;
-  lively_subscribe_options options = {0};
+  lively_subscribe_options options = LIVELY_SUBSCRIBE_OPTIONS_INIT;
   options.snapshot = true;
   struct printer *p = calloc(1, sizeof *p);
   if (!p) return 2;

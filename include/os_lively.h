@@ -18,6 +18,28 @@
  * bytes; a uuid is 32 hex digits (hyphenated form accepted); heartbeat_ms
  * 0 (none) or 100 to 604800000 (a week). Configuration (LIVELY_RESULT_CONFIG
  * beyond them): status TTL 1 to 31536000 s, timeouts 1 to 86400000 ms.
+ *
+ * Callbacks (events, release, log) are called from library threads
+ * through Rust frames: they must not throw a C++ exception or otherwise
+ * unwind (longjmp) out of the call; one that does aborts the process.
+ * Catch everything inside the callback (os_lively.hpp does this for you).
+ *
+ * ABI policy. The soname is libos_lively.so.0; it changes only when a
+ * function is removed or changes meaning incompatibly, and then the major
+ * number goes up. Under soname 0:
+ *  - functions, enum values and result codes are only ever added;
+ *  - structs you fill (lively_service, lively_filter,
+ *    lively_subscribe_options, lively_stats) start with struct_size: set
+ *    it with LIVELY_<NAME>_INIT. New fields are appended, their zero is
+ *    their default, and the library reads (or, for lively_stats, writes)
+ *    only the struct_size bytes your program was compiled with;
+ *  - structs the library fills and you read (lively_service_record,
+ *    lively_service_info, lively_service_list, lively_event) keep their
+ *    layout; a change comes as a new symbol version of the functions
+ *    returning them, the old version staying for old programs;
+ *  - symbol versions: LIVELY_0 is the ABI before struct_size (programs
+ *    linked against it keep working unchanged), LIVELY_0.1 the current
+ *    version of the functions taking sized structs.
  */
 
 #ifndef OS_LIVELY_H
@@ -428,21 +450,87 @@ typedef struct lively_subscription lively_subscription;
 typedef struct lively_view lively_view;
 
 /**
- * A service record as plain C data.
+ * A service record as the owner asks for it: the input of
+ * `lively_client_update()`.
  *
- * As input (`lively_client_update()`): the strings are borrowed for the
- * call; `uuid`, `region` and `maintenance_note` may be NULL (= empty; an
- * empty uuid makes the library generate one); `service_type` and `host`
- * are required; `status` must be a `lively_status` value;
- * `heartbeat_missed` is ignored. Zero-initialize the struct
- * (`lively_service s = {0};`) so fields added later default to off.
- *
- * As output (inside a `lively_service_info` or a `lively_event`): every
- * string is non-NULL (possibly `""`) and owned by the enclosing object.
+ * Initialize it with `LIVELY_SERVICE_INIT`,
+ * which sets `struct_size` and zeroes the rest: every field's zero is its
+ * default, so a caller built against this header keeps working when later
+ * versions append fields. The strings are borrowed for the call; `uuid`,
+ * `region` and `maintenance_note` may be NULL (= empty; an empty uuid makes
+ * the library take over the type+host's record or generate a uuid);
+ * `service_type` and `host` are required; `status` must be a
+ * `lively_status` value.
  */
 typedef struct lively_service {
   /**
-   * 32 lowercase hex digits (hyphenated form accepted on input).
+   * `sizeof(lively_service)` as the caller compiled it (set by
+   * `LIVELY_SERVICE_INIT`); anything else is
+   * `LIVELY_RESULT_INVALID_ARGUMENT`.
+   */
+  size_t struct_size;
+  /**
+   * 32 hex digits (hyphenated form accepted); NULL or `""` for none.
+   */
+  const char *uuid;
+  /**
+   * What the service is, e.g. `"nova-compute"`.
+   */
+  const char *service_type;
+  /**
+   * Where it runs, e.g. `"host-7"`.
+   */
+  const char *host;
+  /**
+   * Declared status: a `lively_status` value.
+   */
+  uint32_t status;
+  /**
+   * Region; NULL or `""` for none.
+   */
+  const char *region;
+  /**
+   * Maintenance window start, seconds since the epoch (0 for none).
+   */
+  uint64_t maintenance_start;
+  /**
+   * Maintenance window end, seconds since the epoch (0 for none).
+   */
+  uint64_t maintenance_end;
+  /**
+   * Why the service is down for maintenance (NULL for none).
+   */
+  const char *maintenance_note;
+  /**
+   * Heartbeat deadline in milliseconds: with one, the service is UP only
+   * while its owner also calls `lively_client_heartbeat()` at least this
+   * often (main-loop liveness; between 100 ms and a week). 0 keeps the
+   * deadline the service has (none for a new one);
+   * `LIVELY_HEARTBEAT_REMOVE` removes it.
+   */
+  uint64_t heartbeat_ms;
+  /**
+   * Refuse (`LIVELY_RESULT_CONFLICT`) to take the service over while
+   * another client's lease holds it, instead of taking it over (the
+   * default: identity is type+host, so a restarted daemon gets its
+   * service back without its saved uuid).
+   */
+  bool exclusive;
+} lively_service;
+
+/**
+ * A service record as the library hands it out (inside a
+ * `lively_service_info` or a `lively_event`): every string is non-NULL
+ * (possibly `""`) and owned by the enclosing object.
+ *
+ * ABI: this layout is frozen under soname 0 (it is an element of
+ * `lively_service_list.items`, so growing it would move every element for
+ * an older caller); new record fields come with new versions of the
+ * functions returning it (see "ABI policy" at the top of this header).
+ */
+typedef struct lively_service_record {
+  /**
+   * 32 lowercase hex digits.
    */
   const char *uuid;
   /**
@@ -474,34 +562,25 @@ typedef struct lively_service {
    */
   const char *maintenance_note;
   /**
-   * Heartbeat deadline in milliseconds: with one, the service is UP only
-   * while its owner also calls `lively_client_heartbeat()` at least this
-   * often (main-loop liveness; between 100 ms and a week). On input, 0
-   * keeps the deadline the service has (none for a new one) and
-   * `LIVELY_HEARTBEAT_REMOVE` removes it; on output, 0 means none.
+   * Heartbeat deadline in milliseconds, 0 for none.
    */
   uint64_t heartbeat_ms;
   /**
-   * Output only: true, with status DOWN, when the owner's client took
-   * the service down because it missed its heartbeat deadline. Ignored
-   * on input (any byte).
+   * True, with status DOWN, when the owner's client took the service
+   * down because it missed its heartbeat deadline.
    */
   bool heartbeat_missed;
   /**
    * True while an operator's `lively_client_down()` holds the service
    * DOWN (its owner's updates do not lift it; `lively_client_up()` or the
-   * end of the maintenance window does). Ignored on input (never read,
-   * so any byte a caller leaves there is harmless).
+   * end of the maintenance window does).
    */
   bool forced_down;
   /**
-   * Input only: refuse (`LIVELY_RESULT_CONFLICT`) to take the service
-   * over while another client's lease holds it, instead of taking it
-   * over (the default: identity is type+host, so a restarted daemon gets
-   * its service back without its saved uuid). Always false on output.
+   * Always false (kept so the layout stays what older callers read).
    */
   bool exclusive;
-} lively_service;
+} lively_service_record;
 
 /**
  * A record and whether the service is effectively UP now (record UP and
@@ -515,7 +594,7 @@ typedef struct lively_service_info {
   /**
    * The stored record.
    */
-  struct lively_service service;
+  struct lively_service_record service;
   /**
    * True when the service is effectively UP.
    */
@@ -525,12 +604,18 @@ typedef struct lively_service_info {
 /**
  * Which services `lively_client_list()` returns or a subscription
  * watches (subscriptions refuse `has_status`). Every non-NULL string
- * field narrows the result; a
- * zero-initialized filter (`lively_filter f = {0};`) matches everything.
+ * field narrows the result; a filter fresh from `LIVELY_FILTER_INIT`
+ * (size set, the rest zero) matches everything, as does a NULL filter.
  *
  * Ownership: borrowed for the call (subscriptions copy it).
  */
 typedef struct lively_filter {
+  /**
+   * `sizeof(lively_filter)` as the caller compiled it (set by
+   * `LIVELY_FILTER_INIT`); anything else is
+   * `LIVELY_RESULT_INVALID_ARGUMENT`.
+   */
+  size_t struct_size;
   /**
    * Only this uuid (NULL: any).
    */
@@ -577,8 +662,18 @@ typedef struct lively_service_list {
 
 /**
  * Counters for operators, from `lively_client_stats()`.
+ *
+ * Initialize it with `LIVELY_STATS_INIT` before the call: the library
+ * writes at most `struct_size` bytes, so a caller built before a counter
+ * was appended keeps working; afterwards `struct_size` is the number of
+ * bytes written.
  */
 typedef struct lively_stats {
+  /**
+   * `sizeof(lively_stats)` as the caller compiled it (set by
+   * `LIVELY_STATS_INIT`); less is `LIVELY_RESULT_INVALID_ARGUMENT`.
+   */
+  size_t struct_size;
   /**
    * Keepalive requests answered by etcd.
    */
@@ -662,13 +757,23 @@ typedef struct lively_stats {
  * order they were logged; never on a thread that keeps leases alive, so a
  * callback that blocks delays only later messages (see
  * `lively_set_log_callback()`).
+ * Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+ * callback crosses Rust frames and aborts the process; catch everything
+ * inside it (the C++ header `os_lively.hpp` does).
  */
 typedef void (*lively_log_callback)(void *userdata, lively_log_level level, const char *message);
 
 /**
- * Subscription options; a zero-initialized struct gives the defaults.
+ * Subscription options; `LIVELY_SUBSCRIBE_OPTIONS_INIT` (size set, the
+ * rest zero) gives the defaults, as does NULL.
  */
 typedef struct lively_subscribe_options {
+  /**
+   * `sizeof(lively_subscribe_options)` as the caller compiled it (set by
+   * `LIVELY_SUBSCRIBE_OPTIONS_INIT`); anything else is
+   * `LIVELY_RESULT_INVALID_ARGUMENT`.
+   */
+  size_t struct_size;
   /**
    * First deliver an EXISTING event for every matching service, then
    * the changes, with no gap between them. A value other than 0 or 1 is
@@ -729,7 +834,7 @@ typedef struct lively_event {
    * The record after the change; for REMOVED, the record before the
    * deletion, or with reason MOVED the record as it is now. NULL if none.
    */
-  const struct lively_service *service;
+  const struct lively_service_record *service;
   /**
    * The etcd revision of the change.
    */
@@ -745,6 +850,9 @@ typedef struct lively_event {
  * callback that finds `*out` through its userdata (pass `&ctx->sub` as
  * `out`) always sees its subscription, from the first event on (the
  * snapshot's included). `event` is valid only during the call.
+ * Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+ * callback crosses Rust frames and aborts the process; catch everything
+ * inside it (the C++ header `os_lively.hpp` does).
  */
 typedef void (*lively_event_callback)(void *userdata, const struct lively_event *event);
 
@@ -753,6 +861,9 @@ typedef void (*lively_event_callback)(void *userdata, const struct lively_event 
  * callback has returned, once the subscription is cancelled or freed;
  * possibly on a library thread, possibly after `lively_subscription_free()`
  * returned. Use it to free `userdata`.
+ * Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+ * callback crosses Rust frames and aborts the process; catch everything
+ * inside it (the C++ header `os_lively.hpp` does).
  */
 typedef void (*lively_release_callback)(void *userdata);
 
@@ -947,9 +1058,10 @@ LIVELY_MUST_USE lively_result lively_client_up(const struct lively_client *clien
 LIVELY_MUST_USE lively_result lively_client_delete(const struct lively_client *client, const char *uuid, bool *deleted);
 
 /**
- * Copies the client's counters into `*out`: keepalives, reconnects,
- * lease re-grants, events delivered, resyncs, and the current lease
- * and its remaining TTL. Does not talk to etcd.
+ * Copies the client's counters into `*out` (initialized with
+ * `LIVELY_STATS_INIT`): keepalives, reconnects, lease re-grants, events
+ * delivered, resyncs, and the current lease and its remaining TTL.
+ * Does not talk to etcd.
  *
  * Ownership: `*out` is the caller's.
  * Thread safety: thread-safe.
@@ -1357,3 +1469,18 @@ LIVELY_MUST_USE lively_result lively_view_sync(const struct lively_view *view, u
 #endif  // __cplusplus
 
 #endif  /* OS_LIVELY_H */
+
+/* Initializers for the structs a caller fills: struct_size set, every
+ * other field zero (its default). `lively_filter f = LIVELY_FILTER_INIT;` */
+#if defined(__cplusplus)
+#define LIVELY_STRUCT_INIT_(T) ([] { T v_{}; v_.struct_size = sizeof(T); return v_; }())
+#define LIVELY_SERVICE_INIT LIVELY_STRUCT_INIT_(lively_service)
+#define LIVELY_FILTER_INIT LIVELY_STRUCT_INIT_(lively_filter)
+#define LIVELY_SUBSCRIBE_OPTIONS_INIT LIVELY_STRUCT_INIT_(lively_subscribe_options)
+#define LIVELY_STATS_INIT LIVELY_STRUCT_INIT_(lively_stats)
+#elif defined(__STDC_VERSION__)
+#define LIVELY_SERVICE_INIT { .struct_size = sizeof(lively_service) }
+#define LIVELY_FILTER_INIT { .struct_size = sizeof(lively_filter) }
+#define LIVELY_SUBSCRIBE_OPTIONS_INIT { .struct_size = sizeof(lively_subscribe_options) }
+#define LIVELY_STATS_INIT { .struct_size = sizeof(lively_stats) }
+#endif

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing os-lively needs, when missing:
-# etcd (Debian's etcd-server) and protoc (protobuf-compiler); with
+# etcd (Debian's etcd-server) and protoc (protobuf-compiler); for the C
+# and C++ tests g++, clang++ with its sanitizer runtimes, cmake and
+# pkg-config, and cargo-c (`cargo cinstall`, see below); with
 # OSLIVELY_E2E=1 (scripts/test.sh sets it) also what `oslively serve`'s
 # tests drive: a Prometheus server and promtool (prometheus), headless
 # chromium and chromedriver (chromium, chromium-driver).
@@ -9,6 +11,13 @@ set -euo pipefail
 need=()
 if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1; then need+=(etcd-server); fi
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v clang++ >/dev/null 2>&1 || need+=(clang)
+# clang's ASan/UBSan runtimes are a separate package on Debian.
+clang_rt="$(clang -print-resource-dir 2>/dev/null || true)/lib/linux/libclang_rt.asan-x86_64.a"
+[ -e "$clang_rt" ] || need+=(libclang-rt-dev)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${OSLIVELY_E2E:-0}" = 1 ]; then
   command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -31,3 +40,15 @@ for unit in etcd prometheus prometheus-node-exporter; do
     ${sudo:-} systemctl stop "$unit" || true
   fi
 done
+
+# cargo-c, for `cargo cinstall` (tests/c_install.rs). Not Debian's: its
+# 0.9 cannot read edition-2024 manifests. Pinned to the newest release
+# that builds with rustc 1.95 (0.10.25 wants a newer cargo), --locked for
+# the dependency versions it was released with, and --debug: a release
+# build costs ~15 CPU-minutes (about 8 min on 2 cores), a debug one about
+# half, and cargo-c only drives cargo, so its own speed does not matter.
+CARGO_C_VERSION=0.10.24
+if ! cargo cinstall --version 2>/dev/null | grep -q "$CARGO_C_VERSION"; then
+  echo "setup: installing cargo-c $CARGO_C_VERSION (cargo install --debug, a few minutes)" >&2
+  CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-c --version "$CARGO_C_VERSION" --locked --debug --quiet
+fi

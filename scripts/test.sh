@@ -15,11 +15,17 @@ if [ "$OSLIVELY_E2E" = 1 ]; then
   # Missing prometheus/chromium is then a failure, not a skip.
   export OSLIVELY_REQUIRE_E2E=1
 fi
+# setup.sh installed cargo-c: tests/c_install.rs must not skip.
+export OSLIVELY_REQUIRE_CARGO_C=1
 export RUST_BACKTRACE=1
 threads="${OSLIVELY_TEST_THREADS:-2}"
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The declared rust-version is honest (see the script), and the crate
+# packages and builds from its package alone (the proto inside it).
+python3 scripts/msrv-check.py
+cargo package -p os-lively --allow-dirty --quiet
 # Debian's etcd (3.4): everything.
 cargo test --quiet -- --test-threads="$threads"
 

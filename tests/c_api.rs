@@ -25,7 +25,11 @@ fn header_is_current() {
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("os_lively.h");
     bindings.write_to_file(&fresh);
-    let fresh = std::fs::read_to_string(&fresh).unwrap();
+    // The functions with two symbol versions are exported by Rust as
+    // `<name>__abi1`; C calls them by `<name>` (src/capi/abi.rs).
+    let fresh = std::fs::read_to_string(&fresh)
+        .unwrap()
+        .replace("__abi1(", "(");
     let committed_path = dir.join("include/os_lively.h");
     let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
     if std::env::var_os("UPDATE_HEADER").is_some() {
@@ -174,9 +178,11 @@ fn shared_library_exports_only_lively_symbols_and_has_soname() {
         .expect("run nm");
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    // Versioned names print as `name@@LIVELY_0.1` / `name@LIVELY_0`.
     let symbols: Vec<&str> = text
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
+        .map(|s| s.split('@').next().unwrap_or(s))
         .collect();
     assert!(symbols.len() > 30, "too few exports: {symbols:?}");
     let foreign: Vec<&&str> = symbols
@@ -201,6 +207,105 @@ fn shared_library_exports_only_lively_symbols_and_has_soname() {
         text.contains("Library soname: [libos_lively.so.0]"),
         "no soname: {text}"
     );
+}
+
+/// The functions whose structs gained `struct_size`: each has the old
+/// layout's shim as `LIVELY_0` and today's function as the default
+/// `LIVELY_0.1` (src/capi/abi_v0.rs, src/capi/os_lively.map).
+const VERSIONED: [&str; 6] = [
+    "lively_client_update",
+    "lively_client_list",
+    "lively_client_stats",
+    "lively_client_subscribe",
+    "lively_client_subscribe_pull",
+    "lively_view_list",
+];
+
+#[test]
+fn sized_struct_functions_have_old_and_new_symbol_versions() {
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(lib_dir().join("libos_lively.so"))
+        .output()
+        .expect("run objdump");
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has = |version: &str, name: &str| {
+        text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.last() == Some(&name) && f.len() >= 2 && f[f.len() - 2] == version
+        })
+    };
+    for name in VERSIONED {
+        assert!(
+            has("LIVELY_0.1", name),
+            "{name}@@LIVELY_0.1 missing:\n{text}"
+        );
+        assert!(has("(LIVELY_0)", name), "{name}@LIVELY_0 missing:\n{text}");
+    }
+}
+
+/// A program built against the ABI before `struct_size` (tests/c/old_abi.c:
+/// a copy of that header's structs) works against today's library. It is
+/// linked as it was then: against a library with the same soname whose
+/// symbols carry no version (a stub with every exported name), so its
+/// references are unversioned and bind to the `LIVELY_0` shims at run time.
+#[test]
+fn a_program_built_against_the_old_layout_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib_dir().join("libos_lively.so"))
+        .output()
+        .expect("run nm");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter_map(|s| s.split('@').next())
+        .filter(|s| s.starts_with("lively_"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    let stub: String = names
+        .iter()
+        .map(|n| format!("void {n}(void) {{}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("stub.c"), stub).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run the compiler");
+        assert!(out.status.success(), "{cmd:?}: {}", show(&out));
+    };
+    run(Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libos_lively.so.0", "-o"])
+        .arg(dir.path().join("libos_lively.so"))
+        .arg(dir.path().join("stub.c")));
+    let exe = dir.path().join("old_abi");
+    run(Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(manifest_dir().join("tests/c/old_abi.c"))
+        .arg(format!("-L{}", dir.path().display()))
+        .arg("-los_lively"));
+    let dump = Command::new("objdump")
+        .arg("-T")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.lines()
+            .any(|l| l.ends_with(" lively_client_update") && !l.contains("LIVELY_0")),
+        "the old program should reference lively_client_update unversioned:\n{dump}"
+    );
+    let etcd = Etcd::start();
+    let mut cmd = Command::new(&exe);
+    // Today's library under the soname the program asks for.
+    cmd.env("LD_LIBRARY_PATH", build().join("lib"));
+    lively_env(&mut cmd, &etcd, &namespace("old_abi"), SMOKE_TTL);
+    let out = cmd.output().expect("run old_abi");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("old-abi ok"));
 }
 
 /// TTL for the smoke programs, which never wait for an expiry: long enough
@@ -384,40 +489,6 @@ fn daemon_close_takes_service_down_at_once() {
     );
 }
 
-#[test]
-fn make_install_stages_library_header_and_pkg_config() {
-    build();
-    let stage = tempfile::tempdir().unwrap();
-    let status = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(manifest_dir().join("examples-c"))
-        .arg(format!("LIB_DIR={}", lib_dir().display()))
-        .arg(format!("OUT={}", build().display()))
-        .arg("PREFIX=/opt/lively")
-        .arg(format!("DESTDIR={}", stage.path().display()))
-        .arg("install")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let root = stage.path().join("opt/lively");
-    let v = env!("CARGO_PKG_VERSION");
-    assert!(root.join("include/os_lively.h").is_file());
-    assert!(root.join(format!("lib/libos_lively.so.{v}")).is_file());
-    assert_eq!(
-        std::fs::read_link(root.join("lib/libos_lively.so.0")).unwrap(),
-        PathBuf::from(format!("libos_lively.so.{v}"))
-    );
-    assert_eq!(
-        std::fs::read_link(root.join("lib/libos_lively.so")).unwrap(),
-        PathBuf::from("libos_lively.so.0")
-    );
-    let pc = std::fs::read_to_string(root.join("lib/pkgconfig/os-lively.pc")).unwrap();
-    assert!(pc.contains("prefix=/opt/lively"), "{pc}");
-    assert!(pc.contains(&format!("Version: {v}")), "{pc}");
-    assert!(pc.contains("Libs: -L${libdir} -los_lively"), "{pc}");
-}
-
 /// tests/c/heartbeat.c running: its two uuids, and its stdin to drive it.
 struct HeartbeatProgram {
     child: KillOnDrop,
@@ -535,4 +606,106 @@ fn c_restart_without_uuid_and_heartbeat_through_maintenance() {
         "UP again at the window's end"
     );
     second.finish();
+}
+
+/// Builds a C++ program against `include/os_lively.hpp` with `cxx`, warnings
+/// as errors, under AddressSanitizer and UndefinedBehaviorSanitizer.
+fn build_cxx_sanitized(cxx: &str, source: &Path, out: &Path) -> std::process::Child {
+    let lib = build().join("lib");
+    Command::new(cxx)
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wpedantic",
+            "-g",
+            "-O1",
+        ])
+        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
+        .arg("-fno-omit-frame-pointer")
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg("-o")
+        .arg(out)
+        .arg(source)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-los_lively")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lpthread")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cxx}: {e}"))
+}
+
+/// The C++ header with g++ and clang++: tests/c/cpp_api.cpp (a callback
+/// that throws is caught, reported, and the daemon lives on) and the
+/// rewritten examples-c/watch.cpp, each under ASan and UBSan.
+#[test]
+fn cpp_header_with_gcc_and_clang_under_sanitizers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builds = Vec::new();
+    for cxx in ["g++", "clang++"] {
+        for (src, name) in [
+            ("tests/c/cpp_api.cpp", "cpp-api"),
+            ("examples-c/watch.cpp", "watch-cxx"),
+        ] {
+            let exe = dir.path().join(format!("{name}-{cxx}"));
+            let child = build_cxx_sanitized(cxx, &manifest_dir().join(src), &exe);
+            builds.push((format!("{cxx} {src}"), child, exe));
+        }
+    }
+    let mut exes = Vec::new();
+    for (what, child, exe) in builds {
+        let out = child.wait_with_output().expect("wait for the compiler");
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        exes.push(exe);
+    }
+    let etcd = Etcd::start();
+    for cxx in ["g++", "clang++"] {
+        // The API test, with the throwing callbacks.
+        let mut cmd = Command::new(dir.path().join(format!("cpp-api-{cxx}")));
+        lively_env(
+            &mut cmd,
+            &etcd,
+            &namespace(&format!("cpp_{cxx}")),
+            SMOKE_TTL,
+        );
+        let out = cmd.output().expect("run cpp-api");
+        assert!(out.status.success(), "cpp-api ({cxx}): {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("cpp-api ok"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "os_lively.hpp: a lively::Client::subscribe callback threw a non-std::exception"
+            ),
+            "the default report of a throwing callback is missing ({cxx}): {stderr}"
+        );
+
+        // The example: sees a C daemon register, then stops cleanly.
+        let ns = namespace(&format!("cpp_watch_{cxx}"));
+        let mut watch = Command::new(dir.path().join(format!("watch-cxx-{cxx}")));
+        lively_env(&mut watch, &etcd, &ns, SMOKE_TTL);
+        let mut watch = KillOnDrop(
+            watch
+                .arg("cxx-watched")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn watch"),
+        );
+        let seen = lines(&mut watch.0);
+        let _daemon = KillOnDrop(
+            program("lively-daemon", &etcd, &ns, SMOKE_TTL)
+                .args(["cxx-watched", "host-1"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn daemon"),
+        );
+        expect_line(&seen, Duration::from_secs(20), "REGISTERED", |l| {
+            (l.starts_with("REGISTERED ") || l.starts_with("EXISTING "))
+                && l.contains(" cxx-watched host-1 ")
+        });
+        terminate(&mut watch.0);
+    }
 }

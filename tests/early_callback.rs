@@ -65,6 +65,7 @@ fn the_first_snapshot_event_can_cancel_its_subscription() {
         let opts = lively_subscribe_options {
             snapshot: true.into(),
             queue_capacity: 0,
+            ..lively_subscribe_options::default()
         };
         assert_eq!(
             lively_subscription::lively_client_subscribe(

@@ -113,10 +113,12 @@ fn c_bool_fields_other_than_0_or_1_are_refused_by_name() {
         region: null(),
         has_status: lively_bool(has_status),
         status: 0,
+        ..lively_filter::default()
     };
     let options = |snapshot: u8| lively_subscribe_options {
         snapshot: lively_bool(snapshot),
         queue_capacity: 0,
+        ..lively_subscribe_options::default()
     };
 
     let mut list = null_mut();

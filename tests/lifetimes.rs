@@ -209,7 +209,7 @@ fn c_pull(client: *const lively_client) -> *mut lively_subscription {
 }
 
 fn c_register(client: *const lively_client, host: &str) -> String {
-    let mut s: os_lively::capi::lively_service = unsafe { std::mem::zeroed() };
+    let mut s = os_lively::capi::lively_service::default();
     let host = CString::new(host).unwrap();
     s.service_type = c"c-life".as_ptr();
     s.host = host.as_ptr();

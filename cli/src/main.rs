@@ -12,6 +12,7 @@ use os_lively::{ErrorKind, Filter, Service, Status, SubscribeOptions};
 
 mod conn;
 mod demo;
+mod man;
 mod output;
 mod serve;
 mod time;
@@ -106,6 +107,13 @@ enum Cmd {
     },
     /// A guided tour on a throwaway etcd it starts itself (see the README)
     Demo,
+    /// Print the manual page oslively(1) in roff, or with DIR write it and
+    /// one page per subcommand there (scripts/install-cli.sh does)
+    #[command(hide = true)]
+    Man {
+        /// Directory for oslively.1 and oslively-<subcommand>.1
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -295,6 +303,7 @@ impl Cmd {
             Cmd::Completions { .. } => "completions",
             Cmd::Demo => "demo",
             Cmd::Serve(_) => "serve",
+            Cmd::Man { .. } => "man",
         }
     }
 }
@@ -308,6 +317,22 @@ fn run(cli: Cli, format: Format) -> Outcome {
                 "oslively",
                 &mut std::io::stdout(),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir } => {
+            let failed = |message| Failure {
+                code: EXIT_USAGE,
+                message,
+            };
+            match dir {
+                None => man::render_main(Cli::command(), &mut std::io::stdout())
+                    .map_err(|e| failed(format!("writing the manual page: {e}")))?,
+                Some(dir) => {
+                    for file in man::write_all(Cli::command(), &dir).map_err(failed)? {
+                        println!("{}", dir.join(file).display());
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo => demo::run(&[]).map_err(|message| Failure {

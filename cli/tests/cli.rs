@@ -509,3 +509,62 @@ fn reading_commands_grant_no_lease() {
         1
     );
 }
+
+/// `oslively man`: oslively(1) mentions every subcommand `--help` lists,
+/// and `oslively man DIR` writes a page for each (what
+/// scripts/install-cli.sh installs into share/man/man1).
+#[test]
+fn man_pages_cover_every_subcommand() {
+    let bin = env!("CARGO_BIN_EXE_oslively");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    // The "Commands:" section: "  name  about" lines up to a blank line.
+    let subcommands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|name| name != "help")
+        .collect();
+    assert!(
+        subcommands.len() >= 10,
+        "subcommands from --help: {subcommands:?}\n{help}"
+    );
+
+    let page = std::process::Command::new(bin).arg("man").output().unwrap();
+    assert!(page.status.success());
+    let page = String::from_utf8_lossy(&page.stdout).replace("\\-", "-");
+    assert!(page.contains(".TH oslively 1"), "{page}");
+    for name in &subcommands {
+        assert!(
+            page.contains(&format!("oslively-{name}(1)")),
+            "oslively(1) lacks {name}"
+        );
+    }
+    assert!(
+        !page.contains("oslively-man(1)"),
+        "the hidden man subcommand is listed"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in &subcommands {
+        let sub = std::fs::read_to_string(dir.path().join(format!("oslively-{name}.1")))
+            .unwrap_or_else(|e| panic!("oslively-{name}.1: {e}"));
+        assert!(sub.contains(&format!(".TH oslively-{name} 1")), "{sub}");
+    }
+    assert!(dir.path().join("oslively.1").is_file());
+}

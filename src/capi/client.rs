@@ -4,11 +4,12 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use super::config::lively_config;
-use super::guard::{arg_bytes, arg_out, arg_ref, arg_str, opt_str};
+use super::guard::{arg_bytes, arg_out, arg_str, opt_str};
 use super::result::{Failure, lively_result};
 use super::service::{
     LIVELY_UUID_BUF_LEN, lively_filter, lively_service, lively_service_info, lively_service_list,
 };
+use super::sized::{SizedStruct, write_sized};
 use crate::{Client, Stats};
 
 /// A connection to etcd that registers services and answers liveness
@@ -33,9 +34,17 @@ pub struct lively_client {
 }
 
 /// Counters for operators, from `lively_client_stats()`.
+///
+/// Initialize it with `LIVELY_STATS_INIT` before the call: the library
+/// writes at most `struct_size` bytes, so a caller built before a counter
+/// was appended keeps working; afterwards `struct_size` is the number of
+/// bytes written.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lively_stats {
+    /// `sizeof(lively_stats)` as the caller compiled it (set by
+    /// `LIVELY_STATS_INIT`); less is `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub struct_size: usize,
     /// Keepalive requests answered by etcd.
     pub keepalives_sent: u64,
     /// Keepalive requests that failed or went unanswered in time.
@@ -81,9 +90,23 @@ pub struct lively_stats {
     pub task_panics: u64,
 }
 
+// SAFETY: repr(C), `struct_size` first, every field valid when zero.
+unsafe impl SizedStruct for lively_stats {
+    const NAME: &'static str = "lively_stats";
+    const MIN_SIZE: usize = std::mem::size_of::<lively_stats>();
+}
+
+impl Default for lively_stats {
+    /// `LIVELY_STATS_INIT`: the size set, every counter zero.
+    fn default() -> lively_stats {
+        lively_stats::from(Stats::default())
+    }
+}
+
 impl From<Stats> for lively_stats {
     fn from(s: Stats) -> lively_stats {
         lively_stats {
+            struct_size: std::mem::size_of::<lively_stats>(),
             keepalives_sent: s.keepalives_sent,
             keepalives_failed: s.keepalives_failed,
             reconnects: s.reconnects,
@@ -239,7 +262,9 @@ impl lively_client {
     /// `uuid_out` is the caller's.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_update__abi1`; `lively_client_update` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_update__abi1")]
     pub extern "C" fn lively_client_update(
         client: *const lively_client,
         service: *const lively_service,
@@ -249,7 +274,7 @@ impl lively_client {
         lively_call!({
             // SAFETY: handles and strings per the documented contract.
             let client = unsafe { lively_client::get(client) }?;
-            let service = unsafe { arg_ref(service, "service")?.read() }?;
+            let service = unsafe { lively_service::from_c(service, "service") }?;
             check_uuid_buf(uuid_out, uuid_out_len)?;
             let uuid = client.update(&service)?;
             write_uuid(uuid_out, uuid_out_len, &uuid);
@@ -402,7 +427,9 @@ impl lively_client {
     /// the caller frees with `lively_service_list_free()`.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_list__abi1`; `lively_client_list` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_list__abi1")]
     pub extern "C" fn lively_client_list(
         client: *const lively_client,
         filter: *const lively_filter,
@@ -526,14 +553,17 @@ impl lively_client {
         })
     }
 
-    /// Copies the client's counters into `*out`: keepalives, reconnects,
-    /// lease re-grants, events delivered, resyncs, and the current lease
-    /// and its remaining TTL. Does not talk to etcd.
+    /// Copies the client's counters into `*out` (initialized with
+    /// `LIVELY_STATS_INIT`): keepalives, reconnects, lease re-grants, events
+    /// delivered, resyncs, and the current lease and its remaining TTL.
+    /// Does not talk to etcd.
     ///
     /// Ownership: `*out` is the caller's.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_stats__abi1`; `lively_client_stats` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_stats__abi1")]
     pub extern "C" fn lively_client_stats(
         client: *const lively_client,
         out: *mut lively_stats,
@@ -542,8 +572,8 @@ impl lively_client {
             // SAFETY: handle per the documented contract.
             let client = unsafe { lively_client::get(client) }?;
             let out = arg_out(out, "out")?;
-            // SAFETY: non-NULL, writable.
-            unsafe { out.write(client.stats().into()) };
+            // SAFETY: non-NULL, writable for its declared size.
+            unsafe { write_sized(out, client.stats().into()) }?;
             Ok(())
         })
     }

@@ -103,15 +103,6 @@ pub(crate) unsafe fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<
     }
 }
 
-/// A required pointer argument, borrowed for the call.
-///
-/// # Safety
-/// `p` is NULL or points to a valid `T` for `'a`.
-pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
-    // SAFETY: forwarded contract.
-    unsafe { p.as_ref() }.ok_or_else(|| Failure::null(name))
-}
-
 /// A required output pointer: checked before any work is done, written
 /// (with [`std::ptr::write`]) only on success.
 pub(crate) fn arg_out<T>(p: *mut T, name: &str) -> Result<*mut T, Failure> {

@@ -67,6 +67,9 @@ impl lively_log_level {
 /// order they were logged; never on a thread that keeps leases alive, so a
 /// callback that blocks delays only later messages (see
 /// `lively_set_log_callback()`).
+/// Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+/// callback crosses Rust frames and aborts the process; catch everything
+/// inside it (the C++ header `os_lively.hpp` does).
 pub type lively_log_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, level: lively_log_level, message: *const c_char),
 >;

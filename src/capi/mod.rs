@@ -20,12 +20,14 @@
 mod cstr;
 #[macro_use]
 mod guard;
+mod abi;
 mod client;
 mod config;
 mod last_error;
 mod log;
 mod result;
 mod service;
+mod sized;
 mod subscription;
 mod version;
 mod view;
@@ -37,7 +39,8 @@ pub use log::{lively_log_callback, lively_log_level, lively_set_log_callback};
 pub use result::lively_result;
 pub use service::{
     LIVELY_STATUS_NONE, LIVELY_UUID_BUF_LEN, lively_bool, lively_filter, lively_service,
-    lively_service_info, lively_service_list, lively_status, lively_string_free,
+    lively_service_info, lively_service_list, lively_service_record, lively_status,
+    lively_string_free,
 };
 pub use subscription::{
     lively_down_reason, lively_event, lively_event_callback, lively_event_kind,

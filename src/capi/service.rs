@@ -5,6 +5,7 @@ use std::ffi::{CString, c_char};
 
 use super::guard::{opt_str, to_cstring};
 use super::result::Failure;
+use super::sized::{SizedStruct, read_sized};
 use crate::{Filter, Service, ServiceInfo, Status};
 
 /// Size of a buffer that holds a uuid as returned by the library: 32
@@ -81,21 +82,18 @@ impl lively_status {
     }
 }
 
-/// A service record as plain C data.
+/// A service record as the library hands it out (inside a
+/// `lively_service_info` or a `lively_event`): every string is non-NULL
+/// (possibly `""`) and owned by the enclosing object.
 ///
-/// As input (`lively_client_update()`): the strings are borrowed for the
-/// call; `uuid`, `region` and `maintenance_note` may be NULL (= empty; an
-/// empty uuid makes the library generate one); `service_type` and `host`
-/// are required; `status` must be a `lively_status` value;
-/// `heartbeat_missed` is ignored. Zero-initialize the struct
-/// (`lively_service s = {0};`) so fields added later default to off.
-///
-/// As output (inside a `lively_service_info` or a `lively_event`): every
-/// string is non-NULL (possibly `""`) and owned by the enclosing object.
+/// ABI: this layout is frozen under soname 0 (it is an element of
+/// `lively_service_list.items`, so growing it would move every element for
+/// an older caller); new record fields come with new versions of the
+/// functions returning it (see "ABI policy" at the top of this header).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct lively_service {
-    /// 32 lowercase hex digits (hyphenated form accepted on input).
+pub struct lively_service_record {
+    /// 32 lowercase hex digits.
     pub uuid: *const c_char,
     /// What the service is, e.g. `"nova-compute"`.
     pub service_type: *const c_char,
@@ -111,25 +109,63 @@ pub struct lively_service {
     pub maintenance_end: u64,
     /// Why the service is down for maintenance.
     pub maintenance_note: *const c_char,
-    /// Heartbeat deadline in milliseconds: with one, the service is UP only
-    /// while its owner also calls `lively_client_heartbeat()` at least this
-    /// often (main-loop liveness; between 100 ms and a week). On input, 0
-    /// keeps the deadline the service has (none for a new one) and
-    /// `LIVELY_HEARTBEAT_REMOVE` removes it; on output, 0 means none.
+    /// Heartbeat deadline in milliseconds, 0 for none.
     pub heartbeat_ms: u64,
-    /// Output only: true, with status DOWN, when the owner's client took
-    /// the service down because it missed its heartbeat deadline. Ignored
-    /// on input (any byte).
-    pub heartbeat_missed: lively_bool,
+    /// True, with status DOWN, when the owner's client took the service
+    /// down because it missed its heartbeat deadline.
+    pub heartbeat_missed: bool,
     /// True while an operator's `lively_client_down()` holds the service
     /// DOWN (its owner's updates do not lift it; `lively_client_up()` or the
-    /// end of the maintenance window does). Ignored on input (never read,
-    /// so any byte a caller leaves there is harmless).
-    pub forced_down: lively_bool,
-    /// Input only: refuse (`LIVELY_RESULT_CONFLICT`) to take the service
-    /// over while another client's lease holds it, instead of taking it
-    /// over (the default: identity is type+host, so a restarted daemon gets
-    /// its service back without its saved uuid). Always false on output.
+    /// end of the maintenance window does).
+    pub forced_down: bool,
+    /// Always false (kept so the layout stays what older callers read).
+    pub exclusive: bool,
+}
+
+/// A service record as the owner asks for it: the input of
+/// `lively_client_update()`.
+///
+/// Initialize it with `LIVELY_SERVICE_INIT`,
+/// which sets `struct_size` and zeroes the rest: every field's zero is its
+/// default, so a caller built against this header keeps working when later
+/// versions append fields. The strings are borrowed for the call; `uuid`,
+/// `region` and `maintenance_note` may be NULL (= empty; an empty uuid makes
+/// the library take over the type+host's record or generate a uuid);
+/// `service_type` and `host` are required; `status` must be a
+/// `lively_status` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lively_service {
+    /// `sizeof(lively_service)` as the caller compiled it (set by
+    /// `LIVELY_SERVICE_INIT`); anything else is
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub struct_size: usize,
+    /// 32 hex digits (hyphenated form accepted); NULL or `""` for none.
+    pub uuid: *const c_char,
+    /// What the service is, e.g. `"nova-compute"`.
+    pub service_type: *const c_char,
+    /// Where it runs, e.g. `"host-7"`.
+    pub host: *const c_char,
+    /// Declared status: a `lively_status` value.
+    pub status: u32,
+    /// Region; NULL or `""` for none.
+    pub region: *const c_char,
+    /// Maintenance window start, seconds since the epoch (0 for none).
+    pub maintenance_start: u64,
+    /// Maintenance window end, seconds since the epoch (0 for none).
+    pub maintenance_end: u64,
+    /// Why the service is down for maintenance (NULL for none).
+    pub maintenance_note: *const c_char,
+    /// Heartbeat deadline in milliseconds: with one, the service is UP only
+    /// while its owner also calls `lively_client_heartbeat()` at least this
+    /// often (main-loop liveness; between 100 ms and a week). 0 keeps the
+    /// deadline the service has (none for a new one);
+    /// `LIVELY_HEARTBEAT_REMOVE` removes it.
+    pub heartbeat_ms: u64,
+    /// Refuse (`LIVELY_RESULT_CONFLICT`) to take the service over while
+    /// another client's lease holds it, instead of taking it over (the
+    /// default: identity is type+host, so a restarted daemon gets its
+    /// service back without its saved uuid).
     pub exclusive: lively_bool,
 }
 
@@ -137,7 +173,42 @@ pub struct lively_service {
 /// deadline (0 keeps it).
 pub const LIVELY_HEARTBEAT_REMOVE: u64 = u64::MAX;
 
+// SAFETY: repr(C), `struct_size` first, every field valid when zero.
+unsafe impl SizedStruct for lively_service {
+    const NAME: &'static str = "lively_service";
+    const MIN_SIZE: usize = std::mem::size_of::<lively_service>();
+}
+
+impl Default for lively_service {
+    /// `LIVELY_SERVICE_INIT`: the size set, everything else zero.
+    fn default() -> lively_service {
+        lively_service {
+            struct_size: std::mem::size_of::<lively_service>(),
+            uuid: std::ptr::null(),
+            service_type: std::ptr::null(),
+            host: std::ptr::null(),
+            status: 0,
+            region: std::ptr::null(),
+            maintenance_start: 0,
+            maintenance_end: 0,
+            maintenance_note: std::ptr::null(),
+            heartbeat_ms: 0,
+            exclusive: lively_bool::FALSE,
+        }
+    }
+}
+
 impl lively_service {
+    /// Reads a caller's record (`p` NULL is an error naming `name`).
+    ///
+    /// # Safety
+    /// `p` is NULL or a record of its declared size whose non-NULL strings
+    /// are NUL-terminated and valid for the call.
+    pub(crate) unsafe fn from_c(p: *const lively_service, name: &str) -> Result<Service, Failure> {
+        // SAFETY: per the function's contract.
+        unsafe { read_sized(p)?.ok_or_else(|| Failure::null(name))?.read() }
+    }
+
     /// Reads a C record (borrowed strings) into a `Service`.
     ///
     /// # Safety
@@ -177,10 +248,12 @@ impl lively_service {
             })
         }
     }
+}
 
+impl lively_service_record {
     /// A record whose strings point into `strings` (which must outlive it).
-    pub(crate) fn borrowing(strings: &ServiceStrings, s: &Service) -> lively_service {
-        lively_service {
+    pub(crate) fn borrowing(strings: &ServiceStrings, s: &Service) -> lively_service_record {
+        lively_service_record {
             uuid: strings.uuid.as_ptr(),
             service_type: strings.service_type.as_ptr(),
             host: strings.host.as_ptr(),
@@ -190,16 +263,16 @@ impl lively_service {
             maintenance_end: s.maintenance_end,
             maintenance_note: strings.maintenance_note.as_ptr(),
             heartbeat_ms: heartbeat_ms(s),
-            heartbeat_missed: s.heartbeat_missed.into(),
-            forced_down: lively_bool::from(s.forced_down),
-            exclusive: lively_bool::FALSE,
+            heartbeat_missed: s.heartbeat_missed,
+            forced_down: s.forced_down,
+            exclusive: false,
         }
     }
 
-    /// A record that owns its strings (released by [`lively_service::free_owned`]).
-    fn owned(s: &Service) -> lively_service {
+    /// A record that owns its strings (released by [`lively_service_record::free_owned`]).
+    fn owned(s: &Service) -> lively_service_record {
         let raw = |v: &str| to_cstring(v).into_raw() as *const c_char;
-        lively_service {
+        lively_service_record {
             uuid: raw(&s.uuid),
             service_type: raw(&s.service_type),
             host: raw(&s.host),
@@ -209,14 +282,14 @@ impl lively_service {
             maintenance_end: s.maintenance_end,
             maintenance_note: raw(&s.maintenance_note),
             heartbeat_ms: heartbeat_ms(s),
-            heartbeat_missed: s.heartbeat_missed.into(),
-            forced_down: lively_bool::from(s.forced_down),
-            exclusive: lively_bool::FALSE,
+            heartbeat_missed: s.heartbeat_missed,
+            forced_down: s.forced_down,
+            exclusive: false,
         }
     }
 
     /// # Safety
-    /// `self` was made by [`lively_service::owned`] and is freed once.
+    /// `self` was made by [`lively_service_record::owned`] and is freed once.
     unsafe fn free_owned(&mut self) {
         for p in [
             &mut self.uuid,
@@ -271,7 +344,7 @@ impl ServiceStrings {
 #[derive(Debug)]
 pub struct lively_service_info {
     /// The stored record.
-    pub service: lively_service,
+    pub service: lively_service_record,
     /// True when the service is effectively UP.
     pub up: bool,
 }
@@ -279,7 +352,7 @@ pub struct lively_service_info {
 impl lively_service_info {
     pub(crate) fn owned(info: &ServiceInfo) -> lively_service_info {
         lively_service_info {
-            service: lively_service::owned(&info.service),
+            service: lively_service_record::owned(&info.service),
             up: info.up,
         }
     }
@@ -352,13 +425,17 @@ impl lively_service_list {
 
 /// Which services `lively_client_list()` returns or a subscription
 /// watches (subscriptions refuse `has_status`). Every non-NULL string
-/// field narrows the result; a
-/// zero-initialized filter (`lively_filter f = {0};`) matches everything.
+/// field narrows the result; a filter fresh from `LIVELY_FILTER_INIT`
+/// (size set, the rest zero) matches everything, as does a NULL filter.
 ///
 /// Ownership: borrowed for the call (subscriptions copy it).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lively_filter {
+    /// `sizeof(lively_filter)` as the caller compiled it (set by
+    /// `LIVELY_FILTER_INIT`); anything else is
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub struct_size: usize,
     /// Only this uuid (NULL: any).
     pub uuid: *const c_char,
     /// Only this type (NULL: any).
@@ -374,15 +451,36 @@ pub struct lively_filter {
     pub status: u32,
 }
 
+// SAFETY: repr(C), `struct_size` first, every field valid when zero.
+unsafe impl SizedStruct for lively_filter {
+    const NAME: &'static str = "lively_filter";
+    const MIN_SIZE: usize = std::mem::size_of::<lively_filter>();
+}
+
+impl Default for lively_filter {
+    /// `LIVELY_FILTER_INIT`: the size set, everything else zero (all).
+    fn default() -> lively_filter {
+        lively_filter {
+            struct_size: std::mem::size_of::<lively_filter>(),
+            uuid: std::ptr::null(),
+            service_type: std::ptr::null(),
+            host: std::ptr::null(),
+            region: std::ptr::null(),
+            has_status: lively_bool::FALSE,
+            status: 0,
+        }
+    }
+}
+
 impl lively_filter {
     /// Reads a C filter; NULL means "everything".
     ///
     /// # Safety
-    /// `p` is NULL or a valid filter whose non-NULL strings are
-    /// NUL-terminated.
+    /// `p` is NULL or a filter of its declared size whose non-NULL strings
+    /// are NUL-terminated.
     pub(crate) unsafe fn to_rust(p: *const lively_filter) -> Result<Filter, Failure> {
         // SAFETY: per the function's contract.
-        let Some(f) = (unsafe { p.as_ref() }) else {
+        let Some(f) = (unsafe { read_sized(p) })? else {
             return Ok(Filter::all());
         };
         let own = |v: Option<&str>| v.map(str::to_string);
@@ -426,6 +524,7 @@ mod tests {
     fn records_convert_and_validate() {
         let mut c = lively_service {
             uuid: std::ptr::null(),
+            struct_size: std::mem::size_of::<lively_service>(),
             service_type: c"nova".as_ptr(),
             host: c"h1".as_ptr(),
             status: 1,
@@ -434,8 +533,6 @@ mod tests {
             maintenance_end: 6,
             maintenance_note: c"note".as_ptr(),
             heartbeat_ms: 2500,
-            heartbeat_missed: lively_bool(7),
-            forced_down: lively_bool(7),
             exclusive: lively_bool::FALSE,
         };
         let s = unsafe { c.read() }.unwrap();

@@ -9,8 +9,10 @@ use super::client::lively_client;
 use super::guard::{arg_out, to_cstring};
 use super::result::{Failure, lively_result};
 use super::service::{
-    LIVELY_STATUS_NONE, ServiceStrings, lively_bool, lively_filter, lively_service, lively_status,
+    LIVELY_STATUS_NONE, ServiceStrings, lively_bool, lively_filter, lively_service_record,
+    lively_status,
 };
+use super::sized::{SizedStruct, read_sized};
 use crate::{DownReason, Event, EventKind, SubscribeOptions, Subscription};
 
 /// What happened to a service.
@@ -103,7 +105,7 @@ pub struct lively_event {
     pub new_status: i32,
     /// The record after the change; for REMOVED, the record before the
     /// deletion, or with reason MOVED the record as it is now. NULL if none.
-    pub service: *const lively_service,
+    pub service: *const lively_service_record,
     /// The etcd revision of the change.
     pub revision: i64,
 }
@@ -116,6 +118,9 @@ pub struct lively_event {
 /// callback that finds `*out` through its userdata (pass `&ctx->sub` as
 /// `out`) always sees its subscription, from the first event on (the
 /// snapshot's included). `event` is valid only during the call.
+/// Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+/// callback crosses Rust frames and aborts the process; catch everything
+/// inside it (the C++ header `os_lively.hpp` does).
 pub type lively_event_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const lively_event)>;
 
@@ -123,12 +128,20 @@ pub type lively_event_callback =
 /// callback has returned, once the subscription is cancelled or freed;
 /// possibly on a library thread, possibly after `lively_subscription_free()`
 /// returned. Use it to free `userdata`.
+/// Must not throw or unwind: a C++ exception (or `longjmp`) leaving the
+/// callback crosses Rust frames and aborts the process; catch everything
+/// inside it (the C++ header `os_lively.hpp` does).
 pub type lively_release_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
-/// Subscription options; a zero-initialized struct gives the defaults.
+/// Subscription options; `LIVELY_SUBSCRIBE_OPTIONS_INIT` (size set, the
+/// rest zero) gives the defaults, as does NULL.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lively_subscribe_options {
+    /// `sizeof(lively_subscribe_options)` as the caller compiled it (set by
+    /// `LIVELY_SUBSCRIBE_OPTIONS_INIT`); anything else is
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`.
+    pub struct_size: usize,
     /// First deliver an EXISTING event for every matching service, then
     /// the changes, with no gap between them. A value other than 0 or 1 is
     /// `LIVELY_RESULT_INVALID_ARGUMENT`.
@@ -136,6 +149,23 @@ pub struct lively_subscribe_options {
     /// Events held for a slow consumer before it is resynced instead
     /// (0: the default, 1024).
     pub queue_capacity: usize,
+}
+
+// SAFETY: repr(C), `struct_size` first, every field valid when zero.
+unsafe impl SizedStruct for lively_subscribe_options {
+    const NAME: &'static str = "lively_subscribe_options";
+    const MIN_SIZE: usize = std::mem::size_of::<lively_subscribe_options>();
+}
+
+impl Default for lively_subscribe_options {
+    /// `LIVELY_SUBSCRIBE_OPTIONS_INIT`: the size set, the defaults.
+    fn default() -> lively_subscribe_options {
+        lively_subscribe_options {
+            struct_size: std::mem::size_of::<lively_subscribe_options>(),
+            snapshot: lively_bool::FALSE,
+            queue_capacity: 0,
+        }
+    }
 }
 
 /// A live subscription. Created by `lively_client_subscribe()` or
@@ -152,7 +182,7 @@ struct EventData {
     service_type: CString,
     host: CString,
     region: CString,
-    service: Option<(ServiceStrings, Box<lively_service>)>,
+    service: Option<(ServiceStrings, Box<lively_service_record>)>,
 }
 
 fn status_code(s: Option<crate::Status>) -> i32 {
@@ -168,7 +198,7 @@ impl EventData {
             region: to_cstring(&e.region),
             service: e.service.as_ref().map(|s| {
                 let strings = ServiceStrings::new(s);
-                let view = Box::new(lively_service::borrowing(&strings, s));
+                let view = Box::new(lively_service_record::borrowing(&strings, s));
                 (strings, view)
             }),
         }
@@ -202,10 +232,9 @@ impl EventData {
             region: self.region.as_ptr(),
             old_status: status_code(e.old_status),
             new_status: status_code(e.new_status),
-            service: self
-                .service
-                .as_ref()
-                .map_or(std::ptr::null(), |(_, v)| &**v as *const lively_service),
+            service: self.service.as_ref().map_or(std::ptr::null(), |(_, v)| {
+                &**v as *const lively_service_record
+            }),
             revision: e.revision,
         }
     }
@@ -307,7 +336,7 @@ impl Drop for CallbackCtx {
 fn read_options(p: *const lively_subscribe_options) -> Result<SubscribeOptions, Failure> {
     let mut o = SubscribeOptions::default();
     // SAFETY: NULL or a valid options struct per the documented contract.
-    if let Some(opts) = unsafe { p.as_ref() } {
+    if let Some(opts) = unsafe { read_sized(p) }? {
         o.snapshot = opts.snapshot.read("options.snapshot")?;
         if opts.queue_capacity > 0 {
             o.queue_capacity = opts.queue_capacity;
@@ -349,7 +378,9 @@ impl lively_subscription {
     /// Thread safety: thread-safe; `callback`, `release` and `userdata`
     /// must be usable from a library thread.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_subscribe__abi1`; `lively_client_subscribe` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_subscribe__abi1")]
     pub extern "C" fn lively_client_subscribe(
         client: *const lively_client,
         filter: *const lively_filter,
@@ -409,7 +440,9 @@ impl lively_subscription {
     /// Ownership: as `lively_client_subscribe()`.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_client_subscribe_pull__abi1`; `lively_client_subscribe_pull` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_client_subscribe_pull__abi1")]
     pub extern "C" fn lively_client_subscribe_pull(
         client: *const lively_client,
         filter: *const lively_filter,

@@ -178,7 +178,9 @@ impl lively_view {
     /// `lively_service_list_free()`.
     /// Thread safety: thread-safe.
     #[must_use]
-    #[unsafe(no_mangle)]
+    // Exported as `lively_view_list__abi1`; `lively_view_list` is its versioned alias (see
+    // `capi::abi`).
+    #[unsafe(export_name = "lively_view_list__abi1")]
     pub extern "C" fn lively_view_list(
         view: *const lively_view,
         filter: *const lively_filter,

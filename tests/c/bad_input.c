@@ -158,7 +158,7 @@ int main(void) {
 
   /* Records: required fields, enum values, key segments, buffers. */
   char uuid[LIVELY_UUID_BUF_LEN] = "untouched";
-  lively_service s = {0};
+  lively_service s = LIVELY_SERVICE_INIT;
   s.service_type = "bad";
   s.host = "h";
   IS(NUL_P, lively_client_update(client, NULL, uuid, sizeof uuid));
@@ -197,7 +197,7 @@ int main(void) {
   IS(LIVELY_RESULT_NOT_FOUND, lively_client_get_by_type_host(client, "t", "h", &info));
   CHECK(info == NULL);
 
-  lively_filter f = {0};
+  lively_filter f = LIVELY_FILTER_INIT;
   f.has_status = true;
   f.status = 7;
   IS(LIVELY_RESULT_INVALID_ARGUMENT, lively_client_list(client, &f, &list));
@@ -215,12 +215,12 @@ int main(void) {
   lively_subscription *sub = NULL;
   IS(NUL_P, lively_client_subscribe(client, NULL, NULL, NULL, NULL, NULL, &sub));
   IS(NUL_P, lively_client_subscribe(client, NULL, NULL, noop_event, NULL, NULL, NULL));
-  lively_filter by_status = {0};
+  lively_filter by_status = LIVELY_FILTER_INIT;
   by_status.has_status = true;
   by_status.status = LIVELY_STATUS_UP;
   IS(LIVELY_RESULT_INVALID_ARGUMENT,
      lively_client_subscribe(client, &by_status, NULL, noop_event, NULL, NULL, &sub));
-  lively_filter bad_filter = {0};
+  lively_filter bad_filter = LIVELY_FILTER_INIT;
   bad_filter.host = bad_utf8;
   IS(LIVELY_RESULT_INVALID_UTF8,
      lively_client_subscribe(client, &bad_filter, NULL, noop_event, NULL, NULL, &sub));
@@ -231,7 +231,7 @@ int main(void) {
   /* The last error belongs to the thread; success leaves it alone. */
   IS(NUL_P, lively_client_stats(NULL, NULL));
   CHECK(last_error_has("client"));
-  lively_stats st;
+  lively_stats st = LIVELY_STATS_INIT;
   OK(lively_client_stats(client, &st));
   CHECK(last_error_has("client"));
 

@@ -50,7 +50,7 @@ int main(void) {
   OK(lively_client_connect(config, &client));
   lively_config_free(config);
 
-  lively_service worker = {0};
+  lively_service worker = LIVELY_SERVICE_INIT;
   worker.service_type = "worker";
   worker.host = "c-child";
   worker.status = LIVELY_STATUS_UP;
@@ -58,7 +58,7 @@ int main(void) {
   char worker_uuid[LIVELY_UUID_BUF_LEN];
   OK(lively_client_update(client, &worker, worker_uuid, sizeof worker_uuid));
 
-  lively_service plain = {0};
+  lively_service plain = LIVELY_SERVICE_INIT;
   plain.service_type = "plain";
   plain.host = "c-child";
   plain.status = LIVELY_STATUS_UP;
@@ -91,7 +91,7 @@ int main(void) {
   atomic_store(&quit, true);
   pthread_join(loop, NULL);
 
-  lively_stats stats;
+  lively_stats stats = LIVELY_STATS_INIT;
   OK(lively_client_stats(client, &stats));
   fprintf(stderr, "heartbeat.c: %llu missed deadline(s)\n",
           (unsigned long long)stats.heartbeats_missed);

@@ -149,7 +149,7 @@ static void self_end_release(void *userdata) {
 static void self_ending(const lively_client *client, bool free_it) {
   struct self_ender s = {0};
   s.free_it = free_it;
-  lively_subscribe_options opts = {0};
+  lively_subscribe_options opts = LIVELY_SUBSCRIBE_OPTIONS_INIT;
   opts.snapshot = true; /* two EXISTING events queued at once */
   lively_subscription *sub = NULL;
   OK(lively_client_subscribe(client, NULL, &opts, self_end_event, &s, self_end_release, &sub));
@@ -246,7 +246,7 @@ int main(void) {
   w.client = client;
 
   /* Register from the plain struct. */
-  lively_service a = {0};
+  lively_service a = LIVELY_SERVICE_INIT;
   a.service_type = "smoke-a";
   a.host = "host-1";
   a.region = "r1";
@@ -294,7 +294,7 @@ int main(void) {
   OK(lively_client_list(client, NULL, &list));
   CHECK(list->len == 2);
   lively_service_list_free(list);
-  lively_filter by_type = {0};
+  lively_filter by_type = LIVELY_FILTER_INIT;
   by_type.service_type = "smoke-a";
   OK(lively_client_list(client, &by_type, &list));
   CHECK(list->len == 1 && list->items[0].up);
@@ -324,13 +324,13 @@ int main(void) {
   lively_view_free(view);
   lively_view_free(NULL);
 
-  lively_stats stats;
+  lively_stats stats = LIVELY_STATS_INIT;
   OK(lively_client_stats(client, &stats));
   CHECK(stats.lease_id != 0);
   CHECK(stats.lease_granted_ttl > 0);
 
   /* Callback subscription with a snapshot. */
-  lively_subscribe_options opts = {0};
+  lively_subscribe_options opts = LIVELY_SUBSCRIBE_OPTIONS_INIT;
   opts.snapshot = true;
   lively_subscription *sub = NULL;
   OK(lively_client_subscribe(client, NULL, &opts, on_event, &w, on_release, &sub));
@@ -369,7 +369,7 @@ int main(void) {
   CHECK(info->service.maintenance_start == 1 && info->service.maintenance_end == 4000000000u);
   CHECK(info->service.forced_down);
   lively_service_info_free(info);
-  lively_filter down_only = {0};
+  lively_filter down_only = LIVELY_FILTER_INIT;
   down_only.has_status = true;
   down_only.status = LIVELY_STATUS_DOWN;
   OK(lively_client_list(client, &down_only, &list));
@@ -429,7 +429,7 @@ int main(void) {
     lively_subscription *closing_pull = NULL;
     OK(lively_client_subscribe_pull(client, NULL, NULL, &closing_pull));
     struct slow slow = {0};
-    lively_subscribe_options snap = {0};
+    lively_subscribe_options snap = LIVELY_SUBSCRIBE_OPTIONS_INIT;
     snap.snapshot = true;
     lively_subscription *busy = NULL;
     OK(lively_client_subscribe(client, NULL, &snap, slow_event, &slow, slow_release, &busy));

@@ -13,7 +13,7 @@ def _enum(cls, value):
         return value
 
 
-_FIELDS = {name for name, _ in ffi.typeof("struct lively_service").fields}
+_FIELDS = {name for name, _ in ffi.typeof("struct lively_service_record").fields}
 _HAS_HEARTBEAT_FIELDS = {"heartbeat_ms", "heartbeat_missed"} <= _FIELDS
 _HAS_FORCED_DOWN = "forced_down" in _FIELDS
 
@@ -87,4 +87,4 @@ def service_list(lst):
 
 
 def stats(s) -> dict:
-    return {name: getattr(s, name) for name, _ in ffi.typeof("struct lively_stats").fields}
+    return {name: getattr(s, name) for name, _ in ffi.typeof("struct lively_stats").fields if name != "struct_size"}

@@ -74,7 +74,7 @@ def _status_code(status, name: str = "status") -> int:
 
 
 def _filter(uuid=None, service_type=None, host=None, region=None, status=None, names=None):
-    f = ffi.new("lively_filter *")
+    f = ffi.new("lively_filter *", {"struct_size": ffi.sizeof("lively_filter")})
     keep = []  # the bytes must outlive the call
     for field, value in (("uuid", uuid), ("service_type", service_type), ("host", host), ("region", region)):
         if value is not None:
@@ -308,7 +308,7 @@ class Client:
 
     def _update(self, uuid, service_type, host, status, region, m_start, m_end, m_note, heartbeat_ms,
                 exclusive=False, names=_UPDATE_NAMES) -> str:
-        svc = ffi.new("lively_service *")
+        svc = ffi.new("lively_service *", {"struct_size": ffi.sizeof("lively_service")})
         n_uuid, n_type, n_host, n_region, n_note = names
         keep = [cstr(uuid, n_uuid), _check.cstr(service_type, n_type, optional=False),
                 _check.cstr(host, n_host, optional=False), cstr(region, n_region), cstr(m_note, n_note)]
@@ -408,7 +408,7 @@ class Client:
     def stats(self) -> dict:
         """Counters: keepalives, reconnects, lease re-grants, events,
         resyncs, the lease and its remaining TTL (no round trip)."""
-        out = ffi.new("lively_stats *")
+        out = ffi.new("lively_stats *", {"struct_size": ffi.sizeof("lively_stats")})
         self._call("stats", lib.lively_client_stats, out)
         return _convert.stats(out)
 
@@ -434,7 +434,7 @@ class Client:
         _check.callback(callback)
         capacity = _check.integer(queue_capacity, "queue_capacity", minimum=0, maximum=MAX_QUEUE_CAPACITY)
         f, keep = _filter(uuid, service_type, host, region)
-        opts = ffi.new("lively_subscribe_options *")
+        opts = ffi.new("lively_subscribe_options *", {"struct_size": ffi.sizeof("lively_subscribe_options")})
         opts.snapshot = bool(snapshot)
         opts.queue_capacity = capacity
         out = ffi.new("lively_subscription **")
