@@ -475,7 +475,31 @@ enum Beat {
     Gone,
 }
 
+/// Grants a lease, trying again (three times in all) when the request
+/// failed momentarily: with several endpoints the balancer may have picked
+/// a dead member that steering has not taken out yet. A lease granted
+/// whose answer was lost expires unused after its TTL.
 async fn grant(client: &LeaseClient, ttl: i64, request_timeout: Duration) -> Result<(i64, i64)> {
+    let mut delay = Duration::from_millis(25);
+    let mut attempt = 1;
+    loop {
+        match grant_once(client, ttl, request_timeout).await {
+            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < 3 => {
+                log::debug!("os-lively: granting a lease failed, trying again: {e}");
+                tokio::time::sleep(delay).await;
+                delay *= 3;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn grant_once(
+    client: &LeaseClient,
+    ttl: i64,
+    request_timeout: Duration,
+) -> Result<(i64, i64)> {
     let mut client = client.clone();
     match timeout(request_timeout, client.grant(ttl, None)).await {
         Ok(Ok(resp)) => {
