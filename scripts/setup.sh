@@ -11,6 +11,10 @@ set -euo pipefail
 need=()
 if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1; then need+=(etcd-server); fi
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto, which
+# etcd-client's protos import) are in libprotobuf-dev, only a Recommends of
+# protobuf-compiler, and we install without recommends.
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v clang++ >/dev/null 2>&1 || need+=(clang)
 # clang's ASan/UBSan runtimes are a separate package on Debian.

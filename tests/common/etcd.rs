@@ -49,7 +49,7 @@ pub struct TlsFiles {
     pub client_cert_auth: bool,
 }
 
-fn etcd_bin() -> String {
+pub(super) fn etcd_bin() -> String {
     match std::env::var("ETCD_BIN") {
         Ok(b) if !b.is_empty() => b,
         _ => "etcd".to_owned(),
@@ -68,8 +68,8 @@ fn etcd_bin() -> String {
 /// Ports are picked below the kernel's ephemeral range, so outgoing
 /// connections (which take ephemeral local ports) cannot steal a port while
 /// its member is stopped between `stop()` and `restart()`.
-struct Port {
-    port: u16,
+pub(super) struct Port {
+    pub(super) port: u16,
     _lock: Option<File>,
 }
 
@@ -103,7 +103,7 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok()
 }
 
-fn free_port() -> Port {
+pub(super) fn free_port() -> Port {
     let (eph_lo, _) = ephemeral_range();
     const LO: u16 = 12000;
     if eph_lo > LO + 2000 {

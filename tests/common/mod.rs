@@ -7,6 +7,7 @@
 //!   fast elections so the minimum lease TTL is 1 s).
 //! * [`Cluster`] — N members forming one cluster; each is a [`Member`] with
 //!   the same stop/kill/restart/pause/resume controls as [`Etcd`].
+//! * [`GrpcProxy`] — `etcd grpc-proxy` in front of an etcd or a cluster.
 //! * [`Raw`] — a plain `etcd-client` with its own tokio runtime, for
 //!   synchronous inspection of etcd state.
 //! * [`namespace`] — a unique key prefix per test and run.
@@ -17,6 +18,7 @@
 
 mod deadline;
 mod etcd;
+mod grpc_proxy;
 mod lively;
 mod pki;
 mod proxy;
@@ -24,6 +26,7 @@ mod raw;
 
 pub use deadline::{DEADLINE_SLACK, missed_then_back, next_about};
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
+pub use grpc_proxy::{GrpcProxy, http_get, metric_sum};
 pub use lively::{Registrant, c_connect, config, connect};
 pub use pki::{Pki, jwt_keys};
 pub use proxy::Proxy;
