@@ -91,6 +91,7 @@ impl Client {
                 let auth = Auth::new(&etcd, cfg.credentials().is_some());
                 let store = Store::new(
                     etcd.kv_client(),
+                    etcd.lease_client(),
                     Keys::new(cfg.get_namespace()),
                     auth,
                     steering,

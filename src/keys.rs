@@ -8,6 +8,9 @@ use crate::record::Status;
 pub(crate) struct Keys {
     /// `NS/services/`
     root: String,
+    /// `NS/os-lively/region-census`: outside `services/`, which the Python
+    /// library reads and deletes in, so only we ever touch it.
+    census: String,
 }
 
 /// A key in the namespace, understood.
@@ -29,6 +32,7 @@ impl Keys {
     pub(crate) fn new(namespace: &str) -> Keys {
         Keys {
             root: format!("{namespace}/services/"),
+            census: format!("{namespace}/os-lively/region-census"),
         }
     }
 
@@ -55,6 +59,25 @@ impl Keys {
 
     pub(crate) fn region(&self, region: &str, uuid: &str) -> String {
         format!("{}by-region/{region}/{uuid}", self.root)
+    }
+
+    pub(crate) fn region_prefix(&self, region: &str) -> String {
+        format!("{}by-region/{region}/", self.root)
+    }
+
+    pub(crate) fn region_root(&self) -> String {
+        format!("{}by-region/", self.root)
+    }
+
+    /// `by-region/<region>`: the key the Python library writes (and
+    /// deletes) for every service of a region.
+    pub(crate) fn legacy_region(&self, region: &str) -> String {
+        format!("{}by-region/{region}", self.root)
+    }
+
+    /// The region index's census (see `store::census`).
+    pub(crate) fn census(&self) -> &str {
+        &self.census
     }
 
     pub(crate) fn status(&self, status: Status, uuid: &str) -> String {
@@ -118,6 +141,10 @@ mod tests {
             "/ns/services/by-type-host/nova/h1"
         );
         assert_eq!(k.region("r1", U), format!("/ns/services/by-region/r1/{U}"));
+        assert_eq!(k.region_prefix("r1"), "/ns/services/by-region/r1/");
+        assert_eq!(k.legacy_region("r1"), "/ns/services/by-region/r1");
+        assert_eq!(k.census(), "/ns/os-lively/region-census");
+        assert!(!k.census().starts_with(k.root()));
         assert_eq!(
             k.status(Status::Up, U),
             format!("/ns/services/by-status/UP/{U}")

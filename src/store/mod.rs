@@ -10,6 +10,7 @@
 //! they remember), [`rebind`] (the heartbeat's UP-key checks) and [`retry`]
 //! (the retry of momentary failures every etcd call goes through).
 
+mod census;
 mod filter;
 mod reads;
 mod rebind;
@@ -19,7 +20,9 @@ mod writes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, KvClient, LeaseClient, Txn, TxnOp, TxnOpResponse,
+};
 
 use crate::auth::Auth;
 use crate::error::{Error, ErrorKind, Result};
@@ -109,6 +112,11 @@ impl Seen {
 #[derive(Clone)]
 pub(crate) struct Store {
     kv: KvClient,
+    /// For the region census's short-lived lease only; the client's own
+    /// lease is [`crate::lease`]'s.
+    leases: LeaseClient,
+    /// When this client last tried to take a region census.
+    census_tried: Arc<Mutex<Option<std::time::Instant>>>,
     keys: Keys,
     auth: Auth,
     /// The state this client last saw or wrote for each service it writes,
@@ -121,9 +129,17 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(kv: KvClient, keys: Keys, auth: Auth, steering: Steering) -> Store {
+    pub(crate) fn new(
+        kv: KvClient,
+        leases: LeaseClient,
+        keys: Keys,
+        auth: Auth,
+        steering: Steering,
+    ) -> Store {
         Store {
             kv: kv.max_decoding_message_size(MAX_RESPONSE_BYTES),
+            leases,
+            census_tried: Arc::default(),
             keys,
             auth,
             last: Arc::default(),

@@ -119,11 +119,11 @@ impl Store {
     /// Services matching `filter`, through the narrowest index every writer
     /// keeps complete, all read at one revision.
     ///
-    /// A region alone is answered from the records, not from the region
-    /// index: the Python library writes no per-uuid region keys, and its
-    /// `delete` removes the one key it shares with every other service it
-    /// registered in that region, so only the records know the region of
-    /// its survivors.
+    /// A region alone goes through the region index only where a census
+    /// vouches for it (see [`super::census`]): the Python library writes no
+    /// per-uuid region keys, and its `delete` removes the one key it shares
+    /// with every other service it registered in that region, so only the
+    /// records know the region of its survivors.
     pub(crate) async fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
         let mut restarts = 0;
         loop {
@@ -155,6 +155,8 @@ impl Store {
             at.prefix(&k.type_prefix(t), false, |kv| index_value(kv, &mut uuids))
                 .await?;
             Some(uuids)
+        } else if let Some(region) = &filter.region {
+            return self.list_region(at, region).await;
         } else if filter.status == Some(Status::Up) {
             let mut uuids = Vec::new();
             at.prefix(&k.status_prefix(Status::Up), true, |kv| {
@@ -209,7 +211,7 @@ impl Store {
     }
 
     /// The UP keys, then every record, page by page at `at`'s revision.
-    async fn scan_in(&self, at: &mut Pinned<'_>) -> Result<Vec<ServiceInfo>> {
+    pub(super) async fn scan_in(&self, at: &mut Pinned<'_>) -> Result<Vec<ServiceInfo>> {
         let k = &self.keys;
         let mut up = HashSet::new();
         at.prefix(&k.status_prefix(Status::Up), true, |kv| {
@@ -382,7 +384,7 @@ const COMPACTED_RESTARTS: u32 = 3;
 
 /// Reads that together form one snapshot (see [`Store::pinned`]): the first
 /// answer pins its revision and every later call asks for that revision.
-pub(crate) struct Pinned<'s> {
+pub(super) struct Pinned<'s> {
     store: &'s Store,
     context: &'s str,
     /// 0 until the first answer.
@@ -496,6 +498,49 @@ impl Pinned<'_> {
             .await?;
         self.pin(resp.header().map(|h| h.revision()).unwrap_or(0));
         Ok(usize::try_from(resp.count()).unwrap_or(usize::MAX))
+    }
+
+    /// The revision the read is pinned to (0 before its first answer).
+    pub(super) fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Several keys in one transaction at the pinned revision, in order.
+    pub(super) async fn get_all(&mut self, keys: &[&str]) -> Result<Vec<Option<KeyValue>>> {
+        let opts = GetOptions::new().with_revision(self.revision);
+        let ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::get(*k, Some(opts.clone())))
+            .collect();
+        let store = self.store;
+        let resp = self
+            .call(resilient(&store.auth, &store.steering, "reading", || {
+                let mut kv = store.kv.clone();
+                let txn = Txn::new().and_then(ops.clone());
+                async move { kv.txn(txn).await }
+            }))
+            .await?;
+        self.pin(resp.header().map(|h| h.revision()).unwrap_or(0));
+        let found: Vec<Option<KeyValue>> = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            })
+            .collect();
+        if found.len() != keys.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{}: etcd answered {} of {} reads",
+                    self.context,
+                    found.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(found)
     }
 
     /// One key at the pinned revision.
