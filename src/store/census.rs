@@ -85,7 +85,7 @@ impl Store {
         let k = &self.keys;
         let census_key = k.census();
         let legacy_key = k.legacy_region(region);
-        let seen = match at.get_all(&[&census_key, &legacy_key]).await {
+        let seen = match at.get_all(&[census_key, &legacy_key]).await {
             Ok(seen) => seen,
             // A user allowed only `services/` cannot read the census: its
             // region lists read every record.
