@@ -2,12 +2,16 @@
 //! operators and faults do — owner updates (UP/DOWN, with and without a
 //! uuid, with, keeping or removing a heartbeat deadline), check-ins and
 //! stalls, operator down (with and without a window) and up, deletes,
-//! window ends, takeovers by another client, lease loss (revoked by hand),
+//! window ends, takeovers by another client, region moves, what the
+//! original Python library writes (a registration with its uuid-less
+//! region key, and its delete of one of ours, which removes that shared
+//! key and leaves our per-uuid one), lease loss (revoked by hand),
 //! an etcd restart, clean closes, and a panic in one of a client's
 //! background tasks (caught and the task restarted: nothing may show) —
 //! over three clients and three services, checked after each step against a
 //! reference model of what a user should see: `is_up` and `get` from a
-//! reader, a view, the state a subscriber builds from its events (and the
+//! reader, a list of each region, a view, the state a subscriber builds
+//! from its events (and the
 //! reason of each DOWN it sees), and the state a slow subscriber with a
 //! two-event queue builds (it falls behind and catches up by resyncs).
 //!
@@ -64,6 +68,15 @@ enum Step {
         up: bool,
         with_uuid: bool,
         beat: Beat,
+        region: usize,
+    },
+    /// The Python library registers the service (DOWN, no process alive).
+    PythonWrite {
+        svc: usize,
+    },
+    /// The Python library deletes the service (one that we wrote last).
+    PythonDelete {
+        svc: usize,
     },
     Stall {
         svc: usize,
@@ -117,7 +130,12 @@ struct Svc {
     pulsing: bool,
     /// An operator holds it DOWN, until this wall-clock second (0: until up()).
     forced: Option<u64>,
+    region: &'static str,
+    /// The Python library wrote it last.
+    python: bool,
 }
+
+const REGIONS: [&str; 2] = ["east", "west"];
 
 struct Model {
     svcs: Vec<Svc>,
@@ -147,7 +165,10 @@ fn gen_step(rng: &mut Rng, model: &Model) -> Step {
         .svcs
         .iter()
         .any(|s| matches!(s.forced, Some(e) if e > 0));
+    let s = &model.svcs[svc];
     match rng.below(100) {
+        22..=29 if !s.exists => Step::PythonWrite { svc },
+        26..=29 if s.exists && !s.python => Step::PythonDelete { svc },
         0..=29 => Step::Update {
             client: if rng.chance(70) {
                 model.svcs[svc].owner.unwrap_or(client)
@@ -162,6 +183,7 @@ fn gen_step(rng: &mut Rng, model: &Model) -> Step {
                 1 => Beat::Remove,
                 _ => Beat::Keep,
             },
+            region: rng.below(REGIONS.len()),
         },
         30..=39 => Step::Stall { svc },
         40..=49 => Step::Resume { svc },
@@ -201,6 +223,8 @@ struct World {
     pulses: Pulses,
     /// The clients as the pulse thread sees them (closed ones replaced).
     shared: Arc<Mutex<Vec<Client>>>,
+    /// Makes the uuids the Python library's registrations get unique.
+    rng_salt: u64,
 }
 
 impl World {
@@ -276,6 +300,7 @@ impl World {
             slow_told,
             _slow: slow,
             pulses,
+            rng_salt: random_u64() >> 1,
         }
     }
 
@@ -334,9 +359,10 @@ fn apply(
             up,
             with_uuid,
             beat,
+            region,
         } => {
             let s = &model.svcs[*svc];
-            let mut service = Service::new("t", &format!("h{svc}"));
+            let mut service = Service::new("t", &format!("h{svc}")).with_region(REGIONS[*region]);
             if *with_uuid {
                 if let Some(u) = &s.uuid {
                     service = service.with_uuid(u);
@@ -365,6 +391,8 @@ fn apply(
             }
             s.uuid = Some(uuid);
             s.exists = true;
+            s.python = false;
+            s.region = REGIONS[*region];
             s.owner = Some(*client);
             s.wants_up = *up;
             match beat {
@@ -380,6 +408,49 @@ fn apply(
                 }
             }
             why = Some(DownReason::Declared);
+        }
+        Step::PythonWrite { svc } => {
+            let raw = world.etcd.raw();
+            let root = format!("{}/services", world.ns);
+            let uuid = format!("{:016x}{:016x}", world.rng_salt, *svc as u64 + 1);
+            world.rng_salt = world.rng_salt.wrapping_add(1);
+            let region = REGIONS[*svc % REGIONS.len()];
+            let record = Service {
+                uuid: uuid.clone(),
+                service_type: "t".into(),
+                host: format!("h{svc}"),
+                status: Status::Down,
+                region: region.into(),
+                ..Default::default()
+            };
+            raw.put(&format!("{root}/by-uuid/{uuid}"), &record.to_bytes());
+            raw.put(&format!("{root}/by-type-host/t/h{svc}"), uuid.as_bytes());
+            raw.put(&format!("{root}/by-status/DOWN/{uuid}"), b"");
+            raw.put(&format!("{root}/by-region/{region}"), b"");
+            model.svcs[*svc] = Svc {
+                uuid: Some(uuid),
+                exists: true,
+                region,
+                python: true,
+                ..Svc::default()
+            };
+        }
+        Step::PythonDelete { svc } => {
+            let s = &mut model.svcs[*svc];
+            let Some(u) = &s.uuid else { return Ok(vec![]) };
+            let raw = world.etcd.raw();
+            let root = format!("{}/services", world.ns);
+            for key in [
+                format!("{root}/by-uuid/{u}"),
+                format!("{root}/by-type-host/t/h{svc}"),
+                format!("{root}/by-region/{}", s.region),
+                format!("{root}/by-status/UP/{u}"),
+                format!("{root}/by-status/DOWN/{u}"),
+            ] {
+                raw.delete(&key);
+            }
+            *s = Svc::default();
+            why = Some(DownReason::Deleted);
         }
         Step::Stall { svc } => {
             model.svcs[*svc].pulsing = false;
@@ -540,6 +611,24 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
         if slow != expect {
             return Some(format!(
                 "service {i}: the slow subscriber was told {slow:?}, model {expect:?}"
+            ));
+        }
+    }
+    for region in REGIONS {
+        let listed: BTreeMap<String, bool> = match world.reader.list(&Filter::all().region(region))
+        {
+            Ok(found) => found.into_iter().map(|i| (i.service.uuid, i.up)).collect(),
+            Err(e) => return Some(format!("list of region {region} failed: {e}")),
+        };
+        let expected: BTreeMap<String, bool> = model
+            .svcs
+            .iter()
+            .filter(|s| s.exists && s.region == region)
+            .filter_map(|s| Some((s.uuid.clone()?, model.expected_up(s))))
+            .collect();
+        if listed != expected {
+            return Some(format!(
+                "list of region {region}: {listed:?}, model {expected:?}"
             ));
         }
     }
