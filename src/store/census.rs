@@ -27,9 +27,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 
-use super::reads::Pinned;
+use super::reads::{PAGE_KEYS, Pinned, prefix_end};
 use super::retry::resilient;
 use super::{READ_BATCH, ServiceInfo, Store};
 use crate::error::{Error, ErrorKind, Result};
@@ -83,35 +85,68 @@ impl Store {
         region: &str,
     ) -> Result<Option<Vec<String>>> {
         let k = &self.keys;
-        let census_key = k.census();
-        let legacy_key = k.legacy_region(region);
-        let seen = match at.get_all(&[census_key, &legacy_key]).await {
-            Ok(seen) => seen,
+        let prefix = k.region_prefix(region);
+        // One round trip, as the raw read of the index alone: the census,
+        // the Python library's key of the region, and the first page of
+        // the index.
+        let opts = || GetOptions::new().with_revision(at.revision());
+        let ops = vec![
+            TxnOp::get(k.census(), Some(opts())),
+            TxnOp::get(k.legacy_region(region), Some(opts())),
+            TxnOp::get(
+                prefix.as_str(),
+                Some(
+                    opts()
+                        .with_range(prefix_end(prefix.as_bytes()))
+                        .with_keys_only()
+                        .with_limit(PAGE_KEYS),
+                ),
+            ),
+        ];
+        let resp = match at.read_txn(ops).await {
+            Ok(resp) => resp,
             // A user allowed only `services/` cannot read the census: its
             // region lists read every record.
             Err(e) if e.kind() == ErrorKind::Auth => return Ok(None),
             Err(e) => return Err(e),
         };
-        let census = seen
+        let answers = resp.op_responses();
+        let [
+            TxnOpResponse::Get(census),
+            TxnOpResponse::Get(legacy),
+            TxnOpResponse::Get(page),
+        ] = answers.as_slice()
+        else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "list: short transaction response",
+            ));
+        };
+        let census = census
+            .kvs()
             .first()
-            .and_then(|kv| kv.as_ref())
             .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse::<i64>().ok());
         let Some(census) = census else {
             return Ok(None);
         };
-        if let Some(Some(legacy)) = seen.get(1) {
-            if legacy.mod_revision() > census {
-                return Ok(None);
-            }
+        if legacy
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.mod_revision() > census)
+        {
+            return Ok(None);
         }
         let mut uuids = Vec::new();
-        at.prefix(&k.region_prefix(region), true, |kv| {
-            match k.parse(kv.key()) {
-                Some(ParsedKey::Region(_, Some(u))) => uuids.push(u),
-                _ => crate::log_once::skipped_key(kv.key()),
-            }
-        })
-        .await?;
+        let mut each = |kv: &KeyValue| match k.parse(kv.key()) {
+            Some(ParsedKey::Region(_, Some(u))) => uuids.push(u),
+            _ => crate::log_once::skipped_key(kv.key()),
+        };
+        page.kvs().iter().for_each(&mut each);
+        if let (Some(last), true) = (page.kvs().last(), page.more()) {
+            let mut from = last.key().to_vec();
+            from.push(0);
+            at.prefix_from(&prefix, from, true, each).await?;
+        }
         Ok(Some(uuids))
     }
 

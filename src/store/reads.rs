@@ -374,7 +374,7 @@ impl Store {
 /// 35 ms on a loaded 2-core machine.
 const PAGE_VALUES: i64 = 1000;
 /// Keys per page of a keys-only read (a key is at most about 700 bytes).
-const PAGE_KEYS: i64 = 5000;
+pub(super) const PAGE_KEYS: i64 = 5000;
 /// The largest response the store accepts (gRPC's default is 4 MiB): room
 /// for the largest possible page.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -456,11 +456,23 @@ impl Pinned<'_> {
         &mut self,
         prefix: &str,
         keys_only: bool,
+        each: impl FnMut(&KeyValue),
+    ) -> Result<()> {
+        self.prefix_from(prefix, prefix.as_bytes().to_vec(), keys_only, each)
+            .await
+    }
+
+    /// [`Pinned::prefix`] from the key `from` on (a read that has the
+    /// keys before it already).
+    pub(super) async fn prefix_from(
+        &mut self,
+        prefix: &str,
+        mut from: Vec<u8>,
+        keys_only: bool,
         mut each: impl FnMut(&KeyValue),
     ) -> Result<()> {
         let end = prefix_end(prefix.as_bytes());
         let limit = if keys_only { PAGE_KEYS } else { PAGE_VALUES };
-        let mut from = prefix.as_bytes().to_vec();
         loop {
             let mut opts = GetOptions::new()
                 .with_range(end.clone())
@@ -505,13 +517,9 @@ impl Pinned<'_> {
         self.revision
     }
 
-    /// Several keys in one transaction at the pinned revision, in order.
-    pub(super) async fn get_all(&mut self, keys: &[&str]) -> Result<Vec<Option<KeyValue>>> {
-        let opts = GetOptions::new().with_revision(self.revision);
-        let ops: Vec<TxnOp> = keys
-            .iter()
-            .map(|k| TxnOp::get(*k, Some(opts.clone())))
-            .collect();
+    /// One read-only transaction; its ops should ask for
+    /// [`Pinned::revision`] (0 before the first answer, which pins it).
+    pub(super) async fn read_txn(&mut self, ops: Vec<TxnOp>) -> Result<etcd_client::TxnResponse> {
         let store = self.store;
         let resp = self
             .call(resilient(&store.auth, &store.steering, "reading", || {
@@ -521,26 +529,7 @@ impl Pinned<'_> {
             }))
             .await?;
         self.pin(resp.header().map(|h| h.revision()).unwrap_or(0));
-        let found: Vec<Option<KeyValue>> = resp
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
-                _ => None,
-            })
-            .collect();
-        if found.len() != keys.len() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: etcd answered {} of {} reads",
-                    self.context,
-                    found.len(),
-                    keys.len()
-                ),
-            ));
-        }
-        Ok(found)
+        Ok(resp)
     }
 
     /// One key at the pinned revision.
@@ -607,7 +596,7 @@ async fn bounded<T>(
 }
 
 /// The end of the key range holding every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
