@@ -44,8 +44,13 @@ use os_lively::{Client, Config, DownReason, EventKind, Filter, Service, Subscrib
 mod calls;
 #[path = "lively/citizen.rs"]
 mod citizen;
+// The integration tests' harness: etcd clusters, `etcd grpc-proxy`.
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "lively/fleet.rs"]
 mod fleet;
+#[path = "lively/fleet_clients.rs"]
+mod fleet_clients;
 #[path = "lively/harness.rs"]
 mod harness;
 #[path = "lively/idle.rs"]
@@ -63,8 +68,26 @@ use notify::*;
 use view::*;
 
 fn main() {
+    // A daemon process of the fleet-clients section (this binary, run again).
+    if let Ok(spec) = std::env::var(fleet_clients::CHILD_ENV) {
+        fleet_clients::child_main(&spec);
+        return;
+    }
     let rss_start = rss_kib();
     let p = Params::from_env();
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "fleet-clients") {
+        let t = Instant::now();
+        let mut rows = Vec::new();
+        let (machine, notes) = fleet_clients::fleet_client_rows(&mut rows);
+        println!();
+        println!("{machine}");
+        println!("fleet-clients ({:.0} s)", t.elapsed().as_secs_f64());
+        print_table(&rows);
+        for n in notes {
+            println!("- {n}");
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "idle") {
         let mut rows = Vec::new();
         idle_rows(&p, &mut rows);
