@@ -7,7 +7,10 @@
 //! list), `BENCH_ONLY=fleet` for the 100,000-service fleet rows alone,
 //! `BENCH_ONLY=citizen` for the CPU-per-call, runtime-stall and
 //! subscription-memory rows alone (100,000 services unless BENCH_SCALE
-//! says otherwise). The etcd binary is
+//! says otherwise), `BENCH_ONLY=fleet-clients` for N daemon clients and M
+//! watchers on a three-member etcd and through `etcd grpc-proxy`
+//! (`FLEET_CLIENTS`, `FLEET_WATCHERS`, `FLEET_QUICK=1`: see
+//! `benches/lively/fleet_clients.rs`). The etcd binary is
 //! `$ETCD_BIN`, else `etcd` on PATH.
 //!
 //! Method: every measured os-lively call is interleaved with its raw
