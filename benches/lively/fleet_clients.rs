@@ -972,11 +972,19 @@ fn run(
     let mut extra = 0usize;
     let mut duplicate = 0usize;
     let mut wrong_reason = 0usize;
+    // Resync events, and Up events of killed daemons, in the crash window:
+    // what a duplicate DOWN came after.
+    let (mut crash_resyncs, mut killed_ups) = (0usize, 0usize);
     let nv = watchers.views.len();
     let expected = killed.len() * watchers.len();
     let give_up = t_kill + bound + Duration::from_secs(5);
     while down_at.len() < expected && Instant::now() < give_up {
         while let Ok((w, uuid, kind, reason, _, at)) = watchers.events.try_recv() {
+            match kind {
+                EventKind::Resync => crash_resyncs += 1,
+                EventKind::Up if killed.contains(&uuid) => killed_ups += 1,
+                _ => {}
+            }
             if kind != EventKind::Down {
                 continue;
             }
@@ -1003,12 +1011,13 @@ fn run(
     // A moment more for extra or duplicate events, then the views' verdicts
     // on everyone else.
     std::thread::sleep(Duration::from_millis(500));
-    while let Ok((_, uuid, kind, _, _, _)) = watchers.events.try_recv() {
+    while let Ok((w, uuid, kind, _, _, at)) = watchers.events.try_recv() {
         if kind == EventKind::Down {
-            if killed.contains(&uuid) {
-                duplicate += 1;
-            } else {
+            if !killed.contains(&uuid) {
                 extra += 1;
+            } else if down_at.insert((w, uuid), at).is_some() {
+                // A first DOWN this late still counts (as late, below).
+                duplicate += 1;
             }
         }
     }
@@ -1039,7 +1048,7 @@ fn run(
     r.spread = format!("{missed} missed, {extra} extra, {duplicate} dup");
     push(rows, r);
     notes.push(format!(
-        "{tag}: crash: {} DOWNs expected ({} killed × {} watchers, {nv} of them views polled every 10 ms), {} seen, {late} after the bound, {wrong_reason} with a reason other than expired",
+        "{tag}: crash: {} DOWNs expected ({} killed × {} watchers, {nv} of them views polled every 10 ms), {} seen, {late} after the bound, {wrong_reason} with a reason other than expired; {crash_resyncs} resync and {killed_ups} UP events (of killed daemons) seen meanwhile",
         expected,
         killed.len(),
         watchers.len(),
@@ -1126,11 +1135,13 @@ fn run(
         });
         eprintln!("bench: fleet-clients {tag}: cluster healthy again: {back}");
     }
-    notes.push(format!(
+    let status_note = format!(
         "{tag}: while members were restarting ({} in all), the other members answered {status_calls:.0} Status calls ({:.0}/s; endpoint-steering probes) of {all_calls:.0} unary calls",
         fmt_t(secs(outage)),
         status_calls / outage.as_secs_f64().max(1e-9)
-    ));
+    );
+    eprintln!("bench: {status_note}");
+    notes.push(status_note);
     // A lease whose keep-alives were lost would expire within a TTL.
     std::thread::sleep(FLEET_TTL + Duration::from_secs(2));
     watching.store(false, Ordering::Relaxed);
@@ -1145,7 +1156,19 @@ fn run(
         }
     }
     let false_down = false_subs + false_views.load(Ordering::Relaxed) as usize;
-    let up_after = raw.keys(&up_prefix).len();
+    // The cluster may still be failing (see the restart row): retry.
+    let up_after = (0..30)
+        .find_map(|_| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                raw.keys(&up_prefix).len()
+            }))
+            .ok();
+            if r.is_none() {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            r
+        })
+        .unwrap_or(0);
     // The probe is UP too.
     let lost_keys = (alive.len() + 1).saturating_sub(up_after);
     let mut stats = [0u64; 6];
