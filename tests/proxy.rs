@@ -250,6 +250,7 @@ fn authentication_through_the_proxy() {
     let raw = cluster.raw();
     let mut c = raw.client();
     let prefix = format!("{ns}/services/");
+    let prefix2 = prefix.clone();
     raw.block_on(async move {
         c.user_add("root", "rootpw", None).await.unwrap();
         c.user_grant_role("root", "root").await.unwrap();
@@ -262,16 +263,29 @@ fn authentication_through_the_proxy() {
         .unwrap();
         c.user_add("svc", "svc-secret-pw", None).await.unwrap();
         c.user_grant_role("svc", "lively").await.unwrap();
+        c.role_add("reader").await.unwrap();
+        c.role_grant_permission(
+            "reader",
+            etcd_client::Permission::read(prefix2).with_prefix(),
+        )
+        .await
+        .unwrap();
+        c.user_add("ro", "ro-secret-pw", None).await.unwrap();
+        c.user_grant_role("ro", "reader").await.unwrap();
         c.auth_enable().await.unwrap();
     });
     let proxy = GrpcProxy::start(&cluster.endpoints());
-    let user = |ttl: u64| {
-        let mut cfg = config(&[proxy.endpoint()], &ns, ttl);
-        cfg.user("svc", "svc-secret-pw").unwrap();
+    let user = |name: &str, password: &str| {
+        let mut cfg = config(&[proxy.endpoint()], &ns, TTL);
+        cfg.user(name, password).unwrap();
         Client::connect(&cfg).unwrap()
     };
-    let owner = user(TTL);
-    let watcher = user(TTL);
+    let owner = user("svc", "svc-secret-pw");
+    let watcher = user("svc", "svc-secret-pw");
+    // A read-only user cannot write the progress mark: its quiet watch is
+    // reopened every two quiet periods instead, and loses nothing.
+    let reader = user("ro", "ro-secret-pw");
+    let read_sub = reader.subscribe(&Filter::all(), &opts()).unwrap();
     let sub = watcher.subscribe(&Filter::all(), &opts()).unwrap();
     let view = watcher.view().unwrap();
     let uuid = owner.update(&Service::new("t", "h")).unwrap();
@@ -284,9 +298,17 @@ fn authentication_through_the_proxy() {
     assert!(watcher.is_up(&uuid).unwrap());
     let other = owner.update(&Service::new("t", "h2")).unwrap();
     expect(&sub, EventKind::Registered, None, &other);
+    expect(&read_sub, EventKind::Registered, None, &uuid);
+    expect(&read_sub, EventKind::Registered, None, &other);
+    assert!(reader.is_up(&other).unwrap());
     assert_eq!(owner.stats().lease_regrants, 0, "{:?}", owner.stats());
     owner.close().unwrap();
     expect(&sub, EventKind::Down, Some(DownReason::Closed), &uuid);
+    expect(&read_sub, EventKind::Down, Some(DownReason::Closed), &uuid);
+    println!(
+        "read-only watcher through the proxy: {} reconnects",
+        reader.stats().reconnects
+    );
 
     let mut wrong = config(&[proxy.endpoint()], &ns, TTL);
     wrong.user("svc", "not-the-password").unwrap();
@@ -325,6 +347,34 @@ fn two_proxies_one_killed_the_client_moves_to_the_other() {
     let stats = client.stats();
     assert_eq!(stats.lease_regrants, 0, "{stats:?}");
     assert!(observer.is_up(&other).unwrap());
+}
+
+/// A daemon frozen (SIGSTOP) rather than killed keeps its connection
+/// open, and etcd 3.4's proxy keeps its lease alive for one more TTL after
+/// the last keepalive it answered: DOWN about 2 x TTL after the freeze, not
+/// one TTL as with a direct connection (or a crash, which closes it).
+#[test]
+fn a_frozen_daemon_behind_the_proxy_goes_down_within_two_ttls() {
+    let cluster = Cluster::start(1);
+    let proxy = GrpcProxy::start(&cluster.endpoints());
+    let ns = namespace("proxyfrozen");
+    let mut daemon = Daemons::ready(Daemons::spawn(&proxy.endpoint(), &ns, 0, 1));
+    let uuid = daemon.uuids[0].clone();
+    let watcher = connect(&[proxy.endpoint()], &ns, TTL);
+    let sub = watcher.subscribe(&Filter::all(), &opts()).unwrap();
+    assert!(watcher.is_up(&uuid).unwrap());
+    let frozen_at = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGSTOP) };
+    let e = next_about(&sub, &uuid, ttl() * 3).expect("no DOWN for the frozen daemon");
+    let took = frozen_at.elapsed();
+    assert_eq!(
+        (e.kind, e.reason),
+        (EventKind::Down, Some(DownReason::Expired))
+    );
+    println!("frozen daemon behind the proxy: DOWN after {took:?} (TTL {TTL} s)");
+    assert!(took <= ttl() * 2 + Duration::from_secs(2), "{took:?}");
+    daemon.kill();
 }
 
 /// What every watcher saw of each service.
