@@ -388,6 +388,58 @@ fn a_frozen_daemon_behind_the_proxy_goes_down_within_two_ttls() {
     daemon.kill();
 }
 
+/// The proxy's etcd member cut off from its peers: the proxy's watch
+/// stays open on it and hears nothing more. A daemon registered through
+/// the rest of the cluster crashes; a view behind the proxy must not keep
+/// answering UP for it: DOWN or Stale, never a false UP.
+#[test]
+fn a_view_behind_a_proxy_whose_member_is_cut_off_never_answers_a_false_up() {
+    let cluster = Cluster::start_with(
+        3,
+        EtcdOpts {
+            peer_proxies: true,
+            ..Default::default()
+        },
+    );
+    let proxy = GrpcProxy::start(&[cluster.member_ref(0).endpoint()]);
+    let ns = namespace("proxycutoff");
+    let majority = format!(
+        "{},{}",
+        cluster.member_ref(1).endpoint(),
+        cluster.member_ref(2).endpoint()
+    );
+    let mut daemon = Daemons::ready(Daemons::spawn(&majority, &ns, 0, 1));
+    let uuid = daemon.uuids[0].clone();
+    let watcher = connect(&[proxy.endpoint()], &ns, TTL);
+    let view = watcher.view().unwrap();
+    assert!(wait_until(ttl(), || view.is_up(&uuid).unwrap_or(false)));
+
+    cluster.isolate(0);
+    let killed_at = Instant::now();
+    daemon.kill();
+    // The lease expires on the majority about a TTL after the kill; a view
+    // may take up to its staleness bound (the TTL) more to say it cannot
+    // tell.
+    let limit = ttl() * 2 + Duration::from_secs(3);
+    let settled = wait_until(limit, || !matches!(view.is_up(&uuid), Ok(true)));
+    let answer = view.is_up(&uuid);
+    println!(
+        "cut-off proxy member: the view answers {answer:?} {:?} after the kill; watcher {:?}",
+        killed_at.elapsed(),
+        watcher.stats()
+    );
+    assert!(
+        settled,
+        "the view still answers UP {limit:?} after the crash"
+    );
+    // And it stays that way.
+    for _ in 0..10 {
+        assert!(!matches!(view.is_up(&uuid), Ok(true)), "false UP");
+        std::thread::sleep(ttl() / 10);
+    }
+    cluster.rejoin(0);
+}
+
 /// Maintenance.Status calls a proxy served, from its metrics.
 fn status_calls(metrics: &str) -> f64 {
     metrics
@@ -424,7 +476,8 @@ fn fleet_child() {
     let (first, count): (usize, usize) = (first.parse().unwrap(), count.parse().unwrap());
     let clients: Vec<Client> = (first..first + count)
         .map(|i| {
-            let client = connect(&[endpoint.to_string()], ns, TTL);
+            let eps: Vec<String> = endpoint.split(',').map(str::to_string).collect();
+            let client = connect(&eps, ns, TTL);
             let uuid = client
                 .update(&Service::new("daemon", &format!("host-{i}")))
                 .unwrap();

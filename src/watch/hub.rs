@@ -479,6 +479,15 @@ impl Hub {
         let mut mark_put: Option<MarkPut> = None;
         let mut mark_rev = 0i64;
         let mark_key = self.store.progress_mark_key();
+        // The first stream follows a fresh read of the namespace: its
+        // creation is enough to call the view current. A stream reopened
+        // after a loss must show it moves first (an event, a progress
+        // notification, the mark): through etcd's gRPC proxy, a new stream
+        // is "created" by the proxy itself even when the etcd member behind
+        // it is cut off from the cluster and will never send anything, and
+        // a view counting that as connected would answer from its old copy
+        // for ever (a crashed service UP) instead of going Stale.
+        let needs_proof = self.is_ready();
         loop {
             checkpoint("watch");
             if resync_wanted() {
@@ -537,7 +546,19 @@ impl Hub {
                             self.progress_lock().doubt = false;
                         }
                         backoff.reset();
-                        self.set_connected(true);
+                        if resp.created() && needs_proof {
+                            // Through an endpoint known to ignore progress
+                            // requests, the mark is the only proof: ask now
+                            // rather than after a quiet period.
+                            if self.progress_lock().unsupported {
+                                match self.ask(&mut stream, &mut mark_put).await {
+                                    Ok(a) => asked = Some(a),
+                                    Err(e) => return Outcome::Broken(e),
+                                }
+                            }
+                        } else {
+                            self.set_connected(true);
+                        }
                         // Ready for subscribers once the model is loaded
                         // and the watch that keeps it current is in place.
                         self.synced.send_if_modified(|r| {
