@@ -8,7 +8,9 @@
 //! tests run every path through it: writes (transactions), reads, leases
 //! (grant, keepalive, TimeToLive, revoke), the watch (events, quiet
 //! streams, sync, compaction), heartbeats, maintenance, authentication,
-//! and a small fleet through member restarts and a crash.
+//! and a small fleet through member restarts and a crash. One etcd
+//! member where the test needs no more: the file runs in well under a
+//! minute on two busy cores.
 
 mod common;
 
@@ -61,7 +63,7 @@ fn registers_and_reads_through_the_grpc_proxy() {
 /// revoking the lease.
 #[test]
 fn every_write_and_event_through_the_proxy() {
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start(1);
     let proxy = GrpcProxy::start(&cluster.endpoints());
     let ns = namespace("proxypaths");
     let eps = [proxy.endpoint()];
@@ -137,7 +139,7 @@ fn every_write_and_event_through_the_proxy() {
 /// it moved outside the namespace, by way of the progress mark.
 #[test]
 fn a_quiet_watch_through_the_proxy_stays_up_and_sync_works() {
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start(1);
     let proxy = GrpcProxy::start(&cluster.endpoints());
     let ns = namespace("proxyquiet");
     let eps = [proxy.endpoint()];
@@ -162,7 +164,7 @@ fn a_quiet_watch_through_the_proxy_stays_up_and_sync_works() {
     let mark = format!("{ns}/services/progress");
     let t = Instant::now();
     let mut syncs = Vec::new();
-    while t.elapsed() < ttl() * 3 / 2 {
+    while t.elapsed() < ttl() {
         raw.put("/elsewhere/k", b"2");
         let s = Instant::now();
         view.sync(Duration::from_secs(5)).expect("sync");
@@ -190,7 +192,7 @@ fn a_quiet_watch_through_the_proxy_stays_up_and_sync_works() {
 /// past its revision re-lists and tells its subscribers the differences.
 #[test]
 fn compaction_while_the_proxy_is_down_resyncs_through_it() {
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start(1);
     let mut proxy = GrpcProxy::start(&cluster.endpoints());
     let ns = namespace("proxycompact");
     let watcher = connect(&[proxy.endpoint()], &ns, TTL);
@@ -239,7 +241,7 @@ fn compaction_while_the_proxy_is_down_resyncs_through_it() {
 fn authentication_through_the_proxy() {
     // Tokens expire after 2 s idle: renewed through the proxy too.
     let cluster = Cluster::start_with(
-        3,
+        1,
         EtcdOpts {
             auth_token: Some("simple".into()),
             extra_args: vec!["--auth-token-ttl=2".into()],
@@ -292,9 +294,9 @@ fn authentication_through_the_proxy() {
     expect(&sub, EventKind::Registered, None, &uuid);
     view.sync(Duration::from_secs(10)).expect("sync");
     assert!(view.is_up(&uuid).unwrap());
-    // Keepalives with the user's token: still UP after two TTLs, and the
-    // idle watcher's token, expired meanwhile, is renewed.
-    std::thread::sleep(ttl() * 2);
+    // Keepalives with the user's token: still UP after 1.5 TTLs, and the
+    // idle watcher's token (2 s), expired meanwhile, is renewed.
+    std::thread::sleep(ttl() * 3 / 2);
     assert!(watcher.is_up(&uuid).unwrap());
     let other = owner.update(&Service::new("t", "h2")).unwrap();
     expect(&sub, EventKind::Registered, None, &other);
@@ -322,7 +324,7 @@ fn authentication_through_the_proxy() {
 /// with no false DOWN.
 #[test]
 fn two_proxies_one_killed_the_client_moves_to_the_other() {
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start(1);
     let mut first = GrpcProxy::start(&cluster.endpoints());
     let second = GrpcProxy::start(&cluster.endpoints());
     let ns = namespace("proxypair");
@@ -334,19 +336,24 @@ fn two_proxies_one_killed_the_client_moves_to_the_other() {
 
     // Keepalives answered at the proxy's pace (paced from the answer, they
     // come within its 500 ms tick) are no reason to probe the endpoints
-    // after each one: 6 keepalives in two TTLs, a round of 2 Status calls
-    // each if every one raised a suspicion; 1 round measured.
+    // after each one: 3 keepalives in a TTL, a round of 2 Status calls
+    // each if every one raised a suspicion; the first late answer on a
+    // stream makes one round, later ones none.
     let statuses = |p: &GrpcProxy| status_calls(&p.metrics_text());
+    // Once the watch has learnt the proxies ignore progress requests (its
+    // one reconnect makes a round too) and the keepalive stream's first
+    // late answer made its round.
+    std::thread::sleep(ttl());
     let before = statuses(&first) + statuses(&second);
-    std::thread::sleep(ttl() * 2);
+    std::thread::sleep(ttl());
     let probes = statuses(&first) + statuses(&second) - before;
-    println!("two proxies: {probes} Status calls in two TTLs");
-    assert!(probes < 12.0, "{probes} Status calls in two TTLs");
+    println!("two proxies: {probes} Status calls in a TTL");
+    assert!(probes <= 4.0, "{probes} Status calls in a TTL");
 
     first.stop();
     let t = Instant::now();
     let mut false_down = 0;
-    while t.elapsed() < ttl() * 2 {
+    while t.elapsed() < ttl() + Duration::from_secs(1) {
         if !observer.is_up(&uuid).unwrap() {
             false_down += 1;
         }
@@ -642,7 +649,7 @@ fn a_small_fleet_through_the_proxy_survives_member_restarts_and_sees_a_crash() {
             "no leader without member {i}"
         );
         // Long enough for keepalives and watches to move off it.
-        std::thread::sleep(ttl() / 2);
+        std::thread::sleep(ttl() / 4);
         cluster.member(i).start_again();
     }
     // A TTL after the last restart: whatever was lost would show by now.
