@@ -246,13 +246,6 @@ impl Lease {
             self.period().max(Duration::from_millis(200)),
         );
         let mut failing = false;
-        // The open stream answered late before, and endpoint steering found
-        // nothing to move it off: etcd's gRPC proxy answers at its own pace
-        // (up to its 500 ms tick late). Its later late answers raise no
-        // suspicion of their own (a probe round, a Status call per
-        // endpoint, after most keepalives); a missing one still does, at
-        // the deadline.
-        let mut late_is_normal = false;
         let steering = self.store.steering().clone();
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
@@ -273,16 +266,9 @@ impl Lease {
             let deadline = (self.period() / 2)
                 .max(Duration::from_millis(300))
                 .min(self.request_timeout);
-            if stream.is_none() {
-                late_is_normal = false;
-            }
             // An answer this late already makes endpoint steering look, so
             // its verdict is in by about the time the deadline passes.
-            let late = if late_is_normal {
-                deadline
-            } else {
-                deadline / 3
-            };
+            let late = deadline / 3;
             let sent = Instant::now();
             let waited = tokio::select! {
                 beat = self.beat(&mut stream, id, deadline, late, &steering) => Waited::Beat(beat),
@@ -311,9 +297,6 @@ impl Lease {
             };
             match beat {
                 Ok(Beat::Alive { ttl, revision }) => {
-                    if answered.duration_since(sent) > deadline / 3 && stream.is_some() {
-                        late_is_normal = true;
-                    }
                     Counters::bump(&self.counters.keepalives_sent);
                     if let Some(ttl) = ttl {
                         self.counters
