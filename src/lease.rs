@@ -282,6 +282,7 @@ impl Lease {
                     continue;
                 }
             };
+            let answered = Instant::now();
             let beat = match waited {
                 Waited::Beat(beat) => beat,
                 Waited::Rerouted => {
@@ -309,8 +310,13 @@ impl Lease {
                     failing = false;
                     backoff.reset();
                     let _ = self.events.send(LeaseEvent::Alive { id, revision });
-                    // Paced from the send, never from other work.
-                    let next = sent + self.period();
+                    // Paced from the answer, never from other work. An answer
+                    // comes at once from etcd, but etcd's gRPC proxy answers
+                    // only when its own keepalive of the lease comes back
+                    // (every TTL/3, on a 500 ms tick): paced from the answer,
+                    // ours follows its cadence and is answered within that
+                    // tick, instead of drifting until one misses its deadline.
+                    let next = sent.max(answered) + self.period();
                     tokio::select! {
                         _ = tokio::time::sleep_until(next) => {}
                         r = stop.changed() => {

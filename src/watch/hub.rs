@@ -59,6 +59,33 @@ pub(crate) struct Hub {
     /// Asks the watcher to request a progress notification now (a view's
     /// `sync` waiting in a quiet namespace of a busy etcd).
     progress_wanted: tokio::sync::Notify,
+    /// What the watcher learned about progress requests on this client's
+    /// endpoint; only the watcher changes it.
+    progress: Mutex<ProgressSupport>,
+}
+
+/// Whether the endpoint answers watch progress requests.
+///
+/// etcd answers them; etcd 3.4's gRPC proxy drops them without a word
+/// (and sends no periodic progress either: etcd's own interval is ten
+/// minutes). Through it, a quiet stream would look dead after every quiet
+/// period, and a view behind etcd's revision would never catch up in a
+/// quiet namespace. So a progress request unanswered on a stream that was
+/// then declared dead makes the next quiet stream check write the progress
+/// mark too (see [`Store::put_progress_mark`]): when the mark's event
+/// arrives and the progress answer does not, the endpoint ignores progress
+/// requests, and the mark replaces them for the rest of the client's life.
+#[derive(Default)]
+struct ProgressSupport {
+    /// A stream was declared dead with a progress request unanswered:
+    /// maybe it was dead, maybe the endpoint ignores the requests.
+    doubt: bool,
+    /// Confirmed: the endpoint ignores progress requests; the watcher
+    /// writes the mark instead.
+    unsupported: bool,
+    /// Writing the mark was refused (a user without write permission on
+    /// its key): the watcher cannot use it.
+    mark_refused: bool,
 }
 
 /// Events applied between two yields of the runtime thread.
@@ -122,6 +149,7 @@ impl Hub {
             synced: watch::channel(Readiness::Starting).0,
             stop: watch::channel(false).0,
             progress_wanted: tokio::sync::Notify::new(),
+            progress: Mutex::new(ProgressSupport::default()),
         })
     }
 
@@ -147,6 +175,7 @@ impl Hub {
         if self.revision() < revision {
             self.progress_wanted.notify_one();
         }
+        let mut asked = Instant::now();
         // A timeout too large for an `Instant` (Duration::MAX) waits forever.
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self
@@ -159,6 +188,14 @@ impl Hub {
             // Shut down (client closed): the revision will not move again.
             if *self.stop.borrow() || deadline.is_some_and(|d| now >= d) {
                 return false;
+            }
+            // Asked again every quiet period: the stream the first request
+            // went to may have been replaced, or the endpoint may have
+            // turned out to ignore progress requests (then the watcher
+            // answers with the progress mark).
+            if now.duration_since(asked) >= self.quiet {
+                asked = now;
+                self.progress_wanted.notify_one();
             }
             let left = deadline.map_or(Duration::MAX, |d| d - now);
             guard = self
@@ -433,15 +470,35 @@ impl Hub {
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
         let mut last_heard = Instant::now();
-        let mut asked_progress = false;
+        // The stream was asked to show it is alive (a progress request, the
+        // progress mark, or both) and must say anything within a quiet
+        // period.
+        let mut asked: Option<Asked> = None;
+        // The progress mark being written, and the revision of the last
+        // one written.
+        let mut mark_put: Option<MarkPut> = None;
+        let mut mark_rev = 0i64;
+        let mark_key = self.store.progress_mark_key();
+        // The first stream follows a fresh read of the namespace: its
+        // creation is enough to call the view current. A stream reopened
+        // after a loss must show it moves first (an event, a progress
+        // notification, the mark): through etcd's gRPC proxy, a new stream
+        // is "created" by the proxy itself even when the etcd member behind
+        // it is cut off from the cluster and will never send anything, and
+        // a view counting that as connected would answer from its old copy
+        // for ever (a crashed service UP) instead of going Stale.
+        let needs_proof = self.is_ready();
         loop {
             checkpoint("watch");
             if resync_wanted() {
                 return Outcome::Compacted;
             }
-            let wait = self
-                .quiet
-                .saturating_sub(last_heard.elapsed())
+            let due = match &asked {
+                Some(a) => a.at + self.quiet,
+                None => last_heard + self.quiet,
+            };
+            let wait = due
+                .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(10));
             tokio::select! {
                 r = stop.changed() => {
@@ -458,45 +515,146 @@ impl Hub {
                 _ = self.progress_wanted.notified() => {
                     // The answer moves the revision even when no event is
                     // ours; it also counts as hearing from the stream.
-                    if stream.request_progress().await.is_err() {
-                        return Outcome::Broken(Error::new(ErrorKind::Unavailable, "watch stream closed"));
+                    match self.ask(&mut stream, &mut mark_put).await {
+                        Ok(a) => {
+                            asked.get_or_insert(a);
+                        }
+                        Err(e) => return Outcome::Broken(e),
+                    }
+                }
+                r = async { mark_put.as_mut().expect("guarded").await }, if mark_put.is_some() => {
+                    mark_put = None;
+                    match r {
+                        Ok(rev) => mark_rev = rev,
+                        Err(e) => self.mark_failed(&e),
                     }
                 }
                 msg = timeout(wait, stream.message()) => match msg {
                     Ok(Ok(Some(resp))) => {
                         last_heard = Instant::now();
-                        asked_progress = false;
                         if resp.compact_revision() > 0 {
                             return Outcome::Compacted;
                         }
                         if resp.canceled() {
                             return Outcome::Broken(Error::new(ErrorKind::Unavailable, format!("etcd cancelled the watch: {}", resp.cancel_reason())));
                         }
+                        if resp.events().is_empty() && !resp.created() {
+                            // A progress notification: the endpoint answers.
+                            if let Some(a) = asked.as_mut() {
+                                a.progress_answered = true;
+                            }
+                            self.progress_lock().doubt = false;
+                        }
                         backoff.reset();
-                        self.set_connected(true);
+                        if resp.created() && needs_proof {
+                            // Through an endpoint known to ignore progress
+                            // requests, the mark is the only proof: ask now
+                            // rather than after a quiet period.
+                            if self.progress_lock().unsupported {
+                                match self.ask(&mut stream, &mut mark_put).await {
+                                    Ok(a) => asked = Some(a),
+                                    Err(e) => return Outcome::Broken(e),
+                                }
+                            }
+                        } else {
+                            self.set_connected(true);
+                        }
                         // Ready for subscribers once the model is loaded
                         // and the watch that keeps it current is in place.
                         self.synced.send_if_modified(|r| {
                             !matches!(std::mem::replace(r, Readiness::Ready), Readiness::Ready)
                         });
-                        self.apply(&resp).await;
+                        self.apply(&resp, &mark_key).await;
                     }
                     Ok(Ok(None)) => return Outcome::Broken(Error::new(ErrorKind::Unavailable, "etcd closed the watch stream")),
                     Ok(Err(e)) => return Outcome::Broken(Error::etcd("watching", e)),
                     Err(_) => {
-                        if asked_progress {
-                            return Outcome::Broken(Error::new(ErrorKind::Timeout, format!("watch stream silent for {:?}", last_heard.elapsed())));
+                        if let Some(a) = asked.take() {
+                            if last_heard <= a.at {
+                                if a.progress && !a.mark {
+                                    self.progress_lock().doubt = true;
+                                }
+                                return Outcome::Broken(Error::new(ErrorKind::Timeout, format!("watch stream silent for {:?}", last_heard.elapsed())));
+                            }
+                            // It spoke: alive. If it was the mark's event
+                            // and not the progress answer, the endpoint
+                            // ignores progress requests.
+                            if a.progress && a.mark && !a.progress_answered && mark_rev > 0 && self.revision() >= mark_rev {
+                                self.progress_unsupported();
+                            }
+                            continue;
                         }
                         // A quiet stream may be a dead one: ask, and give it
                         // another quiet period to answer.
-                        if stream.request_progress().await.is_err() {
-                            return Outcome::Broken(Error::new(ErrorKind::Unavailable, "watch stream closed"));
+                        match self.ask(&mut stream, &mut mark_put).await {
+                            Ok(a) => asked = Some(a),
+                            Err(e) => return Outcome::Broken(e),
                         }
-                        asked_progress = true;
-                        last_heard = Instant::now();
                     }
                 },
             }
+        }
+    }
+
+    fn progress_lock(&self) -> MutexGuard<'_, ProgressSupport> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the stream to show how far it has come: a progress request,
+    /// unless the endpoint is known to ignore them; the progress mark too
+    /// when it does, or may (a stream was found silent after a progress
+    /// request), and the mark can be written.
+    async fn ask(
+        &self,
+        stream: &mut etcd_client::WatchStream,
+        mark_put: &mut Option<MarkPut>,
+    ) -> Result<Asked> {
+        let (progress, mark) = {
+            let p = self.progress_lock();
+            (
+                !p.unsupported || p.mark_refused,
+                (p.unsupported || p.doubt) && !p.mark_refused,
+            )
+        };
+        if progress && stream.request_progress().await.is_err() {
+            return Err(Error::new(ErrorKind::Unavailable, "watch stream closed"));
+        }
+        if mark && mark_put.is_none() {
+            let store = self.store.clone();
+            *mark_put = Some(Box::pin(async move { store.put_progress_mark().await }));
+        }
+        Ok(Asked {
+            at: Instant::now(),
+            progress,
+            mark,
+            progress_answered: false,
+        })
+    }
+
+    /// The endpoint ignores progress requests: the mark replaces them.
+    fn progress_unsupported(&self) {
+        let mut p = self.progress_lock();
+        if !std::mem::replace(&mut p.unsupported, true) {
+            log::warn!(
+                "os-lively: the etcd endpoint ignores watch progress requests (etcd 3.4's gRPC proxy does); the watch writes {} instead when its stream is quiet",
+                self.store.progress_mark_key()
+            );
+        }
+    }
+
+    /// Writing the mark failed; refused for good on a permission error.
+    fn mark_failed(&self, e: &Error) {
+        if e.kind() == ErrorKind::Auth || e.message().contains("permission denied") {
+            let mut p = self.progress_lock();
+            if !std::mem::replace(&mut p.mark_refused, true) {
+                log::warn!(
+                    "os-lively: cannot write the watch's progress mark {} ({e}); through an endpoint that ignores progress requests (etcd 3.4's gRPC proxy), a quiet watch is reopened every {:?} and a view's sync waits for the namespace's next event: grant this user write permission on that key",
+                    self.store.progress_mark_key(),
+                    self.quiet * 2
+                );
+            }
+        } else {
+            log::debug!("os-lively: writing the watch's progress mark failed: {e}");
         }
     }
 
@@ -506,7 +664,7 @@ impl Hub {
     /// The hub lock is taken per revision, and the runtime thread yields
     /// every [`YIELD_EVERY`] events, so the catch-up after a resync (a
     /// thousand revisions in one response) never keeps a keepalive waiting.
-    async fn apply(&self, resp: &WatchResponse) {
+    async fn apply(&self, resp: &WatchResponse, mark_key: &str) {
         let keys = self.store.keys();
         let events = resp.events();
         let mut i = 0;
@@ -528,6 +686,10 @@ impl Hub {
                 let ev = &events[i];
                 i += 1;
                 let Some(kv) = ev.kv() else { continue };
+                if kv.key() == mark_key.as_bytes() {
+                    // Progress only: its revision is applied below.
+                    continue;
+                }
                 let (uuid, change) = match keys.parse(kv.key()) {
                     Some(ParsedKey::Record(uuid)) => match ev.event_type() {
                         EventType::Put => match decode_stored(kv.key(), kv.value()) {
@@ -737,6 +899,19 @@ enum Change {
     /// The DOWN key changed; true when written as a clean close's mark.
     ClosedMark(bool),
 }
+
+/// What the watcher asked its stream, and when.
+struct Asked {
+    at: Instant,
+    /// A progress request was sent.
+    progress: bool,
+    /// The progress mark is (being) written.
+    mark: bool,
+    /// A progress notification arrived since.
+    progress_answered: bool,
+}
+
+type MarkPut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64>> + Send>>;
 
 /// Whether a load replaced the model.
 enum Loaded {

@@ -3,7 +3,6 @@
 //! [`super::Etcd`]: what a large fleet puts between its daemons and etcd,
 //! because it merges identical watches and lease keep-alive streams.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +18,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct GrpcProxy {
     listen: Port,
     metrics: Port,
-    child: Child,
+    child: Option<Child>,
     dir: tempfile::TempDir,
+    /// `grpc-proxy start` and its flags but the ports and the data dir.
+    args: Vec<String>,
 }
 
 impl GrpcProxy {
@@ -28,25 +29,60 @@ impl GrpcProxy {
     /// URLs, as [`super::Cluster::endpoints`] gives them) and waits until a
     /// read through it reaches etcd.
     pub fn start(endpoints: &[String]) -> GrpcProxy {
+        Self::start_with(endpoints, &[])
+    }
+
+    /// Like [`GrpcProxy::start`], with extra `etcd grpc-proxy start` flags.
+    pub fn start_with(endpoints: &[String], extra_args: &[&str]) -> GrpcProxy {
         let dir = tempfile::Builder::new()
             .prefix("oslively-grpc-proxy-")
             .tempdir()
             .expect("grpc-proxy temp dir");
-        let listen = free_port();
-        let metrics = free_port();
-        let upstream: Vec<&str> = endpoints
+        let upstream: Vec<String> = endpoints
             .iter()
-            .map(|e| e.trim_start_matches("http://"))
+            .map(|e| e.trim_start_matches("http://").to_string())
             .collect();
-        let log = File::create(dir.path().join("proxy.log")).expect("grpc-proxy log");
+        let mut args = vec![
+            "grpc-proxy".to_string(),
+            "start".to_string(),
+            format!("--endpoints={}", upstream.join(",")),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut proxy = GrpcProxy {
+            listen: free_port(),
+            metrics: free_port(),
+            child: None,
+            dir,
+            args,
+        };
+        proxy.start_again();
+        proxy
+    }
+
+    /// Starts the proxy again (after [`GrpcProxy::stop`]) on the same
+    /// ports, and waits until a read through it reaches etcd.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "grpc-proxy already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("proxy.log"))
+            .expect("grpc-proxy log");
         let mut cmd = Command::new(etcd_bin());
-        cmd.arg("grpc-proxy")
-            .arg("start")
-            .arg(format!("--endpoints={}", upstream.join(",")))
-            .arg(format!("--listen-addr=127.0.0.1:{}", listen.port))
-            .arg(format!("--advertise-client-url=127.0.0.1:{}", listen.port))
-            .arg(format!("--metrics-addr=http://127.0.0.1:{}", metrics.port))
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+        cmd.args(&self.args)
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.listen.port))
+            .arg(format!(
+                "--advertise-client-url=127.0.0.1:{}",
+                self.listen.port
+            ))
+            .arg(format!(
+                "--metrics-addr=http://127.0.0.1:{}",
+                self.metrics.port
+            ))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup grpc-proxy log"))
             .stderr(log);
@@ -59,23 +95,30 @@ impl GrpcProxy {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {:?} grpc-proxy: {e}", etcd_bin()));
-        let mut proxy = GrpcProxy {
-            listen,
-            metrics,
-            child,
-            dir,
-        };
+        self.child = Some(child);
         let ready = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!(
                     "etcd grpc-proxy exited during startup ({status}):\n{}",
-                    proxy.log()
+                    self.log()
                 );
             }
-            proxy.metric("etcd_server_has_leader").is_some() && proxy.reaches_etcd()
+            self.metric("etcd_server_has_leader").is_some() && self.reaches_etcd()
         });
-        assert!(ready, "etcd grpc-proxy not ready:\n{}", proxy.log());
-        proxy
+        assert!(ready, "etcd grpc-proxy not ready:\n{}", self.log());
+    }
+
+    /// Kills the proxy (SIGKILL): its clients' connections drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while the proxy process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// The proxy's client URL: the only endpoint a client behind it is given.
@@ -98,9 +141,9 @@ impl GrpcProxy {
         std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
     }
 
-    /// Pid of the proxy process.
+    /// Pid of the proxy process (0 when stopped).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     fn reaches_etcd(&self) -> bool {
@@ -116,7 +159,12 @@ impl GrpcProxy {
                         .with_connect_timeout(Duration::from_secs(1))
                         .with_timeout(Duration::from_secs(2));
                     match etcd_client::Client::connect([endpoint], Some(opts)).await {
-                        Ok(mut c) => c.get("grpc-proxy-probe", None).await.is_ok(),
+                        // An etcd error (auth enabled: "user name is
+                        // empty") is an answer from etcd too.
+                        Ok(mut c) => match c.get("grpc-proxy-probe", None).await {
+                            Ok(_) => true,
+                            Err(e) => e.to_string().contains("etcdserver:"),
+                        },
                         Err(_) => false,
                     }
                 })
@@ -129,8 +177,7 @@ impl GrpcProxy {
 
 impl Drop for GrpcProxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         if std::thread::panicking() {
             eprintln!("--- etcd grpc-proxy output ---\n{}", self.log());
         }
