@@ -75,6 +75,12 @@ impl Keys {
         format!("{}by-region/{region}", self.root)
     }
 
+    /// `NS/services/progress`: the watch's progress mark, inside the
+    /// watched range and outside every index (see `watch::hub`).
+    pub(crate) fn progress_mark(&self) -> String {
+        format!("{}progress", self.root)
+    }
+
     /// The region index's census (see `store::census`).
     pub(crate) fn census(&self) -> &str {
         &self.census

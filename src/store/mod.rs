@@ -175,7 +175,7 @@ impl Store {
     /// has come. One key for the whole namespace, shared by every watcher:
     /// any watcher's mark is progress for all.
     pub(crate) fn progress_mark_key(&self) -> String {
-        format!("{}progress", self.keys.root())
+        self.keys.progress_mark()
     }
 
     /// Writes the progress mark (empty, no lease); the revision it was
