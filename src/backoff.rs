@@ -39,6 +39,13 @@ impl Backoff {
 
 /// Sleeps for `d`; returns true if asked to stop meanwhile (the sender set
 /// `true` or went away), so background loops end promptly on close.
+/// A duration drawn uniformly from `0..=max`: spreads what a fleet of
+/// clients would otherwise do in step.
+pub(crate) fn jitter(max: Duration) -> Duration {
+    let nanos = max.as_nanos().min(u128::from(u64::MAX)) as u64;
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
 pub(crate) async fn sleep_or_stop(
     d: Duration,
     stop: &mut tokio::sync::watch::Receiver<bool>,

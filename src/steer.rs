@@ -264,18 +264,10 @@ async fn steer(
 /// periods.
 const MAX_BACKOFF: u32 = 8;
 
-/// `d` times a random factor in [0.5, 1.5): clients of a fleet that lost a
-/// member at the same moment do not probe it in step.
+/// `d` times a random factor between 0.5 and 1.5: clients of a fleet that
+/// lost a member at the same moment do not probe it in step.
 fn jittered(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| t.as_nanos()),
-    );
-    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    d.mul_f64(0.5 + unit)
+    d / 2 + crate::backoff::jitter(d)
 }
 
 /// Probes the endpoints whose `probed` is true; the others count as good.

@@ -6,9 +6,11 @@
 //!
 //! The store is split by concern: [`filter`] (what a list asks for and
 //! returns), [`reads`] (point reads, lists and the paged reader pinned to one
-//! revision), [`writes`] (the guarded write transactions and the snapshots
-//! they remember), [`rebind`] (the heartbeat's UP-key checks) and [`retry`]
-//! (the retry of momentary failures every etcd call goes through).
+//! revision), [`census`] (lists of one region through the region index,
+//! where a census vouches for it), [`writes`] (the guarded write
+//! transactions and the snapshots they remember), [`rebind`] (the
+//! heartbeat's UP-key checks) and [`retry`] (the retry of momentary
+//! failures every etcd call goes through).
 
 mod census;
 mod filter;

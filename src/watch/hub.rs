@@ -470,6 +470,14 @@ impl Hub {
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
         let mut last_heard = Instant::now();
+        // A random part of the quiet period, drawn anew whenever the stream
+        // speaks: the watchers of a namespace all hear its last event at
+        // once, and through an endpoint that ignores progress requests each
+        // would write the progress mark at the same moment (200 watchers
+        // wrote 567 marks a minute, and every mark moved the revision that
+        // makes each daemon check its UP keys). Spread out, the first mark
+        // reaches the others before they are due.
+        let mut spread = crate::backoff::jitter(self.quiet / 2);
         // The stream was asked to show it is alive (a progress request, the
         // progress mark, or both) and must say anything within a quiet
         // period.
@@ -495,7 +503,7 @@ impl Hub {
             }
             let due = match &asked {
                 Some(a) => a.at + self.quiet,
-                None => last_heard + self.quiet,
+                None => last_heard + self.quiet + spread,
             };
             let wait = due
                 .saturating_duration_since(Instant::now())
@@ -532,6 +540,7 @@ impl Hub {
                 msg = timeout(wait, stream.message()) => match msg {
                     Ok(Ok(Some(resp))) => {
                         last_heard = Instant::now();
+                        spread = crate::backoff::jitter(self.quiet / 2);
                         if resp.compact_revision() > 0 {
                             return Outcome::Compacted;
                         }
