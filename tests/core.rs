@@ -417,20 +417,7 @@ fn region_lists_find_survivors_after_the_python_library_deletes_a_region_neighbo
     let root = format!("{ns}/services");
     // Two services the Python library registered in "east": each wrote the
     // same uuid-less region key.
-    let python = |u: &str, host: &str| {
-        let s = Service {
-            uuid: u.into(),
-            service_type: "nova".into(),
-            host: host.into(),
-            status: Status::Down,
-            region: "east".into(),
-            ..Default::default()
-        };
-        raw.put(&format!("{root}/by-uuid/{u}"), &s.to_bytes());
-        raw.put(&format!("{root}/by-type-host/nova/{host}"), u.as_bytes());
-        raw.put(&format!("{root}/by-status/DOWN/{u}"), b"");
-        raw.put(&format!("{root}/by-region/east"), b"");
-    };
+    let python = |u: &str, host: &str| python_register(&raw, &ns, "nova", host, u, "east");
     let doomed = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let survivor = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     python(doomed, "p1");
@@ -1074,20 +1061,7 @@ fn region_lists_use_the_index_under_a_census_and_still_see_the_python_library() 
 
     // The Python library registers a service in east after the census: its
     // uuid-less region key is newer than the census.
-    let python = |u: &str, host: &str| {
-        let s = Service {
-            uuid: u.into(),
-            service_type: "nova".into(),
-            host: host.into(),
-            status: Status::Down,
-            region: "east".into(),
-            ..Default::default()
-        };
-        raw.put(&format!("{root}/by-uuid/{u}"), &s.to_bytes());
-        raw.put(&format!("{root}/by-type-host/nova/{host}"), u.as_bytes());
-        raw.put(&format!("{root}/by-status/DOWN/{u}"), b"");
-        raw.put(&format!("{root}/by-region/east"), b"");
-    };
+    let python = |u: &str, host: &str| python_register(&raw, &ns, "nova", host, u, "east");
     let py = "cccccccccccccccccccccccccccccccc".to_string();
     python(&py, "p1");
     let mut with_py = east.clone();

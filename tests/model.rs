@@ -411,22 +411,10 @@ fn apply(
         }
         Step::PythonWrite { svc } => {
             let raw = world.etcd.raw();
-            let root = format!("{}/services", world.ns);
             let uuid = format!("{:016x}{:016x}", world.rng_salt, *svc as u64 + 1);
             world.rng_salt = world.rng_salt.wrapping_add(1);
             let region = REGIONS[*svc % REGIONS.len()];
-            let record = Service {
-                uuid: uuid.clone(),
-                service_type: "t".into(),
-                host: format!("h{svc}"),
-                status: Status::Down,
-                region: region.into(),
-                ..Default::default()
-            };
-            raw.put(&format!("{root}/by-uuid/{uuid}"), &record.to_bytes());
-            raw.put(&format!("{root}/by-type-host/t/h{svc}"), uuid.as_bytes());
-            raw.put(&format!("{root}/by-status/DOWN/{uuid}"), b"");
-            raw.put(&format!("{root}/by-region/{region}"), b"");
+            python_register(&raw, &world.ns, "t", &format!("h{svc}"), &uuid, region);
             model.svcs[*svc] = Svc {
                 uuid: Some(uuid),
                 exists: true,

@@ -126,3 +126,33 @@ impl Drop for Registrant {
         self.kill();
     }
 }
+
+/// What the original Python library writes when it registers a DOWN
+/// service in `region` under namespace `ns`: the record, the type/host
+/// key, a DOWN key, and the region key without the uuid that all its
+/// services of the region share.
+pub fn python_register(
+    raw: &super::Raw,
+    ns: &str,
+    service_type: &str,
+    host: &str,
+    uuid: &str,
+    region: &str,
+) {
+    let root = format!("{ns}/services");
+    let s = os_lively::Service {
+        uuid: uuid.into(),
+        service_type: service_type.into(),
+        host: host.into(),
+        status: os_lively::Status::Down,
+        region: region.into(),
+        ..Default::default()
+    };
+    raw.put(&format!("{root}/by-uuid/{uuid}"), &s.to_bytes());
+    raw.put(
+        &format!("{root}/by-type-host/{service_type}/{host}"),
+        uuid.as_bytes(),
+    );
+    raw.put(&format!("{root}/by-status/DOWN/{uuid}"), b"");
+    raw.put(&format!("{root}/by-region/{region}"), b"");
+}

@@ -27,7 +27,7 @@ mod raw;
 pub use deadline::{DEADLINE_SLACK, missed_then_back, next_about};
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
 pub use grpc_proxy::{GrpcProxy, http_get, metric_sum};
-pub use lively::{Registrant, c_connect, config, connect};
+pub use lively::{Registrant, c_connect, config, connect, python_register};
 pub use pki::{Pki, jwt_keys};
 pub use proxy::Proxy;
 pub use raw::{Raw, RawKv};
