@@ -6,7 +6,12 @@
 # OSLIVELY_E2E=1 (scripts/test.sh sets it) also what `oslively serve`'s
 # tests drive: a Prometheus server and promtool (prometheus), headless
 # chromium and chromedriver (chromium, chromium-driver).
+#
+# `scripts/setup.sh demo` (scripts/demo.sh) installs only what the demo
+# needs: etcd and protoc. The C toolchain, valgrind and cargo-c are for
+# the tests alone, and on a fresh machine they cost minutes.
 set -euo pipefail
+mode="${1:-test}"
 
 need=()
 if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1; then need+=(etcd-server); fi
@@ -15,6 +20,7 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # etcd-client's protos import) are in libprotobuf-dev, only a Recommends of
 # protobuf-compiler, and we install without recommends.
 [ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+if [ "$mode" = test ]; then
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v clang++ >/dev/null 2>&1 || need+=(clang)
 # clang's ASan/UBSan runtimes are a separate package on Debian.
@@ -22,10 +28,14 @@ clang_rt="$(clang -print-resource-dir 2>/dev/null || true)/lib/linux/libclang_rt
 [ -e "$clang_rt" ] || need+=(libclang-rt-dev)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The C examples' memory check (tests/c_api.rs) runs under valgrind; without
+# it that test would have nothing to run.
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ "${OSLIVELY_E2E:-0}" = 1 ]; then
   command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -52,7 +62,7 @@ done
 # build costs ~15 CPU-minutes (about 8 min on 2 cores), a debug one about
 # half, and cargo-c only drives cargo, so its own speed does not matter.
 CARGO_C_VERSION=0.10.24
-if ! cargo cinstall --version 2>/dev/null | grep -q "$CARGO_C_VERSION"; then
+if [ "$mode" = test ] && ! cargo cinstall --version 2>/dev/null | grep -q "$CARGO_C_VERSION"; then
   echo "setup: installing cargo-c $CARGO_C_VERSION (cargo install --debug, a few minutes)" >&2
   CARGO_PROFILE_DEV_DEBUG=0 cargo install cargo-c --version "$CARGO_C_VERSION" --locked --debug --quiet
 fi
