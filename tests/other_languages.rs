@@ -154,7 +154,7 @@ fn build_go() -> PathBuf {
     };
     let started = Instant::now();
     run(&mut go(&["vet", "./..."]));
-    run(&mut go(&["build", "-o"]).arg(&out).arg("."));
+    run(go(&["build", "-o"]).arg(&out).arg("."));
     eprintln!("go vet + go build: {:?}", started.elapsed());
     out
 }
@@ -170,6 +170,11 @@ fn install_node() -> PathBuf {
         std::fs::copy(src.join(f), dir.join(f))
             .unwrap_or_else(|e| panic!("copy examples/node/{f}: {e}"));
     }
+    std::fs::copy(
+        manifest_dir().join("tests/node/close_in_flight.js"),
+        dir.join("close_in_flight.js"),
+    )
+    .expect("copy tests/node/close_in_flight.js");
     let started = Instant::now();
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
@@ -190,15 +195,19 @@ struct Example {
 impl Example {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .args(args)
-            .env("OSLIVELY_ETCD_ENDPOINTS", &self.endpoints)
+        cmd.args(&self.args).args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// Points `cmd` at this example's etcd, namespace, TTL and library.
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("OSLIVELY_ETCD_ENDPOINTS", &self.endpoints)
             .env("OSLIVELY_ETCD_KEY_NAMESPACE", &self.ns)
             .env("OSLIVELY_STATUS_TTL", TTL.to_string())
             .env("OSLIVELY_LIB", so_dir().join("libos_lively.so.0"))
             .env_remove("OSLIVELY_ETCD_HOST")
             .env_remove("OSLIVELY_ETCD_PORT");
-        cmd
     }
 
     fn output(&self, args: &[&str]) -> Output {
@@ -209,11 +218,14 @@ impl Example {
 
     /// Starts a long-running mode with its stdout read line by line.
     fn spawn(&self, args: &[&str]) -> Running {
-        let mut child = self
-            .command(args)
+        self.spawn_command(self.command(args), &args.join(" "))
+    }
+
+    fn spawn_command(&self, mut cmd: Command, what: &str) -> Running {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{}: spawn {args:?}: {e}", self.lang));
+            .unwrap_or_else(|e| panic!("{}: spawn {what}: {e}", self.lang));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -225,7 +237,7 @@ impl Example {
             }
         });
         Running {
-            what: format!("{} {}", self.lang, args.join(" ")),
+            what: format!("{} {what}", self.lang),
             child,
             lines: rx,
         }
@@ -266,6 +278,11 @@ impl Running {
     /// SIGTERM, and a clean exit within `timeout`.
     fn terminate(&mut self, timeout: Duration) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.exits_cleanly(timeout);
+    }
+
+    /// A clean exit within `timeout`.
+    fn exits_cleanly(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -274,7 +291,7 @@ impl Running {
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: still running {timeout:?} after SIGTERM",
+                "{}: still running after {timeout:?}",
                 self.what
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -288,8 +305,13 @@ impl Drop for Running {
     }
 }
 
-/// The whole story for one language's example.
-fn crash_and_close_reach_the_callback(ex: &Example, etcd: &Etcd) {
+/// The whole story for one language's example; `while_up` runs once the
+/// first daemon is registered and seen (its uuid, type and host).
+fn crash_and_close_reach_the_callback(
+    ex: &Example,
+    etcd: &Etcd,
+    while_up: impl FnOnce(&str, &str, &str),
+) {
     let started = Instant::now();
     let raw = etcd.raw();
     let ns = &ex.ns;
@@ -356,6 +378,7 @@ fn crash_and_close_reach_the_callback(ex: &Example, etcd: &Etcd) {
     watcher.expect(Duration::from_secs(20), |l| {
         l == format!("existing up {uuid} {service_type} host-1")
     });
+    while_up(&uuid, &service_type, "host-1");
 
     // SIGKILL: no clean close, so only the lease's expiry tells.
     let killed = Instant::now();
@@ -416,6 +439,7 @@ fn go_daemon_killed_reaches_the_go_callback_as_down_expired() {
             ns: namespace("go"),
         },
         &etcd,
+        |_, _, _| {},
     );
 }
 
@@ -426,14 +450,25 @@ fn node_daemon_killed_reaches_the_node_callback_as_down_expired() {
     }
     let cli = install_node();
     let etcd = Etcd::start();
-    crash_and_close_reach_the_callback(
-        &Example {
-            lang: "node",
-            program: PathBuf::from("node"),
-            args: vec![cli],
-            endpoints: etcd.endpoints().join(","),
-            ns: namespace("node"),
-        },
-        &etcd,
-    );
+    let ex = Example {
+        lang: "node",
+        program: PathBuf::from("node"),
+        args: vec![cli.clone()],
+        endpoints: etcd.endpoints().join(","),
+        ns: namespace("node"),
+    };
+    crash_and_close_reach_the_callback(&ex, &etcd, |uuid, service_type, host| {
+        // Closing while a callback waits in koffi's queue: through
+        // `.async` it resolves, after the event in flight (tests/node/).
+        let mut cmd = Command::new("node");
+        cmd.arg(cli.with_file_name("close_in_flight.js"))
+            .arg(service_type);
+        ex.env(&mut cmd);
+        let mut run = ex.spawn_command(cmd, "close_in_flight.js");
+        run.expect(Duration::from_secs(20), |l| {
+            l == format!("event existing {uuid} {service_type} {host}")
+        });
+        run.expect(Duration::from_secs(12), |l| l == "closed after 1 events");
+        run.exits_cleanly(Duration::from_secs(10));
+    });
 }

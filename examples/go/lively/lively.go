@@ -21,13 +21,15 @@
 //     for the goroutine that is closing the subscription: closing waits
 //     for a callback in flight.
 //
-// Build with the header and library on cgo's paths, for example against a
-// cargo build:
+// The header comes from the repository (include/, three levels up); the
+// library is found through CGO_LDFLAGS, for example against a cargo build:
 //
-//	CGO_CFLAGS="-I$REPO/include" CGO_LDFLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" go build
+//	CGO_LDFLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" go build
 //
 // where $LIBDIR holds libos_lively.so and its soname link libos_lively.so.0
-// (or against an installed copy: `pkg-config --cflags --libs os-lively`).
+// (`make -C examples-c build/lib/libos_lively.so.0` makes both), or against
+// an installed copy with CGO_CFLAGS and CGO_LDFLAGS from
+// `pkg-config --cflags --libs os-lively`.
 package lively
 
 /*
