@@ -2,7 +2,8 @@
 # Installs what building and testing os-lively needs, when missing:
 # etcd (Debian's etcd-server) and protoc (protobuf-compiler); for the C
 # and C++ tests g++, clang++ with its sanitizer runtimes, cmake and
-# pkg-config, and cargo-c (`cargo cinstall`, see below); with
+# pkg-config, and cargo-c (`cargo cinstall`, see below); for the Go and
+# Node.js examples Go (golang-go), Node.js and npm; with
 # OSLIVELY_E2E=1 (scripts/test.sh sets it) also what `oslively serve`'s
 # tests drive: a Prometheus server and promtool (prometheus), headless
 # chromium and chromedriver (chromium, chromium-driver).
@@ -31,6 +32,12 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # The C examples' memory check (tests/c_api.rs) runs under valgrind; without
 # it that test would have nothing to run.
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+# The Go and Node.js examples over the C ABI (tests/other_languages.rs):
+# Debian's Go for cgo, and a Node.js with npm for koffi. A Node.js that
+# brings its own npm (NodeSource's) is kept: Debian's npm would conflict.
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ "${OSLIVELY_E2E:-0}" = 1 ]; then
   command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)

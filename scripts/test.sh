@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: unit and property tests, integration tests against real etcd
 # processes (single members, three-member clusters, TLS, auth, faults), the
-# C/C++/Python examples (also under valgrind), the Python package's pytest
+# C/C++/Python examples (also under valgrind), the Go (cgo) and Node.js
+# (koffi) examples, the Python package's pytest
 # suite (python/tests, in a venv under target/), then the core suites again
 # on etcd 3.5. Installs etcd and protoc when missing, and for
 # `oslively serve`'s tests (cli/tests/serve.rs) Prometheus and headless
@@ -17,6 +18,8 @@ if [ "$OSLIVELY_E2E" = 1 ]; then
 fi
 # setup.sh installed cargo-c: tests/c_install.rs must not skip.
 export OSLIVELY_REQUIRE_CARGO_C=1
+# ... and Go, Node.js and npm: tests/other_languages.rs must not skip.
+export OSLIVELY_REQUIRE_FFI=1
 export RUST_BACKTRACE=1
 threads="${OSLIVELY_TEST_THREADS:-2}"
 
