@@ -81,6 +81,12 @@ pub fn oslively_bin() -> std::path::PathBuf {
     if let Some(bin) = option_env!("CARGO_BIN_EXE_oslively") {
         return bin.into();
     }
+    // scripts/test.sh names the binary its nextest build made: a `cargo
+    // build` here, with the library's features as the CLI alone asks for
+    // them, would rebuild libos_lively.so under the C tests running beside.
+    if let Some(bin) = std::env::var_os("OSLIVELY_BIN") {
+        return bin.into();
+    }
     static BUILT: OnceLock<std::path::PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
