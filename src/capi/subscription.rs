@@ -643,6 +643,8 @@ mod tests {
             R::NullParameter
         );
         assert_eq!(S::lively_subscription_cancel(null()), R::NullParameter);
+        // No callback runs on this thread: nothing to cancel.
+        assert_eq!(S::lively_subscription_cancel_current(), R::InvalidArgument);
         S::lively_subscription_free(null_mut());
         S::lively_event_free(null_mut());
     }
