@@ -1,5 +1,8 @@
 # CMake package for the os-lively C library, installed by
-# `cargo cinstall` into <prefix>/share/os_lively/cmake/.
+# `cargo cinstall` into <prefix>/share/cmake/os_lively/ (Cargo.toml,
+# [package.metadata.capi.install.data]): <prefix>/share/cmake/<name>/ is
+# where find_package(os_lively CONFIG) looks under each prefix it searches
+# (CMAKE_PREFIX_PATH, /usr/local, /usr).
 #
 #   find_package(os_lively CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE os_lively::os_lively)   # libos_lively.so.0

@@ -7,37 +7,18 @@
 // from the OSLIVELY_* environment variables.
 #include <signal.h>
 
+#include <cctype>
 #include <cstdio>
 #include <string>
 
 #include "os_lively.hpp"
 
-static const char* kind_name(lively_event_kind kind) {
-  switch (kind) {
-    case LIVELY_EVENT_KIND_EXISTING: return "EXISTING";
-    case LIVELY_EVENT_KIND_REGISTERED: return "REGISTERED";
-    case LIVELY_EVENT_KIND_UP: return "UP";
-    case LIVELY_EVENT_KIND_DOWN: return "DOWN";
-    case LIVELY_EVENT_KIND_UPDATED: return "UPDATED";
-    case LIVELY_EVENT_KIND_REMOVED: return "REMOVED";
-    case LIVELY_EVENT_KIND_RESYNC: return "RESYNC";
-  }
-  return "?";
-}
-
-static const char* reason_name(lively_down_reason reason) {
-  switch (reason) {
-    case LIVELY_DOWN_REASON_FORCED: return "forced";
-    case LIVELY_DOWN_REASON_EXPIRED: return "expired";
-    case LIVELY_DOWN_REASON_DELETED: return "deleted";
-    case LIVELY_DOWN_REASON_MISSED: return "missed";
-    case LIVELY_DOWN_REASON_MOVED: return "moved";
-    case LIVELY_DOWN_REASON_LIFTED: return "lifted";
-    case LIVELY_DOWN_REASON_CLOSED: return "closed";
-    case LIVELY_DOWN_REASON_DECLARED: return "declared";
-    case LIVELY_DOWN_REASON_NONE: break;
-  }
-  return "-";
+// The reason as lively-watch prints it: lower case, "-" for none.
+static std::string reason_text(lively::DownReason reason) {
+  if (reason == lively::DownReason::None) return "-";
+  std::string text = lively::name(reason);
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
 }
 
 int main(int argc, char** argv) {
@@ -56,8 +37,8 @@ int main(int argc, char** argv) {
         filter,
         [&count](const lively::Event& e) {
           ++count;  // one call at a time per subscription: no lock needed
-          std::printf("%s %s %s %s %s %lld\n", kind_name(e.kind), e.uuid.c_str(),
-                      e.service_type.c_str(), e.host.c_str(), reason_name(e.reason),
+          std::printf("%s %s %s %s %s %lld\n", lively::name(e.kind), e.uuid.c_str(),
+                      e.service_type.c_str(), e.host.c_str(), reason_text(e.reason).c_str(),
                       static_cast<long long>(e.revision));
           std::fflush(stdout);
         },

@@ -844,7 +844,9 @@ typedef struct lively_event {
 /**
  * Called for each event, on a library thread (one call at a time per
  * subscription; never on the thread that keeps leases alive). It may call
- * any `lively_*` function, including `lively_subscription_cancel()` and
+ * any `lively_*` function. To stop its own subscription it calls
+ * `lively_subscription_cancel_current()`, which needs nothing but the
+ * calling thread; it may also call `lively_subscription_cancel()` and
  * `lively_subscription_free()` of its own subscription: the first call
  * starts only after `lively_client_subscribe()` has written `*out`, so a
  * callback that finds `*out` through its userdata (pass `&ctx->sub` as
@@ -1338,6 +1340,24 @@ void lively_event_free(struct lively_event *event);
  * Thread safety: thread-safe; may be called from inside the callback.
  */
 LIVELY_MUST_USE lively_result lively_subscription_cancel(const struct lively_subscription *subscription);
+
+/**
+ * Cancels the subscription whose callback is running on the calling
+ * thread, from inside that callback. It needs no handle: a callback
+ * stops its own subscription without being given it, from its very
+ * first call on (a snapshot event's included). The current call
+ * finishes; no further call starts, and the release callback runs
+ * once it has returned. The handle stays allocated: free it with
+ * `lively_subscription_free()` as usual (outside the callback, or
+ * inside it). Cancelling twice is OK.
+ *
+ * Outside a subscription callback (another thread, or no callback
+ * running) it changes nothing and returns
+ * `LIVELY_RESULT_INVALID_ARGUMENT`.
+ *
+ * Thread safety: acts on the calling thread's running callback only.
+ */
+LIVELY_MUST_USE lively_result lively_subscription_cancel_current(void);
 
 /**
  * Cancels (see `lively_subscription_cancel()`) and frees a

@@ -352,6 +352,10 @@ fn c_programs_under_valgrind() {
         ))
         .arg(build().join(name));
         lively_env(&mut cmd, &etcd, &namespace(ns), SMOKE_TTL);
+        // Connecting under valgrind on a loaded machine (the whole c_api
+        // target at once, on 2 shared cores) can take longer than the
+        // default 5 s; what is checked here is memory, not speed.
+        cmd.env("OSLIVELY_ETCD_CONNECT_TIMEOUT", "60");
         let out = cmd.output().expect("run valgrind");
         assert!(
             out.status.success(),
@@ -640,8 +644,11 @@ fn build_cxx_sanitized(cxx: &str, source: &Path, out: &Path) -> std::process::Ch
 }
 
 /// The C++ header with g++ and clang++: tests/c/cpp_api.cpp (a callback
-/// that throws is caught, reported, and the daemon lives on) and the
-/// rewritten examples-c/watch.cpp, each under ASan and UBSan.
+/// that throws is caught, reported, and the daemon lives on; NUL-holding
+/// strings are refused and reach etcd in no form; a callback cancels its
+/// own subscription on its first event) and the rewritten
+/// examples-c/watch.cpp, each under ASan and UBSan (LeakSanitizer
+/// included: nothing leaks).
 #[test]
 fn cpp_header_with_gcc_and_clang_under_sanitizers() {
     let dir = tempfile::tempdir().unwrap();
@@ -663,18 +670,33 @@ fn cpp_header_with_gcc_and_clang_under_sanitizers() {
         exes.push(exe);
     }
     let etcd = Etcd::start();
+    let raw = Raw::connect(&etcd.endpoints());
     for cxx in ["g++", "clang++"] {
         // The API test, with the throwing callbacks.
         let mut cmd = Command::new(dir.path().join(format!("cpp-api-{cxx}")));
-        lively_env(
-            &mut cmd,
-            &etcd,
-            &namespace(&format!("cpp_{cxx}")),
-            SMOKE_TTL,
-        );
+        let ns = namespace(&format!("cpp_{cxx}"));
+        lively_env(&mut cmd, &etcd, &ns, SMOKE_TTL);
         let out = cmd.output().expect("run cpp-api");
         assert!(out.status.success(), "cpp-api ({cxx}): {}", show(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("cpp-api ok"));
+        // Every name it passed with a NUL in it contains "nul": had one
+        // been cut at the NUL and sent, etcd would hold "cpp-nul",
+        // "host-nul", "r-nul" in a key or the note "nul" in a record.
+        let kvs = raw.get_prefix(&format!("{ns}/"));
+        assert!(
+            kvs.iter()
+                .any(|kv| kv.key.contains("/by-type-host/cpp-test/host-1")),
+            "cpp-api registered nothing? {:?}",
+            kvs.iter().map(|kv| &kv.key).collect::<Vec<_>>()
+        );
+        for kv in &kvs {
+            assert!(
+                !kv.key.contains("nul") && !kv.value.windows(3).any(|w| w == b"nul"),
+                "a NUL-holding argument reached etcd cut short ({cxx}): {} = {:?}",
+                kv.key,
+                String::from_utf8_lossy(&kv.value)
+            );
+        }
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(
@@ -708,4 +730,117 @@ fn cpp_header_with_gcc_and_clang_under_sanitizers() {
         });
         terminate(&mut watch.0);
     }
+}
+
+/// Discarding what a call returns is a bug the compiler must catch: a
+/// `Subscription` dropped at once (`client.subscribe({}, cb);`) cancels
+/// at once and delivers nothing; a discarded query answers nobody. Each
+/// such line fails to compile under `-Werror` with g++ and clang++, and
+/// the same program keeping every result compiles (so the failures are
+/// the discards, not the program). About 4 s.
+#[test]
+fn cpp_discarded_results_do_not_compile() {
+    let discarded = [
+        "client.subscribe({}, [](const lively::Event&) {});",
+        "client.subscribe({}, [](const lively::Event&, lively::CurrentSubscription&) {}, true);",
+        "client.is_up(\"0123456789abcdef0123456789abcdef\");",
+        "client.is_up(\"type\", \"host\");",
+        "client.get(\"0123456789abcdef0123456789abcdef\");",
+        "client.list();",
+        "view.is_up(\"0123456789abcdef0123456789abcdef\");",
+        "view.list();",
+        "lively::Config::from_env();",
+    ];
+    let program = |keep: bool| {
+        let mut src = String::from(
+            "#include \"os_lively.hpp\"\nvoid f(const lively::Client& client, const lively::View& view) {\n",
+        );
+        for (i, line) in discarded.iter().enumerate() {
+            if keep {
+                src.push_str(&format!("  auto kept{i} = {line}\n  (void)kept{i};\n"));
+            } else {
+                src.push_str(&format!("  {line}\n"));
+            }
+        }
+        src.push_str("  (void)client;\n  (void)view;\n}\n");
+        src
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, good) = (dir.path().join("discard.cpp"), dir.path().join("keep.cpp"));
+    std::fs::write(&bad, program(false)).unwrap();
+    std::fs::write(&good, program(true)).unwrap();
+    let compile = |cxx: &str, src: &Path| {
+        Command::new(cxx)
+            .args([
+                "-std=c++17",
+                "-fsyntax-only",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-Wpedantic",
+            ])
+            .arg("-I")
+            .arg(manifest_dir().join("include"))
+            .arg(src)
+            .output()
+            .unwrap_or_else(|e| panic!("running {cxx}: {e}"))
+    };
+    for cxx in ["g++", "clang++"] {
+        let out = compile(cxx, &good);
+        assert!(out.status.success(), "{cxx}, results kept: {}", show(&out));
+        let out = compile(cxx, &bad);
+        assert!(!out.status.success(), "{cxx} accepted discarded results");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // One diagnostic per discarding line (the function body starts on
+        // line 3).
+        for (i, line) in discarded.iter().enumerate() {
+            let at = format!("discard.cpp:{}:", i + 3);
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.contains(&at) && l.contains("error")),
+                "{cxx}: no error for discarding `{line}` ({at}):\n{stderr}"
+            );
+        }
+    }
+}
+
+/// What the C and C++ headers and the CMake package say about the library
+/// matches the library: the default endpoint (src/config.rs) and where
+/// cargo-c installs the CMake package (Cargo.toml's install.data, under
+/// `<prefix>/share/`).
+#[test]
+fn header_and_cmake_comments_state_the_real_defaults() {
+    let dir = manifest_dir();
+    let endpoint = os_lively::Config::default().get_endpoints()[0].clone();
+    for header in ["include/os_lively.h", "include/os_lively.hpp"] {
+        let text = std::fs::read_to_string(dir.join(header)).unwrap();
+        assert!(
+            text.contains(endpoint.as_str()),
+            "{header} does not name the default endpoint {endpoint}"
+        );
+        assert!(
+            !text.contains("127.0.0.1:2379"),
+            "{header} names 127.0.0.1:2379; the default is {endpoint}"
+        );
+    }
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"{ from = "cmake/os_lively-config.cmake", to = "cmake/os_lively" }"#),
+        "Cargo.toml no longer installs the CMake package to <prefix>/share/cmake/os_lively"
+    );
+    let cmake = std::fs::read_to_string(dir.join("cmake/os_lively-config.cmake")).unwrap();
+    let comment: String = cmake
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        comment.contains("<prefix>/share/cmake/os_lively/"),
+        "the CMake config's comment does not name its install folder:\n{comment}"
+    );
+    assert!(
+        !comment.contains("share/os_lively/cmake") && !comment.contains("lib/cmake/os_lively"),
+        "the CMake config's comment names a wrong install folder:\n{comment}"
+    );
 }

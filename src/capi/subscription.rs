@@ -1,8 +1,9 @@
 //! `lively_subscription`: up/down notifications, by callback or pulled.
 
+use std::cell::RefCell;
 use std::ffi::{CString, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::client::lively_client;
@@ -13,7 +14,7 @@ use super::service::{
     lively_status,
 };
 use super::sized::{SizedStruct, read_sized};
-use crate::{DownReason, Event, EventKind, SubscribeOptions, Subscription};
+use crate::{Canceller, DownReason, Event, EventKind, SubscribeOptions, Subscription};
 
 /// What happened to a service.
 #[repr(u32)]
@@ -112,7 +113,9 @@ pub struct lively_event {
 
 /// Called for each event, on a library thread (one call at a time per
 /// subscription; never on the thread that keeps leases alive). It may call
-/// any `lively_*` function, including `lively_subscription_cancel()` and
+/// any `lively_*` function. To stop its own subscription it calls
+/// `lively_subscription_cancel_current()`, which needs nothing but the
+/// calling thread; it may also call `lively_subscription_cancel()` and
 /// `lively_subscription_free()` of its own subscription: the first call
 /// starts only after `lively_client_subscribe()` has written `*out`, so a
 /// callback that finds `*out` through its userdata (pass `&ctx->sub` as
@@ -264,6 +267,34 @@ struct CallbackCtx {
     state: Arc<AtomicU8>,
     gate: Arc<Gate>,
     passed: AtomicBool,
+    /// Set before the gate opens, so every callback can cancel its own
+    /// subscription (`lively_subscription_cancel_current()`).
+    canceller: Arc<OnceLock<Canceller>>,
+}
+
+thread_local! {
+    /// The subscription whose callback runs on this thread, if one does:
+    /// what `lively_subscription_cancel_current()` cancels. A stack in
+    /// effect (each delivery restores what it found), though one thread
+    /// runs one subscription's callbacks.
+    static CURRENT: RefCell<Option<Canceller>> = const { RefCell::new(None) };
+}
+
+/// Makes a subscription the calling thread's current one for a callback's
+/// duration; restores the previous one when dropped (a panic's included).
+struct Current(Option<Canceller>);
+
+impl Current {
+    fn enter(c: Option<Canceller>) -> Current {
+        Current(CURRENT.with(|cur| cur.replace(c)))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|cur| *cur.borrow_mut() = previous);
+    }
 }
 
 /// Holds callbacks back until `lively_client_subscribe()` has written
@@ -313,6 +344,7 @@ impl CallbackCtx {
         if self.state.load(Ordering::Acquire) == ABANDONED {
             return; // subscribing failed: the userdata stays the caller's
         }
+        let _current = Current::enter(self.canceller.get().cloned());
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let data = EventData::new(e);
             let view = data.view(e);
@@ -400,6 +432,7 @@ impl lively_subscription {
             let state = Arc::new(AtomicU8::new(PENDING));
             let gate = Arc::new(Gate::default());
             let _open = OpenOnDrop(gate.clone());
+            let canceller = Arc::new(OnceLock::new());
             let ctx = CallbackCtx {
                 callback,
                 userdata,
@@ -407,10 +440,13 @@ impl lively_subscription {
                 state: state.clone(),
                 gate,
                 passed: AtomicBool::new(false),
+                canceller: canceller.clone(),
             };
             let result = client.subscribe_callback(&filter, &opts, move |e: &Event| ctx.deliver(e));
             match result {
                 Ok(sub) => {
+                    // Before the gate opens (`_open`, on return).
+                    let _ = canceller.set(sub.canceller());
                     if state
                         .compare_exchange(PENDING, ARMED, Ordering::AcqRel, Ordering::Acquire)
                         .is_err()
@@ -534,6 +570,35 @@ impl lively_subscription {
         })
     }
 
+    /// Cancels the subscription whose callback is running on the calling
+    /// thread, from inside that callback. It needs no handle: a callback
+    /// stops its own subscription without being given it, from its very
+    /// first call on (a snapshot event's included). The current call
+    /// finishes; no further call starts, and the release callback runs
+    /// once it has returned. The handle stays allocated: free it with
+    /// `lively_subscription_free()` as usual (outside the callback, or
+    /// inside it). Cancelling twice is OK.
+    ///
+    /// Outside a subscription callback (another thread, or no callback
+    /// running) it changes nothing and returns
+    /// `LIVELY_RESULT_INVALID_ARGUMENT`.
+    ///
+    /// Thread safety: acts on the calling thread's running callback only.
+    #[must_use]
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_subscription_cancel_current() -> lively_result {
+        lively_call!({
+            let current = CURRENT.with(|cur| cur.borrow().clone());
+            let canceller = current.ok_or_else(|| {
+                Failure::invalid(
+                    "lively_subscription_cancel_current: not called from inside a subscription callback",
+                )
+            })?;
+            canceller.cancel();
+            Ok(())
+        })
+    }
+
     /// Cancels (see `lively_subscription_cancel()`) and frees a
     /// subscription; if it was the connection's last handle, the
     /// connection closes (see `lively_client`). NULL is a no-op.
@@ -578,6 +643,8 @@ mod tests {
             R::NullParameter
         );
         assert_eq!(S::lively_subscription_cancel(null()), R::NullParameter);
+        // No callback runs on this thread: nothing to cancel.
+        assert_eq!(S::lively_subscription_cancel_current(), R::InvalidArgument);
         S::lively_subscription_free(null_mut());
         S::lively_event_free(null_mut());
     }

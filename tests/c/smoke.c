@@ -112,10 +112,12 @@ static void on_release(void *userdata) {
 
 /* ---- subscriptions that cancel or free themselves from their callback ---- */
 
+enum self_end { END_CANCEL, END_FREE, END_CANCEL_CURRENT };
+
 struct self_ender {
   lively_subscription *sub; /* set by main after subscribe returns */
   bool sub_set;
-  bool free_it; /* free (else cancel) */
+  enum self_end how;
   int calls;
   bool called;
   bool released;
@@ -124,6 +126,17 @@ struct self_ender {
 static void self_end_event(void *userdata, const lively_event *e) {
   struct self_ender *s = userdata;
   (void)e;
+  if (s->how == END_CANCEL_CURRENT) {
+    /* Needs no handle: works on the first snapshot event, whether or not
+     * lively_client_subscribe() has returned in the main thread yet. */
+    pthread_mutex_lock(&mu);
+    s->calls++;
+    pthread_mutex_unlock(&mu);
+    OK(lively_subscription_cancel_current());
+    OK(lively_subscription_cancel_current()); /* twice is fine */
+    set_flag(&s->called);
+    return;
+  }
   wait_for(&s->sub_set, 10);
   pthread_mutex_lock(&mu);
   s->calls++;
@@ -131,7 +144,7 @@ static void self_end_event(void *userdata, const lively_event *e) {
   s->sub = NULL;
   pthread_mutex_unlock(&mu);
   if (sub) {
-    if (s->free_it) {
+    if (s->how == END_FREE) {
       lively_subscription_free(sub);
     } else {
       OK(lively_subscription_cancel(sub));
@@ -146,9 +159,9 @@ static void self_end_release(void *userdata) {
   set_flag(&s->released);
 }
 
-static void self_ending(const lively_client *client, bool free_it) {
+static void self_ending(const lively_client *client, enum self_end how) {
   struct self_ender s = {0};
-  s.free_it = free_it;
+  s.how = how;
   lively_subscribe_options opts = LIVELY_SUBSCRIBE_OPTIONS_INIT;
   opts.snapshot = true; /* two EXISTING events queued at once */
   lively_subscription *sub = NULL;
@@ -165,7 +178,7 @@ static void self_ending(const lively_client *client, bool free_it) {
   pthread_mutex_lock(&mu);
   CHECK(s.calls == 1); /* no callback started after cancel/free */
   pthread_mutex_unlock(&mu);
-  if (!free_it) lively_subscription_free(sub);
+  if (how != END_FREE) lively_subscription_free(sub);
 }
 
 /* ---- a subscriber that counts ---- */
@@ -395,8 +408,12 @@ int main(void) {
   /* Bring B back so snapshots have two services, then end subscriptions
    * from inside their own callbacks. */
   OK(lively_client_update_bytes(client, pb, sizeof pb, NULL, 0));
-  self_ending(client, false);
-  self_ending(client, true);
+  self_ending(client, END_CANCEL);
+  self_ending(client, END_FREE);
+  self_ending(client, END_CANCEL_CURRENT);
+  /* Outside a callback there is no current subscription: refused. */
+  CHECK(lively_subscription_cancel_current() == LIVELY_RESULT_INVALID_ARGUMENT);
+  CHECK(strstr(lively_last_error(), "lively_subscription_cancel_current") != NULL);
 
   /* Every handle keeps the connection alive: after its client handle is
    * freed, a subscription still gets events; freeing it, the last handle,
