@@ -258,6 +258,46 @@ fn an_idle_daemon_beside_a_busy_neighbour_costs_etcd_its_keepalives() {
     );
 }
 
+#[test]
+fn beside_a_busy_neighbour_a_deleted_up_key_still_comes_back_by_the_full_check() {
+    // The other side of the idle daemon's bound: its check still notices a
+    // UP key deleted by someone else while every keep-alive says the
+    // revision moved, at the latest at the next full check (36 keep-alives,
+    // 12 TTLs: src/owner/check.rs).
+    // A keep-alive every 667 ms: a full check every 24 s.
+    const TTL: u64 = 2;
+    let etcd = Etcd::start();
+    let ns = namespace("counts-heal");
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = client.update(&Service::new("heal", "h")).unwrap();
+    let neighbour = Neighbour::start(&etcd.endpoints(), 20);
+    // Past the checks that follow the neighbour's first writes.
+    let k = client.stats().keepalives_sent;
+    assert!(wait_until(Duration::from_secs(15), || client
+        .stats()
+        .keepalives_sent
+        >= k + 10));
+    let raw = etcd.raw();
+    let up_key = format!("{ns}/services/by-status/UP/{uuid}");
+    assert_eq!(raw.delete(&up_key), 1);
+    let deleted = client.stats().keepalives_sent;
+    assert!(
+        wait_until(Duration::from_secs(3 * 12 * TTL), || raw
+            .get(&up_key)
+            .is_some()),
+        "UP key not restored: {:?}",
+        client.stats()
+    );
+    let took = client.stats().keepalives_sent - deleted;
+    eprintln!("restored after {took} keep-alives beside the neighbour");
+    assert!(took <= 36 + 1, "restored only after {took} keep-alives");
+    let stats = client.stats();
+    assert_eq!(stats.lease_regrants, 0, "the lease was lost: {stats:?}");
+    assert_eq!(raw.get(&up_key).unwrap().lease, stats.lease_id);
+    assert_eq!(stats.up_keys_restored, 1, "{stats:?}");
+    neighbour.finish();
+}
+
 /// The most probe rounds steering's schedule allows in `window` after the
 /// round that took a member out (src/steer.rs): the next round one probe
 /// period `p` later, then at doubling intervals, each drawn between half
