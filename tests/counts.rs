@@ -174,9 +174,9 @@ impl Drop for Neighbour {
     }
 }
 
-/// An idle daemon's full UP-key check comes every 36 keep-alives while
-/// nothing is written (`IDLE_FULL_CHECK_EVERY`, src/owner/check.rs): three
-/// of those periods.
+/// An idle daemon's full UP-key check comes every 36 keep-alives once a
+/// check found its keys in place, whether the cluster is quiet or busy
+/// (`IDLE_FULL_CHECK_EVERY`, src/owner/check.rs): three of those periods.
 const IDLE_WINDOW_KEEPALIVES: u64 = 3 * 36;
 
 /// What one idle daemon (one service UP, nothing called) costs etcd over
