@@ -36,8 +36,14 @@ use crate::store::Store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeaseEvent {
     /// A keepalive was answered: the lease `id` is alive, and the store was
-    /// at `revision` (when the answer said so).
-    Alive { id: i64, revision: Option<i64> },
+    /// at `revision` (when the answer said so). `moved`: answers in a row,
+    /// this one included, whose revision was not the one before's (0: the
+    /// same; an answer without one counts as the first that moved).
+    Alive {
+        id: i64,
+        revision: Option<i64>,
+        moved: u32,
+    },
     /// The lease `dead` was found gone and `id` granted in its place: the
     /// keys that were bound to `dead` are gone too.
     Regranted { dead: i64, id: i64 },
@@ -246,6 +252,10 @@ impl Lease {
             self.period().max(Duration::from_millis(200)),
         );
         let mut failing = false;
+        // The revision of the last answer that gave one, and how many
+        // answers in a row moved it.
+        let mut last_revision: Option<i64> = None;
+        let mut moved = 0u32;
         let steering = self.store.steering().clone();
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
@@ -309,7 +319,17 @@ impl Lease {
                     }
                     failing = false;
                     backoff.reset();
-                    let _ = self.events.send(LeaseEvent::Alive { id, revision });
+                    moved = match (revision, last_revision) {
+                        (Some(now), Some(before)) if now == before => 0,
+                        (Some(_), _) => moved.saturating_add(1),
+                        (None, _) => 1,
+                    };
+                    last_revision = revision.or(last_revision);
+                    let _ = self.events.send(LeaseEvent::Alive {
+                        id,
+                        revision,
+                        moved,
+                    });
                     // Paced from the answer, never from other work. An answer
                     // comes at once from etcd, but etcd's gRPC proxy answers
                     // only when its own keepalive of the lease comes back

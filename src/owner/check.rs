@@ -16,14 +16,25 @@ use crate::store::Rebind;
 
 /// Keepalives between checks that run whatever the revision says, in case
 /// a deletion slipped past the revision check (an answer from a lagging
-/// member): about every 3 TTLs.
+/// member), while the last check failed or found something to put right:
+/// about every 3 TTLs (those keepalives check anyway).
 const FULL_CHECK_EVERY: u32 = 9;
-/// The same while every keepalive reports the revision the last clean check
-/// read at (an idle cluster: nothing was written anywhere since, unless the
-/// member answering lags that long): about every 12 TTLs. An idle daemon
-/// then costs etcd its keepalives and one `TimeToLive` per 36 of them
-/// (1.03×), not one per 9 (1.11×, measured with 2,000 daemons at TTL 10).
+/// The same once a check found everything in place: about every 12 TTLs.
+/// An idle daemon then costs etcd its keepalives and one `TimeToLive` per
+/// 36 of them (1.03×), not one per 9 (1.11×, measured with 2,000 daemons at
+/// TTL 10), whether the rest of the cluster is quiet or busy.
 const IDLE_FULL_CHECK_EVERY: u32 = 36;
+/// A keepalive whose revision moved since the last clean check says that
+/// something was written somewhere in the cluster, perhaps a deletion of
+/// one of our UP keys: checked at once after a quiet spell, so a UP key
+/// deleted by hand in a quiet cluster is back within one keepalive period.
+/// But beside a neighbour writing all the time every keepalive says so,
+/// and checking each would double what an idle daemon costs etcd (2.0×
+/// its keepalives, `tests/counts.rs`; issue 29 asks ≤ 1.05×). So while the
+/// revision keeps moving, the check runs at the 1st, 2nd, 4th and 8th such
+/// keepalive in a row, then only at the full checks: there, a UP key
+/// deleted by hand is back within 12 TTLs.
+const BUSY_CHECKS_UP_TO: u32 = 8;
 /// Services held DOWN (by their owner or an operator) that a check whose
 /// revision moved reads again, looking for an operator's hold or lift: no
 /// key of theirs is on the lease to tell. More than this are read only at
@@ -39,17 +50,27 @@ const REBIND_BATCH: usize = 60;
 impl Owner {
     pub(super) fn on_lease(self: Arc<Self>, ev: LeaseEvent) {
         match ev {
-            LeaseEvent::Alive { id, revision } => {
+            LeaseEvent::Alive {
+                id,
+                revision,
+                moved,
+            } => {
                 let n = self.since_full_check.fetch_add(1, Ordering::Relaxed) + 1;
                 let clean = self.clean_revision.load(Ordering::Relaxed);
-                let idle = clean != 0 && revision == Some(clean);
+                let settled = clean != 0;
+                let idle = settled && revision == Some(clean);
                 let full = n
-                    >= if idle {
+                    >= if settled {
                         IDLE_FULL_CHECK_EVERY
                     } else {
                         FULL_CHECK_EVERY
                     };
-                if !full && idle {
+                // Moved since the last clean check: at once after a quiet
+                // spell (`moved` 0: the same revision as the answer before,
+                // 1: the first that moved), then backing off.
+                let written = !idle
+                    && (moved == 0 || (moved.is_power_of_two() && moved <= BUSY_CHECKS_UP_TO));
+                if !(full || !settled || written) {
                     return;
                 }
                 let Ok(one) = self.checking.clone().try_lock_owned() else {
@@ -116,7 +137,11 @@ impl Owner {
             (BTreeSet::new(), 0)
         } else if keyed <= LEASE_LIST_MAX {
             let (ttl, revision, raw) = self.lease.keys_on(id).await?;
-            if ttl <= 0 {
+            // etcd says -1 for a lease gone; 0 is one with less than a
+            // second left (it rounds down), which at a TTL of 1 s is every
+            // answer: taken for gone, no check ever came out clean, and an
+            // idle daemon sent a `TimeToLive` with every keepalive.
+            if ttl < 0 {
                 // Gone: the next keepalive finds out and re-grants.
                 return Ok(());
             }

@@ -20,6 +20,7 @@ mod deadline;
 mod etcd;
 mod grpc_proxy;
 mod lively;
+pub mod metrics;
 mod pki;
 mod proxy;
 mod raw;
