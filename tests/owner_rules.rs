@@ -316,6 +316,7 @@ fn close_revokes_through_a_slow_etcd_within_its_bound() {
     let result = client.close();
     let took = started.elapsed();
     proxy.heal();
+    println!("close through a slow etcd: {result:?} in {took:?}");
     assert!(
         took < 3 * request_timeout + Duration::from_millis(500),
         "close took {took:?}"

@@ -263,6 +263,21 @@ impl Store {
         }
     }
 
+    /// Revokes lease `id`, without a deadline of its own (the caller sets
+    /// one): Ok also when etcd says it is already gone (gRPC NOT_FOUND).
+    pub(crate) async fn revoke_lease(&self, id: i64) -> Result<()> {
+        let resp = resilient(&self.auth, &self.steering, "revoking the lease", || {
+            let mut leases = self.leases.clone();
+            async move { leases.revoke(id).await }
+        })
+        .await;
+        match resp {
+            Ok(_) => Ok(()),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(Error::etcd(&format!("close: revoking lease {id:x}"), e)),
+        }
+    }
+
     /// True when lease `id` is alive (a `TimeToLive` call).
     pub(crate) async fn lease_alive(&self, id: i64) -> Result<bool> {
         let resp = resilient(&self.auth, &self.steering, "asking whether a lease lives", || {
