@@ -612,7 +612,12 @@ impl Owner {
     async fn settle(self: Arc<Self>, cell: Arc<Cell>) {
         if self.check_open().is_ok() {
             let _op = cell.op.lock().await;
-            if let Err(e) = self.reconcile(&cell).await {
+            // Closed while it waited for the lock: nothing left to keep.
+            if let Err(e) = self
+                .reconcile(&cell)
+                .await
+                .or_else(|e| if e.kind() == ErrorKind::Closed { Ok(Phase::Closing) } else { Err(e) })
+            {
                 let mut h = cell.held();
                 let n = h.failures;
                 h.failures = n.saturating_add(1);

@@ -396,4 +396,95 @@ mod tests {
             (None, Phase::Lost(Lost::SetDown))
         );
     }
+
+    #[test]
+    fn a_deadline_passed_or_met_while_held_is_written_into_the_hold() {
+        let mut held = rec(Status::Down);
+        held.heartbeat = Some(Duration::from_secs(1));
+        held.forced_down = true;
+        let c = cur(0, 7);
+        let (w, next) = decide(
+            Phase::Held { end: 0, missed: false },
+            true,
+            Event::Check,
+            Some(&held),
+            &c,
+            &facts(true),
+        );
+        assert_eq!(next, Phase::Held { end: 0, missed: true });
+        let w = w.expect("the record says missed");
+        assert!(w.forced_down && w.heartbeat_missed);
+        // Checked in again, still held: the record says so.
+        let (w, next) = decide(next, true, Event::Check, Some(&w), &c, &facts(false));
+        assert_eq!(next, Phase::Held { end: 0, missed: false });
+        assert!(!w.unwrap().heartbeat_missed);
+        // Nothing changed: nothing written.
+        assert_eq!(
+            decide(next, true, Event::Check, Some(&held), &c, &facts(false)),
+            (None, next)
+        );
+    }
+
+    #[test]
+    fn a_lift_judges_by_the_owners_check_ins_or_else_by_the_record() {
+        let mut held = rec(Status::Down);
+        held.heartbeat = Some(Duration::from_secs(1));
+        held.forced_down = true;
+        held.heartbeat_missed = true;
+        // Any other client: the record says missed, so DOWN (missed).
+        let l = lifted_by_other(&held).unwrap();
+        assert_eq!((l.status, l.heartbeat_missed, l.forced_down), (Status::Down, true, false));
+        // The owner knows it checked in since: UP.
+        let (w, next) = decide(
+            Phase::Held { end: 0, missed: true },
+            true,
+            Event::Lift,
+            Some(&held),
+            &cur(0, 7),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Up);
+        assert_eq!(w.unwrap().status, Status::Up);
+        // Not forced: nothing for another client to lift.
+        assert!(lifted_by_other(&rec(Status::Up)).is_none());
+    }
+
+    #[test]
+    fn closing_is_final() {
+        for old in [Some(rec(Status::Up)), Some(rec(Status::Down)), None] {
+            assert_eq!(
+                decide(Phase::Closing, true, Event::Check, old.as_ref(), &cur(0, 0), &facts(true)),
+                (None, Phase::Closing)
+            );
+        }
+    }
+
+    #[test]
+    fn a_live_holder_is_any_live_lease_but_ours() {
+        let mut want = Service::new("t", "h").exclusive();
+        want.uuid = "u".into();
+        let ok = |c: &Current| may_take(&want, Taking::Itself, c, 7);
+        assert!(ok(&cur(7, 0)).is_ok(), "our own UP key");
+        assert!(ok(&cur(0, 0)).is_ok(), "nobody");
+        let e = ok(&cur(42, 0)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.message().contains("2a"), "{e}");
+        let mut held = cur(0, 42);
+        assert!(ok(&held).is_ok(), "a recorded owner not known to live");
+        held.owner_alive = Some(false);
+        assert!(ok(&held).is_ok(), "a dead owner");
+        held.owner_alive = Some(true);
+        assert_eq!(ok(&held).unwrap_err().kind(), ErrorKind::Conflict);
+        let mut python = cur(0, 0);
+        python.down_lease = 42;
+        assert_eq!(ok(&python).unwrap_err().kind(), ErrorKind::Conflict);
+        // Not exclusive: takes over its own uuid from anyone.
+        want.exclusive = false;
+        assert!(may_take(&want, Taking::Itself, &cur(42, 0), 7).is_ok());
+        // Taking the type+host back from another uuid: only from nobody.
+        assert!(may_take(&want, Taking::Back("b"), &cur(0, 0), 7).is_ok());
+        let e = may_take(&want, Taking::Back("b"), &cur(42, 0), 7).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.message().contains("uuid b"), "{e}");
+    }
 }
