@@ -180,7 +180,9 @@ fn exclusive_refuses_while_the_holder_lives_whatever_its_phase() {
         Some(rival.stats().lease_id)
     );
     assert_eq!(
-        rival.update(&Service::new("t", "held").exclusive()).unwrap(),
+        rival
+            .update(&Service::new("t", "held").exclusive())
+            .unwrap(),
         held
     );
     assert!(record(&raw, &ns, &held).unwrap().forced_down, "still held");
@@ -366,7 +368,11 @@ fn a_python_registration_with_a_fresh_uuid_does_not_lock_the_owner_out() {
     s.status = Status::Up;
     raw.put(&format!("{ns}/services/by-uuid/{again}"), &s.to_bytes());
     raw.delete(&format!("{ns}/services/by-status/DOWN/{again}"));
-    raw.put_with_lease(&format!("{ns}/services/by-status/UP/{again}"), b"", py_lease);
+    raw.put_with_lease(
+        &format!("{ns}/services/by-status/UP/{again}"),
+        b"",
+        py_lease,
+    );
     let err = owner
         .update(&Service::new("t", "h").with_uuid(&ours))
         .unwrap_err();

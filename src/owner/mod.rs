@@ -613,11 +613,13 @@ impl Owner {
         if self.check_open().is_ok() {
             let _op = cell.op.lock().await;
             // Closed while it waited for the lock: nothing left to keep.
-            if let Err(e) = self
-                .reconcile(&cell)
-                .await
-                .or_else(|e| if e.kind() == ErrorKind::Closed { Ok(Phase::Closing) } else { Err(e) })
-            {
+            if let Err(e) = self.reconcile(&cell).await.or_else(|e| {
+                if e.kind() == ErrorKind::Closed {
+                    Ok(Phase::Closing)
+                } else {
+                    Err(e)
+                }
+            }) {
                 let mut h = cell.held();
                 let n = h.failures;
                 h.failures = n.saturating_add(1);

@@ -301,7 +301,17 @@ mod tests {
             overdue: false,
             now: 100,
         };
-        let (write, next) = decide(Phase::Held { end: 0, missed: false }, true, Event::Check, Some(&o), &c, &f);
+        let (write, next) = decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Event::Check,
+            Some(&o),
+            &c,
+            &f,
+        );
         assert!(write.is_none());
         assert_eq!(next, Phase::Lost(Lost::Moved));
     }
@@ -314,7 +324,13 @@ mod tests {
         forced.heartbeat = Some(Duration::from_secs(1));
         forced.forced_down = true;
         forced.maintenance_end = 999;
-        let (w, next) = decide(Phase::Held { end: 999, missed: false }, true, Event::Check,
+        let (w, next) = decide(
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
+            true,
+            Event::Check,
             Some(&forced),
             &cur(0, 7),
             &facts(false),
@@ -322,7 +338,13 @@ mod tests {
         assert_eq!(next, Phase::Up);
         assert_eq!(w.unwrap().status, Status::Up);
         // Still not checking in when the window ends: DOWN (missed).
-        let (w, next) = decide(Phase::Held { end: 999, missed: false }, true, Event::Check,
+        let (w, next) = decide(
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
+            true,
+            Event::Check,
             Some(&forced),
             &cur(0, 7),
             &facts(true),
@@ -336,7 +358,13 @@ mod tests {
         let mut forced = rec(Status::Down);
         forced.forced_down = true;
         forced.maintenance_end = 999;
-        let (w, next) = decide(Phase::Held { end: 999, missed: false }, true, Event::Check,
+        let (w, next) = decide(
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
+            true,
+            Event::Check,
             Some(&forced),
             &cur(0, 42),
             &facts(false),
@@ -348,12 +376,24 @@ mod tests {
     fn a_held_service_names_our_new_lease_after_a_regrant() {
         let mut forced = rec(Status::Down);
         forced.forced_down = true;
-        let (w, next) = decide(Phase::Held { end: 0, missed: false }, true, Event::Check,
+        let (w, next) = decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Event::Check,
             Some(&forced),
             &cur(0, 5),
             &facts(false),
         );
-        assert_eq!(next, Phase::Held { end: 0, missed: false });
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: false
+            }
+        );
         assert_eq!(w.as_ref(), Some(&forced), "rewritten as it is, naming us");
     }
 
@@ -379,7 +419,14 @@ mod tests {
         );
         let mut beat = up.clone();
         beat.heartbeat = Some(Duration::from_secs(1));
-        let (w, next) = decide(Phase::Up, true, Event::Check, Some(&beat), &cur(7, 0), &facts(true));
+        let (w, next) = decide(
+            Phase::Up,
+            true,
+            Event::Check,
+            Some(&beat),
+            &cur(7, 0),
+            &facts(true),
+        );
         assert_eq!(next, Phase::Missed);
         assert_eq!(w.unwrap().status, Status::Down);
     }
@@ -388,11 +435,25 @@ mod tests {
     fn an_owners_own_down_is_kept() {
         let down = rec(Status::Down);
         assert_eq!(
-            decide(Phase::Down, false, Event::Check, Some(&down), &cur(0, 0), &facts(false)),
+            decide(
+                Phase::Down,
+                false,
+                Event::Check,
+                Some(&down),
+                &cur(0, 0),
+                &facts(false)
+            ),
             (None, Phase::Down)
         );
         assert_eq!(
-            decide(Phase::Up, true, Event::Check, Some(&down), &cur(0, 0), &facts(false)),
+            decide(
+                Phase::Up,
+                true,
+                Event::Check,
+                Some(&down),
+                &cur(0, 0),
+                &facts(false)
+            ),
             (None, Phase::Lost(Lost::SetDown))
         );
     }
@@ -404,19 +465,34 @@ mod tests {
         held.forced_down = true;
         let c = cur(0, 7);
         let (w, next) = decide(
-            Phase::Held { end: 0, missed: false },
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
             true,
             Event::Check,
             Some(&held),
             &c,
             &facts(true),
         );
-        assert_eq!(next, Phase::Held { end: 0, missed: true });
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: true
+            }
+        );
         let w = w.expect("the record says missed");
         assert!(w.forced_down && w.heartbeat_missed);
         // Checked in again, still held: the record says so.
         let (w, next) = decide(next, true, Event::Check, Some(&w), &c, &facts(false));
-        assert_eq!(next, Phase::Held { end: 0, missed: false });
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: false
+            }
+        );
         assert!(!w.unwrap().heartbeat_missed);
         // Nothing changed: nothing written.
         assert_eq!(
@@ -433,10 +509,16 @@ mod tests {
         held.heartbeat_missed = true;
         // Any other client: the record says missed, so DOWN (missed).
         let l = lifted_by_other(&held).unwrap();
-        assert_eq!((l.status, l.heartbeat_missed, l.forced_down), (Status::Down, true, false));
+        assert_eq!(
+            (l.status, l.heartbeat_missed, l.forced_down),
+            (Status::Down, true, false)
+        );
         // The owner knows it checked in since: UP.
         let (w, next) = decide(
-            Phase::Held { end: 0, missed: true },
+            Phase::Held {
+                end: 0,
+                missed: true,
+            },
             true,
             Event::Lift,
             Some(&held),
@@ -453,7 +535,14 @@ mod tests {
     fn closing_is_final() {
         for old in [Some(rec(Status::Up)), Some(rec(Status::Down)), None] {
             assert_eq!(
-                decide(Phase::Closing, true, Event::Check, old.as_ref(), &cur(0, 0), &facts(true)),
+                decide(
+                    Phase::Closing,
+                    true,
+                    Event::Check,
+                    old.as_ref(),
+                    &cur(0, 0),
+                    &facts(true)
+                ),
                 (None, Phase::Closing)
             );
         }

@@ -280,10 +280,15 @@ impl Store {
 
     /// True when lease `id` is alive (a `TimeToLive` call).
     pub(crate) async fn lease_alive(&self, id: i64) -> Result<bool> {
-        let resp = resilient(&self.auth, &self.steering, "asking whether a lease lives", || {
-            let mut leases = self.leases.clone();
-            async move { leases.time_to_live(id, None).await }
-        })
+        let resp = resilient(
+            &self.auth,
+            &self.steering,
+            "asking whether a lease lives",
+            || {
+                let mut leases = self.leases.clone();
+                async move { leases.time_to_live(id, None).await }
+            },
+        )
         .await;
         match resp {
             Ok(r) => Ok(r.ttl() > 0),
