@@ -465,6 +465,13 @@ impl Client {
     /// and stops its runtime thread. Works from any thread but the
     /// runtime's own. Returns the revoke's error, if any; the client is
     /// closed either way, and a second close returns the first one's result.
+    ///
+    /// Final and bounded: a write in flight for a service ends before its
+    /// close mark, and nothing of this client is written for it after;
+    /// close returns within three request timeouts (one for writes in
+    /// flight and the marks, two in which a failed or slow revoke is tried
+    /// again). If the revoke did not succeed by then, the error says so and
+    /// the services go DOWN when the lease expires (at most its TTL later).
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }
@@ -515,8 +522,11 @@ impl Inner {
                 "close() on the library's runtime thread: the lease revoke was started, not awaited",
             ))
         } else {
+            // The owner bounds close itself; the margin only lets its own
+            // timeout, which says what it gave up on, answer first.
+            let bound = crate::owner::close_bound(self.config.get_request_timeout());
             self.rt
-                .call("close", self.config.get_request_timeout(), async move {
+                .call("close", bound + Duration::from_millis(250), async move {
                     owner.close().await
                 })
         };

@@ -28,9 +28,9 @@ use crate::lease::{Lease, LeaseEvent, with_live_lease};
 use crate::record::{Service, Status};
 use crate::stats::Counters;
 use crate::sticky;
-use crate::store::{Bind, Store, Written};
+use crate::store::{Bind, Store, Taking, Written};
 use beat::Beats;
-use phase::{Facts, Held, Lost, Phase, decide, phase_of};
+use phase::{Event, Facts, Held, Lost, Phase, decide, phase_of};
 
 /// How long the timer sleeps with nothing due (anything new wakes it).
 const IDLE: Duration = Duration::from_secs(3600);
@@ -118,7 +118,7 @@ impl Owner {
     /// is in the set before or after (the timer must look again).
     fn retime(&self, cell: &Arc<Cell>, phase: Phase) -> bool {
         let timed = self.beats.get(&cell.uuid).is_some()
-            || matches!(phase, Phase::Held { end } if end != 0);
+            || matches!(phase, Phase::Held { end, .. } if end != 0);
         let mut set = self.timed();
         if timed {
             set.insert(cell.uuid.clone(), cell.clone());
@@ -166,23 +166,45 @@ impl Owner {
         Ok(())
     }
 
+    /// [`Owner::check_open`] for a cell whose `op` lock is held: a write
+    /// that got its lock after close began writes nothing.
+    fn check_cell_open(&self, cell: &Cell) -> Result<()> {
+        self.check_open()?;
+        if cell.held().phase == Phase::Closing {
+            return Err(Error::closed());
+        }
+        Ok(())
+    }
+
     /// Moves `cell` to `next`, with what each change means for operators:
-    /// counters, logs, the check-in slot's missed flag.
+    /// counters, logs, the check-in slot's missed flag. Nothing leaves
+    /// `Closing`.
     fn enter(&self, cell: &Arc<Cell>, next: Phase) {
         let prev = {
             let mut h = cell.held();
             let prev = h.phase;
+            if prev == Phase::Closing {
+                return;
+            }
             h.phase = next;
             h.failures = 0;
             h.not_before = None;
             prev
         };
         if let Some(b) = self.beats.get(&cell.uuid) {
-            b.missed.store(next == Phase::Missed, Ordering::SeqCst);
+            // A check-in must wake the timer whenever the record says missed.
+            let missed = matches!(next, Phase::Missed | Phase::Held { missed: true, .. });
+            b.missed.store(missed, Ordering::SeqCst);
         }
         let uuid = &cell.uuid;
         match (prev, next) {
             (p, n) if p == n => {}
+            (Phase::Held { missed: false, .. }, Phase::Held { missed: true, .. }) => {
+                Counters::bump(&self.counters.heartbeats_missed);
+                log::warn!(
+                    "os-lively: service {uuid} missed its heartbeat deadline while held by an operator; a lift leaves it DOWN until its owner checks in"
+                );
+            }
             (_, Phase::Missed) => {
                 Counters::bump(&self.counters.heartbeats_missed);
                 let period = self.beats.get(uuid).map(|b| b.period()).unwrap_or_default();
@@ -224,6 +246,13 @@ impl Owner {
     /// Brings `cell` in line with etcd by the one decision, in one guarded
     /// write; its `op` lock must be held.
     async fn reconcile(&self, cell: &Arc<Cell>) -> Result<Phase> {
+        self.transition(cell, Event::Check).await
+    }
+
+    /// The one decision on `ev` for `cell`, with the write it needs, in one
+    /// guarded write; its `op` lock must be held.
+    async fn transition(&self, cell: &Arc<Cell>, ev: Event) -> Result<Phase> {
+        self.check_cell_open(cell)?;
         let (phase, wants_up) = {
             let h = cell.held();
             (h.phase, h.wants_up)
@@ -233,7 +262,7 @@ impl Owner {
         let make = |ours: i64| {
             let decided = &decided;
             move |old: Option<&Service>, cur: &crate::store::Current| {
-                let (write, next) = decide(phase, wants_up, old, cur, &self.facts(uuid, ours));
+                let (write, next) = decide(phase, wants_up, ev, old, cur, &self.facts(uuid, ours));
                 *decided.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
                 Ok(write)
             }
@@ -262,14 +291,31 @@ impl Owner {
         self.check_open()?;
         let (cell, made) = self.cell_or_new(&svc.uuid);
         let guard = cell.op.lock().await;
-        let result = if svc.status == Status::Down {
+        let result = match self.check_cell_open(&cell) {
+            Err(e) => Err(e),
             // Nothing to bind: no lease needed.
-            self.store.update(&svc, Bind::Nothing, fresh, adopt).await
-        } else {
-            with_live_lease(&self.lease, |id| {
-                self.store.update(&svc, Bind::Ours(id), fresh, adopt)
-            })
-            .await
+            Ok(()) if svc.status == Status::Down => {
+                let gate = |t: Taking<'_>, cur: &crate::store::Current| {
+                    phase::may_take(&svc, t, cur, self.lease.id())
+                };
+                self.store
+                    .update(&svc, Bind::Nothing, fresh, adopt, &gate)
+                    .await
+            }
+            Ok(()) => {
+                with_live_lease(&self.lease, |id| {
+                    let svc = &svc;
+                    async move {
+                        let gate = move |t: Taking<'_>, cur: &crate::store::Current| {
+                            phase::may_take(svc, t, cur, id)
+                        };
+                        self.store
+                            .update(svc, Bind::Ours(id), fresh, adopt, &gate)
+                            .await
+                    }
+                })
+                .await
+            }
         };
         let w = match result {
             Ok(w) => w,
@@ -294,6 +340,8 @@ impl Owner {
             }
             let (adopted, _) = self.cell_or_new(&w.uuid);
             let _op = adopted.op.lock().await;
+            // Close began meanwhile: its mark is the last word.
+            self.check_cell_open(&adopted)?;
             self.after_update(&adopted, &w, &svc);
         }
         Ok(w)
@@ -334,6 +382,9 @@ impl Owner {
             Some(c) => Some(c.op.lock().await),
             None => None,
         };
+        if let Some(c) = &cell {
+            self.check_cell_open(c)?;
+        }
         let w = self.store.down(uuid, note, start, end).await?;
         if let (Some(c), Some(rec)) = (&cell, &w.record) {
             let phase = c.held().phase;
@@ -345,44 +396,24 @@ impl Owner {
     }
 
     /// An operator's `up()` through this client: lifts a forced DOWN. A
-    /// service this client holds is judged at once (UP on our lease, or
-    /// DOWN for a missed deadline); one held by another live client gets
-    /// its UP key on that client's lease, as recorded in its DOWN key.
+    /// service this client holds is judged at once by the one decision (UP
+    /// on our lease, or DOWN for a missed deadline); one held by another
+    /// client is judged by its record (a missed heartbeat stays missed)
+    /// and, if UP, gets its UP key on its owner's lease when that lease
+    /// lives (etcd is asked), else none until its owner puts it back.
     pub(crate) async fn up(&self, uuid: &str) -> Result<()> {
         if let Some(c) = self.cell(uuid) {
             let _op = c.op.lock().await;
+            self.check_cell_open(&c)?;
             if matches!(c.held().phase, Phase::Held { .. }) {
-                let overdue = self.beats.overdue(uuid);
-                let ours_lift = with_live_lease(&self.lease, |id| {
-                    let previous = self.lease.previous();
-                    self.store.rewrite(uuid, Bind::Ours(id), move |old, cur| {
-                        let old = old.ok_or_else(|| not_found(uuid))?;
-                        let mine = cur.down_owner == 0
-                            || cur.down_owner == id
-                            || cur.down_owner == previous;
-                        Ok((old.forced_down && mine).then(|| sticky::lifted(old, overdue)))
-                    })
-                })
-                .await?;
-                if let Some(rec) = ours_lift.record.as_ref().filter(|_| ours_lift.wrote) {
-                    self.enter(&c, phase_of(rec));
+                let next = self.transition(&c, Event::Lift).await?;
+                if !matches!(next, Phase::Lost(_)) {
                     return Ok(());
                 }
-                // Not ours any more (taken over), or not forced: as any client.
-                self.reconcile(&c).await?;
+                // Not ours any more (taken over): as any client.
             }
         }
-        match self.store.lift(uuid, Bind::Owner, false).await {
-            // The owner's recorded lease is gone (it died, or re-granted
-            // since): lift without an UP key; a living owner puts it back
-            // when it next checks.
-            Err(e) if e.message().contains("requested lease not found") => {
-                self.store.lift(uuid, Bind::Nothing, false).await?;
-            }
-            other => {
-                other?;
-            }
-        }
+        self.store.lift(uuid, phase::lifted_by_other).await?;
         Ok(())
     }
 
@@ -403,39 +434,79 @@ impl Owner {
     /// Close: no transition or grant from now on; the services UP on our
     /// lease are marked closed (watchers see reason `closed`, not
     /// `expired`), then the lease is revoked, so they are DOWN at once.
+    ///
+    /// Final: each service's `op` lock is taken before its mark (a write in
+    /// flight ends first) and it enters `Closing`, which no transition
+    /// leaves, so nothing of ours is written for it after its mark.
+    /// Bounded: waiting for writes in flight and marking take at most one
+    /// request timeout (a service whose write does not end by then is not
+    /// marked: the revoke takes it DOWN, as `expired`); the revoke is tried
+    /// again, with backoff, for up to two more (see [`close_bound`]).
     pub(crate) async fn close(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         self.wake.notify_one();
+        let marks_by = Instant::now() + self.request_timeout;
+        // A check running now ends first; later ones see `closing` and stop.
+        let _check = tokio::time::timeout_at(marks_by, self.checking.lock()).await;
         let id = self.lease.begin_close().await;
+        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let mut guards = Vec::with_capacity(cells.len());
+        let mut up = Vec::new();
+        for c in &cells {
+            let guard = tokio::time::timeout_at(marks_by, c.op.lock()).await.ok();
+            let prev = std::mem::replace(&mut c.held().phase, Phase::Closing);
+            // Held services too: an operator's up() may have put the UP key
+            // on our lease a moment ago, before our check saw it. Each mark
+            // is guarded by the UP key being on our lease.
+            let keyed = matches!(prev, Phase::Up | Phase::Held { .. } | Phase::Missed);
+            if guard.is_some() && keyed {
+                up.push(c.uuid.clone());
+            }
+            guards.push(guard);
+        }
         if id == 0 {
             return Ok(());
         }
-        // Held services too: an operator's up() may have put the UP key on
-        // our lease a moment ago, before our check saw it. Each mark is
-        // guarded by the UP key being on our lease.
-        let up: Vec<String> = self
-            .cells()
-            .values()
-            .filter(|c| {
-                matches!(
-                    c.held().phase,
-                    Phase::Up | Phase::Held { .. } | Phase::Missed
-                )
-            })
-            .map(|c| c.uuid.clone())
-            .collect();
         if !up.is_empty() {
-            // Best effort within half the request timeout: the revoke that
-            // follows takes them DOWN whatever happens here.
-            let marks =
-                tokio::time::timeout(self.request_timeout / 2, self.store.mark_closed(&up, id));
-            match marks.await {
+            // Best effort: the revoke that follows takes them DOWN whatever
+            // happens here.
+            match tokio::time::timeout_at(marks_by, self.store.mark_closed(&up, id)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => log::debug!("os-lively: close: marking services closed: {e}"),
                 Err(_) => log::debug!("os-lively: close: marking services closed timed out"),
             }
         }
-        self.lease.revoke(id).await
+        self.revoke_within(id, Instant::now() + 2 * self.request_timeout)
+            .await
+    }
+
+    /// Revokes lease `id`, trying again with backoff until `by`: a slow or
+    /// briefly unreachable etcd does not leave the services UP for a TTL.
+    async fn revoke_within(&self, id: i64, by: Instant) -> Result<()> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            // One attempt may take all the time left: a slow etcd answers
+            // late, and giving up on an answer to ask again only adds load.
+            let e = match tokio::time::timeout_at(by, self.store.revoke_lease(id)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "close: revoking lease {id:x} did not succeed within {:?}; its services go DOWN when it expires",
+                            2 * self.request_timeout
+                        ),
+                    ));
+                }
+            };
+            if e.kind() == ErrorKind::Auth || Instant::now() + delay >= by {
+                return Err(e);
+            }
+            log::debug!("os-lively: close: revoking lease {id:x} failed, trying again: {e}");
+            tokio::time::sleep(delay / 2 + crate::backoff::jitter(delay / 2)).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// The owner's task on the runtime thread: the deadline and maintenance
@@ -480,19 +551,43 @@ impl Owner {
                 (h.phase, h.not_before)
             };
             let beat = self.beats.get(&cell.uuid);
+            // When the deadline passes, or now if it was met again after a
+            // miss (the record says missed, the owner checked in since).
+            let beat_due = |b: &beat::Beat, missed: bool| {
+                if !missed {
+                    Some(self.beats.instant(b.due_ns()))
+                } else if now_ns < b.due_ns() {
+                    Some(now)
+                } else {
+                    None
+                }
+            };
             let due = match (phase, &beat) {
-                (Phase::Up, Some(b)) => Some(self.beats.instant(b.due_ns())),
-                (Phase::Missed, Some(b)) if now_ns < b.due_ns() => Some(now),
-                (Phase::Held { end }, _) if end != 0 => Some(now + sticky::until(end).min(IDLE)),
+                (Phase::Up, Some(b)) => beat_due(b, false),
+                (Phase::Missed, Some(b)) => beat_due(b, true),
+                (Phase::Held { end, missed }, b) => {
+                    let window = (end != 0).then(|| {
+                        if end > wall && sticky::until(end).is_zero() {
+                            // The wall clock says not yet (whole seconds):
+                            // look again soon.
+                            now + Duration::from_millis(200)
+                        } else {
+                            now + sticky::until(end).min(IDLE)
+                        }
+                    });
+                    // While held, the record follows the deadline too, so
+                    // that a lift by any client judges it right.
+                    let deadline = b.as_ref().and_then(|b| beat_due(b, missed));
+                    match (window, deadline) {
+                        (Some(w), Some(d)) => Some(w.min(d)),
+                        (w, d) => w.or(d),
+                    }
+                }
                 _ => None,
             };
             let Some(mut due) = due else { continue };
             if let Some(nb) = not_before {
                 due = due.max(nb);
-            }
-            if matches!(phase, Phase::Held { end } if end > wall) && due <= now {
-                // The wall clock says not yet (whole seconds): look again soon.
-                due = now + Duration::from_millis(200);
             }
             if due <= now {
                 if cell
@@ -517,7 +612,14 @@ impl Owner {
     async fn settle(self: Arc<Self>, cell: Arc<Cell>) {
         if self.check_open().is_ok() {
             let _op = cell.op.lock().await;
-            if let Err(e) = self.reconcile(&cell).await {
+            // Closed while it waited for the lock: nothing left to keep.
+            if let Err(e) = self.reconcile(&cell).await.or_else(|e| {
+                if e.kind() == ErrorKind::Closed {
+                    Ok(Phase::Closing)
+                } else {
+                    Err(e)
+                }
+            }) {
                 let mut h = cell.held();
                 let n = h.failures;
                 h.failures = n.saturating_add(1);
@@ -537,9 +639,8 @@ impl Owner {
     }
 }
 
-fn not_found(uuid: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("service {uuid} does not exist"),
-    )
+/// The longest [`Owner::close`] takes: a request timeout to let writes in
+/// flight end and mark the services closed, two more to revoke the lease.
+pub(crate) fn close_bound(request_timeout: Duration) -> Duration {
+    request_timeout * 3
 }

@@ -5,9 +5,10 @@
 
 use tokio::time::Instant;
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status};
 use crate::sticky;
-use crate::store::Current;
+use crate::store::{Current, Taking};
 
 /// Where a held service stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +19,26 @@ pub(crate) enum Phase {
     /// still ours; a check-in brings it back.
     Missed,
     /// An operator forced it DOWN until `end` (seconds since the epoch; 0:
-    /// until `up()`); still ours, lifted then.
-    Held { end: u64 },
+    /// until `up()`); still ours, lifted then. `missed`: its heartbeat
+    /// deadline passed while held, and its record says so, so that a lift
+    /// by any client leaves it DOWN (missed) until its owner checks in.
+    Held { end: u64, missed: bool },
     /// Its owner set it DOWN itself: nothing to keep alive.
     Down,
     /// No longer ours: we stop keeping it; an owner update takes it back.
     Lost(Lost),
+    /// Close began: no write for it from now on but close's own mark.
+    Closing,
+}
+
+/// What moves a held service besides the owner's own update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The timer (a deadline, a check-in after a miss, a window's end) or
+    /// the periodic check: bring the service in line with etcd.
+    Check,
+    /// An operator's `up()` through this client.
+    Lift,
 }
 
 /// Why a service was lost.
@@ -88,6 +103,7 @@ pub(crate) fn phase_of(s: &Service) -> Phase {
     if s.forced_down {
         Phase::Held {
             end: s.maintenance_end,
+            missed: s.heartbeat_missed,
         }
     } else if s.status == Status::Up {
         Phase::Up
@@ -99,16 +115,21 @@ pub(crate) fn phase_of(s: &Service) -> Phase {
 }
 
 /// The one transition: from the phase we are in, what the owner wants and
-/// what etcd holds (`old`, `cur`), the record to write (`None`: nothing)
-/// and the phase that follows.
+/// what etcd holds (`old`, `cur`), on `ev`, the record to write (`None`:
+/// nothing) and the phase that follows.
 pub(crate) fn decide(
     phase: Phase,
     wants_up: bool,
+    ev: Event,
     old: Option<&Service>,
     cur: &Current,
     f: &Facts,
 ) -> (Option<Service>, Phase) {
     let foreign = |l: i64| l != 0 && l != f.ours && l != f.previous;
+    if phase == Phase::Closing {
+        // Close is final: its mark is the last write.
+        return (None, Phase::Closing);
+    }
     let Some(o) = old else {
         return (None, Phase::Lost(Lost::Deleted));
     };
@@ -121,28 +142,45 @@ pub(crate) fn decide(
         if foreign(cur.down_owner) {
             return (None, Phase::Lost(Lost::Moved));
         }
-        if sticky::window_over(o, f.now) {
-            let l = sticky::lifted(o, f.overdue);
+        // The owner judges its own deadline by its check-ins, not by the
+        // record (which it keeps saying the same for every other client).
+        let missed = f.overdue && o.heartbeat.is_some();
+        if ev == Event::Lift || sticky::window_over(o, f.now) {
+            let l = sticky::lifted(o, missed);
             let next = phase_of(&l);
             return (Some(l), next);
         }
         let held = Phase::Held {
             end: o.maintenance_end,
+            missed,
         };
         // After a re-grant its DOWN key still names the dead lease: name
-        // ours, so that up() makes it UP at once.
-        if f.ours != 0 && cur.down_owner != f.ours {
-            return (Some(o.clone()), held);
+        // ours, so that up() makes it UP at once. A deadline passed or met
+        // again while held: the record says so, for whoever lifts it.
+        if (f.ours != 0 && cur.down_owner != f.ours) || o.heartbeat_missed != missed {
+            let mut s = o.clone();
+            s.heartbeat_missed = missed;
+            return (Some(s), held);
         }
         return (None, held);
     }
     if o.status == Status::Down {
         if o.heartbeat_missed {
+            if foreign(cur.down_owner) && cur.owner_alive == Some(true) {
+                // Another live client's missed service (its DOWN key names
+                // its owner): not ours to bring back.
+                return (None, Phase::Lost(Lost::Moved));
+            }
             if wants_up && !f.overdue {
                 let mut s = o.clone();
                 s.status = Status::Up;
                 s.heartbeat_missed = false;
                 return (Some(s), Phase::Up);
+            }
+            // After a re-grant its DOWN key names the dead lease: name ours,
+            // so that it is known to be held by a live lease.
+            if wants_up && f.ours != 0 && cur.down_owner != f.ours {
+                return (Some(o.clone()), Phase::Missed);
             }
             return (None, Phase::Missed);
         }
@@ -166,6 +204,59 @@ pub(crate) fn decide(
     }
     // Its UP key is missing (or on our dead lease): put it back on ours.
     (Some(o.clone()), Phase::Up)
+}
+
+/// The live lease other than ours that holds a service, as its keys say:
+/// its UP key's lease (a key on a lease exists only while the lease lives),
+/// the lease its DOWN key is bound to (the Python library's), or the owner
+/// its DOWN key records, when etcd said that lease lives.
+pub(crate) fn live_holder(cur: &Current, ours: i64) -> Option<i64> {
+    let other = |l: i64| l != 0 && l != ours;
+    if other(cur.up_lease) {
+        Some(cur.up_lease)
+    } else if other(cur.down_lease) {
+        Some(cur.down_lease)
+    } else if other(cur.down_owner) && cur.owner_alive == Some(true) {
+        Some(cur.down_owner)
+    } else {
+        None
+    }
+}
+
+/// The owner's write of `want` on lease `ours` may take what its keys
+/// (`cur`) hold: an `exclusive` registration refuses while another
+/// holder's lease lives, whatever its phase (UP, held, missed, DOWN).
+/// Identity is type+host: the type+host registered as another uuid is
+/// taken back under ours only when no live lease holds that uuid (a
+/// registration nobody keeps alive, such as the original library's with a
+/// fresh uuid); a live holder is a conflict naming it.
+pub(crate) fn may_take(want: &Service, taking: Taking<'_>, cur: &Current, ours: i64) -> Result<()> {
+    let holder = live_holder(cur, ours);
+    match (taking, holder) {
+        (Taking::Itself, Some(lease)) if want.exclusive => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "type {:?} on host {:?} (uuid {}) is held by another live client (lease {lease:x}); exclusive registrations do not take over",
+                want.service_type, want.host, want.uuid
+            ),
+        )),
+        (Taking::Back(other), Some(lease)) => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "type {:?} on host {:?} is registered as uuid {other}, held by another live client (lease {lease:x}); update without a uuid to take it over",
+                want.service_type, want.host
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An operator's lift by a client that does not hold the service: judged
+/// by the record alone (a missed heartbeat stays missed, DOWN, until its
+/// owner checks in); `None` for a service that is not forced down.
+pub(crate) fn lifted_by_other(old: &Service) -> Option<Service> {
+    old.forced_down
+        .then(|| sticky::lifted(old, old.heartbeat_missed && old.heartbeat.is_some()))
 }
 
 #[cfg(test)]
@@ -194,6 +285,8 @@ mod tests {
             up_lease,
             down_owner,
             closed: false,
+            down_lease: 0,
+            owner_alive: None,
         }
     }
 
@@ -208,7 +301,17 @@ mod tests {
             overdue: false,
             now: 100,
         };
-        let (write, next) = decide(Phase::Held { end: 0 }, true, Some(&o), &c, &f);
+        let (write, next) = decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Event::Check,
+            Some(&o),
+            &c,
+            &f,
+        );
         assert!(write.is_none());
         assert_eq!(next, Phase::Lost(Lost::Moved));
     }
@@ -222,8 +325,12 @@ mod tests {
         forced.forced_down = true;
         forced.maintenance_end = 999;
         let (w, next) = decide(
-            Phase::Held { end: 999 },
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
             true,
+            Event::Check,
             Some(&forced),
             &cur(0, 7),
             &facts(false),
@@ -232,8 +339,12 @@ mod tests {
         assert_eq!(w.unwrap().status, Status::Up);
         // Still not checking in when the window ends: DOWN (missed).
         let (w, next) = decide(
-            Phase::Held { end: 999 },
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
             true,
+            Event::Check,
             Some(&forced),
             &cur(0, 7),
             &facts(true),
@@ -248,8 +359,12 @@ mod tests {
         forced.forced_down = true;
         forced.maintenance_end = 999;
         let (w, next) = decide(
-            Phase::Held { end: 999 },
+            Phase::Held {
+                end: 999,
+                missed: false,
+            },
             true,
+            Event::Check,
             Some(&forced),
             &cur(0, 42),
             &facts(false),
@@ -262,13 +377,23 @@ mod tests {
         let mut forced = rec(Status::Down);
         forced.forced_down = true;
         let (w, next) = decide(
-            Phase::Held { end: 0 },
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
             true,
+            Event::Check,
             Some(&forced),
             &cur(0, 5),
             &facts(false),
         );
-        assert_eq!(next, Phase::Held { end: 0 });
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: false
+            }
+        );
         assert_eq!(w.as_ref(), Some(&forced), "rewritten as it is, naming us");
     }
 
@@ -277,24 +402,31 @@ mod tests {
         let up = rec(Status::Up);
         let f = facts(false);
         assert_eq!(
-            decide(Phase::Up, true, Some(&up), &cur(7, 0), &f),
+            decide(Phase::Up, true, Event::Check, Some(&up), &cur(7, 0), &f),
             (None, Phase::Up)
         );
         assert_eq!(
-            decide(Phase::Up, true, Some(&up), &cur(0, 0), &f),
+            decide(Phase::Up, true, Event::Check, Some(&up), &cur(0, 0), &f),
             (Some(up.clone()), Phase::Up)
         );
         assert_eq!(
-            decide(Phase::Up, true, Some(&up), &cur(42, 0), &f),
+            decide(Phase::Up, true, Event::Check, Some(&up), &cur(42, 0), &f),
             (None, Phase::Lost(Lost::Moved))
         );
         assert_eq!(
-            decide(Phase::Up, true, None, &cur(0, 0), &f),
+            decide(Phase::Up, true, Event::Check, None, &cur(0, 0), &f),
             (None, Phase::Lost(Lost::Deleted))
         );
         let mut beat = up.clone();
         beat.heartbeat = Some(Duration::from_secs(1));
-        let (w, next) = decide(Phase::Up, true, Some(&beat), &cur(7, 0), &facts(true));
+        let (w, next) = decide(
+            Phase::Up,
+            true,
+            Event::Check,
+            Some(&beat),
+            &cur(7, 0),
+            &facts(true),
+        );
         assert_eq!(next, Phase::Missed);
         assert_eq!(w.unwrap().status, Status::Down);
     }
@@ -303,12 +435,145 @@ mod tests {
     fn an_owners_own_down_is_kept() {
         let down = rec(Status::Down);
         assert_eq!(
-            decide(Phase::Down, false, Some(&down), &cur(0, 0), &facts(false)),
+            decide(
+                Phase::Down,
+                false,
+                Event::Check,
+                Some(&down),
+                &cur(0, 0),
+                &facts(false)
+            ),
             (None, Phase::Down)
         );
         assert_eq!(
-            decide(Phase::Up, true, Some(&down), &cur(0, 0), &facts(false)),
+            decide(
+                Phase::Up,
+                true,
+                Event::Check,
+                Some(&down),
+                &cur(0, 0),
+                &facts(false)
+            ),
             (None, Phase::Lost(Lost::SetDown))
         );
+    }
+
+    #[test]
+    fn a_deadline_passed_or_met_while_held_is_written_into_the_hold() {
+        let mut held = rec(Status::Down);
+        held.heartbeat = Some(Duration::from_secs(1));
+        held.forced_down = true;
+        let c = cur(0, 7);
+        let (w, next) = decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Event::Check,
+            Some(&held),
+            &c,
+            &facts(true),
+        );
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: true
+            }
+        );
+        let w = w.expect("the record says missed");
+        assert!(w.forced_down && w.heartbeat_missed);
+        // Checked in again, still held: the record says so.
+        let (w, next) = decide(next, true, Event::Check, Some(&w), &c, &facts(false));
+        assert_eq!(
+            next,
+            Phase::Held {
+                end: 0,
+                missed: false
+            }
+        );
+        assert!(!w.unwrap().heartbeat_missed);
+        // Nothing changed: nothing written.
+        assert_eq!(
+            decide(next, true, Event::Check, Some(&held), &c, &facts(false)),
+            (None, next)
+        );
+    }
+
+    #[test]
+    fn a_lift_judges_by_the_owners_check_ins_or_else_by_the_record() {
+        let mut held = rec(Status::Down);
+        held.heartbeat = Some(Duration::from_secs(1));
+        held.forced_down = true;
+        held.heartbeat_missed = true;
+        // Any other client: the record says missed, so DOWN (missed).
+        let l = lifted_by_other(&held).unwrap();
+        assert_eq!(
+            (l.status, l.heartbeat_missed, l.forced_down),
+            (Status::Down, true, false)
+        );
+        // The owner knows it checked in since: UP.
+        let (w, next) = decide(
+            Phase::Held {
+                end: 0,
+                missed: true,
+            },
+            true,
+            Event::Lift,
+            Some(&held),
+            &cur(0, 7),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Up);
+        assert_eq!(w.unwrap().status, Status::Up);
+        // Not forced: nothing for another client to lift.
+        assert!(lifted_by_other(&rec(Status::Up)).is_none());
+    }
+
+    #[test]
+    fn closing_is_final() {
+        for old in [Some(rec(Status::Up)), Some(rec(Status::Down)), None] {
+            assert_eq!(
+                decide(
+                    Phase::Closing,
+                    true,
+                    Event::Check,
+                    old.as_ref(),
+                    &cur(0, 0),
+                    &facts(true)
+                ),
+                (None, Phase::Closing)
+            );
+        }
+    }
+
+    #[test]
+    fn a_live_holder_is_any_live_lease_but_ours() {
+        let mut want = Service::new("t", "h").exclusive();
+        want.uuid = "u".into();
+        let ok = |c: &Current| may_take(&want, Taking::Itself, c, 7);
+        assert!(ok(&cur(7, 0)).is_ok(), "our own UP key");
+        assert!(ok(&cur(0, 0)).is_ok(), "nobody");
+        let e = ok(&cur(42, 0)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.message().contains("2a"), "{e}");
+        let mut held = cur(0, 42);
+        assert!(ok(&held).is_ok(), "a recorded owner not known to live");
+        held.owner_alive = Some(false);
+        assert!(ok(&held).is_ok(), "a dead owner");
+        held.owner_alive = Some(true);
+        assert_eq!(ok(&held).unwrap_err().kind(), ErrorKind::Conflict);
+        let mut python = cur(0, 0);
+        python.down_lease = 42;
+        assert_eq!(ok(&python).unwrap_err().kind(), ErrorKind::Conflict);
+        // Not exclusive: takes over its own uuid from anyone.
+        want.exclusive = false;
+        assert!(may_take(&want, Taking::Itself, &cur(42, 0), 7).is_ok());
+        // Taking the type+host back from another uuid: only from nobody.
+        assert!(may_take(&want, Taking::Back("b"), &cur(0, 0), 7).is_ok());
+        let e = may_take(&want, Taking::Back("b"), &cur(42, 0), 7).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.message().contains("uuid b"), "{e}");
     }
 }

@@ -72,6 +72,40 @@ pub(crate) struct Current {
     /// the DOWN key, so while we hold the service, a mark means another
     /// client took it over and then closed.
     pub closed: bool,
+    /// The lease its DOWN key is bound to, as the Python library writes it
+    /// (0: none; ours are durable). A key on a lease exists only while the
+    /// lease lives.
+    pub down_lease: i64,
+    /// Whether the lease recorded in `down_owner` is alive, asked of etcd
+    /// when the write needs to know (`None`: not asked, or none recorded).
+    pub owner_alive: Option<bool>,
+}
+
+/// A service's keys that a write of another uuid replaces: the stale
+/// duplicate registration of the same type+host (see [`Store::update`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Superseded {
+    uuid: String,
+    rec: Seen,
+    up: Seen,
+    down: Seen,
+    region: Option<String>,
+}
+
+/// The decision an owner's write asks before it writes: given the uuid a
+/// write would take (its own, or the one the type+host names) and the
+/// [`Current`] state of that uuid's keys, go ahead or refuse with the
+/// error to return. The store asks, the owner decides.
+pub(crate) type Gate<'a> = &'a (dyn Fn(Taking<'_>, &Current) -> Result<()> + Send + Sync);
+
+/// What a write asks its [`Gate`] about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Taking<'a> {
+    /// The service itself, about to be written for its owner.
+    Itself,
+    /// The type+host is registered as this other uuid: take it back from
+    /// it (its keys removed) under the owner's uuid?
+    Back(&'a str),
 }
 
 /// Which lease a write binds the UP key to.
@@ -197,6 +231,75 @@ impl Store {
         .await
         .map_err(|e| Error::etcd("writing the watch's progress mark", e))?;
         Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    /// A guarded write that names leases: `None` when etcd refused it
+    /// because one of them is gone (gRPC NOT_FOUND, the only code a
+    /// transaction answers for "requested lease not found"), so that the
+    /// caller decides again from a fresh read.
+    ///
+    /// With `our_lease` the lease is this client's: its loss is an error for
+    /// the caller, which re-grants ([`crate::lease::with_live_lease`]).
+    async fn txn_leased(
+        &self,
+        context: &str,
+        txn: Txn,
+        our_lease: bool,
+    ) -> Result<Option<etcd_client::TxnResponse>> {
+        let resp = resilient(&self.auth, &self.steering, context, || {
+            let mut kv = self.kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await;
+        match resp {
+            Ok(r) => Ok(Some(r)),
+            Err(etcd_client::Error::GRpcStatus(s))
+                if s.code() == tonic::Code::NotFound && !our_lease =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::etcd(context, e)),
+        }
+    }
+
+    /// Revokes lease `id`, without a deadline of its own (the caller sets
+    /// one): Ok also when etcd says it is already gone (gRPC NOT_FOUND).
+    pub(crate) async fn revoke_lease(&self, id: i64) -> Result<()> {
+        let resp = resilient(&self.auth, &self.steering, "revoking the lease", || {
+            let mut leases = self.leases.clone();
+            async move { leases.revoke(id).await }
+        })
+        .await;
+        match resp {
+            Ok(_) => Ok(()),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(Error::etcd(&format!("close: revoking lease {id:x}"), e)),
+        }
+    }
+
+    /// True when lease `id` is alive (a `TimeToLive` call).
+    pub(crate) async fn lease_alive(&self, id: i64) -> Result<bool> {
+        let resp = resilient(
+            &self.auth,
+            &self.steering,
+            "asking whether a lease lives",
+            || {
+                let mut leases = self.leases.clone();
+                async move { leases.time_to_live(id, None).await }
+            },
+        )
+        .await;
+        match resp {
+            Ok(r) => Ok(r.ttl() > 0),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::etcd(
+                &format!("asking whether lease {id:x} lives"),
+                e,
+            )),
+        }
     }
 
     async fn txn(&self, context: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use etcd_client::{PutOptions, Txn, TxnOp};
 
-use super::{Bind, Current, MAX_WRITE_ATTEMPTS, Seen, Store, Written};
+use super::{Bind, Current, Gate, MAX_WRITE_ATTEMPTS, Seen, Store, Superseded, Taking, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status, decode_stored};
 
@@ -36,15 +36,19 @@ impl Store {
     ///
     /// Identity is type+host: with `adopt` (the caller gave no uuid), a
     /// type+host already registered under another uuid is taken over under
-    /// that uuid, in one more transaction; without it, that is a conflict.
-    /// `desired.exclusive` refuses to take over an UP key on another live
-    /// lease.
+    /// that uuid, in one more transaction; without it, the type+host is
+    /// taken back under `desired.uuid` (the other uuid's keys removed in
+    /// the same transaction) if `gate` allows it. `gate` also judges the
+    /// service itself before each write (`exclusive`); with
+    /// `desired.exclusive` the write asks etcd whether the lease recorded
+    /// in its DOWN key lives.
     pub(crate) async fn update(
         &self,
         desired: &Service,
         bind: Bind,
         fresh: bool,
         adopt: bool,
+        gate: Gate<'_>,
     ) -> Result<Written> {
         if fresh {
             let th = self.keys.type_host(&desired.service_type, &desired.host);
@@ -59,42 +63,113 @@ impl Store {
                 },
             );
         }
-        match self.update_as(desired, bind).await? {
-            Wrote::Done(w) => Ok(w),
+        let mut other = match self.update_as(desired, bind, gate, None).await? {
+            Wrote::Done(w) => return Ok(w),
             Wrote::TypeHostTaken(other) if adopt => {
                 let mut adopted = desired.clone();
                 adopted.uuid = other;
-                match self.update_as(&adopted, bind).await? {
+                return match self.update_as(&adopted, bind, gate, None).await? {
                     Wrote::Done(w) => Ok(w),
                     // Taken again meanwhile, by a third uuid: say so.
                     Wrote::TypeHostTaken(third) => Err(taken(desired, &third)),
-                }
+                };
             }
-            Wrote::TypeHostTaken(other) => Err(taken(desired, &other)),
+            Wrote::TypeHostTaken(other) => other,
+        };
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let (cur, stale) = self.superseded(&other).await?;
+            gate(Taking::Back(&other), &cur)?;
+            match self.update_as(desired, bind, gate, Some(&stale)).await? {
+                Wrote::Done(w) => {
+                    log::warn!(
+                        "os-lively: type {:?} on host {:?} was registered as uuid {other} by a registration nobody keeps alive; taken back as {} (uuid {other} removed)",
+                        desired.service_type,
+                        desired.host,
+                        w.uuid
+                    );
+                    return Ok(w);
+                }
+                Wrote::TypeHostTaken(next) => other = next,
+            }
         }
+        Err(taken(desired, &other))
     }
 
-    async fn update_as(&self, desired: &Service, bind: Bind) -> Result<Wrote> {
+    /// The keys of `other`, a uuid the type+host index names instead of
+    /// ours, and what they say: whether its UP key, its lease-bound DOWN
+    /// key or the owner its DOWN key records is a live lease.
+    async fn superseded(&self, other: &str) -> Result<(Current, Superseded)> {
+        let k = &self.keys;
+        let record_key = k.record(other);
+        let mut seen = self
+            .read(
+                "update: read the type+host's other uuid",
+                &[
+                    &record_key,
+                    &k.status(Status::Up, other),
+                    &k.status(Status::Down, other),
+                ],
+            )
+            .await?;
+        let down = seen.pop().unwrap_or_default();
+        let up = seen.pop().unwrap_or_default();
+        let rec = seen.pop().unwrap_or_default();
+        let region = if rec.exists() {
+            decode_stored(record_key.as_bytes(), &rec.value)
+                .ok()
+                .map(|s| s.region)
+                .filter(|r| !r.is_empty())
+        } else {
+            None
+        };
+        let cur = self.current(&up, &down, true, 0).await?;
+        Ok((
+            cur,
+            Superseded {
+                uuid: other.to_string(),
+                rec,
+                up,
+                down,
+                region,
+            },
+        ))
+    }
+
+    /// What a write's decision sees of a service's keys; with `probe`,
+    /// whether the owner its DOWN key records (other than `ours`) lives.
+    async fn current(&self, up: &Seen, down: &Seen, probe: bool, ours: i64) -> Result<Current> {
+        let owner = recorded_owner(down);
+        let owner_alive = if probe && !up.exists() && owner != 0 && owner != ours {
+            Some(self.lease_alive(owner).await?)
+        } else {
+            None
+        };
+        Ok(Current {
+            up_lease: if up.exists() { up.lease } else { 0 },
+            down_owner: owner,
+            closed: down.exists() && down.lease == 0 && down.value == CLOSED_MARK,
+            down_lease: if down.exists() { down.lease } else { 0 },
+            owner_alive,
+        })
+    }
+
+    async fn update_as(
+        &self,
+        desired: &Service,
+        bind: Bind,
+        gate: Gate<'_>,
+        supersede: Option<&Superseded>,
+    ) -> Result<Wrote> {
         let want = desired.clone();
         let now = crate::sticky::now_secs();
-        let ours = match bind {
-            Bind::Ours(id) => id,
-            _ => 0,
-        };
         self.write(
             &desired.uuid,
             Some((&desired.service_type, &desired.host)),
             bind,
+            desired.exclusive,
+            supersede,
             |old, cur| {
-                if want.exclusive && cur.up_lease != 0 && cur.up_lease != ours {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "type {:?} on host {:?} (uuid {}) is held by another live client (lease {:x}); exclusive registrations do not take over",
-                            want.service_type, want.host, want.uuid, cur.up_lease
-                        ),
-                    ));
-                }
+                gate(Taking::Itself, cur)?;
                 Ok(Some(crate::sticky::owner_record(old, &want, now)))
             },
         )
@@ -109,7 +184,7 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Written> {
-        self.write(uuid, None, Bind::Nothing, |old, _| {
+        self.write(uuid, None, Bind::Nothing, false, None, |old, _| {
             let mut s = old.cloned().ok_or_else(|| not_found(uuid))?;
             if !s.forced_down {
                 // What the owner wants underneath, for the lift.
@@ -120,9 +195,10 @@ impl Store {
             s.maintenance_note = note.to_string();
             s.maintenance_start = start;
             s.maintenance_end = end;
-            // An operator's DOWN is not a missed heartbeat: the owner's next
-            // check-in must not lift it.
-            s.heartbeat_missed = false;
+            // A missed heartbeat stays recorded under the hold, so that
+            // whoever lifts it judges by the record (it stays DOWN, missed,
+            // until its owner checks in); the hold (`forced_down`) is what
+            // keeps the owner's check-ins from lifting it.
             Ok(Some(s))
         })
         .await
@@ -138,16 +214,26 @@ impl Store {
         bind: Bind,
         make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
     ) -> Result<Written> {
-        self.write(uuid, None, bind, make).await.and_then(done)
+        // Asks whether a recorded owner other than us lives: the decision
+        // tells another live client's service from one of ours.
+        self.write(uuid, None, bind, true, None, make)
+            .await
+            .and_then(done)
     }
 
-    /// Lifts a forced DOWN (see [`crate::sticky::lifted`]), binding the UP
-    /// key as `bind` says; `overdue`: the owner's heartbeat deadline passed
-    /// meanwhile. Writes nothing for a service that is not forced down.
-    pub(crate) async fn lift(&self, uuid: &str, bind: Bind, overdue: bool) -> Result<Written> {
-        self.write(uuid, None, bind, |old, _| {
+    /// An operator's lift by a client that does not hold the service:
+    /// `lifted` says what the record becomes (`None`: nothing to write);
+    /// an UP record's UP key goes on the lease of the owner its DOWN key
+    /// records if that lease lives (etcd is asked), else there is none
+    /// until its owner puts it back.
+    pub(crate) async fn lift(
+        &self,
+        uuid: &str,
+        lifted: impl Fn(&Service) -> Option<Service>,
+    ) -> Result<Written> {
+        self.write(uuid, None, Bind::Owner, true, None, |old, _| {
             let old = old.ok_or_else(|| not_found(uuid))?;
-            Ok(old.forced_down.then(|| crate::sticky::lifted(old, overdue)))
+            Ok(lifted(old))
         })
         .await
         .and_then(done)
@@ -157,12 +243,16 @@ impl Store {
     /// `type_host_hint` lets the first read fetch the target type/host index.
     /// `make` gets the record and the lease its UP key is on (0 when there
     /// is none) and returns the record to write, or `None` for nothing; it
-    /// runs again on every retry.
+    /// runs again on every retry. `probe`: ask etcd whether the owner the
+    /// DOWN key records lives ([`Current::owner_alive`]). `supersede`: the
+    /// type+host may name that other uuid, whose keys this write removes.
     async fn write(
         &self,
         uuid: &str,
         type_host_hint: Option<(&str, &str)>,
         bind: Bind,
+        probe: bool,
+        supersede: Option<&Superseded>,
         make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
     ) -> Result<Wrote> {
         let k = &self.keys;
@@ -215,11 +305,13 @@ impl Store {
             } else {
                 None
             };
-            let current = Current {
-                up_lease: if up.exists() { up.lease } else { 0 },
-                down_owner: recorded_owner(&down),
-                closed: down.exists() && down.lease == 0 && down.value == CLOSED_MARK,
+            let ours = match bind {
+                Bind::Ours(id) => id,
+                _ => 0,
             };
+            let current = self
+                .current(&up, &down, probe || bind == Bind::Owner, ours)
+                .await?;
             let Some(new) = make(old.as_ref(), &current)? else {
                 if from_memory {
                     // Nothing to do by our memory; someone else may have
@@ -240,10 +332,13 @@ impl Store {
             // it UP again at once.
             let lease = match bind {
                 Bind::Ours(id) => id,
-                Bind::Owner => recorded_owner(&down),
-                Bind::Nothing => 0,
+                Bind::Owner if current.owner_alive == Some(true) => current.down_owner,
+                Bind::Owner | Bind::Nothing => 0,
             };
-            let down_value = if new.forced_down {
+            // A missed service's DOWN key names its owner too: it is still
+            // held by a live lease (an `exclusive` registration refuses to
+            // take it), and by which one.
+            let down_value = if new.forced_down || new.heartbeat_missed {
                 let owner = match bind {
                     Bind::Ours(id) if id != 0 => id,
                     _ if up.exists() && up.lease != 0 => up.lease,
@@ -277,7 +372,8 @@ impl Store {
                 }
             }
             let th = &type_hosts[&new_th];
-            if th.exists() && th.value != uuid.as_bytes() {
+            let taking_back = supersede.filter(|s| th.exists() && th.value == s.uuid.as_bytes());
+            if th.exists() && th.value != uuid.as_bytes() && taking_back.is_none() {
                 self.forget(uuid);
                 return Ok(Wrote::TypeHostTaken(
                     String::from_utf8_lossy(&th.value).into_owned(),
@@ -290,6 +386,26 @@ impl Store {
                 down.unchanged(&down_key),
             ];
             let mut ops = Vec::new();
+            if let Some(s) = taking_back {
+                // The type+host back under our uuid, and the other uuid's
+                // keys gone, only if they are as judged.
+                compares.push(th.unchanged(&new_th));
+                ops.push(TxnOp::put(new_th.as_str(), uuid, None));
+                for (seen, key) in [
+                    (&s.rec, k.record(&s.uuid)),
+                    (&s.up, k.status(Status::Up, &s.uuid)),
+                    (&s.down, k.status(Status::Down, &s.uuid)),
+                ] {
+                    compares.push(seen.unchanged(&key));
+                    if seen.exists() {
+                        ops.push(TxnOp::delete(key, None));
+                    }
+                }
+                if let Some(r) = &s.region {
+                    ops.push(TxnOp::delete(k.region(r, &s.uuid), None));
+                }
+                self.forget(&s.uuid);
+            }
             let changed = old.as_ref() != Some(&new);
             let encoded = if changed { new.to_bytes() } else { Vec::new() };
             // The region key only when it may be missing: a change that
@@ -364,12 +480,23 @@ impl Store {
                 0
             };
             let resp = self
-                .txn("update: write", Txn::new().when(compares).and_then(ops))
+                .txn_leased(
+                    "update: write",
+                    Txn::new().when(compares).and_then(ops),
+                    matches!(bind, Bind::Ours(_)),
+                )
                 .await?;
-            if !resp.succeeded() {
+            let Some(resp) = resp.filter(|r| r.succeeded()) else {
+                // Lost a compare, or a lease it names is gone (the owner
+                // an operator's lift binds to died since it was asked):
+                // decide again from what etcd holds.
                 self.forget(uuid);
+                if let Some(s) = taking_back {
+                    // The other uuid's keys may have changed: judged again.
+                    return Ok(Wrote::TypeHostTaken(s.uuid.clone()));
+                }
                 continue;
-            }
+            };
             // Every key this transaction wrote now has its revision.
             let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
             let written = |value: &[u8], lease: i64| Seen {
@@ -388,7 +515,7 @@ impl Store {
             };
             // Only the index the record now names matters for the next write.
             let th = match type_hosts.remove(&new_th) {
-                Some(th) if th.exists() => th,
+                Some(th) if th.exists() && taking_back.is_none() => th,
                 _ => written(uuid.as_bytes(), 0),
             };
             let type_hosts = BTreeMap::from([(new_th, th)]);

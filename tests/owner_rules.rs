@@ -1,0 +1,391 @@
+//! Issue 30, findings 1, 2, 6 and 9: the owner's rules where another client
+//! (an operator, a second daemon, the original Python library) meets it,
+//! and close. Each test failed on the code before the fix; each checks
+//! etcd's keys with a raw client, not with the library.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd_client::{EventType, WatchOptions};
+use os_lively::{ErrorKind, Service, Status};
+
+const TTL: u64 = 3;
+
+fn record(raw: &Raw, ns: &str, uuid: &str) -> Option<Service> {
+    raw.get(&format!("{ns}/services/by-uuid/{uuid}"))
+        .map(|kv| Service::from_bytes(&kv.value).expect("a record that decodes"))
+}
+
+fn up_key(raw: &Raw, ns: &str, uuid: &str) -> Option<RawKv> {
+    raw.get(&format!("{ns}/services/by-status/UP/{uuid}"))
+}
+
+fn down_key(raw: &Raw, ns: &str, uuid: &str) -> Option<RawKv> {
+    raw.get(&format!("{ns}/services/by-status/DOWN/{uuid}"))
+}
+
+/// Samples `f` every 20 ms for `span`; the first sample where it is false.
+fn always_for(span: Duration, mut f: impl FnMut() -> bool) -> Result<(), Duration> {
+    let start = Instant::now();
+    while start.elapsed() < span {
+        if !f() {
+            return Err(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Finding 1: a heartbeat service whose main loop hangs goes DOWN (missed);
+/// an operator's down then up from another client must not make it UP,
+/// not even for a moment: its owner has not checked in. When the owner
+/// checks in again, it is UP.
+#[test]
+fn an_operators_up_from_another_client_never_makes_a_missed_service_up() {
+    let etcd = Etcd::start();
+    let ns = namespace("missedup");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = owner
+        .update(&Service::new("t", "h").with_heartbeat(Duration::from_millis(300)))
+        .unwrap();
+    // The main loop hangs: no check-in.
+    assert!(
+        wait_until(Duration::from_secs(5), || record(&raw, &ns, &uuid)
+            .is_some_and(|s| s.heartbeat_missed)
+            && up_key(&raw, &ns, &uuid).is_none()),
+        "DOWN (missed)"
+    );
+    operator.down(&uuid, "look", 0, 0).unwrap();
+    // The owner has seen the hold (its DOWN key names the owner's lease),
+    // so a lift knows where an UP key would go.
+    let owner_lease = format!("{:x}", owner.stats().lease_id);
+    assert!(
+        wait_until(Duration::from_secs(2 * TTL), || down_key(&raw, &ns, &uuid)
+            .is_some_and(|kv| kv.value_str() == owner_lease)),
+        "the hold names the owner: {:?}",
+        down_key(&raw, &ns, &uuid)
+    );
+    operator.up(&uuid).unwrap();
+    // Longer than the owner's check period (TTL/3): no sample sees it UP.
+    let verdict = always_for(Duration::from_millis(1500), || {
+        up_key(&raw, &ns, &uuid).is_none()
+    });
+    assert_eq!(verdict, Ok(()), "UP key on the hung daemon's lease");
+    let rec = record(&raw, &ns, &uuid).unwrap();
+    assert_eq!(rec.status, Status::Down);
+    assert!(rec.heartbeat_missed, "still missed: {rec:?}");
+    assert!(!rec.forced_down, "the hold is lifted: {rec:?}");
+    assert!(!operator.is_up(&uuid).unwrap());
+    // The main loop lives again: UP on the owner's lease.
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = {
+        let (c, u, t) = (owner.clone(), uuid.clone(), ticking.clone());
+        std::thread::spawn(move || {
+            while t.load(Ordering::SeqCst) {
+                let _ = c.heartbeat(&u);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || up_key(&raw, &ns, &uuid)
+            .is_some_and(|kv| kv.lease == owner.stats().lease_id)),
+        "UP again after check-ins"
+    );
+    ticking.store(false, Ordering::SeqCst);
+    ticker.join().unwrap();
+}
+
+/// Finding 1, the other order: the hold comes first, then the main loop
+/// hangs while held; a lift from another client leaves it DOWN (missed).
+#[test]
+fn a_service_that_hangs_while_held_stays_down_when_another_client_lifts_it() {
+    let etcd = Etcd::start();
+    let ns = namespace("heldhang");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = owner
+        .update(&Service::new("t", "h").with_heartbeat(Duration::from_millis(400)))
+        .unwrap();
+    operator.down(&uuid, "look", 0, 0).unwrap();
+    // The main loop hangs while held, for several deadlines (the owner's
+    // record says missed once it noticed; the lift must be right either
+    // way).
+    wait_until(Duration::from_secs(TTL), || {
+        record(&raw, &ns, &uuid).is_some_and(|s| s.forced_down && s.heartbeat_missed)
+    });
+    operator.up(&uuid).unwrap();
+    let verdict = always_for(Duration::from_millis(1500), || {
+        up_key(&raw, &ns, &uuid).is_none()
+    });
+    assert_eq!(verdict, Ok(()), "UP key on the hung daemon's lease");
+    assert!(record(&raw, &ns, &uuid).unwrap().heartbeat_missed);
+}
+
+/// Finding 2: `exclusive` refuses a takeover while the holder is held or
+/// missed (no UP key, its lease alive), naming the holder; once the
+/// holder's lease is gone it succeeds.
+#[test]
+fn exclusive_refuses_while_the_holder_lives_whatever_its_phase() {
+    let etcd = Etcd::start();
+    let ns = namespace("exclheld");
+    let raw = etcd.raw();
+    let holder = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let rival = connect(&etcd.endpoints(), &ns, TTL);
+    // Held by an operator.
+    let held = holder.update(&Service::new("t", "held")).unwrap();
+    operator.down(&held, "swap", 0, 0).unwrap();
+    let err = rival
+        .update(&Service::new("t", "held").exclusive())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let lease = format!("{:x}", holder.stats().lease_id);
+    assert!(err.message().contains(&lease), "names the holder: {err}");
+    let rec = record(&raw, &ns, &held).unwrap();
+    assert!(rec.forced_down, "nothing written: {rec:?}");
+    assert!(up_key(&raw, &ns, &held).is_none());
+    // Missed: the main loop hangs.
+    let missed = holder
+        .update(&Service::new("t", "missed").with_heartbeat(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || record(&raw, &ns, &missed)
+            .is_some_and(|s| s.heartbeat_missed)),
+        "missed"
+    );
+    let err = rival
+        .update(&Service::new("t", "missed").exclusive())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains(&lease), "names the holder: {err}");
+    assert!(record(&raw, &ns, &missed).unwrap().heartbeat_missed);
+    // The holder's process ends: its lease is gone, the takeover is allowed.
+    holder.close().unwrap();
+    assert_eq!(
+        rival
+            .update(&Service::new("t", "missed").exclusive())
+            .unwrap(),
+        missed
+    );
+    assert_eq!(
+        up_key(&raw, &ns, &missed).map(|kv| kv.lease),
+        Some(rival.stats().lease_id)
+    );
+    assert_eq!(
+        rival
+            .update(&Service::new("t", "held").exclusive())
+            .unwrap(),
+        held
+    );
+    assert!(record(&raw, &ns, &held).unwrap().forced_down, "still held");
+}
+
+/// The UP- and DOWN-key changes under `prefix` since `from` (replayed from
+/// etcd's history): (revision, put?, key, value).
+fn history(raw: &Raw, prefix: &str, from: i64) -> Vec<(i64, bool, String, String)> {
+    let end = raw.revision();
+    let mut client = raw.client();
+    raw.block_on(async move {
+        let mut stream = client
+            .watch(
+                prefix,
+                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+            )
+            .await
+            .expect("watch");
+        let mut out = Vec::new();
+        let mut last = 0;
+        while last < end {
+            let Ok(Some(resp)) = tokio::time::timeout(Duration::from_secs(5), stream.message())
+                .await
+                .expect("history in time")
+            else {
+                break;
+            };
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                last = last.max(kv.mod_revision());
+                out.push((
+                    kv.mod_revision(),
+                    e.event_type() == EventType::Put,
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                ));
+            }
+            if !resp.created()
+                && resp.events().is_empty()
+                && resp.header().is_some_and(|h| h.revision() >= end)
+            {
+                break;
+            }
+        }
+        out
+    })
+}
+
+/// Finding 6, first half: close is final. Writers keep changing the
+/// services while the client closes; after a service's close mark no UP
+/// key of it is ever put again.
+#[test]
+fn no_up_key_is_put_after_a_close_mark() {
+    let etcd = Etcd::start();
+    let ns = namespace("closefinal");
+    let raw = etcd.raw();
+    let mut puts_after_mark = Vec::new();
+    for round in 0..8 {
+        let from = raw.revision() + 1;
+        let client = connect(&etcd.endpoints(), &ns, 30);
+        let uuids: Vec<String> = (0..24)
+            .map(|i| {
+                client
+                    .update(&Service::new("t", &format!("{round}-{i}")))
+                    .unwrap()
+            })
+            .collect();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let c = client.clone();
+                let uuids = uuids.clone();
+                std::thread::spawn(move || {
+                    for n in 0usize.. {
+                        let i = (n * 4 + w) % uuids.len();
+                        let s = Service::new("t", &format!("{round}-{i}"))
+                            .with_uuid(&uuids[i])
+                            .with_region(&format!("r{}", n % 2));
+                        if c.update(&s).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150));
+        client.close().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let status = format!("{ns}/services/by-status/");
+        let mut marked = std::collections::HashSet::new();
+        for (rev, put, key, value) in history(&raw, &status, from) {
+            let Some(rest) = key.strip_prefix(&status) else {
+                continue;
+            };
+            let (which, uuid) = rest.split_once('/').unwrap();
+            if which == "DOWN" && put && value == "closed" {
+                marked.insert(uuid.to_string());
+            } else if which == "UP" && put && marked.contains(uuid) {
+                puts_after_mark.push((round, rev, uuid.to_string()));
+            }
+        }
+        assert!(!marked.is_empty(), "round {round}: close marked nothing");
+        assert!(raw.keys(&format!("{ns}/services/by-status/UP/")).is_empty());
+    }
+    assert!(
+        puts_after_mark.is_empty(),
+        "UP keys put after their close mark: {puts_after_mark:?}"
+    );
+}
+
+/// Finding 6, second half: close is bounded and does not give up on the
+/// revoke while etcd is slow: with every round trip taking most of a
+/// request timeout, close still revokes the lease (its services DOWN at
+/// once, not a TTL later) and returns within its stated bound (three
+/// request timeouts).
+#[test]
+fn close_revokes_through_a_slow_etcd_within_its_bound() {
+    let etcd = Etcd::start();
+    let ns = namespace("closeslow");
+    let raw = etcd.raw();
+    let proxy = Proxy::start(&etcd.endpoint());
+    let request_timeout = Duration::from_secs(1);
+    let mut cfg = config(&[proxy.endpoint()], &ns, 30);
+    cfg.request_timeout(request_timeout);
+    let client = os_lively::Client::connect(&cfg).unwrap();
+    let uuids: Vec<String> = (0..3)
+        .map(|i| client.update(&Service::new("t", &format!("h{i}"))).unwrap())
+        .collect();
+    let lease = client.stats().lease_id;
+    proxy.delay(Duration::from_millis(300));
+    let started = Instant::now();
+    let result = client.close();
+    let took = started.elapsed();
+    proxy.heal();
+    println!("close through a slow etcd: {result:?} in {took:?}");
+    assert!(
+        took < 3 * request_timeout + Duration::from_millis(500),
+        "close took {took:?}"
+    );
+    assert!(result.is_ok(), "close: {result:?} after {took:?}");
+    for u in &uuids {
+        assert!(up_key(&raw, &ns, u).is_none(), "{u} still UP after close");
+    }
+    assert!(raw.lease_ttl(lease) <= 0, "lease {lease:x} still alive");
+}
+
+/// Finding 9: identity is type+host. The original Python library
+/// registering the same type+host under a fresh uuid (DOWN, as it writes a
+/// registration nobody keeps alive) does not lock our owner out: its
+/// `update(uuid)` takes the type+host back under its own uuid (the stale
+/// duplicate removed). A Python registration UP on a live lease is a live
+/// holder: a conflict naming it, until that lease is gone.
+#[test]
+fn a_python_registration_with_a_fresh_uuid_does_not_lock_the_owner_out() {
+    let etcd = Etcd::start();
+    let ns = namespace("pyfresh");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let ours = owner.update(&Service::new("t", "h")).unwrap();
+    let fresh = "0123456789abcdef0123456789abcdef";
+    python_register(&raw, &ns, "t", "h", fresh, "r");
+    let th = format!("{ns}/services/by-type-host/t/h");
+    assert_eq!(raw.get(&th).unwrap().value_str(), fresh);
+    assert_eq!(
+        owner
+            .update(&Service::new("t", "h").with_uuid(&ours))
+            .unwrap(),
+        ours
+    );
+    assert_eq!(raw.get(&th).unwrap().value_str(), ours, "the index is ours");
+    assert_eq!(
+        up_key(&raw, &ns, &ours).map(|kv| kv.lease),
+        Some(owner.stats().lease_id)
+    );
+    assert!(record(&raw, &ns, fresh).is_none(), "the duplicate is gone");
+    assert!(down_key(&raw, &ns, fresh).is_none());
+    // Again, UP on a lease the Python process keeps alive.
+    let py_lease = raw.grant(30);
+    let again = "fedcba9876543210fedcba9876543210";
+    python_register(&raw, &ns, "t", "h", again, "r");
+    let mut s = record(&raw, &ns, again).unwrap();
+    s.status = Status::Up;
+    raw.put(&format!("{ns}/services/by-uuid/{again}"), &s.to_bytes());
+    raw.delete(&format!("{ns}/services/by-status/DOWN/{again}"));
+    raw.put_with_lease(
+        &format!("{ns}/services/by-status/UP/{again}"),
+        b"",
+        py_lease,
+    );
+    let err = owner
+        .update(&Service::new("t", "h").with_uuid(&ours))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains(again), "names the holder: {err}");
+    assert_eq!(raw.get(&th).unwrap().value_str(), again, "nothing written");
+    raw.revoke(py_lease);
+    assert_eq!(
+        owner
+            .update(&Service::new("t", "h").with_uuid(&ours))
+            .unwrap(),
+        ours
+    );
+    assert_eq!(raw.get(&th).unwrap().value_str(), ours);
+    assert!(record(&raw, &ns, again).is_none());
+}
