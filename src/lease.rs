@@ -214,31 +214,6 @@ impl Lease {
         Ok(())
     }
 
-    /// Revokes the lease, so every service this client keeps UP goes DOWN now.
-    /// A client that never registered anything UP has none to revoke.
-    // Unused since close revokes through `Store::revoke_lease` (bounded by
-    // the owner's close, not one request timeout): to remove (lease.rs's
-    // owner this session).
-    #[allow(dead_code)]
-    pub(crate) async fn revoke(&self, id: i64) -> Result<()> {
-        if id == 0 {
-            return Ok(());
-        }
-        let revoke = self.store.auth().retry(|| {
-            let mut client = self.client.clone();
-            async move { client.revoke(id).await }
-        });
-        match timeout(self.request_timeout, revoke).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.to_string().contains("lease not found") => Ok(()),
-            Ok(Err(e)) => Err(Error::etcd("close: revoking the lease", e)),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                "close: revoking the lease timed out",
-            )),
-        }
-    }
-
     /// The heartbeat: keepalive every TTL/3, reconnect on silence, re-grant
     /// when the lease is gone, and start the check that restores UP keys
     /// deleted by hand. Runs until `stop` turns true.
