@@ -12,6 +12,8 @@
 //!   synchronous inspection of etcd state.
 //! * [`namespace`] — a unique key prefix per test and run.
 //! * [`wait_until`] — poll a condition with a deadline (never sleep-and-hope).
+//! * [`oracle`] — what etcd holds for a namespace, decoded and judged UP
+//!   without the library ([`Snapshot`]), to check the library against.
 //!
 //! The etcd binary is taken from `$ETCD_BIN`, else `etcd` on `PATH`.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +22,7 @@ mod deadline;
 mod etcd;
 mod grpc_proxy;
 mod lively;
+pub mod oracle;
 mod pki;
 mod proxy;
 mod raw;
@@ -28,6 +31,7 @@ pub use deadline::{DEADLINE_SLACK, missed_then_back, next_about};
 pub use etcd::{Cluster, Etcd, EtcdOpts, Member, TlsFiles};
 pub use grpc_proxy::{GrpcProxy, http_get, metric_sum};
 pub use lively::{Registrant, c_connect, config, connect, python_register};
+pub use oracle::{Snapshot, Truth, up_key};
 pub use pki::{Pki, jwt_keys};
 pub use proxy::Proxy;
 pub use raw::{Raw, RawKv};
