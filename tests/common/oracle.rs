@@ -84,6 +84,8 @@ pub struct Snapshot {
     /// Uuids with a UP key (bound to a live lease, or it would be gone),
     /// record or not.
     pub up_keys: BTreeSet<String>,
+    /// The lease each UP key is bound to, by uuid.
+    pub up_leases: BTreeMap<String, i64>,
     /// Keys under `by-uuid/` that are not a service record (do not decode,
     /// or name another uuid than their key), as `key: why`.
     pub skipped: Vec<String>,
@@ -101,12 +103,13 @@ impl Snapshot {
         };
         let records = format!("{root}by-uuid/");
         let up = format!("{root}by-status/UP/");
-        for (key, _) in &kvs.1 {
+        for (key, _, lease) in &kvs.1 {
             if let Some(u) = key.strip_prefix(&up) {
                 snap.up_keys.insert(u.to_string());
+                snap.up_leases.insert(u.to_string(), *lease);
             }
         }
-        for (key, value) in &kvs.1 {
+        for (key, value, _) in &kvs.1 {
             let Some(u) = key.strip_prefix(&records) else {
                 continue;
             };
@@ -159,10 +162,10 @@ impl Snapshot {
     }
 }
 
-/// Every `(key, value)` under `prefix` at one revision, sorted by key, and
-/// that revision.
+/// Every `(key, value, lease)` under `prefix` at one revision, sorted by
+/// key, and that revision.
 #[track_caller]
-fn read_prefix(raw: &Raw, prefix: &str) -> (i64, Vec<(String, Vec<u8>)>) {
+fn read_prefix(raw: &Raw, prefix: &str) -> (i64, Vec<(String, Vec<u8>, i64)>) {
     let mut c = raw.client();
     let prefix = prefix.as_bytes().to_vec();
     let end = prefix_end(&prefix);
@@ -189,6 +192,7 @@ fn read_prefix(raw: &Raw, prefix: &str) -> (i64, Vec<(String, Vec<u8>)>) {
                 out.push((
                     String::from_utf8_lossy(kv.key()).into_owned(),
                     kv.value().to_vec(),
+                    kv.lease(),
                 ));
             }
             match (resp.more(), resp.kvs().last()) {
