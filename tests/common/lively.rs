@@ -139,16 +139,19 @@ pub fn python_register(
     uuid: &str,
     region: &str,
 ) {
+    use prost::Message;
     let root = format!("{ns}/services");
-    let s = os_lively::Service {
+    // Encoded by the test's own protobuf, as Python's would be, not by the
+    // library under test.
+    let s = super::oracle::pb::Service {
         uuid: uuid.into(),
-        service_type: service_type.into(),
+        r#type: service_type.into(),
         host: host.into(),
-        status: os_lively::Status::Down,
+        status: super::oracle::pb::Status::Down as i32,
         region: region.into(),
         ..Default::default()
     };
-    raw.put(&format!("{root}/by-uuid/{uuid}"), &s.to_bytes());
+    raw.put(&format!("{root}/by-uuid/{uuid}"), &s.encode_to_vec());
     raw.put(
         &format!("{root}/by-type-host/{service_type}/{host}"),
         uuid.as_bytes(),

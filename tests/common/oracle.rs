@@ -5,6 +5,11 @@
 //! UP-derivation bug that the library's reads and watches share cannot
 //! agree with itself and pass.
 //!
+//! The original Python library's quirks do not change the answer: its
+//! region key without a uuid and its DOWN key bound to a lease are index
+//! keys the oracle does not consult (a service's region is its record's,
+//! and DOWN is anything that is not UP).
+//!
 //! Nothing here calls the library's read, list or decode functions; the
 //! only library type used is the public record, to project the library's
 //! answers into the oracle's terms ([`Truth::of`]).
