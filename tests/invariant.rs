@@ -58,12 +58,17 @@ fn check(raw: &Raw, ns: &str, step: &str) {
 /// type/host and uuid-less region keys, and the status key for its status
 /// bound to its lease, the other status key deleted.
 fn python_update(raw: &Raw, root: &str, i: usize, status: Status, lease: i64) {
+    use prost::Message;
     let u = uuid(i);
-    let s = Service {
+    // Encoded by the test's own protobuf, as Python's would be.
+    let s = oracle::pb::Service {
         uuid: u.clone(),
-        service_type: "nova".into(),
+        r#type: "nova".into(),
         host: host(i),
-        status,
+        status: match status {
+            Status::Up => oracle::pb::Status::Up as i32,
+            Status::Down => oracle::pb::Status::Down as i32,
+        },
         region: "py".into(),
         ..Default::default()
     };
@@ -72,7 +77,7 @@ fn python_update(raw: &Raw, root: &str, i: usize, status: Status, lease: i64) {
         Status::Down => ("DOWN", "UP"),
     };
     let ops = vec![
-        TxnOp::put(format!("{root}/by-uuid/{u}"), s.to_bytes(), None),
+        TxnOp::put(format!("{root}/by-uuid/{u}"), s.encode_to_vec(), None),
         TxnOp::put(
             format!("{root}/by-type-host/nova/{}", host(i)),
             u.clone(),
