@@ -10,6 +10,8 @@
 //! not like sharing 2 cores with another one).
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::{Client, DownReason, ErrorKind, Event, EventKind, Filter, Service, Status};
 
 const TTL: u64 = 2;
@@ -98,8 +101,7 @@ impl Warnings {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines[from.min(lines.len())..]
             .iter()
-            .filter(|l| l.contains("etcd endpoint") && l.contains(addr))
-            .next_back()
+            .rfind(|l| l.contains("etcd endpoint") && l.contains(addr))
             .map(|l| l.ends_with("using it"))
     }
 }

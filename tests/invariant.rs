@@ -9,11 +9,14 @@
 //! prints its seed; `OSLIVELY_INVARIANT_SEED=<seed>` replays it.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::time::Duration;
 
 use common::*;
 use etcd_client::{PutOptions, Txn, TxnOp};
+use oracle::*;
 use os_lively::{Client, ErrorKind, Service, Status};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,6 +5,8 @@
 //! instead of answering from a frozen copy.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::ffi::{CString, c_void};
 use std::ptr::{null, null_mut};
@@ -13,6 +15,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::capi::{
     lively_client, lively_event, lively_result, lively_subscription, lively_view,
 };

@@ -3,6 +3,8 @@
 //! compaction, and cancellation.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::{
     DownReason, Event, EventKind, Filter, Service, Status, SubscribeOptions, Subscription,
 };

@@ -4,6 +4,8 @@
 //! revision even while etcd writes and compacts underneath it.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_client::{PutOptions, Txn, TxnOp};
+use oracle::*;
 use os_lively::{Client, EventKind, Filter, Service, Status, SubscribeOptions};
 
 const FLEET: usize = 25_000;

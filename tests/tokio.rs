@@ -4,10 +4,13 @@
 //! thread; and `close()` from any of them really revokes the lease.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::time::Duration;
 
 use common::*;
+use oracle::*;
 use os_lively::{Client, EventKind, Filter, Service, SubscribeOptions};
 
 /// Long enough that a lease left behind by a skipped revoke is still there

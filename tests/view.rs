@@ -2,11 +2,14 @@
 //! and convergence over seeded random histories.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::{
     ErrorKind, Event, EventKind, Filter, Service, StalePolicy, Status, SubscribeOptions,
 };

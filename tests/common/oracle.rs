@@ -14,12 +14,15 @@
 //! only library type used is the public record, to project the library's
 //! answers into the oracle's terms ([`Truth::of`]).
 
+// Each test that declares this module uses a part of it.
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use etcd_client::GetOptions;
 use prost::Message;
 
-use super::Raw;
+use crate::common::Raw;
 
 /// The protobuf types generated from `proto/os_lively/service.proto` by the
 /// crate's build script, compiled again here so the decoding under test is
