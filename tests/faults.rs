@@ -10,6 +10,8 @@
 //! not like sharing 2 cores with another one).
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::{Client, DownReason, ErrorKind, Event, EventKind, Filter, Service, Status};
 
 const TTL: u64 = 2;
@@ -29,11 +32,78 @@ const CALL_SLACK: Duration = Duration::from_millis(500);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
+    // Every test starts here, before any client exists: the capture is
+    // the process's logger, not the library's default one.
+    warnings();
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn ttl() -> Duration {
     Duration::from_secs(TTL)
+}
+
+/// The library's warnings, kept for tests that must know what endpoint
+/// steering did (and echoed to stderr as the library's default would).
+struct Warnings {
+    lines: Mutex<Vec<String>>,
+}
+
+impl log::Log for Warnings {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        meta.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format!("{}", record.args());
+        eprintln!("{} {line}", record.level());
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Warnings = Warnings {
+    lines: Mutex::new(Vec::new()),
+};
+/// Whether [`WARNINGS`] is the process's logger (false if another was
+/// installed first: then nothing is captured).
+static CAPTURING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Installs the capture (once per test process) and returns it.
+fn warnings() -> &'static Warnings {
+    CAPTURING.get_or_init(|| {
+        let ok = log::set_logger(&WARNINGS).is_ok();
+        log::set_max_level(log::LevelFilter::Warn);
+        ok
+    });
+    &WARNINGS
+}
+
+impl Warnings {
+    /// Lines logged so far (an index to read from later).
+    fn len(&self) -> usize {
+        assert_eq!(
+            CAPTURING.get(),
+            Some(&true),
+            "another logger was installed first: the library's warnings are not captured"
+        );
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Steering's last verdict on the endpoint at `addr` among the lines
+    /// from `from` on: `Some(true)` in rotation, `Some(false)` avoided,
+    /// `None` if it said nothing about it.
+    fn in_rotation(&self, from: usize, addr: &str) -> Option<bool> {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines[from.min(lines.len())..]
+            .iter()
+            .rfind(|l| l.contains("etcd endpoint") && l.contains(addr))
+            .map(|l| l.ends_with("using it"))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -990,14 +1060,15 @@ fn two_hundred_clients_spread_their_reconnects_after_an_outage() {
     const N: usize = 200;
     // Each registers a service: a client that registered nothing holds no
     // lease and sends no keepalives.
-    let clients: Vec<Client> = (0..N)
+    let (clients, uuids): (Vec<Client>, Vec<String>) = (0..N)
         .map(|i| {
             let c = connect(&etcd.endpoints(), &ns, TTL);
-            c.update(&Service::new("stampede", &format!("h{i}")))
+            let u = c
+                .update(&Service::new("stampede", &format!("h{i}")))
                 .unwrap();
-            c
+            (c, u)
         })
-        .collect();
+        .unzip();
     etcd.kill();
     // Long enough for every client to have failed a few times and backed
     // off to its cap; short enough for the leases to survive.
@@ -1051,8 +1122,29 @@ fn two_hundred_clients_spread_their_reconnects_after_an_outage() {
         pct(10),
         pct(90)
     );
-    let regrants: u64 = clients.iter().map(|c| c.stats().lease_regrants).sum();
-    println!("stampede: lease re-grants {regrants}");
+    let regrants: Vec<u64> = clients.iter().map(|c| c.stats().lease_regrants).collect();
+    println!("stampede: lease re-grants {}", regrants.iter().sum::<u64>());
+    // etcd kept the leases (a restart renews them all), but the outage
+    // (1.5 s and the restart) is about the TTL: a client whose full TTL
+    // passed since its last answer judges its lease lost and may re-grant,
+    // once. A second re-grant in one outage is a client granting leases it
+    // does not keep.
+    assert!(
+        regrants.iter().all(|r| *r <= 1),
+        "a client re-granted more than once in one outage: {regrants:?}"
+    );
+    // Re-granted or not, every service is UP in etcd (the oracle), its UP
+    // key on its client's current lease.
+    let snap = Snapshot::read(&etcd.raw(), &ns);
+    for (c, u) in clients.iter().zip(&uuids) {
+        let lease = c.stats().lease_id;
+        assert!(snap.is_up(u), "{u} is not UP after the outage");
+        assert_eq!(
+            snap.up_leases.get(u),
+            Some(&lease),
+            "{u}: its UP key is not on its client's lease"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1282,6 +1374,7 @@ impl Drop for ReadSampler {
 /// made after the cut, then healed. Streams stay where they are once
 /// opened, so the watch is left on `x`.
 fn pin_streams(via: &[Proxy], x: usize, col: &Collector, writer: &Client, label: &str) {
+    let log_from = warnings().len();
     for (j, p) in via.iter().enumerate() {
         if j != x {
             p.cut();
@@ -1299,16 +1392,32 @@ fn pin_streams(via: &[Proxy], x: usize, col: &Collector, writer: &Client, label:
         }
     }
     // A client that took the healed members out of rotation probes them
-    // every TTL/10 until they are back, so it reconnects to them. One that
-    // never noticed the cut (its streams already lived on `x`, no call went
+    // until they are back: every TTL/10 at first, at doubling intervals up
+    // to 8 times that, each drawn between half and one and a half of it
+    // (src/steer.rs). So it puts each back within 12 × TTL/10 of the heal
+    // plus a probe's timeout (TTL/6), and reconnects. One that never
+    // noticed the cut (its streams already lived on `x`, no call went
     // through a cut path) has nothing to reconnect: it probes them on its
     // first sign of trouble, which is what the rest of the test measures.
-    let back = wait_until(ttl(), || {
-        via.iter()
-            .enumerate()
-            .all(|(j, p)| j == x || p.accepted() > accepted[j])
+    // The port and the space after it, so port 1234 never matches 12345.
+    let addr = |p: &Proxy| format!("127.0.0.1:{} ", p.port());
+    let avoided: Vec<usize> = (0..via.len())
+        .filter(|j| *j != x && warnings().in_rotation(log_from, &addr(&via[*j])) == Some(false))
+        .collect();
+    let bound = ttl() * 12 / 10 + ttl() / 6 + Duration::from_secs(1);
+    let back = wait_until(bound, || {
+        avoided.iter().all(|j| {
+            warnings().in_rotation(log_from, &addr(&via[*j])) == Some(true)
+                && via[*j].accepted() > accepted[*j]
+        })
     });
-    println!("{label}: reconnected to the healed members before the next step: {back}");
+    println!(
+        "{label}: members taken out of rotation during the cut: {avoided:?}; back within {bound:?}: {back}"
+    );
+    assert!(
+        back,
+        "{label}: members {avoided:?} were avoided and not back within {bound:?} of the heal"
+    );
 }
 
 /// A member cut off from its peers (its peer traffic blackholed both ways)

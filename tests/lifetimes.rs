@@ -5,6 +5,8 @@
 //! instead of answering from a frozen copy.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::ffi::{CString, c_void};
 use std::ptr::{null, null_mut};
@@ -13,6 +15,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::capi::{
     lively_client, lively_event, lively_result, lively_subscription, lively_view,
 };
@@ -32,9 +35,30 @@ fn up_throughout(observer: &Client, uuid: &str, span: Duration) -> bool {
     true
 }
 
-/// Down right away (not after the TTL): the lease was revoked.
-fn assert_down_at_once(etcd: &Etcd, observer: &Client, uuid: &str, lease: i64, what: &str) {
-    assert_eq!(etcd.raw().lease_ttl(lease), -1, "{what}: lease still alive");
+/// The lease `uuid`'s UP key is bound to in etcd (0 if it has none).
+fn up_lease(etcd: &Etcd, ns: &str, uuid: &str) -> i64 {
+    etcd.raw().get(&up_key(ns, uuid)).map_or(0, |kv| kv.lease)
+}
+
+/// Down right away (not after the TTL): the lease was revoked. Checked in
+/// etcd itself (the lease's TTL is -1, its UP key gone), then as a reader
+/// sees it.
+fn assert_down_at_once(
+    etcd: &Etcd,
+    ns: &str,
+    observer: &Client,
+    uuid: &str,
+    lease: i64,
+    what: &str,
+) {
+    assert_ne!(lease, 0, "{what}: no lease was granted to check");
+    let raw = etcd.raw();
+    assert_eq!(raw.lease_ttl(lease), -1, "{what}: lease still alive");
+    assert_eq!(
+        raw.get(&up_key(ns, uuid)),
+        None,
+        "{what}: UP key still there"
+    );
     assert!(!observer.is_up(uuid).unwrap(), "{what}: still UP");
 }
 
@@ -78,8 +102,10 @@ fn a_view_or_subscription_keeps_the_connection_after_the_last_client_clone_drops
     let observer = connect(&etcd.endpoints(), &ns, TTL);
     for handle in ["view", "subscription"] {
         let client = connect(&etcd.endpoints(), &ns, TTL);
-        let lease = client.stats().lease_id;
         let uuid = client.update(&Service::new("keep", handle)).unwrap();
+        // Granted by the first UP registration, and the one in etcd.
+        let lease = client.stats().lease_id;
+        assert_eq!(up_lease(&etcd, &ns, &uuid), lease, "{handle}: stats' lease");
         let view = (handle == "view").then(|| client.view().unwrap());
         let sub = (handle == "subscription").then(|| {
             client
@@ -104,7 +130,7 @@ fn a_view_or_subscription_keeps_the_connection_after_the_last_client_clone_drops
         // The last handle gone: the connection ends, the lease is revoked.
         drop(view);
         drop(sub);
-        assert_down_at_once(&etcd, &observer, &uuid, lease, handle);
+        assert_down_at_once(&etcd, &ns, &observer, &uuid, lease, handle);
     }
 }
 
@@ -114,8 +140,9 @@ fn close_ends_the_connection_for_every_handle() {
     let ns = namespace("life_close");
     let observer = connect(&etcd.endpoints(), &ns, TTL);
     let client = connect(&etcd.endpoints(), &ns, TTL);
-    let lease = client.stats().lease_id;
     let uuid = client.update(&Service::new("closing", "h1")).unwrap();
+    let lease = client.stats().lease_id;
+    assert_eq!(up_lease(&etcd, &ns, &uuid), lease, "stats' lease");
     let view = client.view().unwrap();
     let pull = Arc::new(
         client
@@ -146,7 +173,7 @@ fn close_ends_the_connection_for_every_handle() {
     let other_clone = client.clone();
 
     client.close().unwrap();
-    assert_down_at_once(&etcd, &observer, &uuid, lease, "close");
+    assert_down_at_once(&etcd, &ns, &observer, &uuid, lease, "close");
     assert_eq!(view.is_up(&uuid).unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(
         view.list(&Filter::all()).unwrap_err().kind(),
@@ -271,8 +298,13 @@ fn c_handles_keep_the_connection_until_the_last_is_freed() {
     let ns = namespace("life_c_keep");
     let observer = connect(&etcd.endpoints(), &ns, TTL);
     let client = c_connect(&etcd.endpoints(), &ns, TTL);
-    let lease = c_lease(client);
     let uuid = c_register(client, "h1");
+    let lease = c_lease(client);
+    assert_eq!(
+        up_lease(&etcd, &ns, &uuid),
+        lease,
+        "lively_client_stats' lease"
+    );
     let view = c_view(client);
     let pull = c_pull(client);
     lively_client::lively_client_free(client);
@@ -289,7 +321,7 @@ fn c_handles_keep_the_connection_until_the_last_is_freed() {
         "the subscription still gets events"
     );
     lively_subscription::lively_subscription_free(pull);
-    assert_down_at_once(&etcd, &observer, &uuid, lease, "last C handle freed");
+    assert_down_at_once(&etcd, &ns, &observer, &uuid, lease, "last C handle freed");
 }
 
 #[test]
@@ -298,8 +330,13 @@ fn c_close_ends_every_handle() {
     let ns = namespace("life_c_close");
     let observer = connect(&etcd.endpoints(), &ns, TTL);
     let client = c_connect(&etcd.endpoints(), &ns, TTL);
-    let lease = c_lease(client);
     let uuid = c_register(client, "h1");
+    let lease = c_lease(client);
+    assert_eq!(
+        up_lease(&etcd, &ns, &uuid),
+        lease,
+        "lively_client_stats' lease"
+    );
     let view = c_view(client);
     assert_eq!(c_view_is_up(view, &uuid), Ok(true));
     let pull = c_pull(client);
@@ -322,7 +359,7 @@ fn c_close_ends_every_handle() {
         lively_client::lively_client_close(client),
         lively_result::Ok
     );
-    assert_down_at_once(&etcd, &observer, &uuid, lease, "lively_client_close");
+    assert_down_at_once(&etcd, &ns, &observer, &uuid, lease, "lively_client_close");
     assert_eq!(c_view_is_up(view, &uuid), Err(lively_result::Closed));
     assert_eq!(c_next(pull, 0), Err(lively_result::Closed));
     assert!(

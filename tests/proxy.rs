@@ -339,11 +339,31 @@ fn two_proxies_one_killed_the_client_moves_to_the_other() {
     // forwarded to etcd): a cost of several proxy endpoints, counted here
     // from the proxies' metrics once the watch has settled.
     let statuses = |p: &GrpcProxy| status_calls(&p.metrics_text());
+    // The count can see a probe: one Status call of our own shows in it.
+    let seen = statuses(&first);
+    let raw = Raw::connect(&[first.endpoint()]);
+    let mut c = raw.client();
+    raw.block_on(async move { c.status().await })
+        .expect("Status through the proxy");
+    assert!(
+        wait_until(Duration::from_secs(5), || statuses(&first) > seen),
+        "the proxy's metrics do not count Status calls"
+    );
     std::thread::sleep(ttl());
     let before = statuses(&first) + statuses(&second);
     std::thread::sleep(ttl());
     let probes = statuses(&first) + statuses(&second) - before;
     println!("two proxies: {probes} Status calls in a TTL (3 keepalives)");
+    // Steering probes only on a suspicion, one round (a Status call to each
+    // endpoint) per suspicion. Here the client's only traffic is its
+    // keepalive, every TTL/3: at most 4 answers fall in a TTL, each raising
+    // at most two suspicions (answered late, then past its deadline). More
+    // means probing without cause, the flood a fleet turns into a storm.
+    let bound = (eps.len() * 2 * 4) as f64;
+    assert!(
+        probes <= bound,
+        "{probes} Status calls in a TTL with both proxies healthy (bound {bound})"
+    );
 
     first.stop();
     let t = Instant::now();

@@ -4,6 +4,8 @@
 //! revision even while etcd writes and compacts underneath it.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use etcd_client::{PutOptions, Txn, TxnOp};
+use oracle::*;
 use os_lively::{Client, EventKind, Filter, Service, Status, SubscribeOptions};
 
 const FLEET: usize = 25_000;
@@ -51,6 +54,44 @@ fn service_of(i: usize) -> Service {
     }
 }
 
+/// `s` as etcd stores it, encoded by the test's own protobuf (the oracle's),
+/// not the library's: a list that reads it back right decodes for real.
+fn record_of(s: &Service) -> Vec<u8> {
+    use prost::Message;
+    oracle::pb::Service {
+        uuid: s.uuid.clone(),
+        r#type: s.service_type.clone(),
+        host: s.host.clone(),
+        status: match s.status {
+            Status::Up => oracle::pb::Status::Up as i32,
+            Status::Down => oracle::pb::Status::Down as i32,
+        },
+        region: s.region.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// What a list must say of fleet member `s`: its record, UP if it
+/// registered UP (its UP key is on a live lease).
+fn truth_of(s: &Service) -> Truth {
+    Truth {
+        uuid: s.uuid.clone(),
+        service_type: s.service_type.clone(),
+        host: s.host.clone(),
+        region: s.region.clone(),
+        record_up: s.status == Status::Up,
+        up: s.status == Status::Up,
+        maintenance_start: 0,
+        maintenance_end: 0,
+        maintenance_note: String::new(),
+        heartbeat_ms: 0,
+        heartbeat_missed: false,
+        forced_down: false,
+        owner_down: false,
+    }
+}
+
 fn token(uuid: &str) -> Service {
     Service {
         uuid: uuid.into(),
@@ -77,7 +118,7 @@ fn register_fleet(raw: &Raw, ns: &str) {
                 let u = &s.uuid;
                 ops.push(TxnOp::put(
                     format!("{root}/by-uuid/{u}"),
-                    s.to_bytes(),
+                    record_of(&s),
                     None,
                 ));
                 ops.push(TxnOp::put(
@@ -103,7 +144,7 @@ fn register_fleet(raw: &Raw, ns: &str) {
         }
         c.put(
             format!("{root}/by-uuid/{TOKEN_FIRST}"),
-            token(TOKEN_FIRST).to_bytes(),
+            record_of(&token(TOKEN_FIRST)),
             None,
         )
         .await
@@ -133,7 +174,7 @@ fn start_token_mover(raw: &Raw, ns: &str, stop: Arc<AtomicBool>) -> std::thread:
                 };
                 c.txn(Txn::new().and_then([
                     TxnOp::delete(format!("{root}/{from}"), None),
-                    TxnOp::put(format!("{root}/{to}"), token(to).to_bytes(), None),
+                    TxnOp::put(format!("{root}/{to}"), record_of(&token(to)), None),
                 ]))
                 .await
                 .expect("move token");
@@ -235,6 +276,18 @@ fn twenty_five_thousand_services_list_view_and_subscribe_at_one_revision() {
         all.iter().filter(|i| i.up).count(),
         FLEET - FLEET / DOWN_EVERY
     );
+    // Every record as written, field by field.
+    let mut want: std::collections::HashMap<String, Truth> = (0..FLEET)
+        .map(|i| (uuid_of(i), truth_of(&service_of(i))))
+        .collect();
+    want.insert(TOKEN_FIRST.into(), truth_of(&token(TOKEN_FIRST)));
+    for item in &all {
+        assert_eq!(
+            Some(&Truth::of(&item.service, item.up)),
+            want.get(&item.service.uuid),
+            "listed wrong"
+        );
+    }
     let cases: Vec<(Filter, HashSet<String>)> = vec![
         (
             Filter::all().service_type("type-3"),

@@ -4,10 +4,13 @@
 //! thread; and `close()` from any of them really revokes the lease.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::time::Duration;
 
 use common::*;
+use oracle::*;
 use os_lively::{Client, EventKind, Filter, Service, SubscribeOptions};
 
 /// Long enough that a lease left behind by a skipped revoke is still there
@@ -24,10 +27,11 @@ struct Round {
 /// blocking API, on whatever thread runs it.
 fn every_call(endpoints: &[String], ns: &str, host: &str) -> Round {
     let client = Client::connect(&config(endpoints, ns, TTL)).expect("connect");
-    let lease = client.stats().lease_id;
     let uuid = client
         .update(&Service::new("tokio-svc", host))
         .expect("update");
+    // The first UP registration grants the lease: 0 before it.
+    let lease = client.stats().lease_id;
     assert!(client.is_up(&uuid).expect("is_up"));
     let sub = client
         .subscribe(
@@ -54,12 +58,25 @@ fn every_call(endpoints: &[String], ns: &str, host: &str) -> Round {
 }
 
 /// The lease is gone and another client sees the service DOWN at once (the
-/// TTL is far away).
+/// TTL is far away). Checked in etcd itself: the lease's TTL is -1 and the
+/// UP key it carried is gone.
 fn assert_revoked(etcd: &Etcd, ns: &str, round: &Round, how: &str) {
+    assert_ne!(round.lease, 0, "{how}: no lease was granted to check");
+    let raw = etcd.raw();
     assert_eq!(
-        etcd.raw().lease_ttl(round.lease),
+        raw.lease_ttl(round.lease),
         -1,
         "{how}: close() left the lease alive"
+    );
+    assert_eq!(
+        raw.get(&up_key(ns, &round.uuid)),
+        None,
+        "{how}: the UP key outlived close()"
+    );
+    assert!(
+        raw.get(&format!("{ns}/services/by-uuid/{}", round.uuid))
+            .is_some(),
+        "{how}: the record is gone: the UP key's absence proves nothing"
     );
     let observer = connect(&etcd.endpoints(), ns, TTL);
     assert!(
@@ -166,10 +183,14 @@ fn close_from_inside_a_runtime_context_revokes_a_client_connected_elsewhere() {
         .enumerate()
     {
         let client = connect(&etcd.endpoints(), &ns, TTL);
-        let lease = client.stats().lease_id;
         let uuid = client
             .update(&Service::new("closer", &format!("h{i}")))
             .unwrap();
+        let lease = client.stats().lease_id;
+        // The lease the UP key is bound to in etcd, so the check after
+        // close() looks at the real one.
+        let up = etcd.raw().get(&up_key(&ns, &uuid)).expect("an UP key");
+        assert_eq!(up.lease, lease, "{how}: stats name another lease");
         let closed = match how {
             "spawn_blocking" => rt
                 .block_on(rt.spawn_blocking(move || client.close()))

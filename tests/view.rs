@@ -2,13 +2,16 @@
 //! and convergence over seeded random histories.
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use oracle::*;
 use os_lively::{
-    Client, ErrorKind, Event, EventKind, Filter, Service, StalePolicy, Status, SubscribeOptions,
+    ErrorKind, Event, EventKind, Filter, Service, StalePolicy, Status, SubscribeOptions,
 };
 
 const TTL: u64 = 2;
@@ -110,37 +113,26 @@ impl Rng {
     }
 }
 
-type State = BTreeMap<String, (Status, Service)>;
+/// uuid -> the service as the oracle (or the library, projected) says.
+type State = BTreeMap<String, Truth>;
 
-fn truth_at(client: &Client, raw: &Raw) -> (State, i64) {
-    loop {
-        let before = raw.revision();
-        let list = client.list(&Filter::all()).unwrap();
-        if raw.revision() == before {
-            let state = list
-                .into_iter()
-                .map(|i| {
-                    (
-                        i.service.uuid.clone(),
-                        (if i.up { Status::Up } else { Status::Down }, i.service),
-                    )
-                })
-                .collect();
-            return (state, before);
-        }
-    }
+/// What etcd holds, decoded and judged UP by the test's own oracle (not the
+/// library's list), and the revision it was read at.
+fn truth_at(raw: &Raw, ns: &str) -> (State, i64) {
+    let snap = Snapshot::read(raw, ns);
+    assert!(
+        snap.skipped.is_empty(),
+        "records the oracle cannot read: {:?}",
+        snap.skipped
+    );
+    (snap.services, snap.revision)
 }
 
 fn view_state(view: &os_lively::View) -> State {
     view.list(&Filter::all())
         .unwrap()
         .into_iter()
-        .map(|i| {
-            (
-                i.service.uuid.clone(),
-                (if i.up { Status::Up } else { Status::Down }, i.service),
-            )
-        })
+        .map(|i| (i.service.uuid.clone(), Truth::of(&i.service, i.up)))
         .collect()
 }
 
@@ -150,7 +142,7 @@ fn apply(state: &mut State, e: &Event) {
     }
     match (e.new_status, &e.service) {
         (Some(st), Some(s)) => {
-            state.insert(e.uuid.clone(), (st, s.clone()));
+            state.insert(e.uuid.clone(), Truth::of(s, st == Status::Up));
         }
         _ => {
             state.remove(&e.uuid);
@@ -259,7 +251,7 @@ fn the_view_converges_to_etcd_over_50_seeded_random_histories() {
         let mut events_state = State::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (truth, rev) = truth_at(&writer, &raw);
+            let (truth, rev) = truth_at(&raw, &ns);
             let synced = view.wait_for_revision(rev, Duration::from_secs(5)).is_ok();
             while let Some(e) = sub.try_recv().unwrap() {
                 apply(&mut events_state, &e);

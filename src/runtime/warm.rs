@@ -5,9 +5,13 @@
 //! machine its CPU is often halted, and each wake costs the hypervisor tens
 //! of microseconds. On a 2-vCPU VM a call that does no I/O took ~65 µs back
 //! to back and a 250 µs etcd read 1.27× a raw one; kept awake, 3–5 µs and
-//! 1.01×. So while calls come, and for a moment (the configured call
-//! polling, 1 ms by default: about a loopback etcd write) after the last
-//! one started or ended, a task keeps the runtime polling instead of sleeping:
+//! 1.01×. So, when the user opts in
+//! ([`Config::call_polling`](crate::Config::call_polling); off by default,
+//! since a caller making a call every few milliseconds would keep the
+//! runtime spinning between them, several times a raw client's CPU), while
+//! calls come and for the configured moment after the last one started or
+//! ended (the benchmark's opt-in rows use 1 ms, about a loopback etcd
+//! write), a task keeps the runtime polling instead of sleeping:
 //! each turn yields to tokio, which polls epoll without blocking, and then
 //! yields the CPU, so any other thread that wants it gets it. The moment a
 //! turn finds it was kept waiting (the machine is busy, or a task ran

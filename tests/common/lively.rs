@@ -140,19 +140,29 @@ pub fn python_register(
     region: &str,
 ) {
     let root = format!("{ns}/services");
-    let s = os_lively::Service {
-        uuid: uuid.into(),
-        service_type: service_type.into(),
-        host: host.into(),
-        status: os_lively::Status::Down,
-        region: region.into(),
-        ..Default::default()
-    };
-    raw.put(&format!("{root}/by-uuid/{uuid}"), &s.to_bytes());
+    // The record's protobuf bytes written out by hand, fields in number
+    // order as Python's protobuf writes them, so neither the library's
+    // encoder nor the one it is built from makes them.
+    let mut record = Vec::new();
+    for (field, text) in [(1u8, uuid), (2, service_type), (3, host)] {
+        wire_string(&mut record, field, text);
+    }
+    record.extend([4 << 3, 1]); // status = DOWN (a varint)
+    wire_string(&mut record, 10, region);
+    raw.put(&format!("{root}/by-uuid/{uuid}"), &record);
     raw.put(
         &format!("{root}/by-type-host/{service_type}/{host}"),
         uuid.as_bytes(),
     );
     raw.put(&format!("{root}/by-status/DOWN/{uuid}"), b"");
     raw.put(&format!("{root}/by-region/{region}"), b"");
+}
+
+/// Appends protobuf field `field` (wire type 2, length-delimited) holding
+/// `text`; short strings and field numbers below 16 only, as used here.
+fn wire_string(out: &mut Vec<u8>, field: u8, text: &str) {
+    assert!(field < 16 && text.len() < 128, "a one-byte key and length");
+    out.push((field << 3) | 2);
+    out.push(text.len() as u8);
+    out.extend_from_slice(text.as_bytes());
 }

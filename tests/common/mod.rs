@@ -12,6 +12,11 @@
 //!   synchronous inspection of etcd state.
 //! * [`namespace`] — a unique key prefix per test and run.
 //! * [`wait_until`] — poll a condition with a deadline (never sleep-and-hope).
+//! * `oracle.rs` — what etcd holds for a namespace, decoded and judged UP
+//!   without the library, to check the library against. Not a module of
+//!   this one (the CLI's tests share this harness, and the oracle needs the
+//!   protobuf the library's build script generates): a test that uses it
+//!   declares `#[path = "common/oracle.rs"] mod oracle;` beside `mod common;`.
 //!
 //! The etcd binary is taken from `$ETCD_BIN`, else `etcd` on `PATH`.
 #![allow(dead_code, unused_imports)]
