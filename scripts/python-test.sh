@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The Python package (python/): builds its wheel once, the way users get it
-# (`pip wheel ./python`: maturin builds the Rust library in release mode
-# and packages it, see python/build_backend.py), installs that wheel into a
+# The Python package (python/): builds its wheel once, the way a release
+# is built (`pip wheel -C zig=true ./python`: maturin builds the Rust
+# library in release mode and links it with zig against glibc 2.17, no
+# container; see python/build_backend.py), checks that it is a
+# manylinux2014 wheel (its tag, `auditwheel show`, and the newest GLIBC
+# symbol version its libos_lively.so needs), builds the sdist and installs
+# it into a venv of its own (import and a call), installs the wheel into a
 # fresh venv under target/, then runs the pytest suite against it with a
-# PATH that has neither cargo nor protoc (the wheel must need neither),
-# on a real etcd that the suite starts itself (ETCD_BIN or PATH). PYTHON
+# PATH that has neither cargo nor protoc (the wheel must need neither), on
+# a real etcd that the suite starts itself (ETCD_BIN or PATH). PYTHON
 # picks the interpreter (>= 3.9; default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,17 +25,76 @@ if ! cmp -s "$gen/os_lively/service_pb2.py" python/src/os_lively/service_pb2.py;
   exit 1
 fi
 
-# The wheel, built once (an isolated PEP 517 build: pip fetches maturin and cffi).
+# The tools that check the wheel and build the sdist, in a venv of their
+# own (kept between runs: pip then has nothing to fetch).
+tools=target/py-tools-venv
+[ -x "$tools/bin/python" ] || "$python" -m venv "$tools"
+"$tools/bin/python" -m pip install --quiet --disable-pip-version-check "auditwheel>=6,<7" "build>=1,<2"
+
+# The wheel, built once (an isolated PEP 517 build: pip fetches maturin,
+# cffi and ziglang). Its cargo target dir is the repository's target/.
 wheels=target/py-wheels
 rm -rf "$wheels" python/build
 start=$(date +%s)
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" ./python
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -C zig=true -w "$wheels" ./python
 wheel=$(ls "$wheels"/os_lively-*.whl)
 echo "python-test: built $(basename "$wheel") in $(( $(date +%s) - start )) s"
 case "$(basename "$wheel")" in
-  *-py3-none-manylinux_*) ;;
-  *) echo "python-test: expected a py3-none-manylinux wheel, got $(basename "$wheel")" >&2; exit 1 ;;
+  *-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl) ;;
+  *) echo "python-test: expected a py3-none manylinux2014 (glibc 2.17) wheel, got $(basename "$wheel")" >&2; exit 1 ;;
 esac
+
+# auditwheel's verdict: the wheel must be consistent with manylinux2014
+# (manylinux_2_17) or an older policy.
+shown=$("$tools/bin/auditwheel" show "$wheel")
+policy=$(printf '%s\n' "$shown" | tr -d '\n' | grep -o 'consistent with the following platform tag: *"[^"]*"' \
+  | grep -o '"[^"]*"' | tr -d '"' || true)
+echo "python-test: auditwheel show: consistent with ${policy:-nothing}"
+case "$policy" in
+  manylinux_2_5_*|manylinux_2_12_*|manylinux_2_17_*|manylinux1_*|manylinux2010_*|manylinux2014_*) ;;
+  *) echo "python-test: auditwheel does not place the wheel at manylinux2014 or lower:" >&2
+     printf '%s\n' "$shown" >&2; exit 1 ;;
+esac
+
+# The newest glibc symbol version the bundled library needs, read from its
+# dynamic symbol table (what the loader checks), not from any tag.
+unpacked=$(mktemp -d)
+trap 'rm -rf "$gen" "$unpacked"' EXIT
+"$tools/bin/python" -m zipfile -e "$wheel" "$unpacked"
+so=$(find "$unpacked" -name '*.so' -path '*os_lively*' | head -n 1)
+[ -n "$so" ] || { echo "python-test: no shared library in $(basename "$wheel")" >&2; exit 1; }
+newest=$(objdump -T "$so" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+echo "python-test: $(basename "$so") needs GLIBC_$newest at most"
+if [ -z "$newest" ] || [ "$(printf '%s\n2.17\n' "$newest" | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)" != 2.17 ]; then
+  echo "python-test: $(basename "$so") needs GLIBC_${newest:-?}, newer than manylinux2014's 2.17" >&2
+  exit 1
+fi
+
+# The sdist: built (PEP 517, isolated), then installed from itself into a
+# venv of its own, as pip does for a platform without a wheel. Its build
+# shares target/, so cargo reuses the dependencies the wheel compiled.
+sdists=target/py-sdist
+rm -rf "$sdists"
+start=$(date +%s)
+"$tools/bin/python" -m build --sdist --outdir "$sdists" python >/dev/null
+sdist=$(ls "$sdists"/os_lively-*.tar.gz)
+sdist_venv=target/py-sdist-venv
+rm -rf "$sdist_venv"
+"$python" -m venv "$sdist_venv"
+CARGO_TARGET_DIR="$PWD/target" "$sdist_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -C zig=true "$sdist"
+sdist_python="$PWD/$sdist_venv/bin/python"
+(cd / && "$sdist_python" - <<'PY'
+import os_lively
+from os_lively import service
+
+assert os_lively.library_version() == os_lively.__version__, (os_lively.library_version(), os_lively.__version__)
+assert service.status_itoa(service.Status.DOWN) == "DOWN"
+assert "/site-packages/" in os_lively.__file__, os_lively.__file__
+print("python-test: the sdist installs: os_lively", os_lively.library_version())
+PY
+)
+echo "python-test: built and installed $(basename "$sdist") in $(( $(date +%s) - start )) s"
 
 venv=target/py-test-venv
 rm -rf "$venv"
