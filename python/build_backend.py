@@ -92,10 +92,20 @@ def cargo_target_dir(manifest: Path) -> Path:
     return Path(json.loads(out)["target_directory"])
 
 
+def crate_root() -> Path:
+    """The crate's directory: `[tool.maturin] manifest-path`'s, which is
+    `..` in a checkout (python/ beside the crate) and `.` in the sdist
+    (maturin puts pyproject.toml beside Cargo.toml there)."""
+    import re
+
+    m = re.search(r'^manifest-path\s*=\s*"([^"]+)"', (HERE / "pyproject.toml").read_text(), re.M)
+    return (HERE / (m.group(1) if m else "Cargo.toml")).resolve().parent
+
+
 def write_cffi_header() -> Path:
     """Writes `<target dir>/header.h` for maturin (only when it changed, so
     an unchanged header leaves no new mtime behind)."""
-    root = HERE.parent
+    root = crate_root()
     header = root / "include" / "os_lively.h"
     if not header.is_file():
         sys.exit("os-lively: %s is missing; build from a checkout of the os-lively repository" % header)

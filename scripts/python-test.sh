@@ -28,17 +28,40 @@ fi
 # The tools that check the wheel and build the sdist, in a venv of their
 # own (kept between runs: pip then has nothing to fetch).
 tools=target/py-tools-venv
+tools_python="$PWD/$tools/bin/python"
 [ -x "$tools/bin/python" ] || "$python" -m venv "$tools"
-"$tools/bin/python" -m pip install --quiet --disable-pip-version-check "auditwheel>=6,<7" "build>=1,<2"
+# Also the zig the backend pins (ziglang), run by every build below: one
+# zig command, so maturin's zig wrappers (whose path depends on it, and is
+# the linker cargo fingerprints) stay the same from build to build, and
+# the sdist's install finds the library already linked.
+ziglang=$(grep -o '"ziglang==[^"]*"' python/build_backend.py | tr -d '"')
+"$tools/bin/python" -m pip install --quiet --disable-pip-version-check "auditwheel>=6,<7" "build>=1,<2" \
+  "maturin>=1.5,<2" "$ziglang"
+export ZIG_COMMAND="$tools_python -m ziglang"
 
-# The wheel, built once (an isolated PEP 517 build: pip fetches maturin,
-# cffi and ziglang). Its cargo target dir is the repository's target/.
+# The sdist (PEP 517, isolated: pip fetches maturin and cffi), and the
+# wheel built from it once, as pip builds one where no wheel fits, so the
+# wheel under test also proves the sdist complete: `pip wheel -C
+# zig=true` (pip fetches maturin, cffi and ziglang) over the sdist
+# unpacked at a fixed path, with the repository's target/ as cargo's
+# target dir (cargo reuses what an earlier run compiled).
+sdists=target/py-sdist
 wheels=target/py-wheels
-rm -rf "$wheels" python/build
+rm -rf "$sdists" "$wheels" python/build
 start=$(date +%s)
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -C zig=true -w "$wheels" ./python
+if ! "$tools/bin/python" -m build --sdist --outdir "$sdists" python >"$gen/sdist.log" 2>&1; then
+  cat "$gen/sdist.log" >&2
+  echo "python-test: building the sdist failed" >&2
+  exit 1
+fi
+sdist=$(ls "$sdists"/os_lively-*.tar.gz)
+mkdir "$sdists/unpacked"
+tar -xzf "$sdist" -C "$sdists/unpacked"
+sdist_dir=$(ls -d "$PWD/$sdists"/unpacked/os_lively-*)
+export CARGO_TARGET_DIR="$PWD/target"
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -C zig=true -w "$wheels" "$sdist_dir"
 wheel=$(ls "$wheels"/os_lively-*.whl)
-echo "python-test: built $(basename "$wheel") in $(( $(date +%s) - start )) s"
+echo "python-test: built $(basename "$sdist") and from it $(basename "$wheel") in $(( $(date +%s) - start )) s"
 case "$(basename "$wheel")" in
   *-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl) ;;
   *) echo "python-test: expected a py3-none manylinux2014 (glibc 2.17) wheel, got $(basename "$wheel")" >&2; exit 1 ;;
@@ -70,19 +93,14 @@ if [ -z "$newest" ] || [ "$(printf '%s\n2.17\n' "$newest" | sort -t. -k1,1n -k2,
   exit 1
 fi
 
-# The sdist: built (PEP 517, isolated), then installed from itself into a
-# venv of its own, as pip does for a platform without a wheel. Its build
-# shares target/, so cargo reuses the dependencies the wheel compiled.
-sdists=target/py-sdist
-rm -rf "$sdists"
+# The sdist installs by itself into a venv of its own (pip builds it: the
+# unpacked copy above, so cargo finds the library already compiled there
+# and the step costs no second release build), imports, and calls.
 start=$(date +%s)
-"$tools/bin/python" -m build --sdist --outdir "$sdists" python >/dev/null
-sdist=$(ls "$sdists"/os_lively-*.tar.gz)
 sdist_venv=target/py-sdist-venv
 rm -rf "$sdist_venv"
 "$python" -m venv "$sdist_venv"
-CARGO_TARGET_DIR="$PWD/target" "$sdist_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -C zig=true "$sdist"
+"$sdist_venv/bin/python" -m pip install --quiet --disable-pip-version-check -C zig=true "$sdist_dir"
 sdist_python="$PWD/$sdist_venv/bin/python"
 (cd / && "$sdist_python" - <<'PY'
 import os_lively
@@ -94,7 +112,42 @@ assert "/site-packages/" in os_lively.__file__, os_lively.__file__
 print("python-test: the sdist installs: os_lively", os_lively.library_version())
 PY
 )
-echo "python-test: built and installed $(basename "$sdist") in $(( $(date +%s) - start )) s"
+echo "python-test: installed $(basename "$sdist") in $(( $(date +%s) - start )) s"
+unset CARGO_TARGET_DIR ZIG_COMMAND
+
+# Without zig, `pip install ./python` still works: the backend asks
+# maturin for a wheel for this machine (tag `linux`) instead of one it
+# would refuse to tag manylinux2014; asked for zig that it cannot find,
+# it fails naming what to install. (The choice only: building a second
+# wheel costs a full release build.)
+(cd python && env -u ZIG_COMMAND -u MATURIN_PEP517_ARGS PATH=/usr/bin:/bin "$tools_python" - <<'PY'
+import os, sys
+import build_backend as b
+
+import importlib.util
+
+# zig found as the ziglang package of the running interpreter (this venv
+# has it), then as on a machine without any zig.
+assert b._zig_command() == "%s -m ziglang" % sys.executable, b._zig_command()
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "ziglang" else find_spec(name, *a)
+assert b._zig_command() is None
+
+assert b._with_platform_tag({})["maturin.build-args"] == "--compatibility off"
+assert b._with_platform_tag({"build-args": "--x"}) == {"build-args": "--x"}
+try:
+    b._with_platform_tag({"zig": "true"})
+except SystemExit as e:
+    assert "ziglang" in str(e), e
+else:
+    sys.exit("zig=true without zig did not fail")
+assert b.ZIGLANG_REQUIREMENT in b.get_requires_for_build_wheel({"zig": "true"})
+assert not any("ziglang" in r for r in b.get_requires_for_build_wheel({}))
+os.environ["ZIG_COMMAND"] = "zig-from-env"
+assert b._with_platform_tag({})["maturin.build-args"] == "--zig --compatibility manylinux2014"
+print("python-test: without zig the backend builds a wheel for this machine; -C zig=true insists on zig")
+PY
+)
 
 venv=target/py-test-venv
 rm -rf "$venv"
