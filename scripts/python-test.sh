@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The Python package (python/): builds its wheel once, the way a release
-# is built (`pip wheel -C zig=true ./python`: maturin builds the Rust
-# library in release mode and links it with zig against glibc 2.17, no
-# container; see python/build_backend.py), checks that it is a
-# manylinux2014 wheel (its tag, `auditwheel show`, and the newest GLIBC
-# symbol version its libos_lively.so needs), builds the sdist and installs
-# it into a venv of its own (import and a call), installs the wheel into a
-# fresh venv under target/, then runs the pytest suite against it with a
-# PATH that has neither cargo nor protoc (the wheel must need neither), on
-# a real etcd that the suite starts itself (ETCD_BIN or PATH). PYTHON
-# picks the interpreter (>= 3.9; default python3).
+# The Python package (python/): builds its sdist, then from it the wheel,
+# once, the way a release is built (`pip wheel -C zig=true`: maturin
+# builds the Rust library in release mode and links it with zig against
+# glibc 2.17, no container; see python/build_backend.py), checks that it
+# is a manylinux2014 wheel (its tag, `auditwheel show`, and the newest
+# GLIBC symbol version its library needs), installs it into a venv of its
+# own (import and a call) and into a fresh venv under target/, then runs
+# the pytest suite against it with a PATH that has neither cargo nor
+# protoc (the wheel must need neither), on a real etcd that the suite
+# starts itself (ETCD_BIN or PATH). PYTHON picks the interpreter (>= 3.9;
+# default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -30,21 +30,16 @@ fi
 tools=target/py-tools-venv
 tools_python="$PWD/$tools/bin/python"
 [ -x "$tools/bin/python" ] || "$python" -m venv "$tools"
-# Also the zig the backend pins (ziglang), run by every build below: one
-# zig command, so maturin's zig wrappers (whose path depends on it, and is
-# the linker cargo fingerprints) stay the same from build to build, and
-# the sdist's install finds the library already linked.
+# Also the zig the backend pins (ziglang), for the backend's checks below.
 ziglang=$(grep -o '"ziglang==[^"]*"' python/build_backend.py | tr -d '"')
 "$tools/bin/python" -m pip install --quiet --disable-pip-version-check "auditwheel>=6,<7" "build>=1,<2" \
   "maturin>=1.5,<2" "$ziglang"
-export ZIG_COMMAND="$tools_python -m ziglang"
 
 # The sdist (PEP 517, isolated: pip fetches maturin and cffi), and the
 # wheel built from it once, as pip builds one where no wheel fits, so the
 # wheel under test also proves the sdist complete: `pip wheel -C
-# zig=true` (pip fetches maturin, cffi and ziglang) over the sdist
-# unpacked at a fixed path, with the repository's target/ as cargo's
-# target dir (cargo reuses what an earlier run compiled).
+# zig=true` (pip fetches maturin, cffi and ziglang) over the unpacked
+# sdist, with the repository's target/ as cargo's target dir.
 sdists=target/py-sdist
 wheels=target/py-wheels
 rm -rf "$sdists" "$wheels" python/build
@@ -93,14 +88,18 @@ if [ -z "$newest" ] || [ "$(printf '%s\n2.17\n' "$newest" | sort -t. -k1,1n -k2,
   exit 1
 fi
 
-# The sdist installs by itself into a venv of its own (pip builds it: the
-# unpacked copy above, so cargo finds the library already compiled there
-# and the step costs no second release build), imports, and calls.
+# The sdist installs: pip built the wheel above from it (an isolated
+# build from the unpacked sdist, exactly what `pip install <sdist>` does
+# first), and that wheel goes into a venv of its own, which imports it and
+# calls it. (A literal `pip install <sdist>` would compile the library
+# again, a full release build: maturin's zig wrappers, hence the linker
+# and C compiler cargo fingerprints, live under a path that changes with
+# every isolated build.)
 start=$(date +%s)
 sdist_venv=target/py-sdist-venv
 rm -rf "$sdist_venv"
 "$python" -m venv "$sdist_venv"
-"$sdist_venv/bin/python" -m pip install --quiet --disable-pip-version-check -C zig=true "$sdist_dir"
+"$sdist_venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel"
 sdist_python="$PWD/$sdist_venv/bin/python"
 (cd / && "$sdist_python" - <<'PY'
 import os_lively
@@ -112,8 +111,8 @@ assert "/site-packages/" in os_lively.__file__, os_lively.__file__
 print("python-test: the sdist installs: os_lively", os_lively.library_version())
 PY
 )
-echo "python-test: installed $(basename "$sdist") in $(( $(date +%s) - start )) s"
-unset CARGO_TARGET_DIR ZIG_COMMAND
+echo "python-test: installed the wheel built from $(basename "$sdist") in $(( $(date +%s) - start )) s"
+unset CARGO_TARGET_DIR
 
 # Without zig, `pip install ./python` still works: the backend asks
 # maturin for a wheel for this machine (tag `linux`) instead of one it
