@@ -75,6 +75,12 @@ class Etcd:
         kvs = self._post("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}).get("kvs")
         return base64.b64decode(kvs[0].get("value", "")) if kvs else None
 
+    def mod_revision(self, key):
+        """The revision `key` was last written at (0 if absent), read
+        through etcd's gateway."""
+        kvs = self._post("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}).get("kvs")
+        return int(kvs[0].get("mod_revision", 0)) if kvs else 0
+
     def keys(self, prefix):
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         kvs = self._post("/v3/kv/range", {

@@ -263,13 +263,25 @@ def test_heartbeat_deadline(client):
     wait_for(lambda: client.is_up(uuid), 5, "UP after the next check-in")
 
 
-def test_features_and_version():
+def test_features_and_version(monkeypatch):
+    """The library built from this checkout has heartbeat deadlines and
+    up(): features() says so (else every `requires_heartbeat` test would
+    be skipped, passing without running), and a library without them
+    gets NotSupportedError, not a crash."""
     f = os_lively.features()
-    assert set(f) == {"heartbeat", "up"}
+    assert f == {"heartbeat": True, "up": True}
     assert os_lively.library_version() == os_lively.__version__
-    if not f["heartbeat"]:
-        with pytest.raises(os_lively.NotSupportedError):
-            Client.heartbeat(object.__new__(Client), "x")
+    import os_lively.client as client_mod
+
+    monkeypatch.setattr(client_mod, "HAS_HEARTBEAT", False)
+    monkeypatch.setattr(client_mod, "HAS_UP", False)
+    c = object.__new__(Client)
+    with pytest.raises(os_lively.NotSupportedError, match="heartbeat"):
+        c.heartbeat("x")
+    with pytest.raises(os_lively.NotSupportedError, match="heartbeat"):
+        c._update(None, "t", "h", 0, None, 0, 0, None, 5000)
+    with pytest.raises(os_lively.NotSupportedError, match="up"):
+        c.up("x")
 
 
 def test_callback_subscription_runs_without_a_reference(client):

@@ -380,3 +380,54 @@ def test_a_conf_with_another_status_ttl_gets_its_own_lease(etcd, ns):
     # The same settings still share one client.
     same = conf_mod.Conf(etcd_host="127.0.0.1", etcd_port=etcd.port, etcd_key_namespace=ns, status_ttl=7)
     assert _dropin.client_for(same) is _dropin.client_for(short_conf)
+
+
+def test_notify_sees_every_change_made_after_it_was_called(conf, etcd, ns):
+    """Issue 33: a thread does down(), update() with UP and down() on a
+    service while the main thread calls notify(uuid=) and iterates until
+    it has seen three changes: DOWN, UP, DOWN, in each of 50 runs. The
+    drop-in used to check that the service exists (a round trip) and only
+    then watch, from the revision current after it, missing the first
+    DOWN about one run in four and then waiting for ever; here a miss
+    ends the run at its deadline instead. Changes before the call (each
+    run starts by setting the service UP again) may be delivered too
+    ("from the revision the check read, or earlier"): events at or below
+    the record's revision read from etcd before the call are skipped."""
+    s = new_service("race", "h")
+    assert service.update(conf, s) == (True, [])
+    uuid = s.uuid
+    record_key = "/%s/services/by-uuid/%s" % (ns, uuid)
+    up = service.Service()
+    up.CopyFrom(s)
+    for run in range(50):
+        assert service.update(conf, up) == (True, [])  # each run starts UP
+        before = etcd.mod_revision(record_key)
+        assert before > 0
+        go = threading.Event()
+        done = []
+
+        def flap():
+            go.wait()
+            done.append(service.down(conf, uuid=uuid) is not None)
+            done.append(service.update(conf, up) == (True, []))
+            done.append(service.down(conf, uuid=uuid) is not None)
+
+        t = threading.Thread(target=flap)
+        t.start()
+        go.set()
+        n = service.notify(conf, uuid=uuid)
+        assert n is not None
+        timer = guard(n, 10)
+        seen = []
+        for ev in n.events:
+            if ev.revision <= before:
+                continue  # a change from before the call
+            rec = service.Service()
+            rec.ParseFromString(ev.value)
+            seen.append(service.status_itoa(rec.status))
+            if len(seen) == 3:
+                n.cancel()
+        timer.cancel()
+        t.join(10)
+        assert done == [True, True, True], "run %d: the other thread's calls failed: %r" % (run, done)
+        assert seen == ["DOWN", "UP", "DOWN"], "run %d of 50: notify saw %r within 10 s" % (run, seen)

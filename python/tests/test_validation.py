@@ -58,7 +58,7 @@ def test_calls(client):
     raises(TypeError, "service_type", lambda: client.update(b"t", b"h"))
     raises(TypeError, "region", lambda: client.update("t", "h", region=5))
     raises(ValueError, "status", lambda: client.update("t", "h", status="SIDEWAYS"))
-    raises(ValueError, "status", lambda: client.update("t", "h", status=7))
+    raises(TypeError, "status", lambda: client.update("t", "h", status=7))
     raises(TypeError, "status", lambda: client.update("t", "h", status=1.0))
     raises(ValueError, "heartbeat", lambda: client.update("t", "h", heartbeat=-1))
     raises(ValueError, "heartbeat", lambda: client.update("t", "h", heartbeat=8 * 86400))
@@ -97,6 +97,36 @@ def test_calls(client):
         raises(TypeError, "uuid", lambda: view.get(None))
         view.sync()
         assert view.is_up(uuid)
+
+
+def test_status_is_never_an_accidental_int_or_bool(client):
+    """Status.UP is 0 (the protobuf record's number): as an int it would be
+    false and `status=0` would mean UP. A Status has no truth value and a
+    bare int is refused where a status is expected (issue 33, item 5)."""
+    for bad in (0, 1, False, True):
+        e = raises(TypeError, "status", lambda: client.update("t", "h", status=bad))
+        assert "Status.UP" in str(e)
+        raises(TypeError, "status", lambda: client.list(status=bad))
+    assert client.list() == [], "a refused update wrote"
+    uuid = client.update("t", "h", status=Status.UP)
+    info = client.get(uuid)
+    assert info.up is True and info.status == Status.UP == 0
+    with pytest.raises(TypeError, match="no truth value"):
+        bool(info.status)
+    with pytest.raises(TypeError, match="no truth value"):
+        if info.record_status:
+            pass
+    with pytest.raises(TypeError, match="no truth value"):
+        bool(Status.DOWN)
+    # What the refusal asks for works: a Status, its name, Status(int).
+    client.update("t", "h", status=Status(1))
+    assert client.get(uuid).status == Status.DOWN and not client.is_up(uuid)
+    client.update("t", "h", status="up")
+    assert client.is_up(uuid)
+    assert [i.uuid for i in client.list(status=Status.UP)] == [uuid]
+    # Statuses still compare, sort, hash and print as before.
+    assert sorted({Status.DOWN, Status.UP}) == [Status.UP, Status.DOWN]
+    assert "%s/%s" % (Status.UP, Status.DOWN) == "UP/DOWN"
 
 
 def test_dropin(conf, etcd, ns):

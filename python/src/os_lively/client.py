@@ -60,17 +60,20 @@ def _epoch(value: Timestamp, name: str) -> int:
 
 
 def _status_code(status, name: str = "status") -> int:
-    """Status.UP/DOWN, 0/1 or "UP"/"DOWN" (any case) as the C value."""
+    """Status.UP/DOWN or "UP"/"DOWN" (any case) as the C value. A bare int
+    is refused: UP is 0, so `status=0` (or False) would read as "not up"
+    and register UP."""
     if isinstance(status, str):
         try:
             return int(Status[status.upper()])
         except KeyError:
             raise ValueError("%s must be UP or DOWN, not %r" % (name, status)) from None
-    if isinstance(status, bool) or not isinstance(status, int):
-        raise TypeError("%s must be a Status, 0/1 or 'UP'/'DOWN', not %s" % (name, _check.type_name(status)))
-    if status not in (Status.UP, Status.DOWN):
-        raise ValueError("%s must be Status.UP (0) or Status.DOWN (1), not %r" % (name, status))
-    return int(status)
+    if isinstance(status, Status):
+        return int(status)
+    if isinstance(status, int) and not isinstance(status, bool):
+        raise TypeError("%s must be Status.UP or Status.DOWN (or 'UP'/'DOWN'), not the int %d: as a number UP is 0, "
+                        "DOWN 1; Status(%d) converts one on purpose" % (name, status, status))
+    raise TypeError("%s must be Status.UP or Status.DOWN (or 'UP'/'DOWN'), not %s" % (name, _check.type_name(status)))
 
 
 def _filter(uuid=None, service_type=None, host=None, region=None, status=None, names=None):
@@ -277,7 +280,7 @@ class Client:
         *,
         uuid: Optional[str] = None,
         region: Optional[str] = None,
-        status: Union[Status, int, str] = Status.UP,
+        status: Union[Status, str] = Status.UP,
         heartbeat: Optional[Seconds] = None,
         maintenance_start: Timestamp = None,
         maintenance_end: Timestamp = None,
@@ -396,7 +399,7 @@ class Client:
 
     def list(self, *, uuid: Optional[str] = None, service_type: Optional[str] = None,
              host: Optional[str] = None, region: Optional[str] = None,
-             status: Union[Status, int, str, None] = None) -> List[ServiceInfo]:
+             status: Union[Status, str, None] = None) -> List[ServiceInfo]:
         """Services matching every filter given (`status` is the effective
         status)."""
         f, keep = _filter(uuid, service_type, host, region, status)
@@ -756,7 +759,7 @@ class View:
 
     def list(self, *, uuid: Optional[str] = None, service_type: Optional[str] = None,
              host: Optional[str] = None, region: Optional[str] = None,
-             status: Union[Status, int, str, None] = None) -> List[ServiceInfo]:
+             status: Union[Status, str, None] = None) -> List[ServiceInfo]:
         """Services matching every filter given (`status` is the effective
         status)."""
         if self._closed:

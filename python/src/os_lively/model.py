@@ -19,10 +19,22 @@ class _Named(enum.IntEnum):
 
 
 class Status(_Named):
-    """A service's status (numbers as in the protobuf record)."""
+    """A service's status (numbers as in the protobuf record: UP is 0).
+
+    A Status has no truth value: `bool(Status.UP)` raises TypeError, since
+    as an int UP (0) would be false. Compare (`info.status == Status.UP`)
+    or use `ServiceInfo.up`. Where a status is expected, pass a Status or
+    "UP"/"DOWN", not a bare 0 or 1 (refused: 0 is UP, not "false").
+    """
 
     UP = 0
     DOWN = 1
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "a Status has no truth value (Status.UP is 0, so it would be false): "
+            "compare it, `status == Status.UP`, or use ServiceInfo.up"
+        )
 
 
 class EventKind(_Named):

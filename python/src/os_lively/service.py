@@ -78,6 +78,22 @@ def status_atoi(status_string: str) -> Optional[int]:
         return None
 
 
+def _record_status(value, name):
+    """A status as the drop-in has it (the protobuf record's int: 0 UP, 1
+    DOWN, as in the original) as the library API's `Status`, which refuses
+    bare ints. Anything else is refused here, naming `name`."""
+    from .model import Status as _S
+
+    if isinstance(value, str):
+        return value  # "UP" / "DOWN": checked by the library API
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return _S(value)
+        except ValueError:
+            raise ValueError("%s must be Status.UP (0) or Status.DOWN (1), not %r" % (name, value)) from None
+    raise TypeError("%s must be Status.UP (0) or Status.DOWN (1), not %s" % (name, _check.type_name(value)))
+
+
 def _message(info):
     """A `Service` message from a record read through the library, with the
     effective status."""
@@ -140,7 +156,8 @@ def update(conf: ConfLike, service: Service) -> UpdateResult:
 
     try:
         uuid = client._update(
-            service.uuid or None, service.type, service.host, _status_code(service.status, "Service.status"),
+            service.uuid or None, service.type, service.host,
+            _status_code(_record_status(service.status, "Service.status"), "Service.status"),
             service.region, service.maintenance_start, service.maintenance_end, service.maintenance_note,
             heartbeat_ms, names=_FIELD_NAMES,
         )
@@ -193,7 +210,8 @@ def get_many(conf: ConfLike, **filters: Any) -> List[Service]:
     single = {name: vals[0] for name, vals in wanted.items() if len(vals) == 1}
     infos = client.list(
         uuid=single.get("uuid"), service_type=single.get("type"), host=single.get("host"),
-        region=single.get("region"), status=single.get("status"),
+        region=single.get("region"),
+        status=None if "status" not in single else _record_status(single["status"], "status"),
     )
     out = []
     for info in infos:
@@ -302,11 +320,27 @@ def notify(conf: ConfLike, **filters: Any) -> Optional[NotifyResult]:
     none: all) from now on. Returns `(events, cancel)`: iterating `events`
     yields a `NotifyEvent` for each change, until `cancel()` is called
     (from any thread, or inside the loop). Returns None, as the original,
-    when `uuid`, or `type` and `host`, name no registered service."""
+    when `uuid`, or `type` and `host`, name no registered service.
+
+    No change is missed between the call and the watch: the watch is
+    anchored first (at the revision the client's watcher has reached,
+    which is at most etcd's), and only then does the existence check read
+    etcd. Every change after the revision the check read is delivered; a
+    change made just before the call may be delivered too."""
     key = _type_key(filters)
     for name in ("uuid", key, "host", "region"):
         _check.text(filters.get(name), name, optional=True)
     client = _dropin.client_for(conf)
+    namespace = _conf.connection_key(conf if conf is not None else _conf.Conf())[3]
+    # Subscribe before the existence check, not after: subscribe() returns
+    # once the subscription is registered at the watcher's revision, so
+    # the check (one round trip to etcd) reads a revision at or after it.
+    # Checking first and then subscribing left a gap of that round trip in
+    # which a change (another thread's down(), 2 ms later) went unseen.
+    sub = client.subscribe(
+        uuid=filters.get("uuid"), service_type=filters.get(key),
+        host=filters.get("host"), region=filters.get("region"),
+    )
     if filters.get("uuid") is not None or (filters.get(key) is not None and filters.get("host") is not None):
         try:
             if filters.get("uuid") is not None:
@@ -314,10 +348,9 @@ def notify(conf: ConfLike, **filters: Any) -> Optional[NotifyResult]:
             else:
                 client.get(service_type=filters[key], host=filters["host"])
         except NotFoundError:
+            sub.cancel()
             return None
-    sub = client.subscribe(
-        uuid=filters.get("uuid"), service_type=filters.get(key),
-        host=filters.get("host"), region=filters.get("region"),
-    )
-    namespace = _conf.connection_key(conf if conf is not None else _conf.Conf())[3]
+        except BaseException:
+            sub.cancel()
+            raise
     return NotifyResult(events=_notify_events(sub, namespace), cancel=sub.cancel)
