@@ -69,5 +69,9 @@ if [ "${OSLIVELY_SKIP_ETCD35:-0}" != 1 ]; then
   etcd35=$(scripts/etcd35.sh)
   echo "== again on $("$etcd35" --version | head -n 1)"
   ETCD_BIN="$etcd35" rust_tests
+  if [ "${OSLIVELY_SKIP_PYTHON:-0}" != 1 ]; then
+    echo "== Python package on $("$etcd35" --version | head -n 1)"
+    ETCD_BIN="$etcd35" OSLIVELY_PY_SUITE_ONLY=1 scripts/python-test.sh
+  fi
 fi
 echo "all tests passed"
