@@ -52,26 +52,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Where this build's `libos_lively.so` is: the test binary lives in
-/// `target/<profile>/deps/`, and that is where `cargo test` writes the
-/// fresh cdylib (the copy in `target/<profile>/` is refreshed only by
-/// `cargo build`, so it may be stale).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    let dir = if deps.join("libos_lively.so").exists() {
-        deps
-    } else {
-        deps.parent().expect("target/<profile>").to_path_buf()
-    };
-    assert!(
-        dir.join("libos_lively.so").exists(),
-        "no libos_lively.so in {}",
-        dir.display()
-    );
-    dir
-}
-
 /// Builds the examples and the C tests once, with `-Wall -Wextra -Werror`,
 /// through the examples' Makefile, into `target/<profile>/c-api/`.
 fn build() -> &'static Path {

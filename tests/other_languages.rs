@@ -77,25 +77,6 @@ fn usable(tool: &str, version_arg: &str) -> bool {
     false
 }
 
-/// Where this build's `libos_lively.so` is: `cargo test` writes the fresh
-/// cdylib to `target/<profile>/deps/` (the copy one level up is refreshed
-/// only by `cargo build`).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    let dir = if deps.join("libos_lively.so").exists() {
-        deps
-    } else {
-        deps.parent().expect("target/<profile>").to_path_buf()
-    };
-    assert!(
-        dir.join("libos_lively.so").exists(),
-        "no libos_lively.so in {}",
-        dir.display()
-    );
-    dir
-}
-
 /// `target/<profile>/other-languages/`, with `lib/` holding the soname
 /// link the programs load (`libos_lively.so.0`, which cargo does not
 /// create) and the link-time name, both to this build's library.

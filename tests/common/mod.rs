@@ -80,6 +80,26 @@ pub fn namespace(test: &str) -> String {
     format!("/t-{}-{:08x}", clean, random_u64() as u32)
 }
 
+/// Where this build's `libos_lively.so` is: the test binary lives in
+/// `target/<profile>/deps/`, and that is where `cargo test` writes the
+/// fresh cdylib (the copy in `target/<profile>/` is refreshed only by
+/// `cargo build`, so it may be stale).
+pub fn lib_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    let dir = if deps.join("libos_lively.so").exists() {
+        deps
+    } else {
+        deps.parent().expect("target/<profile>").to_path_buf()
+    };
+    assert!(
+        dir.join("libos_lively.so").exists(),
+        "no libos_lively.so in {}",
+        dir.display()
+    );
+    dir
+}
+
 /// The `oslively` binary (workspace member `cli/`). Its own tests get it
 /// from cargo; the library's tests build it once per test process (a no-op
 /// when it is fresh), so `cargo test --test core` never runs a stale one.
