@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::decide::{Event, Verdict, decide, phase_of};
+use super::decide::{Event, Verdict, agrees, decide};
 use super::{Cell, Owner, Phase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
@@ -138,8 +138,8 @@ impl Owner {
 
     /// Finds the held services whose keys disagree with their phase and
     /// brings each in line. `regranted`: the lease was replaced, so every
-    /// UP key and every hold's recorded owner needs our new lease. `full`:
-    /// also read every service held DOWN, however many (see [`SURVEY_MAX`]).
+    /// UP key and every hold's recorded owner needs our new lease. The
+    /// services held DOWN are read in batches (see [`SURVEY_BATCH`]).
     async fn check(&self, id: i64, regranted: bool) -> Result<()> {
         if self.check_open().is_err() {
             return Ok(());
@@ -307,7 +307,7 @@ impl Owner {
             let records = self.store.records(&uuids).await?;
             for (cell, record) in chunk.iter().zip(records) {
                 let phase = cell.held().phase;
-                let same = record.as_ref().is_some_and(|r| phase_of(r) == phase);
+                let same = record.as_ref().is_some_and(|r| agrees(phase, r));
                 if same {
                     continue;
                 }

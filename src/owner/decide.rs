@@ -236,6 +236,17 @@ pub(crate) fn phase_of(s: &Service) -> Phase {
     }
 }
 
+/// True when `record` still says what `phase` (of a service held DOWN)
+/// was decided from: nothing for the decision to look at again. A DOWN
+/// record's missed flag is its owner's business, not a change.
+pub(crate) fn agrees(phase: Phase, record: &Service) -> bool {
+    match phase {
+        Phase::Held { end, .. } => record.forced_down && record.maintenance_end == end,
+        Phase::Down => record.status == Status::Down && !record.forced_down,
+        p => phase_of(record) == p,
+    }
+}
+
 /// The one transition: from `phase`, with the owner wanting UP or not
 /// (`wants_up`, its last update), given what etcd holds (`old`, the record;
 /// `cur`, its keys), on `ev`: what to do and the phase that follows.
@@ -1015,5 +1026,114 @@ mod tests {
             super::decide(Phase::New, false, None, &cur(0, 0), &ev, &facts(false)).0,
             Verdict::Refuse(Refusal::NotFound)
         );
+    }
+
+    /// The table of docs/design.md's "One service's life": every phase meets
+    /// every event, from a typical state of etcd for that phase; each cell
+    /// is "verdict next" (W write, K keep, R refuse, D delete, M mark
+    /// closed).
+    #[test]
+    fn every_phase_meets_every_event() {
+        let beat = |mut s: Service| {
+            s.heartbeat = Some(Duration::from_secs(1));
+            s
+        };
+        let up = beat(rec(Status::Up));
+        let mut missed = beat(rec(Status::Down));
+        missed.heartbeat_missed = true;
+        let mut held = beat(rec(Status::Down));
+        held.forced_down = true;
+        held.maintenance_end = 2000;
+        let down = rec(Status::Down);
+        let held_phase = Phase::Held {
+            end: 2000,
+            missed: false,
+        };
+        // (phase, wants UP, record, keys)
+        let rows: [(&str, Phase, bool, &Service, Current); 7] = [
+            ("New", Phase::New, false, &up, cur(42, 0)),
+            ("Up", Phase::Up, true, &up, cur(7, 0)),
+            ("Missed", Phase::Missed, true, &missed, cur(0, 7)),
+            ("Held", held_phase, true, &held, cur(0, 7)),
+            ("Down", Phase::Down, false, &down, cur(0, 0)),
+            ("Lost", Phase::Lost(Lost::Moved(42)), true, &up, cur(42, 0)),
+            ("Closing", Phase::Closing, true, &up, cur(7, 0)),
+        ];
+        let want = rec(Status::Up);
+        let events: [(&str, Event<'_>); 10] = [
+            (
+                "update",
+                Event::Update {
+                    want: &want,
+                    take_over: false,
+                },
+            ),
+            ("check-in", Event::CheckIn),
+            ("deadline", Event::Deadline),
+            ("window end", Event::WindowEnd),
+            ("check", Event::Check),
+            ("re-grant", Event::Regranted),
+            (
+                "down",
+                Event::Down {
+                    note: "n",
+                    start: 0,
+                    end: 0,
+                },
+            ),
+            ("up", Event::Up),
+            ("delete", Event::Delete),
+            ("close", Event::Close),
+        ];
+        let expected: [[&str; 10]; 7] = [
+            // update, check-in, deadline, window end, check, re-grant, down, up, delete, close
+            ["W Up", "K New", "K New", "K New", "K New", "K New", "W New", "K New", "D Lost", "K Closing"],
+            ["W Up", "K Up", "W Missed", "K Up", "K Up", "W Up", "W Held", "K Up", "D Lost", "M Closing"],
+            ["W Up", "W Up", "K Missed", "W Up", "W Up", "W Up", "W Held", "K Missed", "D Lost", "M Closing"],
+            ["W Held", "K Held", "W Held", "W Up", "K Held", "W Held", "W Held", "W Up", "D Lost", "M Closing"],
+            ["W Up", "K Down", "K Down", "K Down", "K Down", "K Down", "W Held", "K Down", "D Lost", "K Closing"],
+            ["R Lost", "K Lost", "K Lost", "K Lost", "K Lost", "K Lost", "W Lost", "K Lost", "D Lost", "K Closing"],
+            ["R Closing", "K Closing", "K Closing", "K Closing", "K Closing", "K Closing", "R Closing", "R Closing", "R Closing", "K Closing"],
+        ];
+        let name = |p: Phase| match p {
+            Phase::New => "New",
+            Phase::Up => "Up",
+            Phase::Missed => "Missed",
+            Phase::Held { .. } => "Held",
+            Phase::Down => "Down",
+            Phase::Lost(_) => "Lost",
+            Phase::Closing => "Closing",
+        };
+        let mut wrong = Vec::new();
+        for (r, (row, phase, wants_up, old, c)) in rows.iter().enumerate() {
+            for (e, (ev_name, ev)) in events.iter().enumerate() {
+                let mut f = facts(matches!(ev, Event::Deadline));
+                let mut c = *c;
+                if matches!(ev, Event::WindowEnd) {
+                    f.now = 2000;
+                }
+                if matches!(ev, Event::Regranted) {
+                    // Our lease 7 was lost (its keys with it) and 9 granted.
+                    f.ours = 9;
+                    f.before = vec![5, 7];
+                    if c.up_lease == 7 {
+                        c.up_lease = 0;
+                    }
+                }
+                let (v, next) = super::decide(*phase, *wants_up, Some(old), &c, ev, &f);
+                let v = match v {
+                    Verdict::Keep => "K",
+                    Verdict::Write(_) => "W",
+                    Verdict::Refuse(_) => "R",
+                    Verdict::Delete => "D",
+                    Verdict::MarkClosed => "M",
+                };
+                let got = format!("{v} {}", name(next));
+                if got != expected[r][e] {
+                    wrong.push(format!("{row} × {ev_name}: {got}, expected {}", expected[r][e]));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 }

@@ -347,12 +347,11 @@ impl Owner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or(phase);
+        result?;
         if let Some(c) = cell {
-            if result.is_ok() || next != phase {
-                self.enter(c, next);
-            }
+            self.enter(c, next);
         }
-        result.map(|_| next)
+        Ok(next)
     }
 
     /// The one decision on `ev` for `cell`, with the write it needs, in one
@@ -432,13 +431,19 @@ impl Owner {
             Err(e) => {
                 // A refused or failed first registration leaves nothing
                 // behind: no slot, no check, no "lost" for a uuid never held.
+                drop(guard);
                 if made {
-                    drop(guard);
                     self.forget(&cell);
-                } else if let Some((uuid, next)) = decided.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    // Displaced: the cell learns it, and so does a check-in.
-                    if uuid == cell.uuid {
-                        self.enter(&cell, next);
+                }
+                let learned = decided.lock().unwrap_or_else(|p| p.into_inner()).take();
+                // Displaced: the cell of the uuid it decided on learns it
+                // (and so does the next check-in).
+                if let Some((uuid, Phase::Lost(lost))) = learned {
+                    if let Some(c) = self.cell(&uuid).filter(|c| !(made && Arc::ptr_eq(c, &cell))) {
+                        let _op = c.op.lock().await;
+                        if c.held().phase.holds() {
+                            self.enter(&c, Phase::Lost(lost));
+                        }
                     }
                 }
                 return Err(e);
