@@ -139,7 +139,8 @@ impl Error {
     pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
         let kind = classify(&err);
         let mut e = Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))));
-        e.inner.lease_gone = matches!(&err, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::NotFound);
+        e.inner.lease_gone =
+            matches!(&err, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::NotFound);
         e
     }
 

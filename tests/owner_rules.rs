@@ -519,7 +519,9 @@ fn two_lease_losses_in_a_row_never_leave_a_held_service_stuck_down() {
     });
     let stale = uuids
         .iter()
-        .filter(|u| down_key(&raw, &ns, u).is_none_or(|kv| kv.value_str() != format!("{current:x}")))
+        .filter(|u| {
+            down_key(&raw, &ns, u).is_none_or(|kv| kv.value_str() != format!("{current:x}"))
+        })
         .count();
     assert!(ok, "{stale} holds do not name the current lease");
     assert_eq!(owner.stats().registrations_lost, 0);
@@ -564,7 +566,10 @@ fn a_client_that_set_its_copy_down_does_not_judge_an_ownerless_miss() {
     let stats = client.stats();
     assert_eq!(stats.heartbeats_missed, 0, "judged missed: {stats:?}");
     assert!(up_key(&raw, &ns, &uuid).is_none());
-    assert!(record(&raw, &ns, &uuid).unwrap().heartbeat_missed, "not ours to change");
+    assert!(
+        record(&raw, &ns, &uuid).unwrap().heartbeat_missed,
+        "not ours to change"
+    );
 }
 
 /// Finding 8: with more than 16 services held DOWN, an operator's change

@@ -127,9 +127,7 @@ impl Owner {
                     }
                 }
                 Err(e) => {
-                    log::warn!(
-                        "os-lively: re-registering on lease {id:x} failed, will retry: {e}"
-                    );
+                    log::warn!("os-lively: re-registering on lease {id:x} failed, will retry: {e}");
                     self.lease.reauthenticate_if_stale(&e).await;
                 }
             }

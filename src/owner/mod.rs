@@ -32,8 +32,6 @@ use crate::store::{Current, Put, Store, Written};
 use beat::Beats;
 use decide::{Event, Facts, Held, Lost, Phase, Verdict, decide, phase_of};
 
-
-
 /// How long the timer sleeps with nothing due (anything new wakes it).
 const IDLE: Duration = Duration::from_secs(3600);
 /// Bounds of the retry delay after a failed transition.
@@ -439,7 +437,10 @@ impl Owner {
                 // Displaced: the cell of the uuid it decided on learns it
                 // (and so does the next check-in).
                 if let Some((uuid, Phase::Lost(lost))) = learned {
-                    if let Some(c) = self.cell(&uuid).filter(|c| !(made && Arc::ptr_eq(c, &cell))) {
+                    if let Some(c) = self
+                        .cell(&uuid)
+                        .filter(|c| !(made && Arc::ptr_eq(c, &cell)))
+                    {
                         let _op = c.op.lock().await;
                         if c.held().phase.holds() {
                             self.enter(&c, Phase::Lost(lost));
@@ -532,7 +533,16 @@ impl Owner {
         };
         let (phase, wants_up) = self.state_of(cell.as_ref());
         let facts = self.facts(uuid, self.lease.id());
-        match decide(phase, wants_up, None, &Current::default(), &Event::Delete, &facts).0 {
+        match decide(
+            phase,
+            wants_up,
+            None,
+            &Current::default(),
+            &Event::Delete,
+            &facts,
+        )
+        .0
+        {
             Verdict::Refuse(r) => return Err(r.error(uuid, None)),
             Verdict::Delete => {}
             v => {
