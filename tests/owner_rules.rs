@@ -622,3 +622,42 @@ fn many_services_held_down_are_still_watched_within_a_ttl() {
     assert!(now_secs() >= end);
     eprintln!("delete noticed after {noticed:?}");
 }
+
+/// Finding 3, the other half: a daemon displaced by another live one that
+/// only checks in (no further `update()`) is UP again on its own lease once
+/// the holder crashes: a live owner that wants UP is never stuck DOWN.
+#[test]
+fn a_displaced_daemon_that_checks_in_is_up_again_when_the_holder_crashes() {
+    let etcd = Etcd::start();
+    let ns = namespace("retake");
+    let raw = etcd.raw();
+    let first = connect(&etcd.endpoints(), &ns, TTL);
+    let svc = Service::new("t", "h").with_heartbeat(Duration::from_secs(2));
+    let uuid = first.update(&svc).unwrap();
+    let mut second = Registrant::start(&etcd.endpoints(), &ns, TTL, &["--type", "t", "--host", "h"]);
+    assert_eq!(second.uuid, uuid);
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = {
+        let (c, u, t) = (first.clone(), uuid.clone(), ticking.clone());
+        std::thread::spawn(move || {
+            while t.load(Ordering::SeqCst) {
+                // Conflict while the other holds it: the daemon keeps going.
+                let _ = c.heartbeat(&u);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(TTL), || first
+        .heartbeat(&uuid)
+        .is_err_and(|e| e.kind() == ErrorKind::Conflict)));
+    second.kill();
+    let mine = first.stats().lease_id;
+    assert!(
+        wait_until(Duration::from_secs(3 * TTL), || up_key(&raw, &ns, &uuid)
+            .is_some_and(|kv| kv.lease == mine)),
+        "UP again on the live daemon's lease"
+    );
+    assert!(first.heartbeat(&uuid).is_ok());
+    ticking.store(false, Ordering::SeqCst);
+    ticker.join().unwrap();
+}

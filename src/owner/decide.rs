@@ -287,6 +287,9 @@ pub(crate) fn decide(
         Event::Down { note, start, end } => operator_down(phase, old, cur, note, start, end, f),
         Event::Up => operator_up(phase, wants_up, old, cur, f),
         Event::CheckIn | Event::Deadline | Event::WindowEnd | Event::Check | Event::Regranted => {
+            if let Phase::Lost(Lost::Moved(_)) = phase {
+                return retake(phase, wants_up, old, cur, f);
+            }
             if !phase.holds() {
                 return (Verdict::Keep, phase);
             }
@@ -320,6 +323,28 @@ fn put(record: Service, cur: &Current, f: &Facts) -> Put {
         record,
         up_lease,
         down_owner,
+    }
+}
+
+/// A service another client took from us, whose owner still wants it UP
+/// and checks in: once no live lease holds it (its holder crashed), ours
+/// again, so a live owner is never stuck DOWN; while one lives, not ours.
+fn retake(
+    phase: Phase,
+    wants_up: bool,
+    old: Option<&Service>,
+    cur: &Current,
+    f: &Facts,
+) -> (Verdict, Phase) {
+    if !wants_up || f.overdue || old.is_none() || cur.closed || live_holder(cur, f).is_some() {
+        return (Verdict::Keep, phase);
+    }
+    match reconcile(Phase::Up, wants_up, false, old, cur, f) {
+        (write, next) if next.holds() => (
+            write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))),
+            next,
+        ),
+        _ => (Verdict::Keep, phase),
     }
 }
 
@@ -997,6 +1022,33 @@ mod tests {
             ),
             (Verdict::Write(_), Phase::Up)
         ));
+    }
+
+    #[test]
+    fn a_displaced_owner_retakes_once_its_holder_is_gone() {
+        let up = rec(Status::Up);
+        let lost = Phase::Lost(Lost::Moved(42));
+        // The holder's UP key went with its lease: ours again.
+        match super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(false)) {
+            (Verdict::Write(p), Phase::Up) => assert_eq!(p.up_lease, 7),
+            other => panic!("{other:?}"),
+        }
+        // Not while it lives, nor for an owner that stopped checking in.
+        assert_eq!(
+            super::decide(lost, true, Some(&up), &cur(42, 0), &Event::Check, &facts(false)),
+            (Verdict::Keep, lost)
+        );
+        assert_eq!(
+            super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(true)),
+            (Verdict::Keep, lost)
+        );
+        // Its own DOWN, or a hold naming the dead holder: not ours to judge.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        assert_eq!(
+            super::decide(lost, true, Some(&held), &cur(0, 42), &Event::Check, &facts(false)),
+            (Verdict::Keep, lost)
+        );
     }
 
     #[test]
