@@ -634,7 +634,8 @@ fn a_displaced_daemon_that_checks_in_is_up_again_when_the_holder_crashes() {
     let first = connect(&etcd.endpoints(), &ns, TTL);
     let svc = Service::new("t", "h").with_heartbeat(Duration::from_secs(2));
     let uuid = first.update(&svc).unwrap();
-    let mut second = Registrant::start(&etcd.endpoints(), &ns, TTL, &["--type", "t", "--host", "h"]);
+    let mut second =
+        Registrant::start(&etcd.endpoints(), &ns, TTL, &["--type", "t", "--host", "h"]);
     assert_eq!(second.uuid, uuid);
     let ticking = Arc::new(AtomicBool::new(true));
     let ticker = {

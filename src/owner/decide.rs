@@ -1029,24 +1029,52 @@ mod tests {
         let up = rec(Status::Up);
         let lost = Phase::Lost(Lost::Moved(42));
         // The holder's UP key went with its lease: ours again.
-        match super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(false)) {
+        match super::decide(
+            lost,
+            true,
+            Some(&up),
+            &cur(0, 0),
+            &Event::Check,
+            &facts(false),
+        ) {
             (Verdict::Write(p), Phase::Up) => assert_eq!(p.up_lease, 7),
             other => panic!("{other:?}"),
         }
         // Not while it lives, nor for an owner that stopped checking in.
         assert_eq!(
-            super::decide(lost, true, Some(&up), &cur(42, 0), &Event::Check, &facts(false)),
+            super::decide(
+                lost,
+                true,
+                Some(&up),
+                &cur(42, 0),
+                &Event::Check,
+                &facts(false)
+            ),
             (Verdict::Keep, lost)
         );
         assert_eq!(
-            super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(true)),
+            super::decide(
+                lost,
+                true,
+                Some(&up),
+                &cur(0, 0),
+                &Event::Check,
+                &facts(true)
+            ),
             (Verdict::Keep, lost)
         );
         // Its own DOWN, or a hold naming the dead holder: not ours to judge.
         let mut held = rec(Status::Down);
         held.forced_down = true;
         assert_eq!(
-            super::decide(lost, true, Some(&held), &cur(0, 42), &Event::Check, &facts(false)),
+            super::decide(
+                lost,
+                true,
+                Some(&held),
+                &cur(0, 42),
+                &Event::Check,
+                &facts(false)
+            ),
             (Verdict::Keep, lost)
         );
     }
