@@ -88,6 +88,9 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     message: String,
+    /// The gRPC status code etcd answered with, when it did: what a caller
+    /// decides by, never the message's text.
+    grpc: Option<tonic::Code>,
 }
 
 impl Error {
@@ -97,6 +100,7 @@ impl Error {
             inner: Box::new(Inner {
                 kind,
                 message: message.into(),
+                grpc: None,
             }),
         }
     }
@@ -133,7 +137,16 @@ impl Error {
     /// cause (`connection refused`, ...).
     pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
         let kind = classify(&err);
-        Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))))
+        let mut e = Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))));
+        if let etcd_client::Error::GRpcStatus(status) = &err {
+            e.inner.grpc = Some(status.code());
+        }
+        e
+    }
+
+    /// The gRPC status code etcd answered with, if this error is one.
+    pub(crate) fn grpc_code(&self) -> Option<tonic::Code> {
+        self.inner.grpc
     }
 
     /// The same error with `what` (the operation) in front of its message,
@@ -144,7 +157,9 @@ impl Error {
             return self;
         }
         let message = format!("{what}: {}", self.message());
-        Error::new(self.kind(), message)
+        let mut e = Error::new(self.kind(), message);
+        e.inner.grpc = self.inner.grpc;
+        e
     }
 }
 
