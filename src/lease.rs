@@ -9,8 +9,11 @@
 //!
 //! etcd-client's `keep_alive()` gives one stream with no timer and no
 //! reconnect, and queuing a request on a dead stream succeeds silently; so we
-//! send on our own timer, treat a missing answer as a broken stream, and
-//! reconnect with jittered backoff.
+//! send on our own timer and reconnect with jittered backoff. A lease is
+//! lost only when it is: etcd says so (TTL 0, lease not found). A late
+//! answer is not a failure (etcd's gRPC proxy answers on its own cadence, a
+//! loaded etcd seconds late); the stream is reopened when it broke, when a
+//! member left rotation, or after a whole TTL without an answer.
 //!
 //! The keepalive's timer never waits on other work: events go through an
 //! unbounded channel, and what the owner does with them runs in tasks of
@@ -716,5 +719,34 @@ where
             f(lease.id()).await
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn a_lease_gone_is_told_by_the_grpc_code_through_every_context() {
+        // What `with_live_lease` re-grants on: etcd's NOT_FOUND, kept
+        // through the contexts the store and the owner add.
+        let gone = Error::etcd(
+            "update: writing",
+            etcd_client::Error::GRpcStatus(Status::new(
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            )),
+        )
+        .context("update");
+        assert_eq!(gone.grpc_code(), Some(Code::NotFound));
+        // The text alone decides nothing.
+        let text = Error::new(ErrorKind::Unavailable, "requested lease not found");
+        assert_eq!(text.grpc_code(), None);
+        let other = Error::etcd(
+            "update: writing",
+            etcd_client::Error::GRpcStatus(Status::new(Code::Unavailable, "lease not found")),
+        );
+        assert_ne!(other.grpc_code(), Some(Code::NotFound));
     }
 }

@@ -30,8 +30,13 @@
 //! the jitter, a fleet of 2,000 clients probed every member every second in
 //! step while one restarted (1,840 `Status` calls a second), and the
 //! restarted member never became healthy under that load. A new suspicion
-//! still brings a round of every endpoint within one period. When all are
-//! back, probing stops until the next suspicion. The
+//! still brings a round of every endpoint within one period, unless full
+//! rounds in a row changed nothing: then each waits twice as long as the
+//! one before (jittered, up to 64 periods), because while every member
+//! answers slowly every slow call suspects them all, and a round per
+//! suspicion would add a `Status` per member to each (issue 29: no load
+//! that feeds on itself). A quiet spell of 64 periods starts afresh. When
+//! all are back, probing stops until the next suspicion. The
 //! balancer is never left empty: with no healthy member every answering one
 //! (or, failing that, every one) stays in.
 
@@ -412,6 +417,15 @@ mod tests {
         );
         assert_eq!(probe_period(s(2)), Duration::from_millis(200));
         assert_eq!(probe_period(s(60)), s(1));
+    }
+
+    #[test]
+    fn fruitless_full_rounds_are_spaced_out_doubling_to_a_cap() {
+        let p = Duration::from_millis(200);
+        assert_eq!(fruitless_gap(p, 1), p * 2);
+        assert_eq!(fruitless_gap(p, 3), p * 8);
+        assert_eq!(fruitless_gap(p, 6), p * MAX_FRUITLESS_BACKOFF);
+        assert_eq!(fruitless_gap(p, 40), p * MAX_FRUITLESS_BACKOFF);
     }
 
     #[tokio::test(flavor = "current_thread")]
