@@ -334,7 +334,7 @@ impl Lease {
                             stream = Some(Stream {
                                 next: sent + period,
                                 unanswered: None,
-                                ..s
+                                ..*s
                             });
                             continue;
                         }
@@ -445,10 +445,9 @@ impl Lease {
                 Got::Answer(other) => {
                     let e = match other {
                         Err(e) => Error::etcd("keepalive: receiving", e),
-                        _ => Error::new(
-                            ErrorKind::Unavailable,
-                            "keepalive: etcd closed the stream",
-                        ),
+                        _ => {
+                            Error::new(ErrorKind::Unavailable, "keepalive: etcd closed the stream")
+                        }
                     };
                     stream = None;
                     if self
@@ -498,14 +497,14 @@ impl Lease {
     ) -> Result<Opened> {
         let opening = async {
             match self.client.clone().keep_alive(id).await {
-                Ok((keeper, responses)) => Ok(Opened::Alive(Stream {
+                Ok((keeper, responses)) => Ok(Opened::Alive(Box::new(Stream {
                     id,
                     keeper,
                     responses,
                     next: Instant::now(),
                     unanswered: None,
                     suspected: false,
-                })),
+                }))),
                 // etcd-client's word for a first answer with TTL <= 0:
                 // etcd says the lease is gone.
                 Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
@@ -633,7 +632,7 @@ struct Stream {
 }
 
 enum Opened {
-    Alive(Stream),
+    Alive(Box<Stream>),
     /// etcd says the lease does not exist any more.
     Gone,
 }

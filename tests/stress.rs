@@ -113,16 +113,20 @@ fn up_keys_deleted(raw: &Raw, ns: &str, from: i64) -> Vec<String> {
             .await
             .expect("reference watch");
         let mut deleted = Vec::new();
+        let mut seen = 0usize;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "reference watch did not catch up"
             );
-            let _ = stream.request_progress().await;
             match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
+                // The creation's answer carries the current revision
+                // before any of the history: not a sign of catching up.
+                Ok(Ok(Some(resp))) if resp.created() => {}
                 Ok(Ok(Some(resp))) => {
                     assert_eq!(resp.compact_revision(), 0, "history was compacted");
+                    seen += resp.events().len();
                     for e in resp.events() {
                         if e.event_type() == etcd_client::EventType::Delete {
                             let kv = e.kv().expect("kv");
@@ -130,11 +134,17 @@ fn up_keys_deleted(raw: &Raw, ns: &str, from: i64) -> Vec<String> {
                         }
                     }
                     if resp.header().is_some_and(|h| h.revision() >= until) {
+                        eprintln!("reference: {seen} UP-key events from {from} to {until}");
                         return deleted;
                     }
                 }
                 Ok(other) => panic!("reference watch ended: {other:?}"),
-                Err(_) => {}
+                // Quiet: the history is in (etcd sends it at once). etcd
+                // answers a progress request at once with its current
+                // revision, caught up or not, so it is asked only now.
+                Err(_) => {
+                    let _ = stream.request_progress().await;
+                }
             }
         }
     })
@@ -178,10 +188,14 @@ fn marker(writer: &Client, watchers: &[Watcher], name: &str, within: Duration) -
 
 #[test]
 fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down() {
-    const TTL: u64 = 6;
     const DAEMONS: usize = 8;
     const WATCHERS: usize = 3;
-    let pause = Duration::from_secs(TTL / 2);
+    // OSLIVELY_STRESS_TTL and OSLIVELY_STRESS_PAUSE_MS explore other
+    // margins (the issue's run was TTL 4, 3 s pauses: see docs/operators.md
+    // for why that is the proxy's limit).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let ttl_secs = env("OSLIVELY_STRESS_TTL").unwrap_or(6);
+    let pause = Duration::from_millis(env("OSLIVELY_STRESS_PAUSE_MS").unwrap_or(ttl_secs * 500));
     let t0 = Instant::now();
     let cluster = Cluster::start(3);
     cluster
@@ -192,15 +206,18 @@ fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down
     let ns = namespace("stress-pause");
     let raw = cluster.raw();
     let watchers: Vec<Watcher> = (0..WATCHERS)
-        .map(|_| Watcher::start(&via, &ns, TTL))
+        .map(|_| Watcher::start(&via, &ns, ttl_secs))
         .collect();
-    let daemons: Vec<Client> = (0..DAEMONS).map(|_| connect(&via, &ns, TTL)).collect();
+    let daemons: Vec<Client> = (0..DAEMONS).map(|_| connect(&via, &ns, ttl_secs)).collect();
     let uuids = register_all(&daemons, &watchers, Duration::from_secs(15));
     // Every daemon past its first keep-alives through the proxy.
     for d in &daemons {
         let k = d.stats().keepalives_sent;
         assert!(
-            wait_until(Duration::from_secs(3 * TTL), || d.stats().keepalives_sent > k),
+            wait_until(Duration::from_secs(3 * ttl_secs), || d
+                .stats()
+                .keepalives_sent
+                > k),
             "a daemon's keep-alive never came back through the proxy: {:?}",
             d.stats()
         );
@@ -226,7 +243,7 @@ fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down
     }
     // Whatever a pause could still cause shows within a TTL of the last
     // resume (the issue saw false DOWNs 7 s after a resume at TTL 4).
-    std::thread::sleep(Duration::from_secs(TTL + 1));
+    std::thread::sleep(Duration::from_secs(ttl_secs + 1));
     let end = marker(&daemons[0], &watchers, "end", Duration::from_secs(15));
 
     let deleted = up_keys_deleted(&raw, &ns, start);
@@ -243,7 +260,7 @@ fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down
         .sum();
     let downs: Vec<usize> = watchers.iter().map(|w| w.downs().len()).collect();
     eprintln!(
-        "{DAEMONS} daemons, {WATCHERS} watchers behind the gRPC proxy, each of 3 members paused {pause:?} at TTL {TTL}: \
+        "{DAEMONS} daemons, {WATCHERS} watchers behind the gRPC proxy, each of 3 members paused {pause:?} at TTL {ttl_secs}: \
          UP keys deleted {}, DOWN events per watcher {downs:?}, lease re-grants {regrants}, keep-alive failures {failed}; {:?} in all",
         deleted.len(),
         t0.elapsed()
@@ -262,7 +279,11 @@ fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down
     assert_eq!(regrants, 0, "leases were re-granted: {after:?}");
     // The same sequence at every watcher, the marker's registration last.
     let first = watchers[0].sequence(start);
-    assert!(first.iter().any(|(k, u, _)| *k == EventKind::Registered && *u == end));
+    assert!(
+        first
+            .iter()
+            .any(|(k, u, _)| *k == EventKind::Registered && *u == end)
+    );
     for (w, watcher) in watchers.iter().enumerate().skip(1) {
         assert_eq!(
             watcher.sequence(start),
@@ -271,10 +292,7 @@ fn each_member_paused_for_half_the_ttl_behind_the_grpc_proxy_makes_no_false_down
         );
     }
     for u in &uuids {
-        assert!(
-            watchers[0].client.is_up(u).expect("is_up"),
-            "{u} is not UP"
-        );
+        assert!(watchers[0].client.is_up(u).expect("is_up"), "{u} is not UP");
     }
 }
 
@@ -283,13 +301,16 @@ fn etcd_answering_two_seconds_late_costs_no_more_calls_and_makes_no_false_down()
     const TTL: u64 = 10;
     const DAEMONS: usize = 8;
     let late = Duration::from_secs(2);
-    // A keep-alive every 3.33 s: 7 or 8 per daemon in each 25 s window.
-    // The issue asks for 60 s of late answers; 4 s of onset and 25 s of
+    // A keep-alive every 3.33 s: each window is 8 of those periods, so each
+    // daemon sends 8 in each (a window of a fractional number of periods
+    // counts 7 or 8 by phase alone, and the daemons registered together
+    // share their phase: up to 14% apart with no change at all).
+    // The issue asks for 60 s of late answers; 4 s of onset and 27 s of
     // steady state keep the suite's time under 90 s and still show the
     // property: what fed on itself came back at every keep-alive (a
-    // stream reopened for each late answer, a probe round for each), 7
+    // stream reopened for each late answer, a probe round for each), 8
     // times per daemon in the window.
-    let window = Duration::from_secs(25);
+    let window = Duration::from_millis(TTL * 1000 / 3 * 8);
     let t0 = Instant::now();
     let cluster = Cluster::start(3);
     cluster
@@ -358,8 +379,7 @@ fn etcd_answering_two_seconds_late_costs_no_more_calls_and_makes_no_false_down()
         .map(|(a, b)| a.keepalives_failed - b.keepalives_failed)
         .sum();
     // The daemons' calls: everything but the direct watcher's watch.
-    let per_minute =
-        |g: &Grpc| g.calls_except(&["Watch"]) as f64 * 60.0 / window.as_secs_f64();
+    let per_minute = |g: &Grpc| g.calls_except(&["Watch"]) as f64 * 60.0 / window.as_secs_f64();
     let (calm_d, late_d) = (per_minute(&calm), per_minute(&stressed));
     eprintln!(
         "{DAEMONS} daemons, TTL {TTL}, answers {late:?} late: {calm_d:.0} calls/min calm, {late_d:.0} late ({:.2}x); \

@@ -259,7 +259,9 @@ fn pipe(
             if writer_sh.stop.load(Ordering::SeqCst) || to.write_all(&chunk).is_err() {
                 break;
             }
-            writer_sh.bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            writer_sh
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
         }
         let _ = to.shutdown(Shutdown::Both);
         if let Ok(from) = writer_from {
