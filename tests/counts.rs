@@ -308,8 +308,8 @@ fn beside_a_busy_neighbour_a_deleted_up_key_still_comes_back_by_the_full_check()
 /// The most probe rounds steering's schedule allows in `window` after the
 /// round that took a member out (src/steer.rs): the next round one probe
 /// period `p` later, then at doubling intervals, each drawn between half
-/// and one and a half of it but never sooner than `p`, up to 8 periods. So
-/// the rounds come at least p, p, 2p, 4p, 4p, ... apart.
+/// and one and a half of it but never sooner than `p`, up to 32 periods.
+/// So the rounds come at least p, p, 2p, 4p, 8p, 16p, 16p, ... apart.
 fn schedule_rounds(window: Duration, p: Duration) -> u64 {
     let mut rounds = 1;
     let mut at = Duration::ZERO;
@@ -322,7 +322,7 @@ fn schedule_rounds(window: Duration, p: Duration) -> u64 {
             return rounds;
         }
         rounds += 1;
-        backoff = (backoff * 2).min(p * 8);
+        backoff = (backoff * 2).min(p * 32);
     }
 }
 
@@ -448,9 +448,9 @@ fn a_paused_member_costs_a_watcher_one_reopening_per_break() {
     cluster.member_ref(paused).pause();
     std::thread::sleep(pause);
     cluster.member_ref(paused).resume();
-    // Long enough for the member to be probed and put back (at most 8
-    // probe periods of 200 ms after it answers) and for anything that
-    // would reopen again to do so.
+    // Long enough for anything that would reopen again to do so (putting
+    // the member back in rotation, whenever steering's backoff gets to
+    // it, moves no stream).
     std::thread::sleep(Duration::from_secs(3));
     let d = Grpc::of_all(cluster.members()).minus(&before);
     let reopened = d.started("Watch");
