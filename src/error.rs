@@ -88,10 +88,9 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     message: String,
-    /// etcd answered gRPC NOT_FOUND, which a lease call or a transaction
-    /// naming a lease answers only for "requested lease not found": the
-    /// lease is gone (matched by code, never by the message's text).
-    lease_gone: bool,
+    /// The gRPC status code etcd answered with, when it did: what a caller
+    /// decides by, never the message's text.
+    grpc: Option<tonic::Code>,
 }
 
 impl Error {
@@ -101,7 +100,7 @@ impl Error {
             inner: Box::new(Inner {
                 kind,
                 message: message.into(),
-                lease_gone: false,
+                grpc: None,
             }),
         }
     }
@@ -139,18 +138,22 @@ impl Error {
     pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
         let kind = classify(&err);
         let mut e = Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))));
-        e.inner.lease_gone =
-            matches!(&err, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::NotFound);
+        if let etcd_client::Error::GRpcStatus(status) = &err {
+            e.inner.grpc = Some(status.code());
+        }
         e
     }
 
-    /// True when etcd said the lease a call named is gone (gRPC NOT_FOUND
-    /// from a lease call or a transaction that binds a key to a lease).
-    // For `lease::with_live_lease`, which still matches the text (lease.rs
-    // is another helper's this session).
-    #[allow(dead_code)]
+    /// The gRPC status code etcd answered with, if this error is one.
+    pub(crate) fn grpc_code(&self) -> Option<tonic::Code> {
+        self.inner.grpc
+    }
+
+    /// True when etcd said the lease a call named is gone: gRPC NOT_FOUND,
+    /// which a lease call or a transaction binding a key to a lease answers
+    /// only for "requested lease not found" (matched by code, never text).
     pub(crate) fn lease_gone(&self) -> bool {
-        self.inner.lease_gone
+        self.inner.grpc == Some(tonic::Code::NotFound)
     }
 
     /// The same error with `what` (the operation) in front of its message,
@@ -162,7 +165,7 @@ impl Error {
         }
         let message = format!("{what}: {}", self.message());
         let mut e = Error::new(self.kind(), message);
-        e.inner.lease_gone = self.inner.lease_gone;
+        e.inner.grpc = self.inner.grpc;
         e
     }
 }

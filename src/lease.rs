@@ -9,8 +9,11 @@
 //!
 //! etcd-client's `keep_alive()` gives one stream with no timer and no
 //! reconnect, and queuing a request on a dead stream succeeds silently; so we
-//! send on our own timer, treat a missing answer as a broken stream, and
-//! reconnect with jittered backoff.
+//! send on our own timer and reconnect with jittered backoff. A lease is
+//! lost only when it is: etcd says so (TTL 0, lease not found). A late
+//! answer is not a failure (etcd's gRPC proxy answers on its own cadence, a
+//! loaded etcd seconds late); the stream is reopened when it broke, when a
+//! member left rotation, or after a whole TTL without an answer.
 //!
 //! The keepalive's timer never waits on other work: events go through an
 //! unbounded channel, and what the owner does with them runs in tasks of
@@ -214,9 +217,23 @@ impl Lease {
         Ok(())
     }
 
-    /// The heartbeat: keepalive every TTL/3, reconnect on silence, re-grant
-    /// when the lease is gone, and start the check that restores UP keys
-    /// deleted by hand. Runs until `stop` turns true.
+    /// The heartbeat: a keepalive every TTL/3 on one stream, answers taken
+    /// as they come, the stream reopened (with jittered backoff) only when
+    /// it is dead, the lease re-granted only when etcd says it is gone.
+    /// Runs until `stop` turns true.
+    ///
+    /// A late answer is not a failure. etcd's gRPC proxy answers a
+    /// keepalive only when its own keepalive of the lease comes back (every
+    /// TTL/3, on a 500 ms tick), and a slow etcd answers seconds late; a
+    /// client that called such answers failures and reopened its stream
+    /// added a stream, a first keepalive and a probe round each time, the
+    /// load that feeds on itself (issue 29). So the stream is left only when
+    /// its transport says it broke, when steering took a member out of
+    /// rotation (the stream may be on it), or when a whole TTL passed since
+    /// etcd last answered (the lease is in doubt: a new stream's first
+    /// answer tells alive or gone). A late answer only makes endpoint
+    /// steering look, which is how a blackholed member is left within
+    /// about TTL/2.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // Nothing to keep alive before the first UP registration.
         while self.id() == 0 {
@@ -225,7 +242,7 @@ impl Lease {
                 _ = stop.changed() => return,
             }
         }
-        let mut stream: Option<KeepAlive> = None;
+        let mut stream: Option<Stream> = None;
         let mut backoff = Backoff::new(
             Duration::from_millis(50),
             self.period().max(Duration::from_millis(200)),
@@ -235,6 +252,15 @@ impl Lease {
         // answers in a row moved it.
         let mut last_revision: Option<i64> = None;
         let mut moved = 0u32;
+        // When etcd last said the lease was alive: the lease cannot have
+        // expired before a TTL after it.
+        let mut last_answer = Instant::now();
+        // How long answers have been taking (the slowest lately, decaying
+        // by an eighth per answer): an answer no later than twice that is
+        // no news (a slow etcd, the gRPC proxy's cadence) and raises no
+        // suspicion, so steering probes once when answers turn slow, not
+        // at every keepalive while they stay slow.
+        let mut slow = Duration::ZERO;
         let steering = self.store.steering().clone();
         let mut reroutes = self.store.reroutes();
         reroutes.mark_unchanged();
@@ -249,21 +275,104 @@ impl Lease {
                 stream = None;
             }
             let id = self.id();
-            // Half a period: a blackholed member is noticed (and left, the
-            // endpoint steering having evicted it) about TTL/2 after the last
-            // good keepalive, well before the lease is at risk.
-            let deadline = (self.period() / 2)
-                .max(Duration::from_millis(300))
-                .min(self.request_timeout);
-            // An answer this late already makes endpoint steering look, so
-            // its verdict is in by about the time the deadline passes.
-            let late = deadline / 3;
-            let sent = Instant::now();
-            let waited = tokio::select! {
-                beat = self.beat(&mut stream, id, deadline, late, &steering) => Waited::Beat(beat),
-                // A member left rotation while we waited: the stream may be
-                // on it, so do not wait out the deadline.
-                Ok(()) = reroutes.changed() => Waited::Rerouted,
+            let period = self.period();
+            let ttl = period * 3;
+            // An answer this late makes endpoint steering look, so a
+            // blackholed member is out of rotation, and the stream moved,
+            // within TTL/18 + steering's probe timeout (TTL/6) of the
+            // keepalive it swallowed: about TTL/4.
+            let late = (period / 6).clamp(Duration::from_millis(100), Duration::from_secs(2));
+            let open = match stream.as_mut() {
+                Some(s) if s.id == id => s,
+                _ => {
+                    // Opening sends the first keepalive and waits for its
+                    // answer: through the proxy that may take TTL/3 + 0.5 s,
+                    // and from a slow etcd seconds. Given up (and counted a
+                    // failure) only when the lease would be in doubt anyway.
+                    // At least long enough for the proxy's cadence.
+                    let now = Instant::now();
+                    let least = period + late.max(Duration::from_secs(1));
+                    let give_up = (last_answer + ttl)
+                        .max(now + least)
+                        .min(now + self.request_timeout.max(least));
+                    let sent = Instant::now();
+                    let opened = tokio::select! {
+                        r = self.open(id, give_up, late, &steering) => Some(r),
+                        Ok(()) = reroutes.changed() => {
+                            reroutes.mark_unchanged();
+                            None
+                        }
+                        r = stop.changed() => {
+                            if r.is_err() || *stop.borrow() {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    match opened {
+                        None => {
+                            // Rerouted while opening: try again elsewhere.
+                            continue;
+                        }
+                        Some(Ok(Opened::Alive(s))) => {
+                            last_answer = Instant::now();
+                            if failing {
+                                Counters::bump(&self.counters.reconnects);
+                                log::warn!(
+                                    "os-lively: keepalive stream for lease {id:x} re-opened"
+                                );
+                            }
+                            failing = false;
+                            backoff.reset();
+                            Counters::bump(&self.counters.keepalives_sent);
+                            moved = 1;
+                            let _ = self.events.send(LeaseEvent::Alive {
+                                id,
+                                revision: None,
+                                moved,
+                            });
+                            stream = Some(Stream {
+                                next: sent + period,
+                                unanswered: None,
+                                ..*s
+                            });
+                            continue;
+                        }
+                        Some(Ok(Opened::Gone)) => {
+                            if self.replace(id, &mut backoff, &mut stop).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            if self
+                                .failed(id, &e, &mut failing, &mut backoff, &steering, &mut stop)
+                                .await
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            // The stream is dead if etcd has not answered for a whole TTL
+            // while keepalives were waiting for an answer.
+            let dead_at = open.unanswered.map(|_| last_answer + ttl);
+            let suspect_after = (slow * 2).max(late).min(ttl / 2);
+            let suspect_at = open
+                .unanswered
+                .filter(|_| !open.suspected)
+                .map(|s| s + suspect_after);
+            let got = tokio::select! {
+                _ = tokio::time::sleep_until(open.next) => Got::Due,
+                msg = open.responses.message() => Got::Answer(msg),
+                _ = sleep_until_some(suspect_at) => Got::Late,
+                _ = sleep_until_some(dead_at) => Got::Silent,
+                Ok(()) = reroutes.changed() => {
+                    reroutes.mark_unchanged();
+                    Got::Rerouted
+                }
                 r = stop.changed() => {
                     if r.is_err() || *stop.borrow() {
                         return;
@@ -271,33 +380,56 @@ impl Lease {
                     continue;
                 }
             };
-            let answered = Instant::now();
-            let beat = match waited {
-                Waited::Beat(beat) => beat,
-                Waited::Rerouted => {
-                    // Unanswered so far, and its member may be the one left:
-                    // counted as failed, and reopened elsewhere at once.
-                    reroutes.mark_unchanged();
-                    stream = None;
-                    Counters::bump(&self.counters.keepalives_failed);
-                    failing = true;
-                    continue;
-                }
-            };
-            match beat {
-                Ok(Beat::Alive { ttl, revision }) => {
-                    Counters::bump(&self.counters.keepalives_sent);
-                    if let Some(ttl) = ttl {
-                        self.counters
-                            .lease_ttl_remaining
-                            .store(ttl, Ordering::Relaxed);
+            match got {
+                Got::Due => {
+                    let now = Instant::now();
+                    if let Err(e) = open.keeper.keep_alive().await {
+                        let e = Error::etcd("keepalive: sending", e);
+                        stream = None;
+                        if self
+                            .failed(id, &e, &mut failing, &mut backoff, &steering, &mut stop)
+                            .await
+                        {
+                            return;
+                        }
+                        continue;
                     }
+                    open.unanswered.get_or_insert(now);
+                    // Paced from the schedule, never from answers or other
+                    // work: one keepalive per period, however late the
+                    // answers (a stream that fell behind by more than a
+                    // period does not send a burst to catch up).
+                    open.next = (open.next + period).max(now + period / 2);
+                }
+                Got::Late => {
+                    open.suspected = true;
+                    steering.suspect(&format!(
+                        "keepalive for lease {id:x} unanswered after {suspect_after:?}"
+                    ));
+                }
+                Got::Answer(Ok(Some(resp))) if resp.ttl() <= 0 => {
+                    stream = None;
+                    if self.replace(id, &mut backoff, &mut stop).await {
+                        return;
+                    }
+                }
+                Got::Answer(Ok(Some(resp))) => {
+                    last_answer = Instant::now();
+                    if let Some(sent) = open.unanswered.take() {
+                        slow = (last_answer - sent).max(slow - slow / 8);
+                    }
+                    open.suspected = false;
+                    Counters::bump(&self.counters.keepalives_sent);
+                    self.counters
+                        .lease_ttl_remaining
+                        .store(resp.ttl(), Ordering::Relaxed);
                     if failing {
                         Counters::bump(&self.counters.reconnects);
                         log::warn!("os-lively: keepalive stream for lease {id:x} re-opened");
                     }
                     failing = false;
                     backoff.reset();
+                    let revision = resp.header().map(|h| h.revision());
                     moved = match (revision, last_revision) {
                         (Some(now), Some(before)) if now == before => 0,
                         (Some(_), _) => moved.saturating_add(1),
@@ -309,116 +441,139 @@ impl Lease {
                         revision,
                         moved,
                     });
-                    // Paced from the answer, never from other work. An answer
-                    // comes at once from etcd, but etcd's gRPC proxy answers
-                    // only when its own keepalive of the lease comes back
-                    // (every TTL/3, on a 500 ms tick): paced from the answer,
-                    // ours follows its cadence and is answered within that
-                    // tick, instead of drifting until one misses its deadline.
-                    let next = sent.max(answered) + self.period();
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(next) => {}
-                        r = stop.changed() => {
-                            if r.is_err() || *stop.borrow() {
-                                return;
-                            }
-                        }
-                    }
                 }
-                Ok(Beat::Gone) => {
-                    stream = None;
-                    if let Err(e) = self.regrant(id).await {
-                        self.reauthenticate_if_stale(&e).await;
-                        Counters::bump(&self.counters.keepalives_failed);
-                        log::warn!(
-                            "os-lively: replacing expired lease {id:x} failed, will retry: {e}"
-                        );
-                        if sleep_or_stop(backoff.next_delay(), &mut stop).await {
-                            return;
+                Got::Answer(other) => {
+                    let e = match other {
+                        Err(e) => Error::etcd("keepalive: receiving", e),
+                        _ => {
+                            Error::new(ErrorKind::Unavailable, "keepalive: etcd closed the stream")
                         }
-                    }
-                }
-                Err(e) => {
+                    };
                     stream = None;
-                    steering.suspect(&format!("keepalive for lease {id:x}: {e}"));
-                    self.reauthenticate_if_stale(&e).await;
-                    Counters::bump(&self.counters.keepalives_failed);
-                    if !failing {
-                        log::warn!(
-                            "os-lively: keepalive for lease {id:x} failed, reconnecting: {e}"
-                        );
-                    }
-                    failing = true;
-                    if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                    if self
+                        .failed(id, &e, &mut failing, &mut backoff, &steering, &mut stop)
+                        .await
+                    {
                         return;
                     }
+                }
+                Got::Silent => {
+                    stream = None;
+                    let e = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "keepalive: no answer from etcd for {ttl:?} (the lease's TTL); reopening the stream"
+                        ),
+                    );
+                    if self
+                        .failed(id, &e, &mut failing, &mut backoff, &steering, &mut stop)
+                        .await
+                    {
+                        return;
+                    }
+                }
+                Got::Rerouted => {
+                    // Its member may be the one left: reopened elsewhere at
+                    // once. A keepalive still unanswered counts as failed.
+                    if open.unanswered.is_some() {
+                        Counters::bump(&self.counters.keepalives_failed);
+                        failing = true;
+                    }
+                    stream = None;
                 }
             }
         }
     }
 
-    /// One keepalive on the open stream, or opening one (which sends the
-    /// first keepalive and waits for its answer), within `deadline`; an
+    /// Opens a keepalive stream for lease `id` (which sends the first
+    /// keepalive and waits for its answer), giving up at `give_up`; an
     /// answer later than `late` makes endpoint steering look.
-    async fn beat(
+    async fn open(
         &self,
-        stream: &mut Option<KeepAlive>,
         id: i64,
-        deadline: Duration,
+        give_up: Instant,
         late: Duration,
         steering: &Steering,
-    ) -> Result<Beat> {
-        let exchange = async {
-            match stream {
-                Some((sid, keeper, responses)) if *sid == id => {
-                    keeper
-                        .keep_alive()
-                        .await
-                        .map_err(|e| Error::etcd("keepalive: sending", e))?;
-                    match responses.message().await {
-                        Ok(Some(resp)) if resp.ttl() <= 0 => Ok(Beat::Gone),
-                        Ok(Some(resp)) => Ok(Beat::Alive {
-                            ttl: Some(resp.ttl()),
-                            revision: resp.header().map(|h| h.revision()),
-                        }),
-                        Ok(None) => Err(Error::new(
-                            ErrorKind::Unavailable,
-                            "keepalive: etcd closed the stream",
-                        )),
-                        Err(e) => Err(Error::etcd("keepalive: receiving", e)),
-                    }
+    ) -> Result<Opened> {
+        let opening = async {
+            match self.client.clone().keep_alive(id).await {
+                Ok((keeper, responses)) => Ok(Opened::Alive(Box::new(Stream {
+                    id,
+                    keeper,
+                    responses,
+                    next: Instant::now(),
+                    unanswered: None,
+                    suspected: false,
+                }))),
+                // etcd-client's word for a first answer with TTL <= 0:
+                // etcd says the lease is gone.
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
+                    Ok(Opened::Gone)
                 }
-                _ => match self.client.clone().keep_alive(id).await {
-                    Ok((keeper, responses)) => {
-                        *stream = Some((id, keeper, responses));
-                        Ok(Beat::Alive {
-                            ttl: None,
-                            revision: None,
-                        })
-                    }
-                    Err(e) if e.to_string().contains("lease not found") => Ok(Beat::Gone),
-                    Err(e) => Err(Error::etcd("keepalive: opening the stream", e)),
-                },
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
+                    Ok(Opened::Gone)
+                }
+                Err(e) => Err(Error::etcd("keepalive: opening the stream", e)),
             }
         };
-        let watched = async {
-            let mut exchange = std::pin::pin!(exchange);
-            tokio::select! {
-                r = &mut exchange => return r,
-                _ = tokio::time::sleep(late) => {}
-            }
-            steering.suspect(&format!(
-                "keepalive for lease {id:x} unanswered after {late:?}"
-            ));
-            exchange.await
-        };
-        match timeout(deadline, watched).await {
+        let start = Instant::now();
+        let mut opening = std::pin::pin!(opening);
+        tokio::select! {
+            r = &mut opening => return r,
+            _ = tokio::time::sleep(late) => {}
+        }
+        steering.suspect(&format!(
+            "keepalive stream for lease {id:x} not open after {late:?}"
+        ));
+        match tokio::time::timeout_at(give_up, opening).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
-                format!("keepalive: no answer within {deadline:?}"),
+                format!(
+                    "keepalive: opening the stream: no answer within {:?}",
+                    give_up.saturating_duration_since(start)
+                ),
             )),
         }
+    }
+
+    /// etcd said lease `id` is gone: replaces it, backing off when that
+    /// fails. True if asked to stop meanwhile.
+    async fn replace(
+        self: &Arc<Self>,
+        id: i64,
+        backoff: &mut Backoff,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if let Err(e) = self.regrant(id).await {
+            self.reauthenticate_if_stale(&e).await;
+            Counters::bump(&self.counters.keepalives_failed);
+            log::warn!("os-lively: replacing expired lease {id:x} failed, will retry: {e}");
+            return sleep_or_stop(backoff.next_delay(), stop).await;
+        }
+        false
+    }
+
+    /// The stream failed (`e`): counted, logged once per outage, a
+    /// suspicion raised, and a jittered backoff before it is reopened.
+    /// True if asked to stop meanwhile.
+    async fn failed(
+        &self,
+        id: i64,
+        e: &Error,
+        failing: &mut bool,
+        backoff: &mut Backoff,
+        steering: &Steering,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        steering.suspect(&format!("keepalive for lease {id:x}: {e}"));
+        self.reauthenticate_if_stale(e).await;
+        Counters::bump(&self.counters.keepalives_failed);
+        if !*failing {
+            log::warn!("os-lively: keepalive for lease {id:x} failed, reconnecting: {e}");
+        }
+        *failing = true;
+        sleep_or_stop(backoff.next_delay(), stop).await
     }
 
     /// A keepalive stream or lease call that failed for an expired or
@@ -462,22 +617,45 @@ impl Lease {
     }
 }
 
-type KeepAlive = (i64, LeaseKeeper, LeaseKeepAliveStream);
+/// An open keepalive stream and where its schedule stands.
+struct Stream {
+    /// The lease it keeps alive.
+    id: i64,
+    keeper: LeaseKeeper,
+    responses: LeaseKeepAliveStream,
+    /// When the next keepalive is due.
+    next: Instant,
+    /// When the oldest keepalive not answered yet was sent.
+    unanswered: Option<Instant>,
+    /// Steering was told about the answer outstanding.
+    suspected: bool,
+}
 
-enum Waited {
-    Beat(Result<Beat>),
+enum Opened {
+    Alive(Box<Stream>),
+    /// etcd says the lease does not exist any more.
+    Gone,
+}
+
+/// What the keepalive loop woke up for.
+enum Got {
+    /// The next keepalive is due.
+    Due,
+    Answer(std::result::Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error>),
+    /// An answer is later than steering's probe timeout.
+    Late,
+    /// No answer for a whole TTL.
+    Silent,
+    /// A member was taken out of rotation.
     Rerouted,
 }
 
-enum Beat {
-    /// The lease is alive; remaining TTL and the store's revision when the
-    /// answer said so.
-    Alive {
-        ttl: Option<i64>,
-        revision: Option<i64>,
-    },
-    /// etcd says the lease does not exist any more.
-    Gone,
+/// Sleeps until `at`, or for ever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Grants a lease, trying again (three times in all) when the request
@@ -526,7 +704,8 @@ async fn grant_once(
 
 /// Runs `f` on the client's lease (granting the first one if none yet); if
 /// it fails because the lease was gone, re-grants and runs it once more on
-/// the new lease.
+/// the new lease. Gone is etcd's NOT_FOUND on a call naming the lease
+/// (`requested lease not found`), decided by the gRPC code, not the text.
 pub(crate) async fn with_live_lease<T, F, Fut>(lease: &Arc<Lease>, f: F) -> Result<T>
 where
     F: Fn(i64) -> Fut,
@@ -534,10 +713,39 @@ where
 {
     let id = lease.ensure().await?;
     match f(id).await {
-        Err(e) if e.message().contains("requested lease not found") => {
+        Err(e) if e.lease_gone() => {
             lease.regrant(id).await?;
             f(lease.id()).await
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn a_lease_gone_is_told_by_the_grpc_code_through_every_context() {
+        // What `with_live_lease` re-grants on: etcd's NOT_FOUND, kept
+        // through the contexts the store and the owner add.
+        let gone = Error::etcd(
+            "update: writing",
+            etcd_client::Error::GRpcStatus(Status::new(
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            )),
+        )
+        .context("update");
+        assert_eq!(gone.grpc_code(), Some(Code::NotFound));
+        // The text alone decides nothing.
+        let text = Error::new(ErrorKind::Unavailable, "requested lease not found");
+        assert_eq!(text.grpc_code(), None);
+        let other = Error::etcd(
+            "update: writing",
+            etcd_client::Error::GRpcStatus(Status::new(Code::Unavailable, "lease not found")),
+        );
+        assert_ne!(other.grpc_code(), Some(Code::NotFound));
     }
 }

@@ -25,13 +25,18 @@
 //! from the balancer. While any endpoint is out, rounds probe only the
 //! endpoints that are out, so one is put back once it answers with a
 //! leader: the first `clamp(TTL/10, 150 ms, 1 s)` after the round that took
-//! it out, then at doubling intervals up to 8 times that, each drawn at
+//! it out, then at doubling intervals up to 32 times that, each drawn at
 //! random between half and one and a half of it. Without the backoff and
 //! the jitter, a fleet of 2,000 clients probed every member every second in
 //! step while one restarted (1,840 `Status` calls a second), and the
 //! restarted member never became healthy under that load. A new suspicion
-//! still brings a round of every endpoint within one period. When all are
-//! back, probing stops until the next suspicion. The
+//! still brings a round of every endpoint within one period, unless full
+//! rounds in a row changed nothing: then each waits twice as long as the
+//! one before (jittered, up to 64 periods), because while every member
+//! answers slowly every slow call suspects them all, and a round per
+//! suspicion would add a `Status` per member to each (issue 29: no load
+//! that feeds on itself). A quiet spell of 64 periods starts afresh. When
+//! all are back, probing stops until the next suspicion. The
 //! balancer is never left empty: with no healthy member every answering one
 //! (or, failing that, every one) stays in.
 
@@ -190,14 +195,34 @@ async fn steer(
     // A round of every endpoint (after a suspicion), or of those out only.
     let mut full = false;
     let mut backoff = every;
+    // Full rounds in a row that changed nothing, and when the last began.
+    let mut fruitless = 0u32;
+    let mut last_full: Option<tokio::time::Instant> = None;
     loop {
         crate::runtime::supervise::checkpoint("steering");
         if active.iter().all(|a| *a) && !full {
             // Everything in rotation: nothing to do until someone suspects.
             shared.suspect.notified().await;
             full = true;
+            // While every member answers slowly, each slow call suspects
+            // them all, and a round at each would add a Status per member
+            // to every such call: the load that feeds on itself. So full
+            // rounds that changed nothing space the next ones out, doubling
+            // (jittered) up to `MAX_FRUITLESS_BACKOFF` periods; a quiet
+            // spell that long starts afresh, so the first suspicion after
+            // calm is probed at once.
+            if let Some(last) = last_full {
+                if last.elapsed() >= every * MAX_FRUITLESS_BACKOFF {
+                    fruitless = 0;
+                } else if fruitless > 0 {
+                    tokio::time::sleep_until(last + jittered(fruitless_gap(every, fruitless)))
+                        .await;
+                }
+            }
         }
         let round = tokio::time::Instant::now();
+        let was_full = full;
+        let mut changed = false;
         shared.rounds.fetch_add(1, Ordering::Relaxed);
         // Endpoints in rotation and not probed count as good: nothing
         // suspected them since the round that judged them.
@@ -218,6 +243,7 @@ async fn steer(
                 }
                 log::warn!("os-lively: etcd endpoint {ep} answers again; using it");
                 active[i] = true;
+                changed = true;
             }
         }
         for (i, ep) in endpoints.iter().enumerate() {
@@ -234,11 +260,20 @@ async fn steer(
                     }
                 );
                 active[i] = false;
+                changed = true;
                 // Streams opened before (watch, keepalive) may still be on
                 // it: a member without a leader keeps serving an open watch
                 // from its stale revision. Tell them to reopen elsewhere.
                 shared.reroutes.send_modify(|n| *n += 1);
             }
+        }
+        if was_full {
+            last_full = Some(round);
+            fruitless = if changed {
+                0
+            } else {
+                fruitless.saturating_add(1)
+            };
         }
         backoff = if full {
             every
@@ -253,16 +288,42 @@ async fn steer(
             full = false;
             continue;
         }
+        // A suspicion makes the next round a full one, no sooner than the
+        // fruitless rounds' spacing allows.
+        let full_from = match last_full {
+            Some(last) if fruitless > 0 => last + jittered(fruitless_gap(every, fruitless)),
+            _ => round,
+        };
         full = tokio::select! {
             _ = tokio::time::sleep_until(round + jittered(backoff)) => false,
-            _ = shared.suspect.notified() => true,
+            _ = async {
+                tokio::time::sleep_until(full_from).await;
+                shared.suspect.notified().await
+            } => true,
         };
     }
 }
 
 /// The longest wait between rounds while an endpoint is out, in probe
-/// periods.
-const MAX_BACKOFF: u32 = 8;
+/// periods: 32 s at a TTL of 10 s or more, so a member out for long costs
+/// each client about two `Status` calls a minute beside its 18 keepalives
+/// (1.1×; at 8 periods it was 7.5, 1.4×: issue 29, no load that feeds on
+/// itself). A member back is put back in rotation within 48 periods.
+const MAX_BACKOFF: u32 = 32;
+
+/// The longest wait between full rounds that changed nothing, in probe
+/// periods (64 s at a TTL of 10 s or more): at most about one round of
+/// `Status` calls a minute per client while etcd is slow everywhere.
+const MAX_FRUITLESS_BACKOFF: u32 = 64;
+
+/// The spacing of full rounds after `fruitless` of them in a row changed
+/// nothing: `every` doubled that many times, at most
+/// [`MAX_FRUITLESS_BACKOFF`] periods.
+fn fruitless_gap(every: Duration, fruitless: u32) -> Duration {
+    every
+        .saturating_mul(1u32 << fruitless.min(16))
+        .min(every * MAX_FRUITLESS_BACKOFF)
+}
 
 /// `d` times a random factor between 0.5 and 1.5: clients of a fleet that
 /// lost a member at the same moment do not probe it in step.
@@ -359,6 +420,15 @@ mod tests {
         );
         assert_eq!(probe_period(s(2)), Duration::from_millis(200));
         assert_eq!(probe_period(s(60)), s(1));
+    }
+
+    #[test]
+    fn fruitless_full_rounds_are_spaced_out_doubling_to_a_cap() {
+        let p = Duration::from_millis(200);
+        assert_eq!(fruitless_gap(p, 1), p * 2);
+        assert_eq!(fruitless_gap(p, 3), p * 8);
+        assert_eq!(fruitless_gap(p, 6), p * MAX_FRUITLESS_BACKOFF);
+        assert_eq!(fruitless_gap(p, 40), p * MAX_FRUITLESS_BACKOFF);
     }
 
     #[tokio::test(flavor = "current_thread")]

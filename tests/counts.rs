@@ -222,9 +222,12 @@ fn idle_daemon(neighbour_writes: u32) -> (u64, u64, Grpc) {
         stats.lease_regrants, stats_before.lease_regrants,
         "the lease was lost while idle: {stats:?}"
     );
+    // The neighbour kept its pace (within a third, on a loaded machine)
+    // over the window: 3 writes per keep-alive at 100/s.
+    let window_writes = u64::from(neighbour_writes) * IDLE_WINDOW_KEEPALIVES / 3;
     assert!(
-        neighbour_writes == 0 || writes >= IDLE_WINDOW_KEEPALIVES,
-        "the neighbour wrote only {writes} times"
+        writes * 3 >= window_writes * 2,
+        "the neighbour wrote only {writes} times (meant {window_writes} in the window)"
     );
     // The neighbour's puts are its own; the daemon never sends a Put (its
     // writes are transactions).
@@ -249,14 +252,17 @@ fn an_idle_daemon_in_a_quiet_cluster_costs_etcd_its_keepalives() {
 
 #[test]
 fn an_idle_daemon_beside_a_busy_neighbour_costs_etcd_its_keepalives() {
-    let (calls, keepalives, d) = idle_daemon(20);
+    let (calls, keepalives, d) = idle_daemon(NEIGHBOUR_WRITES);
     // Issue 29 item 4: at most 1.05x its keep-alives, however busy the rest
     // of the cluster.
     assert!(
         calls * 100 <= keepalives * 105,
-        "an idle daemon beside a neighbour writing 20 times a second cost etcd {calls} calls for {keepalives} keep-alives ({d}); the bound is 1.05x"
+        "an idle daemon beside a neighbour writing {NEIGHBOUR_WRITES} times a second cost etcd {calls} calls for {keepalives} keep-alives ({d}); the bound is 1.05x"
     );
 }
+
+/// Issue 29 item 4: the busy neighbour writes 100 times a second.
+const NEIGHBOUR_WRITES: u32 = 100;
 
 #[test]
 fn beside_a_busy_neighbour_a_deleted_up_key_still_comes_back_by_the_full_check() {
@@ -302,8 +308,8 @@ fn beside_a_busy_neighbour_a_deleted_up_key_still_comes_back_by_the_full_check()
 /// The most probe rounds steering's schedule allows in `window` after the
 /// round that took a member out (src/steer.rs): the next round one probe
 /// period `p` later, then at doubling intervals, each drawn between half
-/// and one and a half of it but never sooner than `p`, up to 8 periods. So
-/// the rounds come at least p, p, 2p, 4p, 4p, ... apart.
+/// and one and a half of it but never sooner than `p`, up to 32 periods.
+/// So the rounds come at least p, p, 2p, 4p, 8p, 16p, 16p, ... apart.
 fn schedule_rounds(window: Duration, p: Duration) -> u64 {
     let mut rounds = 1;
     let mut at = Duration::ZERO;
@@ -316,7 +322,7 @@ fn schedule_rounds(window: Duration, p: Duration) -> u64 {
             return rounds;
         }
         rounds += 1;
-        backoff = (backoff * 2).min(p * 8);
+        backoff = (backoff * 2).min(p * 32);
     }
 }
 
@@ -442,9 +448,9 @@ fn a_paused_member_costs_a_watcher_one_reopening_per_break() {
     cluster.member_ref(paused).pause();
     std::thread::sleep(pause);
     cluster.member_ref(paused).resume();
-    // Long enough for the member to be probed and put back (at most 8
-    // probe periods of 200 ms after it answers) and for anything that
-    // would reopen again to do so.
+    // Long enough for anything that would reopen again to do so (putting
+    // the member back in rotation, whenever steering's backoff gets to
+    // it, moves no stream).
     std::thread::sleep(Duration::from_secs(3));
     let d = Grpc::of_all(cluster.members()).minus(&before);
     let reopened = d.started("Watch");

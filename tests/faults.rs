@@ -1393,8 +1393,8 @@ fn pin_streams(via: &[Proxy], x: usize, col: &Collector, writer: &Client, label:
     }
     // A client that took the healed members out of rotation probes them
     // until they are back: every TTL/10 at first, at doubling intervals up
-    // to 8 times that, each drawn between half and one and a half of it
-    // (src/steer.rs). So it puts each back within 12 × TTL/10 of the heal
+    // to 32 times that, each drawn between half and one and a half of it
+    // (src/steer.rs). So it puts each back within 48 × TTL/10 of the heal
     // plus a probe's timeout (TTL/6), and reconnects. One that never
     // noticed the cut (its streams already lived on `x`, no call went
     // through a cut path) has nothing to reconnect: it probes them on its
@@ -1404,7 +1404,7 @@ fn pin_streams(via: &[Proxy], x: usize, col: &Collector, writer: &Client, label:
     let avoided: Vec<usize> = (0..via.len())
         .filter(|j| *j != x && warnings().in_rotation(log_from, &addr(&via[*j])) == Some(false))
         .collect();
-    let bound = ttl() * 12 / 10 + ttl() / 6 + Duration::from_secs(1);
+    let bound = ttl() * 48 / 10 + ttl() / 6 + Duration::from_secs(1);
     let back = wait_until(bound, || {
         avoided.iter().all(|j| {
             warnings().in_rotation(log_from, &addr(&via[*j])) == Some(true)

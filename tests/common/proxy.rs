@@ -8,7 +8,11 @@
 //! * [`Proxy::drop_connections`] — closes every proxied connection now.
 //! * [`Proxy::refuse`] — new connections are closed at once.
 //! * [`Proxy::cut`] — both of the above.
-//! * [`Proxy::delay`] — every chunk is forwarded after a delay.
+//! * [`Proxy::delay`] — every chunk is forwarded after a delay (chunks
+//!   wait for each other: a slow link).
+//! * [`Proxy::answer_late`] — every chunk etcd sends is forwarded a fixed
+//!   time after it arrived, without limiting throughput: an etcd that
+//!   answers everything late (requests reach it on time).
 //! * [`Proxy::blackhole_from`] — like `blackhole`, but only for connections
 //!   that a [`Classifier`] attributed to one source (see
 //!   [`Proxy::start_classified`]); undone by [`Proxy::heal_from`] or `heal`.
@@ -30,6 +34,8 @@ struct Shared {
     /// Bit `i` set: connections classified as source `i` are blackholed.
     blocked_sources: AtomicU64,
     delay_ms: AtomicU64,
+    /// Held this long (ms) after arriving: chunks from etcd to the client.
+    answer_late_ms: AtomicU64,
     stop: AtomicBool,
     /// Bytes forwarded (both directions).
     bytes: AtomicU64,
@@ -123,8 +129,8 @@ impl Proxy {
                     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                         return;
                     };
-                    pipe(sh.clone(), c2, s2, source);
-                    pipe(sh, server, client, source);
+                    pipe(sh.clone(), c2, s2, source, false);
+                    pipe(sh, server, client, source, true);
                 });
             }
         });
@@ -183,6 +189,16 @@ impl Proxy {
             .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Forwards every chunk etcd sends `d` after it arrived (zero: at
+    /// once), in order, without limiting throughput: every answer (and
+    /// every HTTP/2 ping acknowledgement) is `d` late, and requests reach
+    /// etcd on time.
+    pub fn answer_late(&self, d: Duration) {
+        self.shared
+            .answer_late_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Closes every proxied connection and refuses new ones.
     pub fn cut(&self) {
         self.refuse();
@@ -193,6 +209,7 @@ impl Proxy {
     pub fn heal(&self) {
         self.shared.refuse.store(false, Ordering::SeqCst);
         self.shared.delay_ms.store(0, Ordering::SeqCst);
+        self.shared.answer_late_ms.store(0, Ordering::SeqCst);
         self.shared.blocked_sources.store(0, Ordering::SeqCst);
         self.shared.blackhole.store(false, Ordering::SeqCst);
     }
@@ -219,7 +236,38 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream, source: Option<usize>) {
+/// Forwards `from` to `to` until either closes. Chunks read go through a
+/// queue to a writer thread of their own, so a chunk held back (see
+/// [`Proxy::answer_late`], when `to_client`) never stops the next one from
+/// being read.
+fn pipe(
+    sh: Arc<Shared>,
+    mut from: TcpStream,
+    mut to: TcpStream,
+    source: Option<usize>,
+    to_client: bool,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let writer_sh = sh.clone();
+    let writer_from = from.try_clone();
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            let now = std::time::Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if writer_sh.stop.load(Ordering::SeqCst) || to.write_all(&chunk).is_err() {
+                break;
+            }
+            writer_sh
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        if let Ok(from) = writer_from {
+            let _ = from.shutdown(Shutdown::Both);
+        }
+    });
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
@@ -227,6 +275,7 @@ fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream, source: Option<
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let arrived = std::time::Instant::now();
             // Hold the chunk while blackholed (nothing is lost).
             if !sh.wait_open(source) {
                 break;
@@ -235,12 +284,16 @@ fn pipe(sh: Arc<Shared>, mut from: TcpStream, mut to: TcpStream, source: Option<
             if delay > 0 {
                 std::thread::sleep(Duration::from_millis(delay));
             }
-            if to.write_all(&buf[..n]).is_err() {
+            let late = if to_client {
+                Duration::from_millis(sh.answer_late_ms.load(Ordering::SeqCst))
+            } else {
+                Duration::ZERO
+            };
+            let due = arrived + late;
+            if tx.send((due, buf[..n].to_vec())).is_err() {
                 break;
             }
-            sh.bytes.fetch_add(n as u64, Ordering::SeqCst);
         }
-        let _ = to.shutdown(Shutdown::Both);
-        let _ = from.shutdown(Shutdown::Both);
+        // The writer forwards what is queued, then closes both ends.
     });
 }
