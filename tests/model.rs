@@ -33,8 +33,11 @@
 //! runs N more (seeded from the clock, printed), `OSLIVELY_MODEL_STEPS`
 //! sets the steps per case, `OSLIVELY_MODEL_SEED` runs one seed.
 //! `OSLIVELY_MODEL_PENDING=1` also asserts rules that today's code does
-//! not meet yet (issue 30, finding 3: two live daemons on one type+host
-//! flip at most once).
+//! not meet yet: two live daemons on one type+host flip at most once and
+//! the displaced one's updates fail (issue 30, finding 3); `exclusive`
+//! refuses a live holder whose DOWN key names no owner (missed: finding 5;
+//! or set DOWN by its owner); and operator actions through a client that
+//! then registers exclusively (see `contend`).
 
 mod common;
 #[path = "common/oracle.rs"]
@@ -279,7 +282,7 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         .any(|s| matches!(s.forced, Some(e) if e > 0));
     let s = &model.svcs[svc];
     let python_holds = !s.exists || s.owner == Some(PY);
-    match rng.below(100) {
+    let step = match rng.below(100) {
         22..=27 if python_holds => Step::PythonWrite {
             svc,
             up: rng.chance(70),
@@ -321,7 +324,9 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         },
         64..=67 => Step::Delete { svc },
         68..=73 if has_forced_window => Step::WindowEnds,
-        68..=79 if procs[svc].is_some() => Step::Crash { svc },
+        // A crash costs a TTL of waiting: rarer than a spawn.
+        68..=75 if procs[svc].is_some() => Step::Stall { svc },
+        76..=79 if procs[svc].is_some() => Step::Crash { svc },
         68..=79 => Step::Spawn {
             svc,
             exclusive: rng.chance(40) && s.owner != Some(PY),
@@ -332,6 +337,21 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
             task: ["lease", "owner", "watch"][rng.below(3)],
         },
         _ => Step::RestartEtcd,
+    };
+    // A client taking the service from the live child: nothing tells when
+    // the child has noticed, and until it has, its restore of the UP key
+    // takes the service back when the new holder's lease goes (issue 30,
+    // finding 3: a displaced live holder retakes; seed 6 found it). An
+    // operator acts on it instead, unless the pending rules are asked for.
+    match step {
+        Step::Update { svc, .. } if model.svcs[svc].owner == Some(PROC) && !pending() => {
+            Step::OperatorDown {
+                svc,
+                window: true,
+                via_owner: false,
+            }
+        }
+        step => step,
     }
 }
 
@@ -812,6 +832,16 @@ fn unnamed_holder(model: &Model, s: &Svc) -> bool {
     !pending() && s.forced.is_none() && !model.expected_up(s)
 }
 
+/// Waits until client `o`, displaced by a takeover, has counted the loss
+/// (`registrations_lost` past `before`).
+fn noticed(world: &World, o: usize, before: u64) -> Result<(), String> {
+    if wait_until(SETTLE, || world.clients[o].stats().registrations_lost > before) {
+        Ok(())
+    } else {
+        Err(format!("client {o}, displaced, never counted the loss"))
+    }
+}
+
 /// Applies `step` to the real system and the model; returns the reason a
 /// subscriber must see for each service the step takes from UP to DOWN.
 fn apply(
@@ -849,6 +879,14 @@ fn apply(
             if *exclusive {
                 service = service.exclusive();
             }
+            // A live client displaced while UP: the takeover settles only
+            // when it has noticed, or its restore of the UP key could take
+            // the service back when the new holder's lease goes (issue 30,
+            // finding 3: a displaced live holder retakes).
+            let displaced = s
+                .owner
+                .filter(|o| *o < CLIENTS && *o != *client && model.expected_up(s));
+            let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
             let r = world.clients[*client].update(&service);
             if *exclusive && other_holder(s, *client) {
                 // Refused while another holder lives, whatever its phase,
@@ -865,6 +903,9 @@ fn apply(
                 }
             }
             let uuid = r.map_err(|e| format!("update: {e}"))?;
+            if let (Some(o), Some(n)) = (displaced, lost_before) {
+                noticed(world, o, n)?;
+            }
             let s = &mut model.svcs[*svc];
             if let Some(u) = &s.uuid {
                 if s.exists && *u != uuid {
@@ -967,6 +1008,9 @@ fn apply(
             if *exclusive {
                 args.push("--exclusive");
             }
+            let s = &model.svcs[*svc];
+            let displaced = s.owner.filter(|o| *o < CLIENTS && model.expected_up(s));
+            let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
             let r = Daemon::start(&world.etcd.endpoints(), &world.ns, &args);
             if *exclusive && other_holder(&model.svcs[*svc], PROC) {
                 let s = &model.svcs[*svc];
@@ -989,6 +1033,9 @@ fn apply(
             }
             let s = &mut model.svcs[*svc];
             let d = r.map_err(|(code, err)| format!("register: exit {code}: {err}"))?;
+            if let (Some(o), Some(n)) = (displaced, lost_before) {
+                noticed(world, o, n)?;
+            }
             if s.exists && s.uuid.as_deref() != Some(d.uuid.as_str()) {
                 return Err(format!(
                     "register returned {}, the type+host is {:?}",
@@ -1019,7 +1066,30 @@ fn apply(
         }
         Step::Crash { svc } => {
             if let Some(mut d) = world.procs[*svc].take() {
+                // Its lease, as its keys name it: the UP key's, or the
+                // owner its DOWN key records.
+                let raw = world.etcd.raw();
+                let root = format!("{}/services/by-status", world.ns);
+                let lease = raw
+                    .get(&format!("{root}/UP/{}", d.uuid))
+                    .map(|kv| kv.lease)
+                    .or_else(|| {
+                        let kv = raw.get(&format!("{root}/DOWN/{}", d.uuid))?;
+                        i64::from_str_radix(&kv.value_str(), 16).ok()
+                    })
+                    .filter(|l| {
+                        *l != 0
+                            && *l != world.py_lease
+                            && world.clients.iter().all(|c| c.stats().lease_id != *l)
+                    });
                 d.kill();
+                // The process is gone; its holding ends when etcd expires
+                // its lease, a TTL later: what the steps after a crash see.
+                if let Some(l) = lease {
+                    if !wait_until(SETTLE, || raw.lease_ttl(l) < 0) {
+                        return Err(format!("the crashed child's lease {l:x} lives on"));
+                    }
+                }
             }
             let s = &mut model.svcs[*svc];
             if s.owner == Some(PROC) {
