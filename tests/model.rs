@@ -787,7 +787,11 @@ fn dump(raw: &Raw, ns: &str, leases: &[(String, i64)]) -> String {
     }
     out += "\nkeys:";
     for kv in raw.get_prefix(&format!("{ns}/services/")) {
-        let ttl = if kv.lease != 0 { raw.lease_ttl(kv.lease) } else { 0 };
+        let ttl = if kv.lease != 0 {
+            raw.lease_ttl(kv.lease)
+        } else {
+            0
+        };
         let value = if kv.key.contains("/by-uuid/") {
             format!("{:?}", oracle::pb::Service::decode(kv.value.as_slice()))
         } else {
@@ -835,7 +839,9 @@ fn unnamed_holder(model: &Model, s: &Svc) -> bool {
 /// Waits until client `o`, displaced by a takeover, has counted the loss
 /// (`registrations_lost` past `before`).
 fn noticed(world: &World, o: usize, before: u64) -> Result<(), String> {
-    if wait_until(SETTLE, || world.clients[o].stats().registrations_lost > before) {
+    if wait_until(SETTLE, || {
+        world.clients[o].stats().registrations_lost > before
+    }) {
         Ok(())
     } else {
         Err(format!("client {o}, displaced, never counted the loss"))
@@ -1148,7 +1154,10 @@ fn apply(
             let Some(u) = s.uuid.clone() else {
                 return Ok(vec![]);
             };
-            let deleted = world.reader.delete(&u).map_err(|e| format!("delete: {e}"))?;
+            let deleted = world
+                .reader
+                .delete(&u)
+                .map_err(|e| format!("delete: {e}"))?;
             if deleted != s.exists {
                 return Err(format!(
                     "delete said {deleted}, model says exists {}",
@@ -1214,8 +1223,7 @@ fn apply(
 fn lift_due(model: &mut Model) {
     let now = now_secs();
     for s in &mut model.svcs {
-        if matches!(s.forced, Some(e) if e > 0 && e <= now) && s.owner.is_some_and(|o| o != PY)
-        {
+        if matches!(s.forced, Some(e) if e > 0 && e <= now) && s.owner.is_some_and(|o| o != PY) {
             s.forced = None;
         }
     }
@@ -1238,6 +1246,9 @@ fn settled(
         }
     }
 }
+
+/// Which of the model's services (by index) a list's filter passes.
+type Keep<'a> = Box<dyn Fn(usize, &Svc) -> bool + 'a>;
 
 /// `uuid → up` of a list, or why the list failed.
 fn listed(world: &World, what: &str, filter: &Filter) -> Result<BTreeMap<String, bool>, String> {
@@ -1301,7 +1312,7 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
     }
     // Lists by region, type, host and effective status, each against the
     // model's services that pass the same filter.
-    let mut filters: Vec<(String, Filter, Box<dyn Fn(usize, &Svc) -> bool + '_>)> = Vec::new();
+    let mut filters: Vec<(String, Filter, Keep<'_>)> = Vec::new();
     for region in REGIONS {
         filters.push((
             format!("region {region}"),
@@ -1509,19 +1520,18 @@ impl Script {
     #[track_caller]
     fn check(&self, ok: bool, what: impl std::fmt::Display) {
         if !ok {
-            panic!(
-                "{}: {what}\nsteps:\n{}",
-                self.name,
-                self.done.join("\n")
-            );
+            panic!("{}: {what}\nsteps:\n{}", self.name, self.done.join("\n"));
         }
     }
 }
 
+/// What one `update` said: the uuid, or the error's kind and message.
+type Answer = Result<String, (ErrorKind, String)>;
+
 /// Calls `update` on an interval from a thread, as the original's users
 /// did, and keeps every answer.
 struct Updater {
-    answers: Arc<Mutex<Vec<Result<String, (ErrorKind, String)>>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -1549,7 +1559,7 @@ impl Updater {
         }
     }
 
-    fn answers(&self) -> Vec<Result<String, (ErrorKind, String)>> {
+    fn answers(&self) -> Vec<Answer> {
         self.answers.lock().unwrap().clone()
     }
 
@@ -1572,7 +1582,11 @@ impl Drop for Updater {
 fn feed(mut stdin: ChildStdin, every: Duration, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            if stdin.write_all(b"update\n").and_then(|_| stdin.flush()).is_err() {
+            if stdin
+                .write_all(b"update\n")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
                 return;
             }
             std::thread::sleep(every);
@@ -1643,7 +1657,10 @@ fn contend(seed: u64, exclusive: bool) {
         let uuid = a.update(&service).expect("a registers");
         sc.step("child registers (takes it over)");
         let b = Daemon::start(&eps, &ns, &args).expect("the child registers");
-        sc.check(b.uuid == uuid, format!("the child got {}, a {uuid}", b.uuid));
+        sc.check(
+            b.uuid == uuid,
+            format!("the child got {}, a {uuid}", b.uuid),
+        );
         (uuid, b)
     };
     let service = service.with_uuid(&uuid);
@@ -1681,7 +1698,12 @@ fn contend(seed: u64, exclusive: bool) {
         let who = if via_a { &a } else { &reader };
         let r = who.down(&uuid, "contend", 0, end);
         sc.check(r.is_ok(), format!("down: {r:?}"));
-        sampler.latch(0, &uuid, window.then_some(end), &format!("round {round}: down"));
+        sampler.latch(
+            0,
+            &uuid,
+            window.then_some(end),
+            &format!("round {round}: down"),
+        );
         sc.check(
             wait_until(SETTLE, || {
                 matches!(reader.get(&uuid), Ok(Some(i)) if i.down_reason() == Some(DownReason::Forced))
@@ -1727,7 +1749,10 @@ fn contend(seed: u64, exclusive: bool) {
         let r = Daemon::start(&eps, &ns, &args);
         sc.check(
             matches!(r, Err((3, _))),
-            format!("a third exclusive registrant exits 3: {:?}", r.as_ref().map(|d| &d.uuid)),
+            format!(
+                "a third exclusive registrant exits 3: {:?}",
+                r.as_ref().map(|d| &d.uuid)
+            ),
         );
         let answers = updater.answers();
         sc.check(
@@ -1755,7 +1780,10 @@ fn contend(seed: u64, exclusive: bool) {
         sc.check(lost <= 1, format!("a lost it {lost} times"));
         let answers = updater.answers();
         sc.check(
-            answers.iter().skip(1).all(|r| matches!(r, Err((ErrorKind::Conflict, _)))),
+            answers
+                .iter()
+                .skip(1)
+                .all(|r| matches!(r, Err((ErrorKind::Conflict, _)))),
             format!("a's updates after it was displaced: {answers:?}"),
         );
     }
