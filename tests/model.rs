@@ -32,12 +32,14 @@
 //! the steps so far. CI runs a fixed set of seeds; `OSLIVELY_MODEL_CASES=N`
 //! runs N more (seeded from the clock, printed), `OSLIVELY_MODEL_STEPS`
 //! sets the steps per case, `OSLIVELY_MODEL_SEED` runs one seed.
-//! `OSLIVELY_MODEL_PENDING=1` also asserts rules that today's code does
-//! not meet yet: two live daemons on one type+host flip at most once and
-//! the displaced one's updates fail (issue 30, finding 3); `exclusive`
-//! refuses a live holder whose DOWN key names no owner (missed: finding 5;
-//! or set DOWN by its owner); and operator actions through a client that
-//! then registers exclusively (see `contend`).
+//! `OSLIVELY_MODEL_PENDING=1` also generates and asserts what today's code
+//! does not meet yet: two live daemons on one type+host flip at most once
+//! and the displaced one's updates fail, and a client taking a service
+//! from a live child process (issue 30, finding 3); two lease losses in a
+//! row (finding 4); `exclusive` refusing a live holder whose DOWN key
+//! names no owner (missed: finding 5; or set DOWN by its owner); and
+//! operator actions through a client that then registers exclusively (see
+//! `contend`).
 
 mod common;
 #[path = "common/oracle.rs"]
@@ -151,6 +153,9 @@ enum Step {
     WindowEnds,
     LoseLease {
         client: usize,
+        /// Revoked again as soon as the client has its next lease (issue
+        /// 30, finding 4: two losses in a row; pending).
+        twice: bool,
     },
     Close {
         client: usize,
@@ -331,7 +336,10 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
             svc,
             exclusive: rng.chance(40) && s.owner != Some(PY),
         },
-        80..=86 => Step::LoseLease { client },
+        80..=86 => Step::LoseLease {
+            client,
+            twice: pending() && rng.chance(50),
+        },
         87..=91 => Step::Close { client },
         92..=97 => Step::Panic {
             task: ["lease", "owner", "watch"][rng.below(3)],
@@ -1182,10 +1190,20 @@ fn apply(
             }
             // What the owners do then is in `lift_due`.
         }
-        Step::LoseLease { client } => {
+        Step::LoseLease { client, twice } => {
+            let raw = world.etcd.raw();
             let lease = world.clients[*client].stats().lease_id;
             if lease != 0 {
-                world.etcd.raw().revoke(lease);
+                raw.revoke(lease);
+                let next = || {
+                    let l = world.clients[*client].stats().lease_id;
+                    (l != 0 && l != lease).then_some(l)
+                };
+                if *twice && wait_until(Duration::from_secs(3), || next().is_some()) {
+                    if let Some(l) = next() {
+                        raw.revoke(l);
+                    }
+                }
             }
             // Comes back by itself: the model does not change.
         }
