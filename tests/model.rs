@@ -1269,10 +1269,13 @@ fn settled(
 type Keep<'a> = Box<dyn Fn(usize, &Svc) -> bool + 'a>;
 
 /// `uuid → up` of a list, or why the list failed.
-fn listed(world: &World, what: &str, filter: &Filter) -> Result<BTreeMap<String, bool>, String> {
-    match world.reader.list(filter) {
+fn listed(
+    found: os_lively::Result<Vec<os_lively::ServiceInfo>>,
+    what: &str,
+) -> Result<BTreeMap<String, bool>, String> {
+    match found {
         Ok(found) => Ok(found.into_iter().map(|i| (i.service.uuid, i.up)).collect()),
-        Err(e) => Err(format!("list {what} failed: {e}")),
+        Err(e) => Err(format!("{what} failed: {e}")),
     }
 }
 
@@ -1358,10 +1361,6 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
         ));
     }
     for (what, filter, keep) in &filters {
-        let got = match listed(world, what, filter) {
-            Ok(got) => got,
-            Err(e) => return Some(e),
-        };
         let expected: BTreeMap<String, bool> = model
             .svcs
             .iter()
@@ -1369,8 +1368,16 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
             .filter(|(i, s)| s.exists && keep(*i, s))
             .filter_map(|(_, s)| Some((s.uuid.clone()?, model.expected_up(s))))
             .collect();
-        if got != expected {
-            return Some(format!("list of {what}: {got:?}, model {expected:?}"));
+        for (who, found) in [
+            ("list", world.reader.list(filter)),
+            ("the view's list", world.view.list(filter)),
+        ] {
+            let what = format!("{who} of {what}");
+            match listed(found, &what) {
+                Ok(got) if got == expected => {}
+                Ok(got) => return Some(format!("{what}: {got:?}, model {expected:?}")),
+                Err(e) => return Some(e),
+            }
         }
     }
     for (i, r) in reasons {
