@@ -1,46 +1,85 @@
 //! The model-based test across features: random sequences of what users,
 //! operators and faults do — owner updates (UP/DOWN, with and without a
-//! uuid, with, keeping or removing a heartbeat deadline), check-ins and
-//! stalls, operator down (with and without a window) and up, deletes,
-//! window ends, takeovers by another client, region moves, what the
-//! original Python library writes (a registration with its uuid-less
-//! region key, and its delete of one of ours, which removes that shared
-//! key and leaves our per-uuid one), lease loss (revoked by hand),
-//! an etcd restart, clean closes, and a panic in one of a client's
-//! background tasks (caught and the task restarted: nothing may show) —
-//! over three clients and three services, checked after each step against a
-//! reference model of what a user should see: `is_up` and `get` from a
-//! reader, a list of each region, a view, the state a subscriber builds
-//! from its events (and the
-//! reason of each DOWN it sees), and the state a slow subscriber with a
-//! two-event queue builds (it falls behind and catches up by resyncs).
+//! uuid, with, keeping or removing a heartbeat deadline, `exclusive` or
+//! not), check-ins and stalls, operator down (with and without a window,
+//! from a reader or through the owner's own client) and up, deletes,
+//! window ends, takeovers by another client, region moves, daemons in
+//! child processes (`oslively register`, `--exclusive` or not) that crash
+//! (SIGKILL: no close), what the original Python library writes (its
+//! registrations, UP on its own lease, its updates and its non-sticky
+//! DOWN, its uuid-less region key, its process dying, and its delete of
+//! one of ours, which removes that shared key and leaves our per-uuid
+//! one), lease loss (revoked by hand), an etcd restart, clean closes, and
+//! a panic in one of a client's background tasks (caught and the task
+//! restarted: nothing may show) — over three clients and three services,
+//! checked after each step against a reference model of what a user
+//! should see: `is_up`, `get` and the DOWN reason of every DOWN service
+//! from a reader, lists by region, type, host and status, a view, the
+//! state a subscriber builds from its events (and the reason of each DOWN
+//! it sees), and the state a slow subscriber with a two-event queue builds
+//! (it falls behind and catches up by resyncs).
+//!
+//! Besides the checks after each step, an invariant is sampled all the
+//! time from another thread while steps run: once a write that makes a
+//! service DOWN has returned, no reader (`is_up`, a list by status, a view
+//! after `sync`) says it is UP until a write that may make it UP has
+//! begun. A second test runs two daemons updating one type+host on
+//! intervals (one in a child process), operators acting meanwhile, and a
+//! crash of the holder, under the same sampler.
 //!
 //! Seeded random sequences (not proptest's shrinking: each case runs
 //! against a real etcd and takes seconds); a failure prints the seed and
 //! the steps so far. CI runs a fixed set of seeds; `OSLIVELY_MODEL_CASES=N`
 //! runs N more (seeded from the clock, printed), `OSLIVELY_MODEL_STEPS`
-//! sets the steps per case.
+//! sets the steps per case, `OSLIVELY_MODEL_SEED` runs one seed.
+//! `OSLIVELY_MODEL_PENDING=1` also generates and asserts what today's code
+//! does not meet yet: two live daemons on one type+host flip at most once
+//! and the displaced one's updates fail, and a client taking a service
+//! from a live child process (issue 30, finding 3); two lease losses in a
+//! row (finding 4); `exclusive` refusing a live holder whose DOWN key
+//! names no owner (missed: finding 5; or set DOWN by its owner); and
+//! operator actions through a client that then registers exclusively (see
+//! `contend`).
 
 mod common;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use etcd_client::{PutOptions, Txn, TxnOp};
 use os_lively::{
-    Client, DownReason, Event, EventKind, Filter, Service, Status, SubscribeOptions, View,
+    Client, DownReason, ErrorKind, Event, EventKind, Filter, Service, Status, SubscribeOptions,
+    View,
 };
+use prost::Message;
 
 const TTL: u64 = 2;
 /// The heartbeat deadline of the services that have one.
 const BEAT: Duration = Duration::from_millis(700);
 /// How long a step may take to show: the longest is a lease revoked by hand
-/// (found at the next keepalive, TTL/3, then re-granted and re-bound), or a
-/// restart of etcd.
+/// (found at the next keepalive, TTL/3, then re-granted and re-bound), a
+/// crash (TTL and etcd's 500 ms expiry sweep), or a restart of etcd.
 const SETTLE: Duration = Duration::from_secs(8);
 const SERVICES: usize = 3;
 const CLIENTS: usize = 3;
+/// The holder "the original Python library's process": its UP and DOWN
+/// keys on a lease the test keeps alive (and revokes for its crash).
+const PY: usize = CLIENTS;
+/// The holder "a daemon in a child process" (`oslively register`).
+const PROC: usize = CLIENTS + 1;
+
+/// Whether to assert the rules of issue 30 that today's code does not meet
+/// yet (finding 3).
+fn pending() -> bool {
+    std::env::var_os("OSLIVELY_MODEL_PENDING").is_some_and(|v| v != "0")
+}
 
 /// A small deterministic generator (xorshift64*): the seed is the case.
 struct Rng(u64);
@@ -69,13 +108,28 @@ enum Step {
         with_uuid: bool,
         beat: Beat,
         region: usize,
+        exclusive: bool,
     },
-    /// The Python library registers the service (DOWN, no process alive).
+    /// The Python library writes the service: a registration (a fresh
+    /// uuid) or an update of one it holds, UP (its UP key on its lease) or
+    /// its non-sticky DOWN (the DOWN key on its lease).
     PythonWrite {
         svc: usize,
+        up: bool,
     },
+    /// The Python process dies: its lease is revoked.
+    PythonCrash,
     /// The Python library deletes the service (one that we wrote last).
     PythonDelete {
+        svc: usize,
+    },
+    /// A daemon in a child process registers the service.
+    Spawn {
+        svc: usize,
+        exclusive: bool,
+    },
+    /// That child is killed (SIGKILL: no close, its lease runs out).
+    Crash {
         svc: usize,
     },
     Stall {
@@ -87,9 +141,11 @@ enum Step {
     OperatorDown {
         svc: usize,
         window: bool,
+        via_owner: bool,
     },
     OperatorUp {
         svc: usize,
+        via_owner: bool,
     },
     Delete {
         svc: usize,
@@ -97,6 +153,9 @@ enum Step {
     WindowEnds,
     LoseLease {
         client: usize,
+        /// Revoked again as soon as the client has its next lease (issue
+        /// 30, finding 4: two losses in a row; pending).
+        twice: bool,
     },
     Close {
         client: usize,
@@ -107,6 +166,38 @@ enum Step {
     Panic {
         task: &'static str,
     },
+}
+
+impl Step {
+    /// The services whose UP may begin with this step: the invariant
+    /// sampler stops holding them DOWN before it starts.
+    fn may_raise(&self) -> Vec<usize> {
+        match self {
+            Step::Update { svc, up: true, .. }
+            | Step::PythonWrite { svc, up: true }
+            | Step::Spawn { svc, .. }
+            | Step::Resume { svc }
+            | Step::OperatorUp { svc, .. } => vec![*svc],
+            Step::WindowEnds => (0..SERVICES).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// True when the step's own write takes services DOWN before it
+    /// returns (the rest go DOWN by a timer: a deadline, a lease running
+    /// out).
+    fn downs_when_it_returns(&self) -> bool {
+        matches!(
+            self,
+            Step::Update { up: false, .. }
+                | Step::PythonWrite { up: false, .. }
+                | Step::PythonCrash
+                | Step::PythonDelete { .. }
+                | Step::OperatorDown { .. }
+                | Step::Delete { .. }
+                | Step::Close { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -121,8 +212,8 @@ enum Beat {
 struct Svc {
     uuid: Option<String>,
     exists: bool,
-    /// The client whose update wrote it last (identity is type+host: the
-    /// last registrant holds it).
+    /// Who wrote it last and holds it (identity is type+host: the last
+    /// registrant holds it): a client's index, [`PY`] or [`PROC`].
     owner: Option<usize>,
     wants_up: bool,
     heartbeat: bool,
@@ -133,6 +224,8 @@ struct Svc {
     region: &'static str,
     /// The Python library wrote it last.
     python: bool,
+    /// Why it went DOWN when its holder went away (closed, crashed).
+    lost: Option<DownReason>,
 }
 
 const REGIONS: [&str; 2] = ["east", "west"];
@@ -149,16 +242,43 @@ impl Model {
             && s.wants_up
             && (!s.heartbeat || s.pulsing)
     }
+
+    /// Why a user is told it is DOWN (`get`'s `down_reason`); `None`
+    /// while UP or without a record.
+    fn expected_reason(&self, s: &Svc) -> Option<DownReason> {
+        if !s.exists || self.expected_up(s) {
+            None
+        } else if s.forced.is_some() {
+            Some(DownReason::Forced)
+        } else if !s.wants_up {
+            Some(DownReason::Declared)
+        } else if s.owner.is_some() {
+            Some(DownReason::Missed)
+        } else {
+            Some(s.lost.unwrap_or(DownReason::Expired))
+        }
+    }
+}
+
+/// Why a service whose holder goes away (`how`) is DOWN from then on: a
+/// deadline its owner missed before stays the reason.
+fn gone(s: &mut Svc, how: DownReason) {
+    s.lost = Some(if s.heartbeat && !s.pulsing {
+        DownReason::Missed
+    } else {
+        how
+    });
+    s.owner = None;
 }
 
 /// The clients' check-ins: every 100 ms each client checks in for the
 /// uuids in its set (the owner's main loop, while not stalled).
 struct Pulses {
     sets: Arc<Mutex<Vec<BTreeSet<String>>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
-fn gen_step(rng: &mut Rng, model: &Model) -> Step {
+fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
     let svc = rng.below(SERVICES);
     let client = rng.below(CLIENTS);
     let has_forced_window = model
@@ -166,41 +286,339 @@ fn gen_step(rng: &mut Rng, model: &Model) -> Step {
         .iter()
         .any(|s| matches!(s.forced, Some(e) if e > 0));
     let s = &model.svcs[svc];
-    match rng.below(100) {
-        22..=29 if !s.exists => Step::PythonWrite { svc },
-        26..=29 if s.exists && !s.python => Step::PythonDelete { svc },
-        0..=29 => Step::Update {
-            client: if rng.chance(70) {
-                model.svcs[svc].owner.unwrap_or(client)
+    let python_holds = !s.exists || s.owner == Some(PY);
+    let step = match rng.below(100) {
+        22..=27 if python_holds => Step::PythonWrite {
+            svc,
+            up: rng.chance(70),
+        },
+        26..=27 if s.exists && !s.python => Step::PythonDelete { svc },
+        28..=29 if model.svcs.iter().any(|s| s.owner == Some(PY)) => Step::PythonCrash,
+        0..=29 => {
+            let client = if rng.chance(70) {
+                s.owner.filter(|o| *o < CLIENTS).unwrap_or(client)
             } else {
                 client
-            },
-            svc,
-            up: rng.chance(80),
-            with_uuid: rng.chance(50),
-            beat: match rng.below(4) {
-                0 => Beat::Set,
-                1 => Beat::Remove,
-                _ => Beat::Keep,
-            },
-            region: rng.below(REGIONS.len()),
-        },
-        30..=39 => Step::Stall { svc },
-        40..=49 => Step::Resume { svc },
-        50..=61 => Step::OperatorDown {
+            };
+            Step::Update {
+                client,
+                svc,
+                up: rng.chance(80),
+                with_uuid: rng.chance(50),
+                beat: match rng.below(4) {
+                    0 => Beat::Set,
+                    1 => Beat::Remove,
+                    _ => Beat::Keep,
+                },
+                region: rng.below(REGIONS.len()),
+                // Whether the Python library's lease makes it a live
+                // holder is not this test's question.
+                exclusive: rng.chance(25) && s.owner != Some(PY),
+            }
+        }
+        30..=37 => Step::Stall { svc },
+        38..=45 => Step::Resume { svc },
+        46..=55 => Step::OperatorDown {
             svc,
             window: rng.chance(60),
+            via_owner: rng.chance(40),
         },
-        62..=71 => Step::OperatorUp { svc },
-        72..=76 => Step::Delete { svc },
-        77..=84 if has_forced_window => Step::WindowEnds,
-        77..=84 => Step::Stall { svc },
-        85..=91 => Step::LoseLease { client },
-        92..=95 => Step::Close { client },
-        96..=97 => Step::Panic {
+        56..=63 => Step::OperatorUp {
+            svc,
+            via_owner: rng.chance(40),
+        },
+        64..=67 => Step::Delete { svc },
+        68..=73 if has_forced_window => Step::WindowEnds,
+        // A crash costs a TTL of waiting: rarer than a spawn.
+        68..=75 if procs[svc].is_some() => Step::Stall { svc },
+        76..=79 if procs[svc].is_some() => Step::Crash { svc },
+        68..=79 => Step::Spawn {
+            svc,
+            exclusive: rng.chance(40) && s.owner != Some(PY),
+        },
+        80..=86 => Step::LoseLease {
+            client,
+            twice: pending() && rng.chance(50),
+        },
+        87..=91 => Step::Close { client },
+        92..=97 => Step::Panic {
             task: ["lease", "owner", "watch"][rng.below(3)],
         },
         _ => Step::RestartEtcd,
+    };
+    // A client taking the service from the live child: nothing tells when
+    // the child has noticed, and until it has, its restore of the UP key
+    // takes the service back when the new holder's lease goes (issue 30,
+    // finding 3: a displaced live holder retakes; seed 6 found it). An
+    // operator acts on it instead, unless the pending rules are asked for.
+    match step {
+        Step::Update { svc, .. } if model.svcs[svc].owner == Some(PROC) && !pending() => {
+            Step::OperatorDown {
+                svc,
+                window: true,
+                via_owner: false,
+            }
+        }
+        step => step,
+    }
+}
+
+/// A daemon in a child process: `oslively register`, which registers one
+/// service and keeps it UP until stdin closes ("update" lines register
+/// again) or it is killed.
+struct Daemon {
+    child: Child,
+    uuid: String,
+    stdin: Option<ChildStdin>,
+}
+
+impl Daemon {
+    /// Starts one; `Err((exit code, stderr))` if it did not register (an
+    /// `--exclusive` refusal exits 3).
+    fn start(endpoints: &[String], ns: &str, args: &[&str]) -> Result<Daemon, (i32, String)> {
+        let mut child = Command::new(oslively_bin())
+            .args(["register", "--output", "table"])
+            .args(args)
+            .env("OSLIVELY_ETCD_ENDPOINTS", endpoints.join(","))
+            .env("OSLIVELY_ETCD_KEY_NAMESPACE", ns)
+            .env("OSLIVELY_STATUS_TTL", TTL.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oslively register");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let Some(uuid) = line.trim().strip_prefix("uuid ").map(str::to_string) else {
+            let status = child.wait().expect("wait for oslively register");
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err((status.code().unwrap_or(-1), err));
+        };
+        // Drained, so "updated" lines never fill the pipe; stderr is
+        // inherited by nobody (a displaced daemon's error is expected).
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = stdout.read_to_end(&mut sink);
+        });
+        if let Some(mut e) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = e.read_to_end(&mut sink);
+            });
+        }
+        let stdin = child.stdin.take();
+        Ok(Daemon { child, uuid, stdin })
+    }
+
+    /// SIGKILL: the process dies without a word (no close, no revoke).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the original Python library writes for an update: the record
+/// (encoded here by the test's own protobuf, knowing none of our fields
+/// after 22), its type/host and uuid-less region keys, and the status key
+/// for its status bound to its lease, the other status key deleted — so
+/// its DOWN does not stick: its next UP write simply overwrites it.
+fn python_update(raw: &Raw, ns: &str, svc: usize, uuid: &str, region: &str, up: bool, lease: i64) {
+    let root = format!("{ns}/services");
+    let host = format!("h{svc}");
+    let s = oracle::pb::Service {
+        uuid: uuid.to_string(),
+        r#type: "t".into(),
+        host: host.clone(),
+        status: if up {
+            oracle::pb::Status::Up as i32
+        } else {
+            oracle::pb::Status::Down as i32
+        },
+        region: region.into(),
+        ..Default::default()
+    };
+    let (put, del) = if up { ("UP", "DOWN") } else { ("DOWN", "UP") };
+    let ops = vec![
+        TxnOp::put(format!("{root}/by-uuid/{uuid}"), s.encode_to_vec(), None),
+        TxnOp::put(format!("{root}/by-type-host/t/{host}"), uuid, None),
+        TxnOp::put(format!("{root}/by-region/{region}"), "", None),
+        TxnOp::put(
+            format!("{root}/by-status/{put}/{uuid}"),
+            "",
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+        TxnOp::delete(format!("{root}/by-status/{del}/{uuid}"), None),
+    ];
+    let mut c = raw.client();
+    raw.block_on(async move { c.txn(Txn::new().and_then(ops)).await })
+        .expect("python-style write");
+}
+
+/// One service the sampler holds DOWN: a write that made it DOWN has
+/// returned, and none that may make it UP has begun since.
+#[derive(Debug, Clone, Default)]
+struct Latch {
+    /// Changes whenever the latch is set or cleared, so a sample that
+    /// straddles a change is not judged.
+    stamp: u64,
+    active: bool,
+    uuid: String,
+    /// The end of an operator's window (wall-clock seconds): its owner
+    /// lifts it then, so the latch holds only until about a second before.
+    until: Option<u64>,
+    since: String,
+}
+
+/// Samples readers continuously in a thread, and records every UP answer
+/// for a service that must be DOWN.
+struct Sampler {
+    latches: Arc<Mutex<Vec<Latch>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+    samples: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    generation: u64,
+}
+
+impl Sampler {
+    /// Starts sampling `n` services with its own client and view.
+    fn start(endpoints: &[String], ns: &str, n: usize) -> Sampler {
+        let reader = connect(endpoints, ns, TTL);
+        let view = reader.view().expect("view");
+        let latches = Arc::new(Mutex::new(vec![Latch::default(); n]));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let samples = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (latches, violations, samples, stop) = (
+                latches.clone(),
+                violations.clone(),
+                samples.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    sample(&reader, &view, &latches, &violations);
+                    samples.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        Sampler {
+            latches,
+            violations,
+            samples,
+            stop,
+            thread: Some(thread),
+            generation: 0,
+        }
+    }
+
+    /// Holds service `i` DOWN from now on (the write that took it DOWN
+    /// has returned).
+    fn latch(&mut self, i: usize, uuid: &str, until: Option<u64>, since: &str) {
+        let mut l = self.latches.lock().unwrap();
+        let cur = &l[i];
+        if cur.active && cur.uuid == uuid && cur.until == until {
+            return;
+        }
+        self.generation += 1;
+        l[i] = Latch {
+            stamp: self.generation,
+            active: true,
+            uuid: uuid.to_string(),
+            until,
+            since: since.to_string(),
+        };
+    }
+
+    /// A write that may make service `i` UP begins.
+    fn clear(&mut self, i: usize) {
+        let mut l = self.latches.lock().unwrap();
+        if l[i].active {
+            self.generation += 1;
+            l[i] = Latch {
+                stamp: self.generation,
+                ..Latch::default()
+            };
+        }
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    fn samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One sample: every latched service read by `is_up`, a list by status,
+/// and the view after `sync`; an UP answer is a violation if the latch
+/// held from before the reads began until after they ended. Errors (etcd
+/// restarting) are no answer.
+fn sample(reader: &Client, view: &View, latches: &Mutex<Vec<Latch>>, out: &Mutex<Vec<String>>) {
+    let before = latches.lock().unwrap().clone();
+    let held: Vec<(usize, String)> = before
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.active)
+        .map(|(i, l)| (i, l.uuid.clone()))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let mut claims: Vec<(usize, &str)> = Vec::new();
+    for (i, u) in &held {
+        if let Ok(true) = reader.is_up(u) {
+            claims.push((*i, "is_up"));
+        }
+    }
+    if let Ok(listed) = reader.list(&Filter::all().status(Status::Up)) {
+        for info in listed {
+            for (i, u) in &held {
+                if info.service.uuid == *u {
+                    claims.push((*i, "a list of status UP"));
+                }
+            }
+        }
+    }
+    if view.sync(Duration::from_secs(2)).is_ok() {
+        for (i, u) in &held {
+            if let Ok(true) = view.is_up(u) {
+                claims.push((*i, "the view after sync"));
+            }
+        }
+    }
+    let after = latches.lock().unwrap().clone();
+    let now = now_secs();
+    for (i, source) in claims {
+        let (b, a) = (&before[i], &after[i]);
+        if a.active && a.stamp == b.stamp && a.until.is_none_or(|end| now + 2 <= end) {
+            out.lock().unwrap().push(format!(
+                "service {i} ({}): {source} said UP after {} had returned",
+                a.uuid, a.since
+            ));
+        }
     }
 }
 
@@ -224,6 +642,11 @@ struct World {
     shared: Arc<Mutex<Vec<Client>>>,
     /// Makes the uuids the Python library's registrations get unique.
     rng_salt: u64,
+    /// The Python process's lease (revoked when it crashes, then a new one).
+    py_lease: i64,
+    /// The daemon in a child process of each service, while it runs.
+    procs: Vec<Option<Daemon>>,
+    sampler: Sampler,
     /// Last, so it is dropped after the clients: a client dropped while its
     /// etcd is gone spends its close bound (three request timeouts) trying
     /// to revoke, which made each seed's teardown take seconds.
@@ -291,8 +714,10 @@ impl World {
             stop: Arc::default(),
         };
         let shared = Arc::new(Mutex::new(clients.clone()));
+        // Long enough for any case: the Python process keeps it alive.
+        let py_lease = etcd.raw().grant(3600);
+        let sampler = Sampler::start(&etcd.endpoints(), &ns, SERVICES);
         World {
-            etcd,
             ns,
             shared,
             clients,
@@ -304,6 +729,10 @@ impl World {
             _slow: slow,
             pulses,
             rng_salt: random_u64() >> 1,
+            py_lease,
+            procs: (0..SERVICES).map(|_| None).collect(),
+            sampler,
+            etcd,
         }
     }
 
@@ -312,7 +741,7 @@ impl World {
         let stop = self.pulses.stop.clone();
         let clients = self.shared.clone();
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let sets = sets.lock().unwrap().clone();
                 let clients = clients.lock().unwrap().clone();
                 for (c, set) in sets.iter().enumerate() {
@@ -331,12 +760,64 @@ impl World {
         let mut sets = vec![BTreeSet::new(); CLIENTS];
         for s in &model.svcs {
             if let (Some(o), Some(u)) = (s.owner, &s.uuid) {
-                if s.exists && s.pulsing {
+                if s.exists && s.pulsing && o < CLIENTS {
                     sets[o].insert(u.clone());
                 }
             }
         }
         *self.pulses.sets.lock().unwrap() = sets;
+    }
+
+    /// Holds every service the model says is DOWN (`since`: the write
+    /// that made it so, which has returned).
+    fn latch_downs(&mut self, model: &Model, since: &str) {
+        for (i, s) in model.svcs.iter().enumerate() {
+            let Some(u) = &s.uuid else { continue };
+            if model.expected_up(s) {
+                continue;
+            }
+            // Only a live owner lifts a window when it ends.
+            let until = match s.forced {
+                Some(end) if end > 0 && s.owner.is_some_and(|o| o != PY) => Some(end),
+                _ => None,
+            };
+            self.sampler.latch(i, u, until, since);
+        }
+    }
+}
+
+/// What etcd holds, for failure messages: keys with their leases and
+/// those leases' remaining TTLs, records decoded, and whose lease is whose.
+fn dump(raw: &Raw, ns: &str, leases: &[(String, i64)]) -> String {
+    let mut out = String::from("leases:");
+    for (who, l) in leases {
+        out += &format!(" {who} {l:x};");
+    }
+    out += "\nkeys:";
+    for kv in raw.get_prefix(&format!("{ns}/services/")) {
+        let ttl = if kv.lease != 0 {
+            raw.lease_ttl(kv.lease)
+        } else {
+            0
+        };
+        let value = if kv.key.contains("/by-uuid/") {
+            format!("{:?}", oracle::pb::Service::decode(kv.value.as_slice()))
+        } else {
+            kv.value_str()
+        };
+        let key = kv.key.strip_prefix(ns).unwrap_or(&kv.key);
+        out += &format!("\n  {key} lease {:x} (ttl {ttl}) = {value}", kv.lease);
+    }
+    out
+}
+
+impl World {
+    fn dump(&self) -> String {
+        let mut leases: Vec<(String, i64)> = (0..CLIENTS)
+            .map(|c| (format!("client {c}"), self.clients[c].stats().lease_id))
+            .collect();
+        leases.push(("python".into(), self.py_lease));
+        dump(&self.etcd.raw(), &self.ns, &leases)
     }
 }
 
@@ -344,6 +825,35 @@ fn replace_client(world: &mut World, i: usize) {
     let fresh = connect(&world.etcd.endpoints(), &world.ns, TTL);
     world.clients[i] = fresh.clone();
     world.shared.lock().unwrap()[i] = fresh;
+}
+
+/// Another live holder than `me` (a client, the child process or the
+/// Python process, all alive while they hold it in the model).
+fn other_holder(s: &Svc, me: usize) -> bool {
+    s.exists && s.owner.is_some_and(|o| o != me)
+}
+
+/// True when today's code lets an `exclusive` registration take `s` from
+/// its live holder: a service its owner set DOWN itself or whose deadline
+/// it missed has a DOWN key that names no owner, so nothing tells another
+/// client that the holder lives (issue 30, finding 5 for a missed one; the
+/// same for an owner's own DOWN, reported with this test). The rule —
+/// refused whatever the holder's phase — is asserted with
+/// `OSLIVELY_MODEL_PENDING=1`.
+fn unnamed_holder(model: &Model, s: &Svc) -> bool {
+    !pending() && s.forced.is_none() && !model.expected_up(s)
+}
+
+/// Waits until client `o`, displaced by a takeover, has counted the loss
+/// (`registrations_lost` past `before`).
+fn noticed(world: &World, o: usize, before: u64) -> Result<(), String> {
+    if wait_until(SETTLE, || {
+        world.clients[o].stats().registrations_lost > before
+    }) {
+        Ok(())
+    } else {
+        Err(format!("client {o}, displaced, never counted the loss"))
+    }
 }
 
 /// Applies `step` to the real system and the model; returns the reason a
@@ -363,6 +873,7 @@ fn apply(
             with_uuid,
             beat,
             region,
+            exclusive,
         } => {
             let s = &model.svcs[*svc];
             let mut service = Service::new("t", &format!("h{svc}")).with_region(REGIONS[*region]);
@@ -379,9 +890,36 @@ fn apply(
                 Beat::Set => service.with_heartbeat(BEAT),
                 Beat::Remove => service.without_heartbeat(),
             };
-            let uuid = world.clients[*client]
-                .update(&service)
-                .map_err(|e| format!("update: {e}"))?;
+            if *exclusive {
+                service = service.exclusive();
+            }
+            // A live client displaced while UP: the takeover settles only
+            // when it has noticed, or its restore of the UP key could take
+            // the service back when the new holder's lease goes (issue 30,
+            // finding 3: a displaced live holder retakes).
+            let displaced = s
+                .owner
+                .filter(|o| *o < CLIENTS && *o != *client && model.expected_up(s));
+            let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
+            let r = world.clients[*client].update(&service);
+            if *exclusive && other_holder(s, *client) {
+                // Refused while another holder lives, whatever its phase,
+                // and nothing written.
+                match r {
+                    Err(e) if e.kind() == ErrorKind::Conflict => return Ok(vec![]),
+                    Ok(_) if unnamed_holder(model, s) => {}
+                    other => {
+                        return Err(format!(
+                            "exclusive update while {:?} holds it: {other:?}",
+                            s.owner
+                        ));
+                    }
+                }
+            }
+            let uuid = r.map_err(|e| format!("update: {e}"))?;
+            if let (Some(o), Some(n)) = (displaced, lost_before) {
+                noticed(world, o, n)?;
+            }
             let s = &mut model.svcs[*svc];
             if let Some(u) = &s.uuid {
                 if s.exists && *u != uuid {
@@ -395,6 +933,7 @@ fn apply(
             s.uuid = Some(uuid);
             s.exists = true;
             s.python = false;
+            s.lost = None;
             s.region = REGIONS[*region];
             s.owner = Some(*client);
             s.wants_up = *up;
@@ -412,23 +951,52 @@ fn apply(
             }
             why = Some(DownReason::Declared);
         }
-        Step::PythonWrite { svc } => {
+        Step::PythonWrite { svc, up } => {
             let raw = world.etcd.raw();
-            let uuid = format!("{:016x}{:016x}", world.rng_salt, *svc as u64 + 1);
-            world.rng_salt = world.rng_salt.wrapping_add(1);
-            let region = REGIONS[*svc % REGIONS.len()];
-            python_register(&raw, &world.ns, "t", &format!("h{svc}"), &uuid, region);
+            let s = &model.svcs[*svc];
+            let (uuid, region) = match (&s.uuid, s.exists) {
+                (Some(u), true) => (u.clone(), s.region),
+                _ => {
+                    let u = format!("{:016x}{:016x}", world.rng_salt, *svc as u64 + 1);
+                    world.rng_salt = world.rng_salt.wrapping_add(1);
+                    (u, REGIONS[*svc % REGIONS.len()])
+                }
+            };
+            if !s.exists && !up {
+                // Its registration as the other tests write it (the DOWN
+                // key on no lease).
+                python_register(&raw, &world.ns, "t", &format!("h{svc}"), &uuid, region);
+            } else {
+                python_update(&raw, &world.ns, *svc, &uuid, region, *up, world.py_lease);
+            }
+            // The original knows no hold: its write replaces the record.
             model.svcs[*svc] = Svc {
                 uuid: Some(uuid),
                 exists: true,
+                owner: Some(PY),
+                wants_up: *up,
                 region,
                 python: true,
                 ..Svc::default()
             };
+            why = Some(DownReason::Declared);
+        }
+        Step::PythonCrash => {
+            let raw = world.etcd.raw();
+            raw.revoke(world.py_lease);
+            world.py_lease = raw.grant(3600);
+            for s in &mut model.svcs {
+                if s.owner == Some(PY) {
+                    gone(s, DownReason::Expired);
+                }
+            }
+            why = Some(DownReason::Expired);
         }
         Step::PythonDelete { svc } => {
             let s = &mut model.svcs[*svc];
-            let Some(u) = &s.uuid else { return Ok(vec![]) };
+            let Some(u) = s.uuid.clone() else {
+                return Ok(vec![]);
+            };
             let raw = world.etcd.raw();
             let root = format!("{}/services", world.ns);
             for key in [
@@ -440,48 +1008,174 @@ fn apply(
             ] {
                 raw.delete(&key);
             }
-            *s = Svc::default();
+            // The uuid is kept: the sampler and the reads go on asking.
+            *s = Svc {
+                uuid: Some(u),
+                ..Svc::default()
+            };
             why = Some(DownReason::Deleted);
+        }
+        Step::Spawn { svc, exclusive } => {
+            let host = format!("h{svc}");
+            let region = REGIONS[*svc % REGIONS.len()];
+            let mut args = vec!["--type", "t", "--host", &host, "--region", region];
+            if *exclusive {
+                args.push("--exclusive");
+            }
+            let s = &model.svcs[*svc];
+            let displaced = s.owner.filter(|o| *o < CLIENTS && model.expected_up(s));
+            let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
+            let r = Daemon::start(&world.etcd.endpoints(), &world.ns, &args);
+            if *exclusive && other_holder(&model.svcs[*svc], PROC) {
+                let s = &model.svcs[*svc];
+                match r {
+                    Err((3, _)) => return Ok(vec![]),
+                    Ok(_) if unnamed_holder(model, s) => {}
+                    Err((code, err)) => {
+                        return Err(format!(
+                            "register --exclusive while {:?} holds it: exit {code}: {err}",
+                            s.owner
+                        ));
+                    }
+                    Ok(d) => {
+                        return Err(format!(
+                            "register --exclusive while {:?} holds it registered {}",
+                            s.owner, d.uuid
+                        ));
+                    }
+                }
+            }
+            let s = &mut model.svcs[*svc];
+            let d = r.map_err(|(code, err)| format!("register: exit {code}: {err}"))?;
+            if let (Some(o), Some(n)) = (displaced, lost_before) {
+                noticed(world, o, n)?;
+            }
+            if s.exists && s.uuid.as_deref() != Some(d.uuid.as_str()) {
+                return Err(format!(
+                    "register returned {}, the type+host is {:?}",
+                    d.uuid, s.uuid
+                ));
+            }
+            if !s.exists {
+                s.forced = None;
+                s.heartbeat = false;
+            }
+            s.uuid = Some(d.uuid.clone());
+            s.exists = true;
+            s.python = false;
+            s.lost = None;
+            s.region = region;
+            s.owner = Some(PROC);
+            s.wants_up = true;
+            // A deadline it keeps (the update does not mention one) is
+            // missed: the child never checks in.
+            s.pulsing = false;
+            if let Some(end) = s.forced {
+                if end != 0 && end <= now_secs() {
+                    s.forced = None;
+                }
+            }
+            world.procs[*svc] = Some(d);
+            why = Some(DownReason::Missed);
+        }
+        Step::Crash { svc } => {
+            if let Some(mut d) = world.procs[*svc].take() {
+                // Its lease, as its keys name it: the UP key's, or the
+                // owner its DOWN key records.
+                let raw = world.etcd.raw();
+                let root = format!("{}/services/by-status", world.ns);
+                let lease = raw
+                    .get(&format!("{root}/UP/{}", d.uuid))
+                    .map(|kv| kv.lease)
+                    .or_else(|| {
+                        let kv = raw.get(&format!("{root}/DOWN/{}", d.uuid))?;
+                        i64::from_str_radix(&kv.value_str(), 16).ok()
+                    })
+                    .filter(|l| {
+                        *l != 0
+                            && *l != world.py_lease
+                            && world.clients.iter().all(|c| c.stats().lease_id != *l)
+                    });
+                d.kill();
+                // The process is gone; its holding ends when etcd expires
+                // its lease, a TTL later: what the steps after a crash see.
+                if let Some(l) = lease {
+                    if !wait_until(SETTLE, || raw.lease_ttl(l) < 0) {
+                        return Err(format!("the crashed child's lease {l:x} lives on"));
+                    }
+                }
+            }
+            let s = &mut model.svcs[*svc];
+            if s.owner == Some(PROC) {
+                gone(s, DownReason::Expired);
+            }
+            why = Some(DownReason::Expired);
         }
         Step::Stall { svc } => {
             model.svcs[*svc].pulsing = false;
             why = Some(DownReason::Missed);
         }
-        Step::Resume { svc } => model.svcs[*svc].pulsing = true,
-        Step::OperatorDown { svc, window } => {
+        Step::Resume { svc } => {
+            let s = &mut model.svcs[*svc];
+            // Only a client's main loop checks in.
+            if s.owner.is_none_or(|o| o < CLIENTS) {
+                s.pulsing = true;
+            }
+        }
+        Step::OperatorDown {
+            svc,
+            window,
+            via_owner,
+        } => {
             let s = &mut model.svcs[*svc];
             let end = if *window { now_secs() + 2 } else { 0 };
+            let who = match s.owner {
+                Some(o) if *via_owner && o < CLIENTS => &world.clients[o],
+                _ => &world.reader,
+            };
             let r = match &s.uuid {
-                Some(u) => world.reader.down(u, "model", 0, end),
+                Some(u) => who.down(u, "model", 0, end),
                 None => return Ok(vec![]),
             };
             match r {
                 Ok(()) if s.exists => s.forced = Some(end),
-                Err(e) if !s.exists && e.kind() == os_lively::ErrorKind::NotFound => {}
+                Err(e) if !s.exists && e.kind() == ErrorKind::NotFound => {}
                 other => return Err(format!("down: {other:?} (exists: {})", s.exists)),
             }
             why = Some(DownReason::Forced);
         }
-        Step::OperatorUp { svc } => {
+        Step::OperatorUp { svc, via_owner } => {
             let s = &mut model.svcs[*svc];
             let Some(u) = &s.uuid else { return Ok(vec![]) };
-            match world.reader.up(u) {
+            let who = match s.owner {
+                Some(o) if *via_owner && o < CLIENTS => &world.clients[o],
+                _ => &world.reader,
+            };
+            match who.up(u) {
                 Ok(()) if s.exists => s.forced = None,
-                Err(e) if !s.exists && e.kind() == os_lively::ErrorKind::NotFound => {}
+                Err(e) if !s.exists && e.kind() == ErrorKind::NotFound => {}
                 other => return Err(format!("up: {other:?} (exists: {})", s.exists)),
             }
         }
         Step::Delete { svc } => {
             let s = &mut model.svcs[*svc];
-            let Some(u) = &s.uuid else { return Ok(vec![]) };
-            let deleted = world.reader.delete(u).map_err(|e| format!("delete: {e}"))?;
+            let Some(u) = s.uuid.clone() else {
+                return Ok(vec![]);
+            };
+            let deleted = world
+                .reader
+                .delete(&u)
+                .map_err(|e| format!("delete: {e}"))?;
             if deleted != s.exists {
                 return Err(format!(
                     "delete said {deleted}, model says exists {}",
                     s.exists
                 ));
             }
-            *s = Svc::default();
+            *s = Svc {
+                uuid: Some(u),
+                ..Svc::default()
+            };
             why = Some(DownReason::Deleted);
         }
         Step::WindowEnds => {
@@ -496,10 +1190,20 @@ fn apply(
             }
             // What the owners do then is in `lift_due`.
         }
-        Step::LoseLease { client } => {
+        Step::LoseLease { client, twice } => {
+            let raw = world.etcd.raw();
             let lease = world.clients[*client].stats().lease_id;
             if lease != 0 {
-                world.etcd.raw().revoke(lease);
+                raw.revoke(lease);
+                let next = || {
+                    let l = world.clients[*client].stats().lease_id;
+                    (l != 0 && l != lease).then_some(l)
+                };
+                if *twice && wait_until(Duration::from_secs(3), || next().is_some()) {
+                    if let Some(l) = next() {
+                        raw.revoke(l);
+                    }
+                }
             }
             // Comes back by itself: the model does not change.
         }
@@ -510,7 +1214,7 @@ fn apply(
                 .map_err(|e| format!("close: {e}"))?;
             for s in &mut model.svcs {
                 if s.owner == Some(*client) {
-                    s.owner = None;
+                    gone(s, DownReason::Closed);
                 }
             }
             replace_client(world, *client);
@@ -532,11 +1236,12 @@ fn apply(
 }
 
 /// A window that has ended is lifted by the owner's live client (nobody
-/// else lifts it): what a user should see from then on.
+/// else lifts it, and the Python library knows no windows): what a user
+/// should see from then on.
 fn lift_due(model: &mut Model) {
     let now = now_secs();
     for s in &mut model.svcs {
-        if matches!(s.forced, Some(e) if e > 0 && e <= now) && s.owner.is_some() {
+        if matches!(s.forced, Some(e) if e > 0 && e <= now) && s.owner.is_some_and(|o| o != PY) {
             s.forced = None;
         }
     }
@@ -560,6 +1265,20 @@ fn settled(
     }
 }
 
+/// Which of the model's services (by index) a list's filter passes.
+type Keep<'a> = Box<dyn Fn(usize, &Svc) -> bool + 'a>;
+
+/// `uuid → up` of a list, or why the list failed.
+fn listed(
+    found: os_lively::Result<Vec<os_lively::ServiceInfo>>,
+    what: &str,
+) -> Result<BTreeMap<String, bool>, String> {
+    match found {
+        Ok(found) => Ok(found.into_iter().map(|i| (i.service.uuid, i.up)).collect()),
+        Err(e) => Err(format!("{what} failed: {e}")),
+    }
+}
+
 fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -> Option<String> {
     let told = world.told.lock().unwrap().clone();
     let slow_told = world.slow_told.lock().unwrap().clone();
@@ -579,6 +1298,13 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
                     return Some(format!(
                         "service {i}: get says forced_down {}, model {:?}",
                         info.service.forced_down, s.forced
+                    ));
+                }
+                let reason = model.expected_reason(s);
+                if info.down_reason() != reason {
+                    return Some(format!(
+                        "service {i}: get says DOWN for {:?}, model {reason:?} ({s:?})",
+                        info.down_reason()
                     ));
                 }
             }
@@ -605,22 +1331,53 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
             ));
         }
     }
+    // Lists by region, type, host and effective status, each against the
+    // model's services that pass the same filter.
+    let mut filters: Vec<(String, Filter, Keep<'_>)> = Vec::new();
     for region in REGIONS {
-        let listed: BTreeMap<String, bool> = match world.reader.list(&Filter::all().region(region))
-        {
-            Ok(found) => found.into_iter().map(|i| (i.service.uuid, i.up)).collect(),
-            Err(e) => return Some(format!("list of region {region} failed: {e}")),
-        };
+        filters.push((
+            format!("region {region}"),
+            Filter::all().region(region),
+            Box::new(move |_, s: &Svc| s.region == region),
+        ));
+    }
+    filters.push((
+        "type t".into(),
+        Filter::all().service_type("t"),
+        Box::new(|_, _| true),
+    ));
+    for h in 0..SERVICES {
+        filters.push((
+            format!("host h{h}"),
+            Filter::all().host(&format!("h{h}")),
+            Box::new(move |i, _| i == h),
+        ));
+    }
+    for (st, up) in [(Status::Up, true), (Status::Down, false)] {
+        filters.push((
+            format!("type t, status {st:?}"),
+            Filter::all().service_type("t").status(st),
+            Box::new(move |_, s: &Svc| model.expected_up(s) == up),
+        ));
+    }
+    for (what, filter, keep) in &filters {
         let expected: BTreeMap<String, bool> = model
             .svcs
             .iter()
-            .filter(|s| s.exists && s.region == region)
-            .filter_map(|s| Some((s.uuid.clone()?, model.expected_up(s))))
+            .enumerate()
+            .filter(|(i, s)| s.exists && keep(*i, s))
+            .filter_map(|(_, s)| Some((s.uuid.clone()?, model.expected_up(s))))
             .collect();
-        if listed != expected {
-            return Some(format!(
-                "list of region {region}: {listed:?}, model {expected:?}"
-            ));
+        for (who, found) in [
+            ("list", world.reader.list(filter)),
+            ("the view's list", world.view.list(filter)),
+        ] {
+            let what = format!("{who} of {what}");
+            match listed(found, &what) {
+                Ok(got) if got == expected => {}
+                Ok(got) => return Some(format!("{what}: {got:?}, model {expected:?}")),
+                Err(e) => return Some(e),
+            }
         }
     }
     for (i, r) in reasons {
@@ -646,8 +1403,22 @@ fn run_case(seed: u64, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut done: Vec<Step> = Vec::new();
     let mut restarted = false;
+    let started = Instant::now();
+    let mut time_by_kind: BTreeMap<String, Duration> = BTreeMap::new();
+    let fail = |world: &World, done: &[Step], d: String| -> ! {
+        world.pulses.stop.store(true, Ordering::Relaxed);
+        let state = if world.etcd.is_running() {
+            world.dump()
+        } else {
+            String::new()
+        };
+        panic!(
+            "seed {seed}: disagreement after {} steps: {d}\nsteps: {done:#?}\n{state}",
+            done.len()
+        );
+    };
     for _ in 0..steps {
-        let mut step = gen_step(&mut rng, &model);
+        let mut step = gen_step(&mut rng, &model, &world.procs);
         if matches!(step, Step::RestartEtcd) {
             if restarted {
                 step = Step::Resume {
@@ -660,25 +1431,39 @@ fn run_case(seed: u64, steps: usize) {
         if std::env::var_os("OSLIVELY_MODEL_LOG").is_some() {
             eprintln!("{:?} STEP {step:?}", Instant::now());
         }
-        let outcome = apply(&mut world, &mut model, &step)
-            .and_then(|reasons| settled(&world, &mut model, &reasons));
+        for i in step.may_raise() {
+            world.sampler.clear(i);
+        }
+        let label = format!("step {} ({step:?})", done.len());
+        let began = Instant::now();
+        let outcome = apply(&mut world, &mut model, &step).and_then(|reasons| {
+            if step.downs_when_it_returns() {
+                world.latch_downs(&model, &label);
+            }
+            settled(&world, &mut model, &reasons)
+        });
         if let Err(d) = outcome {
-            world
-                .pulses
-                .stop
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            panic!(
-                "seed {seed}: disagreement after {} steps: {d}\nsteps: {done:#?}",
-                done.len()
-            );
+            fail(&world, &done, d);
+        }
+        let kind = format!("{step:?}");
+        let kind = kind.split([' ', '{']).next().unwrap_or("").to_string();
+        *time_by_kind.entry(kind).or_default() += began.elapsed();
+        world.latch_downs(&model, &format!("{label}, settled"));
+        let v = world.sampler.violations();
+        if !v.is_empty() {
+            fail(&world, &done, format!("invariant: {v:#?}"));
         }
     }
-    world
-        .pulses
-        .stop
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    world.pulses.stop.store(true, Ordering::Relaxed);
     let _ = pulse.join();
-    eprintln!("model: seed {seed}: {steps} steps, 0 disagreements");
+    let mut slowest: Vec<_> = time_by_kind.into_iter().collect();
+    slowest.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    slowest.truncate(4);
+    eprintln!(
+        "model: seed {seed}: {steps} steps, 0 disagreements, {} invariant samples, {} ms (most: {slowest:?})",
+        world.sampler.samples(),
+        started.elapsed().as_millis()
+    );
 }
 
 /// Seeds chosen once and kept, so CI runs the same sequences every time.
@@ -695,38 +1480,400 @@ impl log::Log for StderrLog {
     fn flush(&self) {}
 }
 
+fn env_num(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 #[test]
 fn random_sequences_across_features_match_the_model() {
     if std::env::var_os("OSLIVELY_MODEL_LOG").is_some() {
         let _ = log::set_logger(&StderrLog);
         log::set_max_level(log::LevelFilter::Trace);
     }
-    if let Some(seed) = std::env::var("OSLIVELY_MODEL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        run_case(seed, 40);
+    let steps = env_num("OSLIVELY_MODEL_STEPS").unwrap_or(40) as usize;
+    if let Some(seed) = env_num("OSLIVELY_MODEL_SEED") {
+        run_case(seed, steps);
         return;
     }
-    let steps = std::env::var("OSLIVELY_MODEL_STEPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
     for seed in CI_SEEDS {
         run_case(seed, steps);
     }
-    let extra: u64 = std::env::var("OSLIVELY_MODEL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    for i in 0..extra {
+    for i in 0..env_num("OSLIVELY_MODEL_CASES").unwrap_or(0) {
         let seed = base.wrapping_add(i);
         eprintln!("model: extra case, seed {seed}");
         run_case(seed, steps);
+    }
+}
+
+/// Events one subscriber heard, in order: kind and reason.
+type Heard = Arc<Mutex<Vec<(EventKind, Option<DownReason>)>>>;
+
+/// The last UP or DOWN event heard, with its reason.
+fn last_flip(heard: &Heard) -> Option<(EventKind, Option<DownReason>)> {
+    heard
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(k, _)| matches!(k, EventKind::Up | EventKind::Down))
+        .copied()
+}
+
+/// The steps of a concurrent scenario so far, to print with a failure.
+struct Script {
+    name: String,
+    done: Vec<String>,
+    started: Instant,
+}
+
+impl Script {
+    fn step(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        if std::env::var_os("OSLIVELY_MODEL_LOG").is_some() {
+            eprintln!("{:?} {}: {what}", Instant::now(), self.name);
+        }
+        self.done.push(format!(
+            "{:>6} ms  {what}",
+            self.started.elapsed().as_millis()
+        ));
+    }
+
+    #[track_caller]
+    fn check(&self, ok: bool, what: impl std::fmt::Display) {
+        if !ok {
+            panic!("{}: {what}\nsteps:\n{}", self.name, self.done.join("\n"));
+        }
+    }
+}
+
+/// What one `update` said: the uuid, or the error's kind and message.
+type Answer = Result<String, (ErrorKind, String)>;
+
+/// Calls `update` on an interval from a thread, as the original's users
+/// did, and keeps every answer.
+struct Updater {
+    answers: Arc<Mutex<Vec<Answer>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Updater {
+    fn start(client: &Client, service: Service, every: Duration) -> Updater {
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (client, answers, stop) = (client.clone(), answers.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client
+                        .update(&service)
+                        .map_err(|e| (e.kind(), e.message().to_string()));
+                    answers.lock().unwrap().push(r);
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Updater {
+            answers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Updater {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Feeds "update" lines to a child daemon on an interval (it registers
+/// again on each), until stopped or the child is gone.
+fn feed(mut stdin: ChildStdin, every: Duration, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if stdin
+                .write_all(b"update\n")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    });
+}
+
+/// Two daemons on one type+host updating on intervals — one in this
+/// process (client `a`), one a child process (`oslively register`, fed
+/// "update" lines) — operators forcing it DOWN and lifting it (with and
+/// without a window, from a reader and through a daemon's own client)
+/// while both write, then a crash of the child (SIGKILL) and a clean close
+/// of the survivor; every sample of the readers meanwhile keeps the
+/// invariant. With `exclusive`, the second registrant is refused while the
+/// first lives (its lease, whatever its phase), and takes over only after
+/// the crash.
+fn contend(seed: u64, exclusive: bool) {
+    const EVERY: Duration = Duration::from_millis(200);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut sc = Script {
+        name: format!("contend seed {seed} (exclusive: {exclusive})"),
+        done: Vec::new(),
+        started: Instant::now(),
+    };
+    let etcd = Etcd::start();
+    let raw = etcd.raw();
+    let eps = etcd.endpoints();
+    let ns = namespace(&format!("contend{seed}"));
+    let reader = connect(&eps, &ns, TTL);
+    let mut sampler = Sampler::start(&eps, &ns, 1);
+    let heard: Heard = Arc::default();
+    let h = heard.clone();
+    let _sub = reader
+        .subscribe_callback(
+            &Filter::all().service_type("t").host("hc"),
+            &SubscribeOptions::default(),
+            move |e: &Event| h.lock().unwrap().push((e.kind, e.reason)),
+        )
+        .unwrap();
+    let a = connect(&eps, &ns, TTL);
+    let mut service = Service::new("t", "hc").with_region("east");
+    let mut args = vec!["--type", "t", "--host", "hc", "--region", "east"];
+    if exclusive {
+        service = service.exclusive();
+        args.push("--exclusive");
+    }
+    let dump = |a: &Client| dump(&raw, &ns, &[("a".to_string(), a.stats().lease_id)]);
+    let up_lease = |uuid: &str| {
+        raw.get(&oracle::up_key(&ns, uuid))
+            .map(|kv| kv.lease)
+            .unwrap_or(0)
+    };
+
+    // Who registers first: the in-process daemon, or (exclusive) the child,
+    // so that the child's crash is the holder's.
+    let (uuid, mut b) = if exclusive {
+        sc.step("child registers --exclusive");
+        let b = Daemon::start(&eps, &ns, &args).expect("the first exclusive registrant");
+        sc.step("a: update, exclusive");
+        let r = a.update(&service);
+        sc.check(
+            matches!(&r, Err(e) if e.kind() == ErrorKind::Conflict),
+            format!("a second exclusive registrant while the first lives: {r:?}"),
+        );
+        (b.uuid.clone(), b)
+    } else {
+        sc.step("a: update");
+        let uuid = a.update(&service).expect("a registers");
+        sc.step("child registers (takes it over)");
+        let b = Daemon::start(&eps, &ns, &args).expect("the child registers");
+        sc.check(
+            b.uuid == uuid,
+            format!("the child got {}, a {uuid}", b.uuid),
+        );
+        (uuid, b)
+    };
+    let service = service.with_uuid(&uuid);
+    sc.check(
+        wait_until(SETTLE, || {
+            reader.is_up(&uuid).unwrap_or(false) && up_lease(&uuid) != a.stats().lease_id
+        }),
+        "UP, held by the child",
+    );
+    let moved_before = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| *e == &(EventKind::Updated, Some(DownReason::Moved)))
+        .count();
+    let lost_before = a.stats().registrations_lost;
+    sc.step("both update every 200 ms");
+    let mut updater = Updater::start(&a, service.clone(), EVERY);
+    let stop_feed = Arc::new(AtomicBool::new(false));
+    feed(b.stdin.take().expect("stdin"), EVERY, stop_feed.clone());
+
+    for round in 0..3 {
+        let window = rng.chance(50);
+        let end = if window { now_secs() + 2 } else { 0 };
+        // Through a's client while a does not hold it: on today's code a
+        // client that forced down and lifted a service another live
+        // process holds exclusively keeps refusing its own exclusive
+        // update after that holder crashed ("held by another live client"
+        // naming the dead lease, with no key on it left): reported, so
+        // behind the flag until fixed.
+        let via_a = rng.chance(50) && (!exclusive || pending());
+        sc.step(format!(
+            "round {round}: down (window: {window}, through a's client: {via_a})"
+        ));
+        let who = if via_a { &a } else { &reader };
+        let r = who.down(&uuid, "contend", 0, end);
+        sc.check(r.is_ok(), format!("down: {r:?}"));
+        sampler.latch(
+            0,
+            &uuid,
+            window.then_some(end),
+            &format!("round {round}: down"),
+        );
+        sc.check(
+            wait_until(SETTLE, || {
+                matches!(reader.get(&uuid), Ok(Some(i)) if i.down_reason() == Some(DownReason::Forced))
+                    && last_flip(&heard) == Some((EventKind::Down, Some(DownReason::Forced)))
+            }),
+            format!(
+                "DOWN (forced) for readers and the subscriber: get {:?}, heard {:?}",
+                reader.get(&uuid).map(|i| i.map(|i| i.down_reason())),
+                last_flip(&heard)
+            ),
+        );
+        // The daemons go on writing while it is held; the sampler watches.
+        let hold = Duration::from_millis(300 + rng.below(600) as u64);
+        std::thread::sleep(hold);
+        if window {
+            sc.step("waiting for the window's end");
+            while now_secs() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            let via_a = rng.chance(50) && (!exclusive || pending());
+            sc.step(format!("up (through a's client: {via_a})"));
+            sampler.clear(0);
+            let who = if via_a { &a } else { &reader };
+            let r = who.up(&uuid);
+            sc.check(r.is_ok(), format!("up: {r:?}"));
+        }
+        sc.check(
+            wait_until(SETTLE, || {
+                reader.is_up(&uuid).unwrap_or(false)
+                    && last_flip(&heard) == Some((EventKind::Up, Some(DownReason::Lifted)))
+            }),
+            format!(
+                "UP again (lifted): is_up {:?}, heard {:?}",
+                reader.is_up(&uuid),
+                last_flip(&heard)
+            ),
+        );
+        sampler.clear(0);
+    }
+    if exclusive {
+        sc.step("a third registrant, exclusive");
+        let r = Daemon::start(&eps, &ns, &args);
+        sc.check(
+            matches!(r, Err((3, _))),
+            format!(
+                "a third exclusive registrant exits 3: {:?}",
+                r.as_ref().map(|d| &d.uuid)
+            ),
+        );
+        let answers = updater.answers();
+        sc.check(
+            answers
+                .iter()
+                .all(|r| matches!(r, Err((ErrorKind::Conflict, _)))),
+            format!("every exclusive update of a refused while the child lives: {answers:?}"),
+        );
+    }
+    if pending() {
+        // Issue 30, finding 3: two live holders flip at most once, and the
+        // displaced one learns it from its next update (an error naming
+        // the holder) instead of taking it back.
+        let moved = heard
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == &(EventKind::Updated, Some(DownReason::Moved)))
+            .count();
+        sc.check(
+            moved - moved_before <= 1,
+            format!("{} moved events while both lived", moved - moved_before),
+        );
+        let lost = a.stats().registrations_lost - lost_before;
+        sc.check(lost <= 1, format!("a lost it {lost} times"));
+        let answers = updater.answers();
+        sc.check(
+            answers
+                .iter()
+                .skip(1)
+                .all(|r| matches!(r, Err((ErrorKind::Conflict, _)))),
+            format!("a's updates after it was displaced: {answers:?}"),
+        );
+    }
+
+    sc.step("the child is killed (SIGKILL)");
+    let heard_before = heard.lock().unwrap().len();
+    b.kill();
+    // The survivor, alive and updating, holds it within a TTL or so.
+    sc.check(
+        wait_until(SETTLE, || {
+            reader.is_up(&uuid).unwrap_or(false) && up_lease(&uuid) == a.stats().lease_id
+        }),
+        format!(
+            "UP on a's lease after the holder crashed: is_up {:?}, a's answers {:?}\n{}",
+            reader.is_up(&uuid),
+            updater.answers().iter().rev().take(3).collect::<Vec<_>>(),
+            dump(&a)
+        ),
+    );
+    let downs: Vec<_> = heard.lock().unwrap()[heard_before..]
+        .iter()
+        .filter(|(k, _)| *k == EventKind::Down)
+        .copied()
+        .collect();
+    sc.check(
+        downs
+            .iter()
+            .all(|e| *e == (EventKind::Down, Some(DownReason::Expired))),
+        format!("a DOWN after a crash is expired: {downs:?}"),
+    );
+    sc.step("a closes");
+    stop_feed.store(true, Ordering::Relaxed);
+    updater.finish();
+    let r = a.clone().close();
+    sc.check(r.is_ok(), format!("close: {r:?}"));
+    sampler.latch(0, &uuid, None, "a's close");
+    sc.check(
+        wait_until(SETTLE, || {
+            matches!(reader.get(&uuid), Ok(Some(i)) if i.down_reason() == Some(DownReason::Closed))
+                && last_flip(&heard) == Some((EventKind::Down, Some(DownReason::Closed)))
+        }),
+        format!(
+            "DOWN (closed): get {:?}, heard {:?}",
+            reader.get(&uuid).map(|i| i.map(|i| i.down_reason())),
+            last_flip(&heard)
+        ),
+    );
+    let v = sampler.violations();
+    sc.check(v.is_empty(), format!("invariant: {v:#?}"));
+    eprintln!(
+        "model: {}: {} invariant samples, {} ms",
+        sc.name,
+        sampler.samples(),
+        sc.started.elapsed().as_millis()
+    );
+}
+
+#[test]
+fn two_daemons_on_one_type_host_operators_and_a_crash_keep_the_invariant() {
+    contend(1, false);
+    contend(2, true);
+    for i in 0..env_num("OSLIVELY_MODEL_CASES").unwrap_or(0) {
+        let seed = random_u64();
+        eprintln!("model: extra contend case, seed {seed}");
+        contend(seed, i % 2 == 1);
     }
 }
 
@@ -748,11 +1895,11 @@ fn heartbeat_then_maintenance_then_window_end_is_up_again() {
     );
     operator.down(&uuid, "fix", 0, now_secs() + 2).unwrap();
     // Check-ins resume while it is held.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let beat = {
         let (owner, uuid, stop) = (owner.clone(), uuid.clone(), stop.clone());
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 owner.heartbeat(&uuid).unwrap();
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -764,6 +1911,6 @@ fn heartbeat_then_maintenance_then_window_end_is_up_again() {
         wait_until(Duration::from_secs(6), || operator.is_up(&uuid).unwrap()),
         "UP again when the window ends"
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     beat.join().unwrap();
 }
