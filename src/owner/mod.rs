@@ -13,6 +13,8 @@
 
 mod beat;
 mod check;
+#[cfg(test)]
+mod model_check;
 mod phase;
 
 use std::collections::HashMap;
