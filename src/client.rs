@@ -229,13 +229,35 @@ impl Client {
     /// service this client took DOWN for a missed deadline comes back UP.
     /// An update that does not mention a deadline keeps the one the service
     /// has; [`Service::without_heartbeat`] removes it.
+    ///
+    /// Two live clients on one type+host do not take it from each other:
+    /// once another live client took over a service this client held, this
+    /// client's `update()` (and [`Client::heartbeat`]) fails with
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) naming the
+    /// holder's lease, writing nothing, until the holder's lease is gone or
+    /// [`Client::take_over`] asks explicitly.
     pub fn update(&self, service: &Service) -> Result<String> {
+        self.write_owned("update", service, false)
+    }
+
+    /// Like [`Client::update`], but retakes the service from a live client
+    /// that took it over from this one (the explicit ask: `update()` then
+    /// fails instead, so two daemons do not flip it back and forth).
+    /// [`Service::exclusive`] still refuses while another holder lives.
+    pub fn take_over(&self, service: &Service) -> Result<String> {
+        self.write_owned("take_over", service, true)
+    }
+
+    fn write_owned(&self, what: &str, service: &Service, take_over: bool) -> Result<String> {
         let svc = service.validated()?;
         // A uuid we just generated cannot exist yet: write without reading.
         let fresh = service.uuid.is_empty();
         let owner = self.inner.owner.clone();
-        self.call("update", async move {
-            owner.update(svc, fresh, fresh).await.map(|w| w.uuid)
+        self.call(what, async move {
+            owner
+                .update(svc, fresh, fresh, take_over)
+                .await
+                .map(|w| w.uuid)
         })
     }
 

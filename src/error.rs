@@ -88,6 +88,10 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     message: String,
+    /// etcd answered gRPC NOT_FOUND, which a lease call or a transaction
+    /// naming a lease answers only for "requested lease not found": the
+    /// lease is gone (matched by code, never by the message's text).
+    lease_gone: bool,
 }
 
 impl Error {
@@ -97,6 +101,7 @@ impl Error {
             inner: Box::new(Inner {
                 kind,
                 message: message.into(),
+                lease_gone: false,
             }),
         }
     }
@@ -133,7 +138,15 @@ impl Error {
     /// cause (`connection refused`, ...).
     pub(crate) fn etcd(context: &str, err: etcd_client::Error) -> Error {
         let kind = classify(&err);
-        Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))))
+        let mut e = Error::new(kind, format!("{context}: {}", sanitize(&cause(&err))));
+        e.inner.lease_gone = matches!(&err, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::NotFound);
+        e
+    }
+
+    /// True when etcd said the lease a call named is gone (gRPC NOT_FOUND
+    /// from a lease call or a transaction that binds a key to a lease).
+    pub(crate) fn lease_gone(&self) -> bool {
+        self.inner.lease_gone
     }
 
     /// The same error with `what` (the operation) in front of its message,
@@ -144,7 +157,9 @@ impl Error {
             return self;
         }
         let message = format!("{what}: {}", self.message());
-        Error::new(self.kind(), message)
+        let mut e = Error::new(self.kind(), message);
+        e.inner.lease_gone = self.inner.lease_gone;
+        e
     }
 }
 
@@ -315,6 +330,9 @@ mod tests {
             e.message(),
             "granting a lease: gRPC status NotFound: etcdserver: requested lease not found"
         );
+        // Known by its code, through any context added; never by text.
+        assert!(e.lease_gone() && e.clone().context("update").lease_gone());
+        assert!(!Error::new(ErrorKind::NotFound, "requested lease not found").lease_gone());
     }
 
     #[test]

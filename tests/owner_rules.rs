@@ -389,3 +389,225 @@ fn a_python_registration_with_a_fresh_uuid_does_not_lock_the_owner_out() {
     assert_eq!(raw.get(&th).unwrap().value_str(), ours);
     assert!(record(&raw, &ns, again).is_none());
 }
+
+/// Finding 3: two live non-exclusive daemons on one type+host, both
+/// calling `update()` on an interval (the original library's usage). The
+/// second takes it over once; the first learns it from its next `update()`
+/// and `heartbeat()` (Conflict naming the holder's lease), writes nothing,
+/// and takes it back only when the holder is gone or it asks explicitly
+/// (`take_over`). Before: they took it from each other at every update.
+#[test]
+fn two_live_daemons_on_one_type_host_flip_at_most_once() {
+    let etcd = Etcd::start();
+    let ns = namespace("flipflop");
+    let raw = etcd.raw();
+    let first = connect(&etcd.endpoints(), &ns, TTL);
+    let svc = Service::new("t", "h").with_heartbeat(Duration::from_secs(60));
+    let uuid = first.update(&svc).unwrap();
+    let th = ["--type", "t", "--host", "h"];
+    let mut second = Registrant::start(&etcd.endpoints(), &ns, TTL, &th);
+    assert_eq!(second.uuid, uuid, "identity is type+host");
+    let theirs = up_key(&raw, &ns, &uuid).expect("UP").lease;
+    assert_ne!(theirs, first.stats().lease_id, "taken over once");
+    let from = raw.revision() + 1;
+    let named = format!("lease {theirs:x}");
+    // Both keep updating for 2 s.
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut refused = 0;
+    while Instant::now() < until {
+        second.update();
+        match first.update(&svc) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+                assert!(e.message().contains(&named), "names the holder: {e}");
+                refused += 1;
+            }
+            Ok(u) => panic!("the displaced daemon took {u} back"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused >= 5, "{refused} updates");
+    let e = first.heartbeat(&uuid).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.message().contains(&named), "{e}");
+    // A last write under the prefix, so the history has an end to reach.
+    raw.put(&format!("{ns}/services/by-status/end"), b"");
+    let flips: Vec<_> = history(&raw, &format!("{ns}/services/by-status/"), from)
+        .into_iter()
+        .filter(|(_, _, key, _)| key.ends_with(&uuid))
+        .collect();
+    assert!(flips.is_empty(), "UP/DOWN keys changed: {flips:?}");
+    assert_eq!(up_key(&raw, &ns, &uuid).unwrap().lease, theirs);
+    assert_eq!(first.stats().registrations_lost, 1);
+
+    // The holder crashes: the first, alive and updating, gets it back once
+    // the holder's lease is gone (not stuck DOWN).
+    second.kill();
+    let mine = first.stats().lease_id;
+    assert!(
+        wait_until(Duration::from_secs(3 * TTL), || {
+            first.update(&svc).is_ok()
+                && up_key(&raw, &ns, &uuid).is_some_and(|kv| kv.lease == mine)
+        }),
+        "UP on the live daemon's lease after the holder died"
+    );
+    assert!(first.heartbeat(&uuid).is_ok());
+
+    // Taken over again: retaken only when asked explicitly.
+    let mut third = Registrant::start(&etcd.endpoints(), &ns, TTL, &th);
+    let theirs = up_key(&raw, &ns, &uuid).unwrap().lease;
+    assert_ne!(theirs, mine);
+    assert_eq!(first.update(&svc).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(first.take_over(&svc).unwrap(), uuid);
+    assert_eq!(up_key(&raw, &ns, &uuid).unwrap().lease, mine);
+    assert!(first.heartbeat(&uuid).is_ok());
+    third.kill();
+}
+
+/// Finding 4: two lease losses in a row, the second before the owner put
+/// every hold on its second lease. Before, it remembered one previous lease
+/// only: a hold still naming the first counted as taken over, and stayed
+/// DOWN for good once an operator lifted it. Each hold must end up naming
+/// the owner's current lease, and a lift from another client makes each UP.
+#[test]
+fn two_lease_losses_in_a_row_never_leave_a_held_service_stuck_down() {
+    const N: usize = 100;
+    let etcd = Etcd::start();
+    let ns = namespace("twoloss");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let uuids: Vec<String> = (0..N)
+        .map(|i| owner.update(&Service::new("t", &format!("h{i}"))).unwrap())
+        .collect();
+    for u in &uuids {
+        operator.down(u, "swap", 0, 0).unwrap();
+    }
+    let first = owner.stats().lease_id;
+    let first_hex = format!("{first:x}");
+    assert!(
+        wait_until(Duration::from_secs(2 * TTL), || uuids.iter().all(|u| {
+            down_key(&raw, &ns, u).is_some_and(|kv| kv.value_str() == first_hex)
+        })),
+        "every hold names the owner's lease"
+    );
+    // First loss; the second as soon as the owner has its new lease (its
+    // check is still moving the holds onto it).
+    raw.revoke(first);
+    let mut second = 0;
+    assert!(wait_until(Duration::from_secs(2 * TTL), || {
+        second = owner.stats().lease_id;
+        second != first && second != 0
+    }));
+    raw.revoke(second);
+    let mut current = 0;
+    assert!(
+        wait_until(Duration::from_secs(4 * TTL), || {
+            current = owner.stats().lease_id;
+            let hex = format!("{current:x}");
+            current != first
+                && current != second
+                && uuids
+                    .iter()
+                    .all(|u| down_key(&raw, &ns, u).is_some_and(|kv| kv.value_str() == hex))
+        }),
+        "holds still naming a lost lease: {}",
+        uuids
+            .iter()
+            .filter(|u| down_key(&raw, &ns, u)
+                .is_none_or(|kv| kv.value_str() != format!("{current:x}")))
+            .count()
+    );
+    assert_eq!(owner.stats().registrations_lost, 0);
+    for u in &uuids {
+        operator.up(u).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(2 * TTL), || uuids.iter().all(|u| {
+            up_key(&raw, &ns, u).is_some_and(|kv| kv.lease == owner.stats().lease_id)
+        })),
+        "every lifted service UP on the owner's lease"
+    );
+}
+
+/// Finding 5: a missed record whose DOWN key names no owner (an older
+/// writer's) is not judged missed by a client that set its own copy DOWN:
+/// that client stays DOWN, counts no missed heartbeat and does not look at
+/// it again and again.
+#[test]
+fn a_client_that_set_its_copy_down_does_not_judge_an_ownerless_miss() {
+    let etcd = Etcd::start();
+    let ns = namespace("ownerless");
+    let raw = etcd.raw();
+    let client = connect(&etcd.endpoints(), &ns, TTL);
+    let mut svc = Service::new("t", "h");
+    svc.status = Status::Down;
+    let uuid = client.update(&svc).unwrap();
+    // Another writer records a missed heartbeat, naming no owner.
+    let mut missed = record(&raw, &ns, &uuid).unwrap();
+    missed.heartbeat = Some(Duration::from_secs(1));
+    missed.heartbeat_missed = true;
+    raw.put(&format!("{ns}/services/by-uuid/{uuid}"), &missed.to_bytes());
+    raw.put(&format!("{ns}/services/by-status/DOWN/{uuid}"), b"");
+    // Several checks (the revision moved): each would have judged it.
+    let until = Instant::now() + Duration::from_secs(2 * TTL);
+    while Instant::now() < until {
+        raw.put(&format!("{ns}/elsewhere"), b"x");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stats = client.stats();
+    assert_eq!(stats.heartbeats_missed, 0, "judged missed: {stats:?}");
+    assert!(up_key(&raw, &ns, &uuid).is_none());
+    assert!(record(&raw, &ns, &uuid).unwrap().heartbeat_missed, "not ours to change");
+}
+
+/// Finding 8: with more than 16 services held DOWN, an operator's change
+/// (a delete; a hold with a window) is noticed within about one TTL, not
+/// at the full checks (12 TTLs when idle).
+#[test]
+fn many_services_held_down_are_still_watched_within_a_ttl() {
+    const N: usize = 40;
+    const TTL: u64 = 2;
+    let etcd = Etcd::start();
+    let ns = namespace("survey");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    // One service UP: the owner has a lease, whose keepalives run checks.
+    owner.update(&Service::new("t", "up")).unwrap();
+    let uuids: Vec<String> = (0..N)
+        .map(|i| {
+            let mut s = Service::new("t", &format!("h{i}"));
+            s.status = Status::Down;
+            owner.update(&s).unwrap()
+        })
+        .collect();
+    // Settled: a check found everything in place.
+    std::thread::sleep(Duration::from_secs(1));
+    let start = Instant::now();
+    assert!(operator.delete(&uuids[0]).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(2 * TTL), || owner
+            .stats()
+            .registrations_lost
+            == 1),
+        "the delete noticed within 2 TTL"
+    );
+    let noticed = start.elapsed();
+    // A hold with a window: lifted by the owner when it ends.
+    let end = now_secs() + 2;
+    operator.down(&uuids[N - 1], "short", 0, end).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2 + 2 * TTL), || record(
+            &raw,
+            &ns,
+            &uuids[N - 1]
+        )
+        .is_some_and(|s| !s.forced_down)),
+        "the window's end lifted it"
+    );
+    let rec = record(&raw, &ns, &uuids[N - 1]).unwrap();
+    assert_eq!(rec.status, Status::Down, "its owner's own DOWN underneath");
+    assert!(now_secs() >= end);
+    eprintln!("delete noticed after {noticed:?}");
+}

@@ -282,6 +282,36 @@ impl lively_client {
         })
     }
 
+    /// Like `lively_client_update()`, but retakes the service from a live
+    /// client that took it over from this one. Once another live client
+    /// took over a service this client held, `lively_client_update()` (and
+    /// `lively_client_heartbeat()`) fail with `LIVELY_RESULT_CONFLICT`
+    /// naming the holder's lease, so that two daemons do not take it from
+    /// each other at every update; this is the explicit ask. With
+    /// `service->exclusive` it still refuses while another holder lives.
+    ///
+    /// Ownership: `service` and its strings are borrowed for the call;
+    /// `uuid_out` is the caller's.
+    /// Thread safety: thread-safe.
+    #[must_use]
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_client_take_over(
+        client: *const lively_client,
+        service: *const lively_service,
+        uuid_out: *mut c_char,
+        uuid_out_len: usize,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handles and strings per the documented contract.
+            let client = unsafe { lively_client::get(client) }?;
+            let service = unsafe { lively_service::from_c(service, "service") }?;
+            check_uuid_buf(uuid_out, uuid_out_len)?;
+            let uuid = client.take_over(&service)?;
+            write_uuid(uuid_out, uuid_out_len, &uuid);
+            Ok(())
+        })
+    }
+
     /// Like `lively_client_update()`, with the record given as a serialized
     /// protobuf `oslively.Service` message (`proto/os_lively/service.proto`)
     /// of `len` bytes.
@@ -603,6 +633,10 @@ mod tests {
         );
         assert_eq!(
             C::lively_client_update_bytes(null(), null(), 0, null_mut(), 0),
+            R::NullParameter
+        );
+        assert_eq!(
+            C::lively_client_take_over(null(), null(), null_mut(), 0),
             R::NullParameter
         );
         assert_eq!(

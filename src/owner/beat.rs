@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,21 @@ pub(crate) struct Beat {
     /// The service is DOWN for a missed deadline: a check-in wakes the
     /// owner's timer to bring it back.
     pub(crate) missed: AtomicBool,
+    /// Another live client took the service over: its lease (`NOT_TAKEN`:
+    /// none), named by the next check-in's error.
+    taken_by: AtomicI64,
 }
 
+/// [`Beat::taken_by`] when the service is not taken over.
+const NOT_TAKEN: i64 = -1;
+
 impl Beat {
+    /// Records that another client (lease `holder`) took the service over,
+    /// or (`None`) that it is ours again.
+    pub(crate) fn set_taken_by(&self, holder: Option<i64>) {
+        self.taken_by.store(holder.unwrap_or(NOT_TAKEN), SeqCst);
+    }
+
     pub(crate) fn period(&self) -> Duration {
         Duration::from_nanos(self.period_ns.load(SeqCst))
     }
@@ -88,6 +100,15 @@ impl Beats {
             ));
         };
         slot.last_ns.store(now, SeqCst);
+        let holder = slot.taken_by.load(SeqCst);
+        if holder != NOT_TAKEN {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "service {key} was taken over by another live client (lease {holder:x}); this client no longer keeps it UP; take it over explicitly (take_over) to retake it"
+                ),
+            ));
+        }
         Ok(slot.missed.load(SeqCst))
     }
 
@@ -108,6 +129,7 @@ impl Beats {
                         period_ns: AtomicU64::new(period_ns),
                         last_ns: AtomicU64::new(now),
                         missed: AtomicBool::new(false),
+                        taken_by: AtomicI64::new(NOT_TAKEN),
                     }),
                 );
             }

@@ -3,16 +3,18 @@
 //! learn of operators' downs and lifts, deletions and takeovers); after a
 //! re-grant, put them back on the new lease.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
+use super::decide::{Event, Verdict, agrees, decide};
 use super::{Cell, Owner, Phase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
 use crate::lease::LeaseEvent;
+use crate::record::Service;
 use crate::stats::Counters;
-use crate::store::Rebind;
+use crate::store::{Current, Put, Rebound};
 
 /// Keepalives between checks that run whatever the revision says, in case
 /// a deletion slipped past the revision check (an answer from a lagging
@@ -35,11 +37,14 @@ const IDLE_FULL_CHECK_EVERY: u32 = 36;
 /// keepalive in a row, then only at the full checks: there, a UP key
 /// deleted by hand is back within 12 TTLs.
 const BUSY_CHECKS_UP_TO: u32 = 8;
-/// Services held DOWN (by their owner or an operator) that a check whose
-/// revision moved reads again, looking for an operator's hold or lift: no
-/// key of theirs is on the lease to tell. More than this are read only at
-/// the full checks, so a busy etcd does not cost a read each per keepalive.
-const SURVEY_MAX: usize = 16;
+/// Services held DOWN (by their owner or an operator) have no key on the
+/// lease to tell of an operator's hold, lift or delete: a check whose
+/// revision moved reads their records, this many per read transaction
+/// (etcd's default `--max-txn-ops` is 128), so that however many there
+/// are, a change is noticed within a check or two (about one TTL), for a
+/// read per this many services rather than one each; only those whose
+/// record changed are judged one by one.
+const SURVEY_BATCH: usize = 120;
 /// Held services up to which one `TimeToLive` call lists the lease's keys;
 /// above it its answer could pass the 4 MiB decode limit, so the UP keys
 /// are read in pages instead.
@@ -55,6 +60,13 @@ impl Owner {
                 revision,
                 moved,
             } => {
+                self.note_lease(id);
+                if self.regrant_pending.load(Ordering::Acquire) {
+                    // A re-grant's check did not finish: its work (every
+                    // hold's recorded owner, every UP key) is not skipped.
+                    self.clone().after_regrant(id);
+                    return;
+                }
                 let n = self.since_full_check.fetch_add(1, Ordering::Relaxed) + 1;
                 let clean = self.clean_revision.load(Ordering::Relaxed);
                 let settled = clean != 0;
@@ -82,7 +94,7 @@ impl Owner {
                 let health = self.health.clone();
                 crate::runtime::supervise::spawn_logged("UP-key check", health, async move {
                     let _one = one;
-                    if let Err(e) = self.check(id, false, full).await {
+                    if let Err(e) = self.check(id, false).await {
                         self.clean_revision.store(0, Ordering::Relaxed);
                         log::debug!("os-lively: checking UP keys failed: {e}");
                         self.lease.reauthenticate_if_stale(&e).await;
@@ -90,27 +102,45 @@ impl Owner {
                 });
             }
             LeaseEvent::Regranted { id, .. } => {
-                self.clean_revision.store(0, Ordering::Relaxed);
-                let health = self.health.clone();
-                crate::runtime::supervise::spawn_logged("re-registration", health, async move {
-                    let _one = self.checking.clone().lock_owned().await;
-                    if let Err(e) = self.check(id, true, true).await {
-                        // The check at the next keepalives finds what is left.
-                        log::warn!(
-                            "os-lively: re-registering on lease {id:x} failed, will retry: {e}"
-                        );
-                        self.lease.reauthenticate_if_stale(&e).await;
-                    }
-                });
+                self.note_lease(id);
+                self.regrant_pending.store(true, Ordering::Release);
+                self.after_regrant(id);
             }
         }
     }
 
+    /// The check after a re-grant: every UP key and every hold's recorded
+    /// owner onto the new lease. Until one succeeds, each keepalive starts
+    /// it again (two losses in a row never skip it).
+    fn after_regrant(self: Arc<Self>, id: i64) {
+        self.clean_revision.store(0, Ordering::Relaxed);
+        let Ok(one) = self.checking.clone().try_lock_owned() else {
+            return; // a check is running; the next keepalive tries again
+        };
+        let health = self.health.clone();
+        crate::runtime::supervise::spawn_logged("re-registration", health, async move {
+            let _one = one;
+            match self.check(id, true).await {
+                Ok(()) => {
+                    if self.lease.id() == id {
+                        self.regrant_pending.store(false, Ordering::Release);
+                    }
+                }
+                Err(e) => {
+                    log::warn!(
+                        "os-lively: re-registering on lease {id:x} failed, will retry: {e}"
+                    );
+                    self.lease.reauthenticate_if_stale(&e).await;
+                }
+            }
+        });
+    }
+
     /// Finds the held services whose keys disagree with their phase and
     /// brings each in line. `regranted`: the lease was replaced, so every
-    /// UP key and every hold's recorded owner needs our new lease. `full`:
-    /// also read every service held DOWN, however many (see [`SURVEY_MAX`]).
-    async fn check(&self, id: i64, regranted: bool, full: bool) -> Result<()> {
+    /// UP key and every hold's recorded owner needs our new lease. The
+    /// services held DOWN are read in batches (see [`SURVEY_BATCH`]).
+    async fn check(&self, id: i64, regranted: bool) -> Result<()> {
         if self.check_open().is_err() {
             return Ok(());
         }
@@ -177,13 +207,7 @@ impl Owner {
                 _ => {}
             }
         }
-        if full || survey.len() <= SURVEY_MAX {
-            for cell in survey {
-                if let Ok(_op) = cell.op.try_lock() {
-                    self.reconcile(&cell).await?;
-                }
-            }
-        }
+        self.survey(survey).await?;
         if rebind.is_empty() && judge.is_empty() {
             self.clean_revision.store(revision, Ordering::Relaxed);
             return Ok(());
@@ -191,6 +215,11 @@ impl Owner {
         // Look again at the next keepalive, whatever the revision.
         self.clean_revision.store(0, Ordering::Relaxed);
         let mut restored = Vec::new();
+        let ev = if regranted {
+            Event::Regranted
+        } else {
+            Event::Check
+        };
         for chunk in rebind.chunks(REBIND_BATCH) {
             // A service whose own transition runs is judged by it.
             let locked: Vec<_> = chunk
@@ -198,9 +227,30 @@ impl Owner {
                 .filter_map(|c| c.op.try_lock().ok().map(|g| (c, g)))
                 .collect();
             let uuids: Vec<String> = locked.iter().map(|(c, _)| c.uuid.clone()).collect();
-            let verdicts = tokio::time::timeout(
+            let states: HashMap<&str, (Phase, bool)> = locked
+                .iter()
+                .map(|(c, _)| {
+                    let h = c.held();
+                    (c.uuid.as_str(), (h.phase, h.wants_up))
+                })
+                .collect();
+            let decided: Mutex<HashMap<String, Phase>> = Mutex::default();
+            // The one decision, per service; the store executes it.
+            let judge = |uuid: &str, old: Option<&Service>, cur: &Current| -> Option<Put> {
+                let (phase, wants_up) = *states.get(uuid)?;
+                let (verdict, next) = decide(phase, wants_up, old, cur, &ev, &self.facts(uuid, id));
+                decided
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(uuid.to_string(), next);
+                match verdict {
+                    Verdict::Write(p) => Some(p),
+                    _ => None,
+                }
+            };
+            let rebound = tokio::time::timeout(
                 self.request_timeout,
-                self.store.rebind_many(&uuids, id, self.lease.previous()),
+                self.store.rebind_many(&uuids, id, &judge),
             )
             .await
             .map_err(|_| {
@@ -212,19 +262,19 @@ impl Owner {
                     ),
                 )
             })??;
-            for (uuid, verdict) in verdicts {
+            let decided = decided.into_inner().unwrap_or_else(|p| p.into_inner());
+            for (uuid, how) in rebound {
                 let Some((cell, _)) = locked.iter().find(|(c, _)| c.uuid == uuid) else {
                     continue;
                 };
-                match verdict {
-                    Rebind::Ours => self.enter(cell, Phase::Up),
-                    Rebind::Restored => {
+                let next = decided.get(&uuid).copied();
+                match (how, next) {
+                    (Rebound::Restored, Some(next)) => {
                         Counters::bump(&self.counters.up_keys_restored);
                         restored.push(uuid);
-                        self.enter(cell, Phase::Up);
+                        self.enter(cell, next);
                     }
-                    // Forced down, deleted, taken over, a deadline: the one
-                    // decision says what it means.
+                    (Rebound::Kept, Some(next)) => self.enter(cell, next),
                     _ => {
                         self.reconcile(cell).await?;
                     }
@@ -244,6 +294,27 @@ impl Owner {
                 restored.join(", ")
             ),
             n => log::warn!("os-lively: {n} services UP again (UP keys put back on lease {id:x})"),
+        }
+        Ok(())
+    }
+
+    /// Reads the records of services held DOWN, in batches, and judges
+    /// those whose record no longer says what their phase does (an
+    /// operator's hold, lift or window, a delete, a takeover).
+    async fn survey(&self, cells: Vec<Arc<Cell>>) -> Result<()> {
+        for chunk in cells.chunks(SURVEY_BATCH) {
+            let uuids: Vec<String> = chunk.iter().map(|c| c.uuid.clone()).collect();
+            let records = self.store.records(&uuids).await?;
+            for (cell, record) in chunk.iter().zip(records) {
+                let phase = cell.held().phase;
+                let same = record.as_ref().is_some_and(|r| agrees(phase, r));
+                if same {
+                    continue;
+                }
+                if let Ok(_op) = cell.op.try_lock() {
+                    self.reconcile(cell).await?;
+                }
+            }
         }
         Ok(())
     }

@@ -7,15 +7,15 @@
 //! The lease, the deadline timer and the maintenance timer do not call each
 //! other: the lease sends [`LeaseEvent`]s, the timer (one task) finds the
 //! services whose deadline or window is due, and each of them is judged by
-//! the same decision ([`phase::decide`]) inside the guarded write, so their
+//! the same decision ([`decide::decide`]) inside the guarded write, so their
 //! combinations (heartbeat × maintenance × takeover × lease loss × close)
 //! are designed in one place.
 
 mod beat;
 mod check;
+mod decide;
 #[cfg(test)]
 mod model_check;
-mod phase;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
@@ -30,15 +30,18 @@ use crate::lease::{Lease, LeaseEvent, with_live_lease};
 use crate::record::{Service, Status};
 use crate::stats::Counters;
 use crate::sticky;
-use crate::store::{Bind, Store, Taking, Written};
+use crate::store::{Current, Put, Store, Written};
 use beat::Beats;
-use phase::{Event, Facts, Held, Lost, Phase, decide, phase_of};
+use decide::{Event, Facts, Held, Lost, Phase, Verdict, decide, phase_of};
 
 /// How long the timer sleeps with nothing due (anything new wakes it).
 const IDLE: Duration = Duration::from_secs(3600);
 /// Bounds of the retry delay after a failed transition.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Past leases of ours remembered: far more re-grants than a client makes
+/// before every hold naming an old one was rewritten.
+const MAX_LEASES_REMEMBERED: usize = 64;
 
 /// One held service.
 struct Cell {
@@ -81,6 +84,10 @@ pub(crate) struct Owner {
     clean_revision: AtomicI64,
     /// Keepalives since the last check that ran whatever the revision said.
     since_full_check: AtomicU32,
+    /// Every lease this client held, oldest first (see [`Facts::before`]).
+    leases: Mutex<Vec<i64>>,
+    /// A re-grant's check has not yet succeeded on the current lease.
+    regrant_pending: AtomicBool,
 }
 
 impl Owner {
@@ -105,6 +112,8 @@ impl Owner {
             checking: Arc::default(),
             clean_revision: AtomicI64::new(0),
             since_full_check: AtomicU32::new(0),
+            leases: Mutex::default(),
+            regrant_pending: AtomicBool::new(false),
         })
     }
 
@@ -134,7 +143,7 @@ impl Owner {
         self.cells().get(uuid).cloned()
     }
 
-    /// The cell of `uuid`, made (in phase `Lost`, wanting nothing) if new;
+    /// The cell of `uuid`, made (in phase `New`, wanting nothing) if new;
     /// true when it was made.
     fn cell_or_new(&self, uuid: &str) -> (Arc<Cell>, bool) {
         let mut cells = self.cells();
@@ -144,7 +153,7 @@ impl Owner {
         let c = Arc::new(Cell {
             uuid: uuid.to_string(),
             op: tokio::sync::Mutex::new(()),
-            held: Mutex::new(Held::new(Phase::Lost(Lost::Deleted), false)),
+            held: Mutex::new(Held::new(Phase::New, false)),
             busy: AtomicBool::new(false),
         });
         cells.insert(uuid.to_string(), c.clone());
@@ -197,6 +206,11 @@ impl Owner {
             // A check-in must wake the timer whenever the record says missed.
             let missed = matches!(next, Phase::Missed | Phase::Held { missed: true, .. });
             b.missed.store(missed, Ordering::SeqCst);
+            // A displaced daemon learns it from its next check-in.
+            b.set_taken_by(match next {
+                Phase::Lost(Lost::Moved(holder)) => Some(holder),
+                _ => None,
+            });
         }
         let uuid = &cell.uuid;
         match (prev, next) {
@@ -214,7 +228,7 @@ impl Owner {
                     "os-lively: service {uuid} missed its heartbeat deadline (no check-in for {period:?}); it is DOWN until its owner checks in again"
                 );
             }
-            (Phase::Lost(_), _) => {}
+            (Phase::Lost(_) | Phase::New, _) => {}
             (_, Phase::Lost(why)) => {
                 Counters::bump(&self.counters.registrations_lost);
                 log::warn!(
@@ -239,7 +253,7 @@ impl Owner {
     fn facts(&self, uuid: &str, ours: i64) -> Facts {
         Facts {
             ours,
-            previous: self.lease.previous(),
+            before: self.before(ours),
             overdue: self.beats.overdue(uuid),
             now: sticky::now_secs(),
         }
@@ -251,68 +265,161 @@ impl Owner {
         self.transition(cell, Event::Check).await
     }
 
-    /// The one decision on `ev` for `cell`, with the write it needs, in one
-    /// guarded write; its `op` lock must be held.
-    async fn transition(&self, cell: &Arc<Cell>, ev: Event) -> Result<Phase> {
-        self.check_cell_open(cell)?;
-        let (phase, wants_up) = {
-            let h = cell.held();
+    /// Our leases before `ours`, oldest first: every lease this client
+    /// held (a hold or a key naming any of them is ours).
+    fn before(&self, ours: i64) -> Vec<i64> {
+        let mut v = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let previous = self.lease.previous();
+        if previous != 0 && !v.contains(&previous) {
+            v.push(previous);
+        }
+        v.retain(|&l| l != ours);
+        v
+    }
+
+    /// Remembers `id` as a lease of ours.
+    fn note_lease(&self, id: i64) {
+        if id == 0 {
+            return;
+        }
+        let mut v = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        if !v.contains(&id) {
+            if v.len() >= MAX_LEASES_REMEMBERED {
+                v.remove(0);
+            }
+            v.push(id);
+        }
+    }
+
+    /// The phase and wish of `uuid` on this client (`New` if it holds no
+    /// cell for it).
+    fn state_of(&self, cell: Option<&Arc<Cell>>) -> (Phase, bool) {
+        cell.map_or((Phase::New, false), |c| {
+            let h = c.held();
             (h.phase, h.wants_up)
-        };
+        })
+    }
+
+    /// The one decision on `ev` for `uuid` (its `cell`, if this client
+    /// holds one, whose `op` lock must be held), executed by the store in
+    /// one guarded write; the phase that follows (entered by the cell).
+    async fn run_decision(
+        &self,
+        uuid: &str,
+        cell: Option<&Arc<Cell>>,
+        ev: Event<'_>,
+    ) -> Result<Phase> {
+        let (phase, wants_up) = self.state_of(cell);
         let decided: Mutex<Option<Phase>> = Mutex::new(None);
-        let uuid = cell.uuid.as_str();
         let make = |ours: i64| {
             let decided = &decided;
-            move |old: Option<&Service>, cur: &crate::store::Current| {
-                let (write, next) = decide(phase, wants_up, ev, old, cur, &self.facts(uuid, ours));
+            move |old: Option<&Service>, cur: &Current| -> Result<Option<Put>> {
+                self.note_lease(ours);
+                let (verdict, next) =
+                    decide(phase, wants_up, old, cur, &ev, &self.facts(uuid, ours));
                 *decided.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
-                Ok(write)
+                match verdict {
+                    Verdict::Write(p) => Ok(Some(p)),
+                    Verdict::Refuse(r) => Err(r.error(uuid, None)),
+                    Verdict::Keep | Verdict::Delete | Verdict::MarkClosed => Ok(None),
+                }
             }
         };
-        if wants_up {
+        // An operator's down never binds an UP key, nor needs to know
+        // whether a recorded owner lives.
+        let probe = !matches!(ev, Event::Down { .. });
+        let result = if phase.holds() && wants_up && !matches!(ev, Event::Down { .. }) {
+            // The write may put the UP key on our lease: it needs a live one.
             with_live_lease(&self.lease, |id| {
-                self.store.rewrite(uuid, Bind::Ours(id), make(id))
+                self.store.rewrite(uuid, id, probe, make(id))
             })
-            .await?;
+            .await
         } else {
             self.store
-                .rewrite(uuid, Bind::Nothing, make(self.lease.id()))
-                .await?;
-        }
+                .rewrite(uuid, 0, probe, make(self.lease.id()))
+                .await
+        };
         let next = decided
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or(phase);
-        self.enter(cell, next);
+        result?;
+        if let Some(c) = cell {
+            self.enter(c, next);
+        }
         Ok(next)
     }
 
+    /// The one decision on `ev` for `cell`, with the write it needs, in one
+    /// guarded write; its `op` lock must be held.
+    async fn transition(&self, cell: &Arc<Cell>, ev: Event<'_>) -> Result<Phase> {
+        self.check_cell_open(cell)?;
+        self.run_decision(&cell.uuid, Some(cell), ev).await
+    }
+
     /// The owner's update: validated `svc` written for this client (its UP
-    /// key on our lease), taking over the type+host's record when `adopt`.
-    pub(crate) async fn update(&self, svc: Service, fresh: bool, adopt: bool) -> Result<Written> {
+    /// key on our lease), taking over the type+host's record when `adopt`;
+    /// `take_over`: retake it from a live client that displaced us.
+    pub(crate) async fn update(
+        &self,
+        svc: Service,
+        fresh: bool,
+        adopt: bool,
+        take_over: bool,
+    ) -> Result<Written> {
         self.check_open()?;
         let (cell, made) = self.cell_or_new(&svc.uuid);
         let guard = cell.op.lock().await;
+        // The phase each uuid was decided into (the adopted one's too).
+        let decided: Mutex<Option<(String, Phase)>> = Mutex::new(None);
+        let decide_for = |ours: i64| {
+            let (svc, cell, decided) = (&svc, &cell, &decided);
+            move |uuid: &str, old: Option<&Service>, cur: &Current| -> Result<Option<Put>> {
+                self.note_lease(ours);
+                let adopted;
+                let (phase, want) = if uuid == svc.uuid {
+                    (cell.held().phase, svc)
+                } else {
+                    let mut a = svc.clone();
+                    a.uuid = uuid.to_string();
+                    adopted = a;
+                    (self.state_of(self.cell(uuid).as_ref()).0, &adopted)
+                };
+                let ev = Event::Update { want, take_over };
+                let (verdict, next) = decide(phase, true, old, cur, &ev, &self.facts(uuid, ours));
+                *decided.lock().unwrap_or_else(|p| p.into_inner()) = Some((uuid.to_string(), next));
+                match verdict {
+                    Verdict::Write(p) => Ok(Some(p)),
+                    Verdict::Refuse(r) => Err(r.error(uuid, Some(want))),
+                    Verdict::Keep | Verdict::Delete | Verdict::MarkClosed => Ok(None),
+                }
+            }
+        };
+        let take_back = |ours: i64| {
+            let svc = &svc;
+            move |other: &str, cur: &Current| {
+                decide::may_take_back(svc, other, cur, &self.facts(other, ours))
+            }
+        };
         let result = match self.check_cell_open(&cell) {
             Err(e) => Err(e),
             // Nothing to bind: no lease needed.
             Ok(()) if svc.status == Status::Down => {
-                let gate = |t: Taking<'_>, cur: &crate::store::Current| {
-                    phase::may_take(&svc, t, cur, self.lease.id())
-                };
+                let id = self.lease.id();
                 self.store
-                    .update(&svc, Bind::Nothing, fresh, adopt, &gate)
+                    .update(&svc, 0, fresh, adopt, &decide_for(id), &take_back(id))
                     .await
             }
             Ok(()) => {
                 with_live_lease(&self.lease, |id| {
-                    let svc = &svc;
+                    let (svc, decide_for, take_back) = (&svc, &decide_for, &take_back);
                     async move {
-                        let gate = move |t: Taking<'_>, cur: &crate::store::Current| {
-                            phase::may_take(svc, t, cur, id)
-                        };
                         self.store
-                            .update(svc, Bind::Ours(id), fresh, adopt, &gate)
+                            .update(svc, id, fresh, adopt, &decide_for(id), &take_back(id))
                             .await
                     }
                 })
@@ -324,9 +431,23 @@ impl Owner {
             Err(e) => {
                 // A refused or failed first registration leaves nothing
                 // behind: no slot, no check, no "lost" for a uuid never held.
+                drop(guard);
                 if made {
-                    drop(guard);
                     self.forget(&cell);
+                }
+                let learned = decided.lock().unwrap_or_else(|p| p.into_inner()).take();
+                // Displaced: the cell of the uuid it decided on learns it
+                // (and so does the next check-in).
+                if let Some((uuid, Phase::Lost(lost))) = learned {
+                    if let Some(c) = self
+                        .cell(&uuid)
+                        .filter(|c| !(made && Arc::ptr_eq(c, &cell)))
+                    {
+                        let _op = c.op.lock().await;
+                        if c.held().phase.holds() {
+                            self.enter(&c, Phase::Lost(lost));
+                        }
+                    }
                 }
                 return Err(e);
             }
@@ -377,45 +498,31 @@ impl Owner {
         Ok(())
     }
 
-    /// An operator's `down()` through this client.
+    /// An operator's `down()` through this client, by the one decision.
     pub(crate) async fn down(&self, uuid: &str, note: &str, start: u64, end: u64) -> Result<()> {
         let cell = self.cell(uuid);
         let _op = match &cell {
             Some(c) => Some(c.op.lock().await),
             None => None,
         };
-        if let Some(c) = &cell {
-            self.check_cell_open(c)?;
-        }
-        let w = self.store.down(uuid, note, start, end).await?;
-        if let (Some(c), Some(rec)) = (&cell, &w.record) {
-            let phase = c.held().phase;
-            if matches!(phase, Phase::Up | Phase::Missed | Phase::Held { .. }) {
-                self.enter(c, phase_of(rec));
-            }
-        }
+        let ev = Event::Down { note, start, end };
+        self.run_decision(uuid, cell.as_ref(), ev).await?;
         Ok(())
     }
 
-    /// An operator's `up()` through this client: lifts a forced DOWN. A
-    /// service this client holds is judged at once by the one decision (UP
-    /// on our lease, or DOWN for a missed deadline); one held by another
-    /// client is judged by its record (a missed heartbeat stays missed)
-    /// and, if UP, gets its UP key on its owner's lease when that lease
-    /// lives (etcd is asked), else none until its owner puts it back.
+    /// An operator's `up()` through this client, by the one decision: a
+    /// service this client holds is judged by its own check-ins (UP on our
+    /// lease, or DOWN for a missed deadline); one held by another client
+    /// by its record (a missed heartbeat stays missed), its UP key on its
+    /// recorded owner's lease when that lease lives (etcd is asked), else
+    /// none until its owner puts it back.
     pub(crate) async fn up(&self, uuid: &str) -> Result<()> {
-        if let Some(c) = self.cell(uuid) {
-            let _op = c.op.lock().await;
-            self.check_cell_open(&c)?;
-            if matches!(c.held().phase, Phase::Held { .. }) {
-                let next = self.transition(&c, Event::Lift).await?;
-                if !matches!(next, Phase::Lost(_)) {
-                    return Ok(());
-                }
-                // Not ours any more (taken over): as any client.
-            }
-        }
-        self.store.lift(uuid, phase::lifted_by_other).await?;
+        let cell = self.cell(uuid);
+        let _op = match &cell {
+            Some(c) => Some(c.op.lock().await),
+            None => None,
+        };
+        self.run_decision(uuid, cell.as_ref(), Event::Up).await?;
         Ok(())
     }
 
@@ -426,6 +533,27 @@ impl Owner {
             Some(c) => Some(c.op.lock().await),
             None => None,
         };
+        let (phase, wants_up) = self.state_of(cell.as_ref());
+        let facts = self.facts(uuid, self.lease.id());
+        match decide(
+            phase,
+            wants_up,
+            None,
+            &Current::default(),
+            &Event::Delete,
+            &facts,
+        )
+        .0
+        {
+            Verdict::Refuse(r) => return Err(r.error(uuid, None)),
+            Verdict::Delete => {}
+            v => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("delete {uuid}: decided {v:?}"),
+                ));
+            }
+        }
         let deleted = self.store.delete(uuid).await?;
         if let Some(c) = &cell {
             self.forget(c);
@@ -456,12 +584,21 @@ impl Owner {
         let mut up = Vec::new();
         for c in &cells {
             let guard = tokio::time::timeout_at(marks_by, c.op.lock()).await.ok();
-            let prev = std::mem::replace(&mut c.held().phase, Phase::Closing);
-            // Held services too: an operator's up() may have put the UP key
-            // on our lease a moment ago, before our check saw it. Each mark
-            // is guarded by the UP key being on our lease.
-            let keyed = matches!(prev, Phase::Up | Phase::Held { .. } | Phase::Missed);
-            if guard.is_some() && keyed {
+            let (verdict, next) = {
+                let mut h = c.held();
+                let decided = decide(
+                    h.phase,
+                    h.wants_up,
+                    None,
+                    &Current::default(),
+                    &Event::Close,
+                    &Facts::default(),
+                );
+                h.phase = decided.1;
+                decided
+            };
+            debug_assert_eq!(next, Phase::Closing);
+            if guard.is_some() && verdict == Verdict::MarkClosed {
                 up.push(c.uuid.clone());
             }
             guards.push(guard);
@@ -565,8 +702,8 @@ impl Owner {
                 }
             };
             let due = match (phase, &beat) {
-                (Phase::Up, Some(b)) => beat_due(b, false),
-                (Phase::Missed, Some(b)) => beat_due(b, true),
+                (Phase::Up, Some(b)) => beat_due(b, false).map(|d| (d, Event::Deadline)),
+                (Phase::Missed, Some(b)) => beat_due(b, true).map(|d| (d, Event::CheckIn)),
                 (Phase::Held { end, missed }, b) => {
                     let window = (end != 0).then(|| {
                         if end > wall && sticky::until(end).is_zero() {
@@ -580,14 +717,20 @@ impl Owner {
                     // While held, the record follows the deadline too, so
                     // that a lift by any client judges it right.
                     let deadline = b.as_ref().and_then(|b| beat_due(b, missed));
+                    let deadline_ev = if missed {
+                        Event::CheckIn
+                    } else {
+                        Event::Deadline
+                    };
                     match (window, deadline) {
-                        (Some(w), Some(d)) => Some(w.min(d)),
-                        (w, d) => w.or(d),
+                        (Some(w), Some(d)) if d < w => Some((d, deadline_ev)),
+                        (Some(w), _) => Some((w, Event::WindowEnd)),
+                        (None, d) => d.map(|d| (d, deadline_ev)),
                     }
                 }
                 _ => None,
             };
-            let Some(mut due) = due else { continue };
+            let Some((mut due, ev)) = due else { continue };
             if let Some(nb) = not_before {
                 due = due.max(nb);
             }
@@ -600,7 +743,7 @@ impl Owner {
                     crate::runtime::supervise::spawn_logged(
                         "owner transition",
                         self.health.clone(),
-                        self.clone().settle(cell),
+                        self.clone().settle(cell, ev),
                     );
                 }
             } else {
@@ -611,11 +754,11 @@ impl Owner {
     }
 
     /// A timer-started transition for `cell`.
-    async fn settle(self: Arc<Self>, cell: Arc<Cell>) {
+    async fn settle(self: Arc<Self>, cell: Arc<Cell>, ev: Event<'static>) {
         if self.check_open().is_ok() {
             let _op = cell.op.lock().await;
             // Closed while it waited for the lock: nothing left to keep.
-            if let Err(e) = self.reconcile(&cell).await.or_else(|e| {
+            if let Err(e) = self.transition(&cell, ev).await.or_else(|e| {
                 if e.kind() == ErrorKind::Closed {
                     Ok(Phase::Closing)
                 } else {

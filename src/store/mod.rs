@@ -34,7 +34,7 @@ use crate::steer::Steering;
 
 pub use filter::{Filter, ServiceInfo};
 use reads::MAX_RESPONSE_BYTES;
-pub(crate) use rebind::Rebind;
+pub(crate) use rebind::Rebound;
 use retry::resilient;
 pub(crate) use writes::CLOSED_MARK;
 use writes::Snapshot;
@@ -81,6 +81,18 @@ pub(crate) struct Current {
     pub owner_alive: Option<bool>,
 }
 
+/// A write the owner's decision chose, for the store to execute as one
+/// guarded transaction: the record, which lease its UP key goes on and
+/// which owner its DOWN key names. The store only executes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Put {
+    pub record: Service,
+    /// The lease an UP record's UP key goes on (0: no UP key).
+    pub up_lease: i64,
+    /// The owner a forced or missed record's DOWN key names (0: none).
+    pub down_owner: i64,
+}
+
 /// A service's keys that a write of another uuid replaces: the stale
 /// duplicate registration of the same type+host (see [`Store::update`]).
 #[derive(Debug, Clone)]
@@ -92,34 +104,17 @@ pub(crate) struct Superseded {
     region: Option<String>,
 }
 
-/// The decision an owner's write asks before it writes: given the uuid a
-/// write would take (its own, or the one the type+host names) and the
-/// [`Current`] state of that uuid's keys, go ahead or refuse with the
-/// error to return. The store asks, the owner decides.
-pub(crate) type Gate<'a> = &'a (dyn Fn(Taking<'_>, &Current) -> Result<()> + Send + Sync);
+/// The owner's decision for a write of its own service: given the uuid
+/// about to be written (its own, or the one the type+host names when
+/// adopting), the record and the [`Current`] state of its keys, the
+/// [`Put`] to execute (`None`: nothing) or the error to return. The store
+/// asks, the owner decides.
+pub(crate) type Decide<'a> =
+    &'a (dyn Fn(&str, Option<&Service>, &Current) -> Result<Option<Put>> + Send + Sync);
 
-/// What a write asks its [`Gate`] about.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Taking<'a> {
-    /// The service itself, about to be written for its owner.
-    Itself,
-    /// The type+host is registered as this other uuid: take it back from
-    /// it (its keys removed) under the owner's uuid?
-    Back(&'a str),
-}
-
-/// Which lease a write binds the UP key to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Bind {
-    /// This client's lease: it owns the service.
-    Ours(i64),
-    /// The lease of the service's owner, as recorded in its DOWN key when
-    /// it was forced down (no UP key if none is recorded).
-    Owner,
-    /// No UP key: a DOWN write, or lifting a service whose owner is gone
-    /// (its owner's client puts the UP key back when it next checks).
-    Nothing,
-}
+/// The owner's judgement of taking the type+host back from another uuid
+/// (named), whose keys are [`Current`]: go ahead or the error to return.
+pub(crate) type TakeBack<'a> = &'a (dyn Fn(&str, &Current) -> Result<()> + Send + Sync);
 
 /// One key as read, or its absence.
 #[derive(Debug, Clone, Default)]

@@ -4,49 +4,20 @@
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
-use super::{CLOSED_MARK, MAX_WRITE_ATTEMPTS, Store};
-use crate::error::{Error, ErrorKind, Result};
+use super::{CLOSED_MARK, Current, Put, Store};
+use crate::error::Result;
 use crate::record::{Service, Status, decode_stored};
 
-/// What the heartbeat learned when it checked a service it owns.
+/// What became of a service the owner's check asked to restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rebind {
-    /// The UP key is on our lease already.
-    Ours,
-    /// The UP key was missing (or on our previous lease) and is now on ours.
+pub(crate) enum Rebound {
+    /// The decision wrote nothing.
+    Kept,
+    /// Its UP key was put back on our lease, as the decision said.
     Restored,
-    /// Forced down by an operator until the given end of its maintenance
-    /// window (0: until `up()`): still ours, to lift then.
-    Held(u64),
-    /// The record was deleted.
-    Gone,
-    /// Its UP key is on another live lease: another client took it over.
-    Moved,
-    /// The record says DOWN, not forced (`missed`: for a heartbeat miss).
-    Down { missed: bool },
-}
-
-/// True when the DOWN key is a clean close's mark and the UP key is not on
-/// our lease: our UP writes delete the DOWN key, so another client took
-/// the service over and then closed; putting our UP key back would be a
-/// false UP.
-fn closed_by_other(down: &super::Seen, up: &super::Seen, lease: i64) -> bool {
-    down.exists()
-        && down.lease == 0
-        && down.value == super::CLOSED_MARK
-        && !(up.exists() && up.lease == lease)
-}
-
-/// The verdict on a service whose record is not UP on a lease of ours.
-fn verdict_of(stored: Option<&Service>) -> Option<Rebind> {
-    match stored {
-        None => Some(Rebind::Gone),
-        Some(s) if s.forced_down => Some(Rebind::Held(s.maintenance_end)),
-        Some(s) if s.status != Status::Up => Some(Rebind::Down {
-            missed: s.heartbeat_missed,
-        }),
-        Some(_) => None,
-    }
+    /// The decision wants a write other than an UP key put back, or the
+    /// batch lost a compare: its own transition must judge it.
+    Alone,
 }
 
 /// Services marked per close transaction (each a nested transaction of two
@@ -55,23 +26,33 @@ const CLOSE_BATCH: usize = 40;
 /// Services checked per read transaction: three reads each (record, UP
 /// key, DOWN key) within etcd's default `--max-txn-ops` of 128.
 const REBIND_READ_BATCH: usize = 40;
+/// Records read per transaction by [`Store::records`].
+const SURVEY_READ_BATCH: usize = 120;
+
+/// The owner's decision for one service of a batch: what to write
+/// (`None`: nothing), given its uuid, record and keys.
+pub(crate) type Judge<'a> =
+    &'a (dyn Fn(&str, Option<&Service>, &Current) -> Option<Put> + Send + Sync);
 
 impl Store {
-    /// [`Store::rebind_up`] for many services: batches of reads, then one
-    /// guarded transaction per batch putting back every missing UP key; a
-    /// batch whose transaction loses a compare falls back to one service at
-    /// a time. After a re-grant of a client owning thousands of services
-    /// this is a few dozen round trips instead of two per service.
+    /// Checks many services the owner holds UP, in batches of reads, and
+    /// executes what `judge` decides for each: where that is their UP key
+    /// put back on `lease` (the record unchanged), one guarded transaction
+    /// per batch does it; anything else is left to the service's own
+    /// transition ([`Rebound::Alone`]). After a re-grant of a client owning
+    /// thousands of services this is a few dozen round trips instead of two
+    /// per service. The rules (ownership, closed marks, deadlines) are the
+    /// decision's; this only executes.
     pub(crate) async fn rebind_many(
         &self,
         uuids: &[String],
         lease: i64,
-        previous_lease: i64,
-    ) -> Result<Vec<(String, Rebind)>> {
+        judge: Judge<'_>,
+    ) -> Result<Vec<(String, Rebound)>> {
         let k = &self.keys;
         let mut out = Vec::with_capacity(uuids.len());
         for chunk in uuids.chunks(REBIND_READ_BATCH) {
-            let mut keys = Vec::with_capacity(chunk.len() * 2);
+            let mut keys = Vec::with_capacity(chunk.len() * 3);
             for u in chunk {
                 self.forget(u);
                 keys.push(k.record(u));
@@ -81,38 +62,49 @@ impl Store {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let seen = self.read("keepalive: check UP keys", &refs).await?;
             let mut compares = Vec::new();
-            let mut puts = Vec::new();
+            let mut ops = Vec::new();
             let mut restoring = Vec::new();
             for (u, three) in chunk.iter().zip(seen.chunks(3)) {
                 let [rec, up, down] = three else { continue };
                 let record_key = k.record(u);
                 let up_key = k.status(Status::Up, u);
+                let down_key = k.status(Status::Down, u);
                 let stored = if rec.exists() {
-                    decode_stored(record_key.as_bytes(), &rec.value).ok()
+                    match decode_stored(record_key.as_bytes(), &rec.value) {
+                        Ok(s) => Some(s),
+                        Err(_) => {
+                            out.push((u.clone(), Rebound::Alone));
+                            continue;
+                        }
+                    }
                 } else {
                     None
                 };
-                let verdict = if let Some(v) = verdict_of(stored.as_ref()) {
-                    v
-                } else if closed_by_other(down, up, lease) {
-                    Rebind::Moved
-                } else if up.exists() && up.lease == lease {
-                    Rebind::Ours
-                } else if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
-                    Rebind::Moved
-                } else {
-                    compares.push(rec.unchanged(&record_key));
-                    compares.push(up.unchanged(&up_key));
-                    compares.push(down.unchanged(&k.status(Status::Down, u)));
-                    puts.push(TxnOp::put(
-                        up_key.as_str(),
-                        "",
-                        Some(PutOptions::new().with_lease(lease)),
-                    ));
-                    restoring.push(u.clone());
-                    continue;
+                let cur = self.current(up, down, false, lease).await?;
+                let rebound = match judge(u, stored.as_ref(), &cur) {
+                    None => Rebound::Kept,
+                    Some(p)
+                        if p.up_lease == lease
+                            && p.record.status == Status::Up
+                            && stored.as_ref() == Some(&p.record) =>
+                    {
+                        compares.push(rec.unchanged(&record_key));
+                        compares.push(up.unchanged(&up_key));
+                        compares.push(down.unchanged(&down_key));
+                        ops.push(TxnOp::put(
+                            up_key.as_str(),
+                            "",
+                            Some(PutOptions::new().with_lease(lease)),
+                        ));
+                        if down.exists() {
+                            ops.push(TxnOp::delete(down_key.as_str(), None));
+                        }
+                        restoring.push(u.clone());
+                        continue;
+                    }
+                    Some(_) => Rebound::Alone,
                 };
-                out.push((u.clone(), verdict));
+                out.push((u.clone(), rebound));
             }
             if restoring.is_empty() {
                 continue;
@@ -120,87 +112,36 @@ impl Store {
             let resp = self
                 .txn(
                     "keepalive: restore UP keys",
-                    Txn::new().when(compares).and_then(puts),
+                    Txn::new().when(compares).and_then(ops),
                 )
                 .await?;
-            if resp.succeeded() {
-                out.extend(restoring.into_iter().map(|u| (u, Rebind::Restored)));
+            let rebound = if resp.succeeded() {
+                Rebound::Restored
             } else {
-                for u in restoring {
-                    let verdict = self.rebind_up(&u, lease, previous_lease).await?;
-                    out.push((u, verdict));
-                }
-            }
+                Rebound::Alone
+            };
+            out.extend(restoring.into_iter().map(|u| (u, rebound)));
         }
         Ok(out)
     }
 
-    /// Makes sure the UP key of a service this client owns is on `lease`.
-    /// `previous_lease` is a lease of ours that expired: a key still on it is
-    /// ours to move.
-    pub(crate) async fn rebind_up(
-        &self,
-        uuid: &str,
-        lease: i64,
-        previous_lease: i64,
-    ) -> Result<Rebind> {
-        self.forget(uuid);
-        let record_key = self.keys.record(uuid);
-        let up_key = self.keys.status(Status::Up, uuid);
-        let down_key = self.keys.status(Status::Down, uuid);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let seen = self
-                .read(
-                    "keepalive: check UP key",
-                    &[&record_key, &up_key, &down_key],
-                )
-                .await?;
-            let (Some(rec), Some(up), Some(down)) = (seen.first(), seen.get(1), seen.get(2)) else {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    "short transaction response",
-                ));
-            };
-            let stored = if rec.exists() {
-                decode_stored(record_key.as_bytes(), &rec.value).ok()
-            } else {
-                None
-            };
-            if let Some(v) = verdict_of(stored.as_ref()) {
-                return Ok(v);
-            }
-            if closed_by_other(down, up, lease) {
-                return Ok(Rebind::Moved);
-            }
-            if up.exists() && up.lease == lease {
-                return Ok(Rebind::Ours);
-            }
-            if up.exists() && (previous_lease == 0 || up.lease != previous_lease) {
-                return Ok(Rebind::Moved);
-            }
-            let txn = Txn::new()
-                .when([
-                    rec.unchanged(&record_key),
-                    up.unchanged(&up_key),
-                    down.unchanged(&down_key),
-                ])
-                .and_then([TxnOp::put(
-                    up_key.as_str(),
-                    "",
-                    Some(PutOptions::new().with_lease(lease)),
-                )]);
-            if self
-                .txn("keepalive: restore UP key", txn)
-                .await?
-                .succeeded()
-            {
-                return Ok(Rebind::Restored);
+    /// The records of `uuids` (`None`: none, or one that does not
+    /// decode), read in batches of one transaction each.
+    pub(crate) async fn records(&self, uuids: &[String]) -> Result<Vec<Option<Service>>> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(SURVEY_READ_BATCH) {
+            let keys: Vec<String> = chunk.iter().map(|u| self.keys.record(u)).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let seen = self.read("keepalive: read held records", &refs).await?;
+            for (key, s) in keys.iter().zip(seen) {
+                out.push(if s.exists() {
+                    decode_stored(key.as_bytes(), &s.value).ok()
+                } else {
+                    None
+                });
             }
         }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!("service {uuid}: UP key kept changing while restoring it"),
-        ))
+        Ok(out)
     }
 
     /// A clean close's marks: for each of `uuids` whose UP key is still on

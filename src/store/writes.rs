@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use etcd_client::{PutOptions, Txn, TxnOp};
 
-use super::{Bind, Current, Gate, MAX_WRITE_ATTEMPTS, Seen, Store, Superseded, Taking, Written};
+use super::{
+    Current, Decide, MAX_WRITE_ATTEMPTS, Put, Seen, Store, Superseded, TakeBack, Written,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status, decode_stored};
 
@@ -28,9 +30,9 @@ pub(super) struct Snapshot {
 const MAX_SNAPSHOTS: usize = 100_000;
 
 impl Store {
-    /// Creates or updates `desired` (already validated) for its owner;
-    /// the UP key is bound as `bind` says. A forced DOWN whose window has
-    /// not ended stays (see [`crate::sticky`]). `fresh`: the uuid was just
+    /// Creates or updates `desired` (already validated) for its owner, as
+    /// `decide` says (`ours`: the owner's lease, 0: none needed).
+    /// `fresh`: the uuid was just
     /// generated, so nothing of it can exist and the first attempt writes
     /// without reading (its compares still check that).
     ///
@@ -38,17 +40,17 @@ impl Store {
     /// type+host already registered under another uuid is taken over under
     /// that uuid, in one more transaction; without it, the type+host is
     /// taken back under `desired.uuid` (the other uuid's keys removed in
-    /// the same transaction) if `gate` allows it. `gate` also judges the
-    /// service itself before each write (`exclusive`); with
+    /// the same transaction) if `take_back` allows it. With
     /// `desired.exclusive` the write asks etcd whether the lease recorded
     /// in its DOWN key lives.
     pub(crate) async fn update(
         &self,
         desired: &Service,
-        bind: Bind,
+        ours: i64,
         fresh: bool,
         adopt: bool,
-        gate: Gate<'_>,
+        decide: Decide<'_>,
+        take_back: TakeBack<'_>,
     ) -> Result<Written> {
         if fresh {
             let th = self.keys.type_host(&desired.service_type, &desired.host);
@@ -63,12 +65,12 @@ impl Store {
                 },
             );
         }
-        let mut other = match self.update_as(desired, bind, gate, None).await? {
+        let mut other = match self.update_as(desired, ours, decide, None).await? {
             Wrote::Done(w) => return Ok(w),
             Wrote::TypeHostTaken(other) if adopt => {
                 let mut adopted = desired.clone();
                 adopted.uuid = other;
-                return match self.update_as(&adopted, bind, gate, None).await? {
+                return match self.update_as(&adopted, ours, decide, None).await? {
                     Wrote::Done(w) => Ok(w),
                     // Taken again meanwhile, by a third uuid: say so.
                     Wrote::TypeHostTaken(third) => Err(taken(desired, &third)),
@@ -78,8 +80,8 @@ impl Store {
         };
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let (cur, stale) = self.superseded(&other).await?;
-            gate(Taking::Back(&other), &cur)?;
-            match self.update_as(desired, bind, gate, Some(&stale)).await? {
+            take_back(&other, &cur)?;
+            match self.update_as(desired, ours, decide, Some(&stale)).await? {
                 Wrote::Done(w) => {
                     log::warn!(
                         "os-lively: type {:?} on host {:?} was registered as uuid {other} by a registration nobody keeps alive; taken back as {} (uuid {other} removed)",
@@ -137,7 +139,13 @@ impl Store {
 
     /// What a write's decision sees of a service's keys; with `probe`,
     /// whether the owner its DOWN key records (other than `ours`) lives.
-    async fn current(&self, up: &Seen, down: &Seen, probe: bool, ours: i64) -> Result<Current> {
+    pub(super) async fn current(
+        &self,
+        up: &Seen,
+        down: &Seen,
+        probe: bool,
+        ours: i64,
+    ) -> Result<Current> {
         let owner = recorded_owner(down);
         let owner_alive = if probe && !up.exists() && owner != 0 && owner != ours {
             Some(self.lease_alive(owner).await?)
@@ -156,104 +164,55 @@ impl Store {
     async fn update_as(
         &self,
         desired: &Service,
-        bind: Bind,
-        gate: Gate<'_>,
+        ours: i64,
+        decide: Decide<'_>,
         supersede: Option<&Superseded>,
     ) -> Result<Wrote> {
-        let want = desired.clone();
-        let now = crate::sticky::now_secs();
+        let uuid = desired.uuid.as_str();
         self.write(
-            &desired.uuid,
+            uuid,
             Some((&desired.service_type, &desired.host)),
-            bind,
+            ours,
             desired.exclusive,
             supersede,
-            |old, cur| {
-                gate(Taking::Itself, cur)?;
-                Ok(Some(crate::sticky::owner_record(old, &want, now)))
-            },
+            |old, cur| decide(uuid, old, cur),
         )
         .await
     }
 
-    /// Forces a service down with a maintenance note and window.
-    pub(crate) async fn down(
-        &self,
-        uuid: &str,
-        note: &str,
-        start: u64,
-        end: u64,
-    ) -> Result<Written> {
-        self.write(uuid, None, Bind::Nothing, false, None, |old, _| {
-            let mut s = old.cloned().ok_or_else(|| not_found(uuid))?;
-            if !s.forced_down {
-                // What the owner wants underneath, for the lift.
-                s.owner_down = s.status == Status::Down && !s.heartbeat_missed;
-            }
-            s.status = Status::Down;
-            s.forced_down = true;
-            s.maintenance_note = note.to_string();
-            s.maintenance_start = start;
-            s.maintenance_end = end;
-            // A missed heartbeat stays recorded under the hold, so that
-            // whoever lifts it judges by the record (it stays DOWN, missed,
-            // until its owner checks in); the hold (`forced_down`) is what
-            // keeps the owner's check-ins from lifting it.
-            Ok(Some(s))
-        })
-        .await
-        .and_then(done)
-    }
-
     /// Read-modify-write of an existing service in one guarded transaction
-    /// (see [`Store::write`]), binding an UP record as `bind` says; `make`
-    /// decides from the record and the [`Current`] state of its keys.
+    /// (see [`Store::write`]): `make` decides from the record and the
+    /// [`Current`] state of its keys (`probe`: with whether the owner its
+    /// DOWN key records lives); `ours`: this client's lease when the write
+    /// may bind to it (its loss is then an error, for a re-grant).
     pub(crate) async fn rewrite(
         &self,
         uuid: &str,
-        bind: Bind,
-        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
+        ours: i64,
+        probe: bool,
+        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Put>>,
     ) -> Result<Written> {
-        // Asks whether a recorded owner other than us lives: the decision
-        // tells another live client's service from one of ours.
-        self.write(uuid, None, bind, true, None, make)
+        self.write(uuid, None, ours, probe, None, make)
             .await
             .and_then(done)
     }
 
-    /// An operator's lift by a client that does not hold the service:
-    /// `lifted` says what the record becomes (`None`: nothing to write);
-    /// an UP record's UP key goes on the lease of the owner its DOWN key
-    /// records if that lease lives (etcd is asked), else there is none
-    /// until its owner puts it back.
-    pub(crate) async fn lift(
-        &self,
-        uuid: &str,
-        lifted: impl Fn(&Service) -> Option<Service>,
-    ) -> Result<Written> {
-        self.write(uuid, None, Bind::Owner, true, None, |old, _| {
-            let old = old.ok_or_else(|| not_found(uuid))?;
-            Ok(lifted(old))
-        })
-        .await
-        .and_then(done)
-    }
-
     /// Read-modify-write of one service in a single guarded transaction.
     /// `type_host_hint` lets the first read fetch the target type/host index.
-    /// `make` gets the record and the lease its UP key is on (0 when there
-    /// is none) and returns the record to write, or `None` for nothing; it
-    /// runs again on every retry. `probe`: ask etcd whether the owner the
+    /// `make` gets the record and the [`Current`] state of its keys and
+    /// returns the [`Put`] to execute, or `None` for nothing; it runs again
+    /// on every retry. `ours`: this client's lease (0: none), whose loss is
+    /// an error for the caller. `probe`: ask etcd whether the owner the
     /// DOWN key records lives ([`Current::owner_alive`]). `supersede`: the
     /// type+host may name that other uuid, whose keys this write removes.
     async fn write(
         &self,
         uuid: &str,
         type_host_hint: Option<(&str, &str)>,
-        bind: Bind,
+        ours: i64,
         probe: bool,
         supersede: Option<&Superseded>,
-        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Service>>,
+        make: impl Fn(Option<&Service>, &Current) -> Result<Option<Put>>,
     ) -> Result<Wrote> {
         let k = &self.keys;
         let record_key = k.record(uuid);
@@ -305,14 +264,13 @@ impl Store {
             } else {
                 None
             };
-            let ours = match bind {
-                Bind::Ours(id) => id,
-                _ => 0,
-            };
-            let current = self
-                .current(&up, &down, probe || bind == Bind::Owner, ours)
-                .await?;
-            let Some(new) = make(old.as_ref(), &current)? else {
+            let current = self.current(&up, &down, probe, ours).await?;
+            let Some(Put {
+                record: new,
+                up_lease: lease,
+                down_owner,
+            }) = make(old.as_ref(), &current)?
+            else {
                 if from_memory {
                     // Nothing to do by our memory; someone else may have
                     // changed it: decide again from what etcd holds.
@@ -327,28 +285,9 @@ impl Store {
                 }));
             };
             let held = new.forced_down.then_some(new.maintenance_end);
-            // The UP key's lease, and what the DOWN key records: the lease
-            // of the owner of a forced-down service, so that up() can make
-            // it UP again at once.
-            let lease = match bind {
-                Bind::Ours(id) => id,
-                Bind::Owner if current.owner_alive == Some(true) => current.down_owner,
-                Bind::Owner | Bind::Nothing => 0,
-            };
-            // A missed service's DOWN key names its owner too: it is still
-            // held by a live lease (an `exclusive` registration refuses to
-            // take it), and by which one.
-            let down_value = if new.forced_down || new.heartbeat_missed {
-                let owner = match bind {
-                    Bind::Ours(id) if id != 0 => id,
-                    _ if up.exists() && up.lease != 0 => up.lease,
-                    _ => recorded_owner(&down),
-                };
-                if owner != 0 {
-                    format!("{owner:x}")
-                } else {
-                    String::new()
-                }
+            // The DOWN key names the owner the decision chose.
+            let down_value = if down_owner != 0 && new.status == Status::Down {
+                format!("{down_owner:x}")
             } else {
                 String::new()
             };
@@ -483,7 +422,7 @@ impl Store {
                 .txn_leased(
                     "update: write",
                     Txn::new().when(compares).and_then(ops),
-                    matches!(bind, Bind::Ours(_)),
+                    lease != 0 && lease == ours,
                 )
                 .await?;
             let Some(resp) = resp.filter(|r| r.succeeded()) else {
@@ -685,12 +624,5 @@ fn taken(desired: &Service, other: &str) -> Error {
             "type {:?} on host {:?} is already registered as uuid {other} (update without a uuid to take it over)",
             desired.service_type, desired.host
         ),
-    )
-}
-
-fn not_found(uuid: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("service {uuid} does not exist"),
     )
 }
