@@ -51,7 +51,6 @@ const KNOWN_BROKEN: &[&str] = &[
     "never a false UP",
     "never two holders that both believe they own",
     "a conflict between two live holders flips at most once",
-    "every window lifts",
     "close is final",
     "a live daemon that wants UP is not left DOWN when nobody holds it",
 ];
@@ -450,6 +449,10 @@ impl Owners {
                 w.seen.window_lifted = true;
             }
         }
+        if after.rec.is_none() {
+            // Deleted: registering it again is a new conflict.
+            w.seen.moves = 0;
+        }
         w.keys = after;
         for d in &mut w.d {
             if let Some(p) = &mut d.pending {
@@ -550,7 +553,9 @@ impl Owners {
                 };
                 let cur = Self::current(w, !matches!(ev, Ev::Down { .. }), id);
                 let facts = Self::facts(w, Some(d), if own { id } else { w.d[d].lease });
-                let saw = facts.overdue;
+                // Only the timer's and the checks' decisions are about the
+                // deadline.
+                let saw = facts.overdue && ev == Ev::Check;
                 let (v, next) = decide(phase.0, wants_up, old.as_ref(), &cur, &ev.event(), &facts);
                 (v, next, id, saw)
             }
@@ -753,10 +758,16 @@ impl Owners {
             if dm.alive && dm.pending.is_some() {
                 out.push(Action::Commit(d));
             }
+            // The lease's task re-grants, whatever the service's lock.
+            if dm.alive
+                && !dm.closing
+                && dm.lease != 0
+                && !Self::alive(w, dm.lease)
+                && dm.grants < LEASES[d].len()
+            {
+                out.push(Action::Regrant(d));
+            }
             if Self::idle(w, d) {
-                if dm.lease != 0 && !Self::alive(w, dm.lease) && dm.grants < LEASES[d].len() {
-                    out.push(Action::Regrant(d));
-                }
                 // The timer judges an UP service when its deadline passed;
                 // the others are judged by the timer or the checks.
                 let judged = match dm.phase() {
