@@ -951,6 +951,21 @@ void lively_client_free(const struct lively_client *client);
 LIVELY_MUST_USE lively_result lively_client_update(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
 
 /**
+ * Like `lively_client_update()`, but retakes the service from a live
+ * client that took it over from this one. Once another live client
+ * took over a service this client held, `lively_client_update()` (and
+ * `lively_client_heartbeat()`) fail with `LIVELY_RESULT_CONFLICT`
+ * naming the holder's lease, so that two daemons do not take it from
+ * each other at every update; this is the explicit ask. With
+ * `service->exclusive` it still refuses while another holder lives.
+ *
+ * Ownership: `service` and its strings are borrowed for the call;
+ * `uuid_out` is the caller's.
+ * Thread safety: thread-safe.
+ */
+LIVELY_MUST_USE lively_result lively_client_take_over(const struct lively_client *client, const struct lively_service *service, char *uuid_out, size_t uuid_out_len);
+
+/**
  * Like `lively_client_update()`, with the record given as a serialized
  * protobuf `oslively.Service` message (`proto/os_lively/service.proto`)
  * of `len` bytes.

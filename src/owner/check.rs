@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::decide::{Event, Verdict, agrees, decide};
+use super::decide::{Event, Lost, Verdict, agrees, decide};
 use super::{Cell, Owner, Phase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
@@ -127,9 +127,7 @@ impl Owner {
                     }
                 }
                 Err(e) => {
-                    log::warn!(
-                        "os-lively: re-registering on lease {id:x} failed, will retry: {e}"
-                    );
+                    log::warn!("os-lively: re-registering on lease {id:x} failed, will retry: {e}");
                     self.lease.reauthenticate_if_stale(&e).await;
                 }
             }
@@ -148,11 +146,11 @@ impl Owner {
             .cells()
             .values()
             .map(|c| (c.clone(), c.held().phase))
-            .filter(|(_, p)| {
+            .filter(|(c, p)| {
                 matches!(
                     p,
                     Phase::Up | Phase::Missed | Phase::Held { .. } | Phase::Down
-                )
+                ) || (matches!(p, Phase::Lost(Lost::Moved(_))) && c.held().wants_up)
             })
             .collect();
         if held.is_empty() {
@@ -160,7 +158,7 @@ impl Owner {
         }
         let keyed = held
             .iter()
-            .filter(|(_, p)| !matches!(p, Phase::Down))
+            .filter(|(_, p)| p.holds() && !matches!(p, Phase::Down))
             .count();
         let (on_lease, revision) = if regranted {
             // Nothing can be on a lease granted a moment ago.
@@ -197,6 +195,7 @@ impl Owner {
         let mut rebind = Vec::new();
         let mut judge = Vec::new();
         let mut survey = Vec::new();
+        let mut retake = Vec::new();
         for (cell, phase) in held {
             let on = on_lease.contains(&cell.uuid);
             match phase {
@@ -204,10 +203,17 @@ impl Owner {
                 Phase::Held { .. } if on || regranted => judge.push(cell),
                 Phase::Missed => judge.push(cell),
                 Phase::Held { .. } | Phase::Down => survey.push(cell),
+                // Taken from us: ours again once its holder is gone.
+                Phase::Lost(_) => retake.push(cell),
                 _ => {}
             }
         }
         self.survey(survey).await?;
+        for cell in retake {
+            if let Ok(_op) = cell.op.try_lock() {
+                self.reconcile(&cell).await?;
+            }
+        }
         if rebind.is_empty() && judge.is_empty() {
             self.clean_revision.store(revision, Ordering::Relaxed);
             return Ok(());

@@ -151,9 +151,10 @@ impl Refusal {
         };
         match self {
             Refusal::Closed => Error::closed(),
-            Refusal::NotFound => {
-                Error::new(ErrorKind::NotFound, format!("service {uuid} does not exist"))
-            }
+            Refusal::NotFound => Error::new(
+                ErrorKind::NotFound,
+                format!("service {uuid} does not exist"),
+            ),
             Refusal::Exclusive { holder } => Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -285,16 +286,18 @@ pub(crate) fn decide(
         Event::Delete => (Verdict::Delete, Phase::Lost(Lost::Deleted)),
         Event::Down { note, start, end } => operator_down(phase, old, cur, note, start, end, f),
         Event::Up => operator_up(phase, wants_up, old, cur, f),
-        Event::CheckIn
-        | Event::Deadline
-        | Event::WindowEnd
-        | Event::Check
-        | Event::Regranted => {
+        Event::CheckIn | Event::Deadline | Event::WindowEnd | Event::Check | Event::Regranted => {
+            if let Phase::Lost(Lost::Moved(_)) = phase {
+                return retake(phase, wants_up, old, cur, f);
+            }
             if !phase.holds() {
                 return (Verdict::Keep, phase);
             }
             let (write, next) = reconcile(phase, wants_up, false, old, cur, f);
-            (write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))), next)
+            (
+                write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))),
+                next,
+            )
         }
     }
 }
@@ -303,7 +306,11 @@ pub(crate) fn decide(
 /// forced or missed record's DOWN key naming us (so that `up()` by any
 /// client knows where an UP key goes, and `exclusive` knows it is held).
 fn put(record: Service, cur: &Current, f: &Facts) -> Put {
-    let up_lease = if record.status == Status::Up { f.ours } else { 0 };
+    let up_lease = if record.status == Status::Up {
+        f.ours
+    } else {
+        0
+    };
     let down_owner = if record.forced_down || record.heartbeat_missed {
         [f.ours, cur.up_lease, cur.down_owner]
             .into_iter()
@@ -316,6 +323,28 @@ fn put(record: Service, cur: &Current, f: &Facts) -> Put {
         record,
         up_lease,
         down_owner,
+    }
+}
+
+/// A service another client took from us, whose owner still wants it UP
+/// and checks in: once no live lease holds it (its holder crashed), ours
+/// again, so a live owner is never stuck DOWN; while one lives, not ours.
+fn retake(
+    phase: Phase,
+    wants_up: bool,
+    old: Option<&Service>,
+    cur: &Current,
+    f: &Facts,
+) -> (Verdict, Phase) {
+    if !wants_up || f.overdue || old.is_none() || cur.closed || live_holder(cur, f).is_some() {
+        return (Verdict::Keep, phase);
+    }
+    match reconcile(Phase::Up, wants_up, false, old, cur, f) {
+        (write, next) if next.holds() => (
+            write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))),
+            next,
+        ),
+        _ => (Verdict::Keep, phase),
     }
 }
 
@@ -403,7 +432,10 @@ fn operator_up(
     if phase.holds() && !f.foreign(cur.down_owner) && !cur.closed {
         // Ours: judged by our own check-ins.
         let (write, next) = reconcile(phase, wants_up, true, old, cur, f);
-        return (write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))), next);
+        return (
+            write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))),
+            next,
+        );
     }
     // Not ours (or no longer): judged by the record alone (a missed
     // heartbeat stays missed, DOWN, until its owner checks in); an UP
@@ -423,7 +455,11 @@ fn operator_up(
         } else {
             0
         },
-        down_owner: if l.heartbeat_missed { cur.down_owner } else { 0 },
+        down_owner: if l.heartbeat_missed {
+            cur.down_owner
+        } else {
+            0
+        },
         record: l,
     };
     (Verdict::Write(put), next)
@@ -545,7 +581,12 @@ pub(crate) fn live_holder(cur: &Current, f: &Facts) -> Option<i64> {
 /// uuid it is registered as, whose keys are `cur`: only when no live lease
 /// holds that uuid (a registration nobody keeps alive, such as the original
 /// library's with a fresh uuid); a live holder is a conflict naming it.
-pub(crate) fn may_take_back(want: &Service, other: &str, cur: &Current, f: &Facts) -> crate::error::Result<()> {
+pub(crate) fn may_take_back(
+    want: &Service,
+    other: &str,
+    cur: &Current,
+    f: &Facts,
+) -> crate::error::Result<()> {
     match live_holder(cur, f) {
         Some(lease) => Err(Error::new(
             ErrorKind::Conflict,
@@ -870,9 +911,23 @@ mod tests {
             );
         }
         let up = rec(Status::Up);
-        for ev in [Event::Up, Event::Delete, Event::Update { want: &up, take_over: true }] {
+        for ev in [
+            Event::Up,
+            Event::Delete,
+            Event::Update {
+                want: &up,
+                take_over: true,
+            },
+        ] {
             assert_eq!(
-                super::decide(Phase::Closing, true, Some(&up), &cur(0, 0), &ev, &facts(false)),
+                super::decide(
+                    Phase::Closing,
+                    true,
+                    Some(&up),
+                    &cur(0, 0),
+                    &ev,
+                    &facts(false)
+                ),
                 (Verdict::Refuse(Refusal::Closed), Phase::Closing)
             );
         }
@@ -937,7 +992,10 @@ mod tests {
             )
         };
         // A first registration takes it over (once).
-        assert!(matches!(upd(Phase::New, false), (Verdict::Write(_), Phase::Up)));
+        assert!(matches!(
+            upd(Phase::New, false),
+            (Verdict::Write(_), Phase::Up)
+        ));
         // The one it took it from learns it and does not take it back.
         for phase in [Phase::Up, Phase::Lost(Lost::Moved(42)), Phase::Missed] {
             assert_eq!(
@@ -964,6 +1022,33 @@ mod tests {
             ),
             (Verdict::Write(_), Phase::Up)
         ));
+    }
+
+    #[test]
+    fn a_displaced_owner_retakes_once_its_holder_is_gone() {
+        let up = rec(Status::Up);
+        let lost = Phase::Lost(Lost::Moved(42));
+        // The holder's UP key went with its lease: ours again.
+        match super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(false)) {
+            (Verdict::Write(p), Phase::Up) => assert_eq!(p.up_lease, 7),
+            other => panic!("{other:?}"),
+        }
+        // Not while it lives, nor for an owner that stopped checking in.
+        assert_eq!(
+            super::decide(lost, true, Some(&up), &cur(42, 0), &Event::Check, &facts(false)),
+            (Verdict::Keep, lost)
+        );
+        assert_eq!(
+            super::decide(lost, true, Some(&up), &cur(0, 0), &Event::Check, &facts(true)),
+            (Verdict::Keep, lost)
+        );
+        // Its own DOWN, or a hold naming the dead holder: not ours to judge.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        assert_eq!(
+            super::decide(lost, true, Some(&held), &cur(0, 42), &Event::Check, &facts(false)),
+            (Verdict::Keep, lost)
+        );
     }
 
     #[test]
@@ -996,7 +1081,14 @@ mod tests {
         missed.heartbeat_missed = true;
         // The DOWN key names no owner (an older writer): still not ours.
         assert_eq!(
-            decide(Phase::Down, false, Event::Check, Some(&missed), &cur(0, 0), &facts(false)),
+            decide(
+                Phase::Down,
+                false,
+                Event::Check,
+                Some(&missed),
+                &cur(0, 0),
+                &facts(false)
+            ),
             (None, Phase::Down)
         );
     }
@@ -1010,7 +1102,14 @@ mod tests {
             end: 0,
         };
         // Through a client that does not hold it: the UP key's lease.
-        match super::decide(Phase::New, false, Some(&up), &cur(42, 0), &ev, &facts(false)) {
+        match super::decide(
+            Phase::New,
+            false,
+            Some(&up),
+            &cur(42, 0),
+            &ev,
+            &facts(false),
+        ) {
             (Verdict::Write(p), Phase::New) => {
                 assert_eq!(p.down_owner, 42);
                 assert!(p.record.forced_down);
@@ -1087,13 +1186,90 @@ mod tests {
         ];
         let expected: [[&str; 10]; 7] = [
             // update, check-in, deadline, window end, check, re-grant, down, up, delete, close
-            ["W Up", "K New", "K New", "K New", "K New", "K New", "W New", "K New", "D Lost", "K Closing"],
-            ["W Up", "K Up", "W Missed", "K Up", "K Up", "W Up", "W Held", "K Up", "D Lost", "M Closing"],
-            ["W Up", "W Up", "K Missed", "W Up", "W Up", "W Up", "W Held", "K Missed", "D Lost", "M Closing"],
-            ["W Held", "K Held", "W Held", "W Up", "K Held", "W Held", "W Held", "W Up", "D Lost", "M Closing"],
-            ["W Up", "K Down", "K Down", "K Down", "K Down", "K Down", "W Held", "K Down", "D Lost", "K Closing"],
-            ["R Lost", "K Lost", "K Lost", "K Lost", "K Lost", "K Lost", "W Lost", "K Lost", "D Lost", "K Closing"],
-            ["R Closing", "K Closing", "K Closing", "K Closing", "K Closing", "K Closing", "R Closing", "R Closing", "R Closing", "K Closing"],
+            [
+                "W Up",
+                "K New",
+                "K New",
+                "K New",
+                "K New",
+                "K New",
+                "W New",
+                "K New",
+                "D Lost",
+                "K Closing",
+            ],
+            [
+                "W Up",
+                "K Up",
+                "W Missed",
+                "K Up",
+                "K Up",
+                "W Up",
+                "W Held",
+                "K Up",
+                "D Lost",
+                "M Closing",
+            ],
+            [
+                "W Up",
+                "W Up",
+                "K Missed",
+                "W Up",
+                "W Up",
+                "W Up",
+                "W Held",
+                "K Missed",
+                "D Lost",
+                "M Closing",
+            ],
+            [
+                "W Held",
+                "K Held",
+                "W Held",
+                "W Up",
+                "K Held",
+                "W Held",
+                "W Held",
+                "W Up",
+                "D Lost",
+                "M Closing",
+            ],
+            [
+                "W Up",
+                "K Down",
+                "K Down",
+                "K Down",
+                "K Down",
+                "K Down",
+                "W Held",
+                "K Down",
+                "D Lost",
+                "K Closing",
+            ],
+            [
+                "R Lost",
+                "K Lost",
+                "K Lost",
+                "K Lost",
+                "K Lost",
+                "K Lost",
+                "W Lost",
+                "K Lost",
+                "D Lost",
+                "K Closing",
+            ],
+            [
+                "R Closing",
+                "K Closing",
+                "K Closing",
+                "K Closing",
+                "K Closing",
+                "K Closing",
+                "R Closing",
+                "R Closing",
+                "R Closing",
+                "K Closing",
+            ],
         ];
         let name = |p: Phase| match p {
             Phase::New => "New",
@@ -1130,7 +1306,10 @@ mod tests {
                 };
                 let got = format!("{v} {}", name(next));
                 if got != expected[r][e] {
-                    wrong.push(format!("{row} × {ev_name}: {got}, expected {}", expected[r][e]));
+                    wrong.push(format!(
+                        "{row} × {ev_name}: {got}, expected {}",
+                        expected[r][e]
+                    ));
                 }
             }
         }

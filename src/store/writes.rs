@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use etcd_client::{PutOptions, Txn, TxnOp};
 
-use super::{
-    Current, Decide, MAX_WRITE_ATTEMPTS, Put, Seen, Store, Superseded, TakeBack, Written,
-};
+use super::{Current, Decide, MAX_WRITE_ATTEMPTS, Put, Seen, Store, Superseded, TakeBack, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Service, Status, decode_stored};
 
