@@ -542,7 +542,9 @@ impl Owners {
                 phase,
                 wants_up,
             } => {
-                let own = phase.0.holds() && wants_up && !matches!(ev, Ev::Down { .. });
+                // Ours, or ours until displaced (`run_decision`).
+                let was = phase.0.holds() || matches!(phase.0, Phase::Lost(Lost::Moved(_)));
+                let own = was && wants_up && !matches!(ev, Ev::Down { .. });
                 let id = if own {
                     match Self::ensure(w, d) {
                         Some(id) => id,
@@ -773,6 +775,8 @@ impl Owners {
                 let judged = match dm.phase() {
                     Some(Phase::Up) => dm.overdue,
                     Some(Phase::Missed | Phase::Held { .. } | Phase::Down) => true,
+                    // A displaced owner that wants UP is checked too.
+                    Some(Phase::Lost(Lost::Moved(_))) => dm.wants_up,
                     _ => false,
                 };
                 if judged {
