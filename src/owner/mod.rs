@@ -14,6 +14,8 @@
 mod beat;
 mod check;
 mod decide;
+#[cfg(test)]
+mod model_check;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
