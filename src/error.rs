@@ -153,7 +153,7 @@ impl Error {
     /// which a lease call or a transaction binding a key to a lease answers
     /// only for "requested lease not found" (matched by code, never text).
     pub(crate) fn lease_gone(&self) -> bool {
-        self.inner.grpc == Some(tonic::Code::NotFound)
+        self.grpc_code() == Some(tonic::Code::NotFound)
     }
 
     /// The same error with `what` (the operation) in front of its message,
