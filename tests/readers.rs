@@ -48,12 +48,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn connect(
-        name: &'static str,
-        endpoint: String,
-        ns: &str,
-        via_proxy: bool,
-    ) -> Reader {
+    fn connect(name: &'static str, endpoint: String, ns: &str, via_proxy: bool) -> Reader {
         let mut cfg = config(&[endpoint], ns, TTL);
         cfg.user("ro", "ro-secret-pw").unwrap();
         let client = Client::connect(&cfg).expect("a read-only user connects");
@@ -200,7 +195,7 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
     let quiet = Duration::from_secs(2 * TTL);
     let rev0 = raw.revision();
     let leases0: BTreeSet<i64> = raw.leases().into_iter().collect();
-    let before: Vec<Grpc> = readers.iter().map(|r| counted(r)).collect();
+    let before: Vec<Grpc> = readers.iter().map(&counted).collect();
     let t = Instant::now();
     let mut reads = 0;
     while t.elapsed() < quiet {
@@ -247,7 +242,11 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
         assert!(r.view.is_connected(), "{}", r.name);
         r.view.sync(Duration::from_secs(5)).expect("sync");
     }
-    assert_eq!(raw.revision(), rev0, "something was written during the quiet spell");
+    assert_eq!(
+        raw.revision(),
+        rev0,
+        "something was written during the quiet spell"
+    );
     assert!(reads > 0);
 
     // etcd's revision moves outside the namespace (another tenant): sync
@@ -257,9 +256,15 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
     for r in &readers {
         let target = raw.revision();
         let t = Instant::now();
-        r.view.sync(Duration::from_secs(5)).unwrap_or_else(|e| panic!("{}: sync: {e}", r.name));
+        r.view
+            .sync(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{}: sync: {e}", r.name));
         assert!(r.view.revision() >= target, "{}", r.name);
-        eprintln!("{}: sync in a quiet namespace of a busy etcd took {:?}", r.name, t.elapsed());
+        eprintln!(
+            "{}: sync in a quiet namespace of a busy etcd took {:?}",
+            r.name,
+            t.elapsed()
+        );
     }
 
     // Every change is delivered.
@@ -300,7 +305,7 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
     // Every kind of list, and the point reads, with nothing written: the
     // owner is idle, so etcd's revision must not move.
     let rev1 = raw.revision();
-    let before: Vec<Grpc> = readers.iter().map(|r| counted(r)).collect();
+    let before: Vec<Grpc> = readers.iter().map(&counted).collect();
     let all = truth(&raw, &ns);
     let only = |keep: &[&String]| -> BTreeMap<String, bool> {
         all.iter()
@@ -323,9 +328,21 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
                 Filter::all().service_type("nova").host("e2"),
                 only(&[&east2]),
             ),
-            ("region", Filter::all().region("east"), only(&[&east1, &east2, &new])),
-            ("region (gone)", Filter::all().region("west"), BTreeMap::new()),
-            ("status UP", Filter::all().status(Status::Up), only(&[&east2, &new])),
+            (
+                "region",
+                Filter::all().region("east"),
+                only(&[&east1, &east2, &new]),
+            ),
+            (
+                "region (gone)",
+                Filter::all().region("west"),
+                BTreeMap::new(),
+            ),
+            (
+                "status UP",
+                Filter::all().status(Status::Up),
+                only(&[&east2, &new]),
+            ),
             (
                 "status DOWN",
                 Filter::all().status(Status::Down),
@@ -334,12 +351,20 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
         ];
         for (what, filter, want) in lists {
             assert_eq!(
-                uuids(c.list(&filter).unwrap_or_else(|e| panic!("{}: list {what}: {e}", r.name))),
+                uuids(
+                    c.list(&filter)
+                        .unwrap_or_else(|e| panic!("{}: list {what}: {e}", r.name))
+                ),
                 want,
                 "{}: list {what}",
                 r.name
             );
-            assert_eq!(uuids(r.view.list(&filter).unwrap()), want, "{}: view list {what}", r.name);
+            assert_eq!(
+                uuids(r.view.list(&filter).unwrap()),
+                want,
+                "{}: view list {what}",
+                r.name
+            );
         }
         assert!(c.is_up(&east2).unwrap());
         assert!(!c.is_up(&east1).unwrap());
@@ -366,7 +391,10 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
 
     // The owner (a registering client) may take the census its readers'
     // region lists then use.
-    assert_eq!(uuids(owner.list(&Filter::all().region("east")).unwrap()).len(), 3);
+    assert_eq!(
+        uuids(owner.list(&Filter::all().region("east")).unwrap()).len(),
+        3
+    );
     assert!(raw.get(&format!("{ns}/os-lively/region-census")).is_some());
     for r in &readers {
         assert_eq!(

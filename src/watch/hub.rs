@@ -270,8 +270,9 @@ impl Hub {
     /// Ready for subscribers: the model is loaded and the watch that keeps
     /// it current is in place.
     pub(super) fn set_ready(&self) {
-        self.synced
-            .send_if_modified(|r| !matches!(std::mem::replace(r, Readiness::Ready), Readiness::Ready));
+        self.synced.send_if_modified(|r| {
+            !matches!(std::mem::replace(r, Readiness::Ready), Readiness::Ready)
+        });
     }
 
     pub(super) fn is_ready(&self) -> bool {

@@ -111,8 +111,17 @@ impl Check {
     /// A check started at `now`. With a progress request sent, etcd is
     /// read only if no answer came within half a quiet period; without
     /// one (the endpoint ignores them), at once.
-    pub(super) fn new(now: Instant, quiet: Duration, progress_sent: bool, wait_for_answer: bool) -> Check {
-        let probe_at = if wait_for_answer { now + quiet / 2 } else { now };
+    pub(super) fn new(
+        now: Instant,
+        quiet: Duration,
+        progress_sent: bool,
+        wait_for_answer: bool,
+    ) -> Check {
+        let probe_at = if wait_for_answer {
+            now + quiet / 2
+        } else {
+            now
+        };
         Check {
             started: now,
             quiet,
@@ -248,13 +257,20 @@ mod tests {
             Step::ReadChanges { from: 10, keys: 5 }
         );
         // Nothing of ours changed: current as of etcd's read.
-        assert_eq!(c.on_changes(&changes(13, 5, false), 5, t), Step::Current(13));
+        assert_eq!(
+            c.on_changes(&changes(13, 5, false), 5, t),
+            Step::Current(13)
+        );
     }
 
     #[test]
     fn undelivered_changes_leave_the_stream_a_quiet_period_then_it_is_dead() {
         let t = Instant::now();
-        for seen in [changes(13, 5, true), changes(13, 4, false), changes(13, 6, false)] {
+        for seen in [
+            changes(13, 5, true),
+            changes(13, 4, false),
+            changes(13, 6, false),
+        ] {
             let mut c = Check::new(t, Q, false, false);
             c.on_timer(t);
             c.on_revision(12, 10, 5);

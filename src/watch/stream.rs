@@ -290,7 +290,10 @@ impl Hub {
                     }));
                 }
                 Some(Step::Current(revision)) => {
-                    if check.as_ref().is_some_and(|c| c.progress_overdue(Instant::now())) {
+                    if check
+                        .as_ref()
+                        .is_some_and(|c| c.progress_overdue(Instant::now()))
+                    {
                         self.progress_unanswered();
                     }
                     check = None;
