@@ -189,6 +189,41 @@ fn a_quiet_watch_through_the_proxy_stays_up_and_sync_works() {
     );
 }
 
+/// Behind the proxy no progress request can show a stream is alive: a
+/// stream that stops hearing (made deaf by a test hook, as one whose
+/// member stopped sending) while the namespace changes is found by reading
+/// etcd and reopened, and the change reaches the subscriber and the view.
+#[test]
+fn a_silent_stream_behind_the_proxy_is_left_once_the_namespace_changes() {
+    let cluster = Cluster::start(1);
+    let proxy = GrpcProxy::start(&cluster.endpoints());
+    let ns = namespace("proxysilent");
+    let owner = connect(&cluster.endpoints(), &ns, TTL);
+    let uuid = owner.update(&Service::new("silent", "h1")).unwrap();
+    let watcher = connect(&[proxy.endpoint()], &ns, TTL);
+    let sub = watcher.subscribe(&Filter::all(), &opts()).unwrap();
+    let view = watcher.view().unwrap();
+    assert!(wait_until(ttl(), || view.is_up(&uuid).unwrap_or(false)));
+    // A quiet spell first: the quiet stream is not reopened.
+    std::thread::sleep(ttl() / 2);
+    assert_eq!(watcher.stats().reconnects, 0, "{:?}", watcher.stats());
+    os_lively::deafen_watch();
+    assert!(
+        wait_until(ttl(), || !os_lively::deafen_pending()),
+        "the watch never took the hook"
+    );
+    let t = Instant::now();
+    owner.down(&uuid, "while the stream is deaf", 0, 0).unwrap();
+    expect(&sub, EventKind::Down, Some(DownReason::Forced), &uuid);
+    let took = t.elapsed();
+    assert!(wait_until(ttl(), || matches!(view.is_up(&uuid), Ok(false))));
+    assert_eq!(watcher.stats().reconnects, 1, "{:?}", watcher.stats());
+    println!("a deaf stream behind the proxy: the change arrived after {took:?} (TTL {TTL} s)");
+    // Within one check period (at most TTL/2) and a quiet period (TTL/4)
+    // to wait for the stream, and the reopening.
+    assert!(took < ttl() + Duration::from_secs(2), "{took:?}");
+}
+
 /// A watcher that comes back after the proxy was down while etcd compacted
 /// past its revision re-lists and tells its subscribers the differences.
 #[test]

@@ -34,5 +34,7 @@ mod subscription;
 
 pub(crate) use hub::Hub;
 pub use options::SubscribeOptions;
+#[cfg(feature = "test-hooks")]
+pub use stream::hooks::{deafen_pending, deafen_watch};
 pub(crate) use subscription::{Callback, subscribe};
 pub use subscription::{Canceller, Subscription};

@@ -163,11 +163,15 @@ impl Hub {
         // connected would answer from its old copy for ever (a crashed
         // service UP) instead of going Stale.
         let needs_proof = self.is_ready();
+        // A test made this stream deaf: it drops whatever arrives, as a
+        // stream whose member stopped sending would (feature `test-hooks`).
+        let mut deaf = false;
         loop {
             checkpoint("watch");
             if resync_wanted() {
                 return Outcome::Compacted;
             }
+            deaf |= hooks::take_deafen();
             let now = Instant::now();
             let due = match &check {
                 Some(c) => c.wake(now),
@@ -218,6 +222,7 @@ impl Hub {
                     })
                 }
                 msg = timeout(wait, stream.message()) => match msg {
+                    Ok(Ok(Some(_))) if deaf => None,
                     Ok(Ok(Some(resp))) => {
                         quiet_since = Instant::now();
                         spread = crate::backoff::jitter(self.quiet / 2);
@@ -349,5 +354,37 @@ async fn bounded<T>(
             ErrorKind::Timeout,
             format!("no answer from etcd within {limit:?}"),
         )),
+    }
+}
+
+/// Test-only (feature `test-hooks`): a watch stream that stops hearing.
+#[cfg(feature = "test-hooks")]
+pub mod hooks {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static DEAFEN: AtomicBool = AtomicBool::new(false);
+
+    /// Makes the watch stream open now (in any client of this process)
+    /// drop everything that arrives on it from its next turn on, as a
+    /// stream whose etcd member stopped sending would; a stream opened
+    /// after is not affected.
+    pub fn deafen_watch() {
+        DEAFEN.store(true, Ordering::SeqCst);
+    }
+
+    /// True until a watch stream took the [`deafen_watch`] arming.
+    pub fn deafen_pending() -> bool {
+        DEAFEN.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn take_deafen() -> bool {
+        DEAFEN.swap(false, Ordering::SeqCst)
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+mod hooks {
+    pub(super) fn take_deafen() -> bool {
+        false
     }
 }
