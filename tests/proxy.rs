@@ -207,7 +207,7 @@ fn a_silent_stream_behind_the_proxy_is_left_once_the_namespace_changes() {
     // A quiet spell first: the quiet stream is not reopened.
     std::thread::sleep(ttl() / 2);
     assert_eq!(watcher.stats().reconnects, 0, "{:?}", watcher.stats());
-    os_lively::deafen_watch();
+    os_lively::deafen_watch(&ns);
     assert!(
         wait_until(ttl(), || !os_lively::deafen_pending()),
         "the watch never took the hook"

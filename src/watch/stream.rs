@@ -171,7 +171,7 @@ impl Hub {
             if resync_wanted() {
                 return Outcome::Compacted;
             }
-            deaf |= hooks::take_deafen();
+            deaf |= hooks::take_deafen(self.store.keys().root());
             let now = Instant::now();
             let due = match &check {
                 Some(c) => c.wake(now),
@@ -360,31 +360,41 @@ async fn bounded<T>(
 /// Test-only (feature `test-hooks`): a watch stream that stops hearing.
 #[cfg(feature = "test-hooks")]
 pub mod hooks {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
 
-    static DEAFEN: AtomicBool = AtomicBool::new(false);
+    /// The namespace whose watch stream is to go deaf.
+    static DEAFEN: Mutex<Option<String>> = Mutex::new(None);
 
-    /// Makes the watch stream open now (in any client of this process)
-    /// drop everything that arrives on it from its next turn on, as a
-    /// stream whose etcd member stopped sending would; a stream opened
-    /// after is not affected.
-    pub fn deafen_watch() {
-        DEAFEN.store(true, Ordering::SeqCst);
+    fn armed() -> std::sync::MutexGuard<'static, Option<String>> {
+        DEAFEN.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the watch stream open now on namespace `namespace` (as
+    /// configured, e.g. `/t-x`) drop everything that arrives on it from its
+    /// next turn on, as a stream whose etcd member stopped sending would;
+    /// a stream opened after is not affected.
+    pub fn deafen_watch(namespace: &str) {
+        *armed() = Some(format!("{namespace}/services/"));
     }
 
     /// True until a watch stream took the [`deafen_watch`] arming.
     pub fn deafen_pending() -> bool {
-        DEAFEN.load(Ordering::SeqCst)
+        armed().is_some()
     }
 
-    pub(super) fn take_deafen() -> bool {
-        DEAFEN.swap(false, Ordering::SeqCst)
+    pub(super) fn take_deafen(root: &str) -> bool {
+        let mut armed = armed();
+        if armed.as_deref() == Some(root) {
+            *armed = None;
+            return true;
+        }
+        false
     }
 }
 
 #[cfg(not(feature = "test-hooks"))]
 mod hooks {
-    pub(super) fn take_deafen() -> bool {
+    pub(super) fn take_deafen(_root: &str) -> bool {
         false
     }
 }
