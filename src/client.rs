@@ -21,6 +21,7 @@ use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
 use crate::store::{Filter, ServiceInfo, Store};
 use crate::tls::Credentials;
+use crate::view::{StalePolicy, View};
 use crate::watch::{Callback, Hub, SubscribeOptions, Subscription};
 
 /// A connection to etcd that registers services and answers liveness
@@ -150,17 +151,21 @@ impl Client {
         })
     }
 
-    pub(crate) fn hub(&self) -> &Arc<Hub> {
-        &self.inner.hub
+    /// A local view of the namespace. The first view (or subscription) of a
+    /// client starts its shared watch and waits until the copy is loaded.
+    pub fn view(&self) -> Result<View> {
+        let hub = self.inner.hub.clone();
+        self.call("view", async move { hub.ensure_started().await })?;
+        Ok(View::new(
+            self.inner.hub.clone(),
+            Arc::new(self.clone()),
+            StalePolicy::FailAfter(self.config().get_status_ttl()),
+        ))
     }
 
     /// Why a background task was given up, if one was.
     pub(crate) fn task_failure(&self) -> Option<&str> {
         self.inner.rt.health().failure()
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
     }
 
     /// `Forked` in a child forked after this client connected.
@@ -338,7 +343,10 @@ impl Client {
     pub fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
         let filter = filter.validated()?;
         let store = self.inner.store.clone();
-        self.call("list", async move { store.list(&filter).await })
+        // Only a client that registered (it holds a lease, so it writes
+        // anyway) may write the region census: a reader never writes.
+        let writer = self.inner.lease.id() != 0;
+        self.call("list", async move { store.list(&filter, writer).await })
     }
 
     /// Forces a service DOWN for maintenance: status DOWN, `forced_down`,
@@ -446,7 +454,13 @@ impl Client {
         }
         let hub = self.inner.hub.clone();
         self.call("subscribe", async move { hub.ensure_started().await })?;
-        crate::watch::subscribe(self, &self.inner.hub, filter, options, callback)
+        crate::watch::subscribe(
+            Box::new(self.clone()),
+            &self.inner.hub,
+            filter,
+            options,
+            callback,
+        )
     }
 
     /// Counters for operators: keepalives, reconnects, lease re-grants, the
@@ -496,6 +510,21 @@ impl Client {
     /// the services go DOWN when the lease expires (at most its TTL later).
     pub fn close(self) -> Result<()> {
         self.inner.close()
+    }
+}
+
+impl crate::view::Host for Client {
+    fn check_usable(&self) -> Result<()> {
+        Client::check_usable(self)
+    }
+
+    fn task_failure(&self) -> Option<String> {
+        Client::task_failure(self).map(str::to_string)
+    }
+
+    fn etcd_revision(&self) -> Result<i64> {
+        let store = self.inner.store.clone();
+        self.call("view sync", async move { store.revision().await })
     }
 }
 

@@ -75,8 +75,9 @@ impl Keys {
         format!("{}by-region/{region}", self.root)
     }
 
-    /// `NS/services/progress`: the watch's progress mark, inside the
-    /// watched range and outside every index (see `watch::hub`).
+    /// `NS/services/progress`: the progress mark older versions wrote
+    /// behind etcd's gRPC proxy; never written now, skipped silently by
+    /// `watch::apply`.
     pub(crate) fn progress_mark(&self) -> String {
         format!("{}progress", self.root)
     }

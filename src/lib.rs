@@ -55,3 +55,8 @@ pub use watch::{Canceller, SubscribeOptions, Subscription};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use runtime::supervise::hooks::{inject_panic, inject_resync};
+/// Test-only (feature `test-hooks`): makes the watch stream open now drop
+/// what arrives on it, as a silent stream would.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use watch::{deafen_pending, deafen_watch};

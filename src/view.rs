@@ -4,11 +4,14 @@
 //!
 //! It is the same model the subscriptions are computed from, so a view and a
 //! subscription never disagree about what happened.
+//!
+//! The view sits below the blocking client: it asks its [`Host`] (the
+//! client, which makes views) the little it needs of the connection, and
+//! never names the client's type.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Key, Model};
 use crate::record::{Status, check_segment};
@@ -33,33 +36,35 @@ pub enum StalePolicy {
 /// stops vouching for liveness rather than lie.
 ///
 /// Like every handle of a client, a view keeps the client's connection
-/// alive while it lives, even after every [`Client`] clone is dropped;
-/// [`Client::close`] ends it, and reads then return [`ErrorKind::Closed`].
+/// alive while it lives, even after every [`Client`](crate::Client) clone is dropped;
+/// [`Client::close`](crate::Client::close) ends it, and reads then return [`ErrorKind::Closed`].
 /// In a child forked after the view was made, reads return
 /// [`ErrorKind::Forked`] (the copy would be frozen at the fork).
 #[derive(Clone)]
 pub struct View {
     hub: Arc<Hub>,
-    client: Client,
+    /// The connection: kept alive while the view lives.
+    host: Arc<dyn Host>,
     policy: StalePolicy,
 }
 
-impl Client {
-    /// A local view of the namespace. The first view (or subscription) of a
-    /// client starts its shared watch and waits until the copy is loaded.
-    pub fn view(&self) -> Result<View> {
-        let hub = self.hub().clone();
-        let h = hub.clone();
-        self.call("view", async move { h.ensure_started().await })?;
-        Ok(View {
-            hub,
-            client: self.clone(),
-            policy: StalePolicy::FailAfter(self.config().get_status_ttl()),
-        })
-    }
+/// What a view needs of the connection that made it.
+pub(crate) trait Host: Send + Sync {
+    /// `Forked` in a forked child, `Closed` once closed.
+    fn check_usable(&self) -> Result<()>;
+    /// Why a background task was given up, if one was.
+    fn task_failure(&self) -> Option<String>;
+    /// etcd's current revision: one linearizable read, with the request
+    /// timeout.
+    fn etcd_revision(&self) -> Result<i64>;
 }
 
 impl View {
+    /// A view of `hub`'s model (already loaded) for the connection `host`.
+    pub(crate) fn new(hub: Arc<Hub>, host: Arc<dyn Host>, policy: StalePolicy) -> View {
+        View { hub, host, policy }
+    }
+
     /// Sets the staleness policy for reads from this handle.
     pub fn set_stale_policy(&mut self, policy: StalePolicy) -> &mut View {
         self.policy = policy;
@@ -72,10 +77,10 @@ impl View {
     }
 
     fn model(&self) -> Result<&Model> {
-        self.client.check_usable()?;
-        if let Some(why) = self.client.task_failure() {
+        self.host.check_usable()?;
+        if let Some(why) = self.host.task_failure() {
             // Whatever the policy: nothing keeps the copy current any more.
-            return Err(Error::new(ErrorKind::Stale, why.to_string()));
+            return Err(Error::new(ErrorKind::Stale, why));
         }
         if let StalePolicy::FailAfter(bound) = self.policy {
             if let Some(d) = self.hub.disconnected_for() {
@@ -151,9 +156,11 @@ impl View {
         self.len() == 0
     }
 
-    /// The etcd revision the view reflects.
+    /// The etcd revision the view reflects: the last change the watch
+    /// delivered, or a later revision at which a read of etcd found the
+    /// namespace unchanged.
     pub fn revision(&self) -> i64 {
-        self.hub.revision()
+        self.hub.current_revision()
     }
 
     /// True while the view's watch is connected and caught up.
@@ -165,12 +172,12 @@ impl View {
     /// does not within `timeout` (`Duration::MAX` waits without limit),
     /// [`ErrorKind::Closed`] if the client closes meanwhile.
     pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<()> {
-        self.client.check_usable()?;
+        self.host.check_usable()?;
         if self.hub.wait_for_revision(revision, timeout) {
             Ok(())
         } else {
             // Closed while waiting: say so rather than time out.
-            self.client.check_usable()?;
+            self.host.check_usable()?;
             Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
@@ -183,15 +190,16 @@ impl View {
 
     /// Read-your-writes: reads etcd's current revision (one round trip) and
     /// waits until the view reflects it, so every write this process has
-    /// completed is visible. When the view is behind, it asks etcd for a
-    /// progress notification at once (a second round trip), so in a quiet
-    /// namespace of a busy etcd, where no event of ours carries the newer
-    /// revision, it does not wait for the watch's periodic request.
+    /// completed is visible. When the view is behind, its watch checks at
+    /// once rather than after a quiet period: it asks etcd for a progress
+    /// notification (a second round trip), and where that goes unanswered
+    /// (etcd's gRPC proxy) reads which keys of the namespace changed since
+    /// the last event (one or two more). So in a quiet namespace of a busy
+    /// etcd, where no event of ours carries the newer revision, it returns
+    /// within a few round trips. Nothing is written: a read-only user
+    /// syncs as well as any.
     pub fn sync(&self, timeout: Duration) -> Result<()> {
-        let store = self.client.store().clone();
-        let rev = self
-            .client
-            .call("view sync", async move { store.revision().await })?;
+        let rev = self.host.etcd_revision()?;
         self.wait_for_revision(rev, timeout)
     }
 }

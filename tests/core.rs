@@ -1050,10 +1050,14 @@ fn region_lists_use_the_index_under_a_census_and_still_see_the_python_library() 
         .update(&Service::new("nova", "w1").with_region("west"))
         .unwrap();
     east.sort();
-    // The first list reads every record and, the index being complete,
-    // takes the census: on a lease, outside the keys the Python library
-    // reads and deletes.
-    assert!(raw.get(&census_key).is_none());
+    // A reader (a client that registered nothing) lists by reading every
+    // record, and writes no census: readers never write.
+    let reader = connect(&etcd.endpoints(), &ns, TTL);
+    assert_eq!(region_uuids(&reader, "east"), east);
+    assert!(raw.get(&census_key).is_none(), "a reader wrote the census");
+    // A registering client's first list reads every record and, the index
+    // being complete, takes the census: on a lease, outside the keys the
+    // Python library reads and deletes.
     assert_eq!(region_uuids(&client, "east"), east);
     let census = raw.get(&census_key).expect("census taken");
     assert_ne!(census.lease, 0, "the census lives on a lease");
@@ -1115,7 +1119,9 @@ fn region_lists_use_the_index_under_a_census_and_still_see_the_python_library() 
     };
     taken.status = Status::Up;
     other.update(&taken).unwrap();
+    // A new registering client (only those take a census).
     let third = connect(&etcd.endpoints(), &ns, TTL);
+    third.update(&Service::new("lister", "l1")).unwrap();
     assert_eq!(region_uuids(&third, "east"), survivors);
     assert!(raw.get(&census_key).is_some(), "census taken");
     assert!(

@@ -19,6 +19,12 @@
 //! reads every record, as it always did, and takes a new census from that
 //! scan when the scan shows the index complete.
 //!
+//! Only a client that registered services (it holds a lease, so it
+//! writes anyway) takes a census: a reader's list never writes, and a
+//! namespace with no registering client listing regions reads every
+//! record for them. The census is shared: any writer's census serves
+//! every reader's lists for its [`CENSUS_TTL`].
+//!
 //! What no read short of a full scan can see: the Python library
 //! registering a service in R after the census and then deleting another
 //! service of R also registered after it (that removes the uuid-less key).
@@ -49,6 +55,7 @@ impl Store {
         &self,
         at: &mut Pinned<'_>,
         region: &str,
+        writer: bool,
     ) -> Result<Vec<ServiceInfo>> {
         if let Some(uuids) = self.trusted_region_index(at, region).await? {
             let found = at.records(&uuids).await?;
@@ -59,7 +66,9 @@ impl Store {
             }
         }
         let found = self.scan_in(at).await?;
-        if self.census_due() {
+        // A reader never writes: without a writer's census its region
+        // lists read every record.
+        if writer && self.census_due() {
             match self.take_census(at, &found).await {
                 Ok(true) => log::debug!(
                     "os-lively: region index census taken at revision {}",

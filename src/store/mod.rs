@@ -34,6 +34,7 @@ use crate::steer::Steering;
 
 pub use filter::{Filter, ServiceInfo};
 use reads::MAX_RESPONSE_BYTES;
+pub(crate) use reads::{Changes, Scan};
 pub(crate) use rebind::Rebound;
 use retry::resilient;
 pub(crate) use writes::CLOSED_MARK;
@@ -197,35 +198,6 @@ impl Store {
     /// Re-authentication for calls made outside the store (leases, watches).
     pub(crate) fn auth(&self) -> &Auth {
         &self.auth
-    }
-
-    /// The watch's progress mark: one key inside the watched range and
-    /// outside every index (`<namespace>/services/progress`), which the
-    /// watcher writes when the endpoint ignores watch progress requests
-    /// (etcd 3.4's gRPC proxy), so an event tells it how far its stream
-    /// has come. One key for the whole namespace, shared by every watcher:
-    /// any watcher's mark is progress for all.
-    pub(crate) fn progress_mark_key(&self) -> String {
-        self.keys.progress_mark()
-    }
-
-    /// Writes the progress mark (empty, no lease); the revision it was
-    /// written at.
-    pub(crate) async fn put_progress_mark(&self) -> Result<i64> {
-        let key = self.progress_mark_key();
-        let resp = resilient(
-            &self.auth,
-            &self.steering,
-            "writing the watch's progress mark",
-            || {
-                let mut kv = self.kv.clone();
-                let key = key.clone();
-                async move { kv.put(key, Vec::new(), None).await }
-            },
-        )
-        .await
-        .map_err(|e| Error::etcd("writing the watch's progress mark", e))?;
-        Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     /// A guarded write that names leases: `None` when etcd refused it

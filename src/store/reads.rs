@@ -22,7 +22,8 @@ const SCAN_THRESHOLD: usize = 4000;
 const SCAN_SHARE: usize = 3;
 
 impl Store {
-    /// The cluster's current revision (a linearizable read).
+    /// The cluster's current revision (a linearizable read): a count-only
+    /// get of one key, the cheapest read etcd answers with its revision.
     pub(crate) async fn revision(&self) -> Result<i64> {
         let resp = self
             .range(self.keys.root(), GetOptions::new().with_count_only())
@@ -124,11 +125,14 @@ impl Store {
     /// per-uuid region keys, and its `delete` removes the one key it shares
     /// with every other service it registered in that region, so only the
     /// records know the region of its survivors.
-    pub(crate) async fn list(&self, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+    ///
+    /// Only a `writer` (a client that registered, so holds a lease and
+    /// writes anyway) may write the census; any other list writes nothing.
+    pub(crate) async fn list(&self, filter: &Filter, writer: bool) -> Result<Vec<ServiceInfo>> {
         let mut restarts = 0;
         loop {
             let mut at = self.pinned("list");
-            match self.list_at(&mut at, filter).await {
+            match self.list_at(&mut at, filter, writer).await {
                 Err(e) if at.start_over(&e, &mut restarts) => continue,
                 Err(e) => return Err(e),
                 Ok(mut found) => {
@@ -139,7 +143,12 @@ impl Store {
         }
     }
 
-    async fn list_at(&self, at: &mut Pinned<'_>, filter: &Filter) -> Result<Vec<ServiceInfo>> {
+    async fn list_at(
+        &self,
+        at: &mut Pinned<'_>,
+        filter: &Filter,
+        writer: bool,
+    ) -> Result<Vec<ServiceInfo>> {
         let k = &self.keys;
         let candidates: Option<Vec<String>> = if let Some(u) = &filter.uuid {
             Some(vec![u.clone()])
@@ -156,7 +165,7 @@ impl Store {
                 .await?;
             Some(uuids)
         } else if let Some(region) = &filter.region {
-            return self.list_region(at, region).await;
+            return self.list_region(at, region, writer).await;
         } else if filter.status == Some(Status::Up) {
             let mut uuids = Vec::new();
             at.prefix(&k.status_prefix(Status::Up), true, |kv| {
@@ -193,21 +202,56 @@ impl Store {
     }
 
     /// Every record in the namespace with its liveness, at one revision,
-    /// and that revision. `page_timeout` bounds each etcd call (background
-    /// work has no caller whose deadline would).
-    pub(crate) async fn scan_at(
-        &self,
-        page_timeout: Option<Duration>,
-    ) -> Result<(Vec<ServiceInfo>, i64)> {
+    /// that revision and how many keys the namespace held then (what the
+    /// watch's checks compare with, see `watch::liveness`). `page_timeout`
+    /// bounds each etcd call (background work has no caller whose
+    /// deadline would).
+    pub(crate) async fn scan_at(&self, page_timeout: Option<Duration>) -> Result<Scan> {
         let mut restarts = 0;
         loop {
             let mut at = self.pinned("list: scan");
             at.page_timeout = page_timeout;
-            match self.scan_in(&mut at).await {
+            let read = match self.scan_in(&mut at).await {
+                Ok(found) => at.count(self.keys.root()).await.map(|keys| (found, keys)),
+                Err(e) => Err(e),
+            };
+            match read {
                 Err(e) if at.start_over(&e, &mut restarts) => continue,
-                r => return r.map(|found| (found, at.revision)),
+                r => {
+                    return r.map(|(services, keys)| Scan {
+                        services,
+                        revision: at.revision,
+                        keys: i64::try_from(keys).unwrap_or(i64::MAX),
+                    });
+                }
             }
         }
+    }
+
+    /// Whether any key of the namespace changed after revision `after`, as
+    /// far as one range can tell: a key put since (keys only, at most one
+    /// returned; etcd reads the namespace's keys to filter them), and the
+    /// namespace's key count (etcd counts before filtering), which a
+    /// delete moves. A key put and deleted again in between leaves no
+    /// trace, nor does it change what the namespace holds.
+    pub(crate) async fn changes_after(&self, after: i64) -> Result<Changes> {
+        let root = self.keys.root();
+        let resp = self
+            .range(
+                root,
+                GetOptions::new()
+                    .with_range(prefix_end(root.as_bytes()))
+                    .with_keys_only()
+                    .with_min_mod_revision(after + 1)
+                    .with_limit(1),
+            )
+            .await
+            .map_err(|e| Error::etcd("reading the namespace's changes", e))?;
+        Ok(Changes {
+            revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+            keys: resp.count(),
+            changed: !resp.kvs().is_empty(),
+        })
     }
 
     /// The UP keys, then every record, page by page at `at`'s revision.
@@ -364,6 +408,25 @@ impl Store {
         }
         Ok((out, resp.header().map(|h| h.revision()).unwrap_or(0)))
     }
+}
+
+/// A read of the whole namespace at one revision.
+pub(crate) struct Scan {
+    pub(crate) services: Vec<ServiceInfo>,
+    pub(crate) revision: i64,
+    /// Every key under the namespace's prefix at `revision`.
+    pub(crate) keys: i64,
+}
+
+/// What [`Store::changes_after`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// The revision read.
+    pub(crate) revision: i64,
+    /// Every key under the namespace's prefix then.
+    pub(crate) keys: i64,
+    /// A key was put after the revision asked about.
+    pub(crate) changed: bool,
 }
 
 /// Keys per page of a prefix read that returns values. A record is at most

@@ -27,8 +27,13 @@ pub struct Subscription {
     pull: bool,
     /// Keeps the connection alive while this handle lives (dropped after
     /// the cancel in `Drop`).
-    client: crate::Client,
+    _keep: KeepAlive,
 }
+
+/// Whatever keeps a client's connection alive (a clone of the client),
+/// held without knowing its type: the watch layer sits below the blocking
+/// client and must not depend on it.
+pub(crate) type KeepAlive = Box<dyn std::any::Any + Send + Sync>;
 
 /// Cancels a subscription from anywhere, including from inside its own
 /// callback. Cheap to clone. Unlike a [`Subscription`], it does not keep
@@ -115,7 +120,12 @@ impl Subscription {
 
     fn pull_check(&self) -> Result<()> {
         // Checked first: in a forked child the queue is a frozen copy.
-        self.client.check_forked()?;
+        if self.canceller.made.is_other_process() {
+            return Err(Error::new(
+                ErrorKind::Forked,
+                "this subscription was created before fork(); the child must connect its own client",
+            ));
+        }
         if self.pull {
             Ok(())
         } else {
@@ -166,9 +176,10 @@ impl Iterator for &Subscription {
 pub(crate) type Callback = Box<dyn FnMut(&Event) + Send + 'static>;
 
 /// Registers a subscription on `hub` (already loaded) and, for a callback,
-/// starts its dispatcher thread.
+/// starts its dispatcher thread; `keep` keeps the connection alive while
+/// the handle lives.
 pub(crate) fn subscribe(
-    owner: &crate::Client,
+    keep: KeepAlive,
     hub: &Arc<Hub>,
     filter: Filter,
     options: &SubscribeOptions,
@@ -189,7 +200,7 @@ pub(crate) fn subscribe(
         return Ok(Subscription {
             canceller,
             pull: true,
-            client: owner.clone(),
+            _keep: keep,
         });
     };
     let weak_hub = Arc::downgrade(hub);
@@ -244,6 +255,6 @@ pub(crate) fn subscribe(
     Ok(Subscription {
         canceller,
         pull: false,
-        client: owner.clone(),
+        _keep: keep,
     })
 }

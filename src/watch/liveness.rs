@@ -1,0 +1,320 @@
+//! Telling a quiet watch stream from a dead one, and a view's currency in a
+//! quiet namespace, without writing anything.
+//!
+//! etcd-client's stream does not notice a dead connection, and etcd's
+//! gRPC proxy (3.4) drops watch progress requests without a word, so a
+//! quiet stream proves nothing by itself. When the stream has been silent
+//! for a while the watcher runs a *check*:
+//!
+//! 1. It asks the stream for progress. etcd answers at once with its
+//!    revision: the stream is alive and the model current up to it.
+//! 2. Unanswered (a proxy), it reads etcd's revision: a count-only get of
+//!    one key, the cheapest linearizable read. If etcd is not past the
+//!    revision the watch delivered, nothing happened anywhere since: the
+//!    model is current.
+//! 3. If etcd moved on (another namespace, or ours), it reads the
+//!    namespace's keys changed after that revision (keys only, at most
+//!    one returned) and the namespace's key count, in one range. None
+//!    changed and the count is the model's: the model is etcd's namespace
+//!    as of that read, and a view may say so ([`Hub::set_verified`]).
+//! 4. Otherwise etcd holds changes the stream has not delivered: if it
+//!    still says nothing within a quiet period, it is dead and reopened.
+//!
+//! Steps 2 and 3 cost etcd a read each; step 3 reads the namespace's keys
+//! (not their values), so it runs only behind an endpoint that ignores
+//! progress requests while other writers move etcd's revision. In a quiet
+//! namespace the checks back off from one quiet period to four (at most
+//! half a TTL), so an idle watcher costs little, and a stream that died
+//! in silence is left within about one check period after the namespace
+//! next changes (it cannot matter before: the model is current until
+//! then).
+//!
+//! [`Hub::set_verified`]: super::hub::Hub::set_verified
+
+use std::time::{Duration, Instant};
+
+use crate::store::Changes;
+
+/// How often a quiet stream is checked: every quiet period while the
+/// namespace moves, backing off while it does not.
+pub(super) struct Pacing {
+    quiet: Duration,
+    cap: Duration,
+    interval: Duration,
+}
+
+impl Pacing {
+    pub(super) fn new(quiet: Duration, status_ttl: Duration) -> Pacing {
+        Pacing {
+            quiet,
+            cap: (quiet * 4).min(status_ttl / 2).max(quiet),
+            interval: quiet,
+        }
+    }
+
+    /// How long the stream may stay silent before the next check.
+    pub(super) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The namespace changed: check again after one quiet period.
+    pub(super) fn active(&mut self) {
+        self.interval = self.quiet;
+    }
+
+    /// A check found nothing new: wait twice as long next time, up to
+    /// the cap.
+    pub(super) fn idle(&mut self) {
+        self.interval = (self.interval * 2).min(self.cap);
+    }
+}
+
+/// What the watcher does next for a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Nothing until this instant (or the stream speaks).
+    WaitUntil(Instant),
+    /// Read etcd's current revision.
+    ReadRevision,
+    /// Read the namespace's changes after `from` (the revision the watch
+    /// delivered, when the model held `keys` keys).
+    ReadChanges { from: i64, keys: i64 },
+    /// The model is etcd's namespace as of this revision.
+    Current(i64),
+    /// The stream is dead: this says why.
+    Dead(String),
+}
+
+/// A check of a quiet stream in progress; any message on the stream ends
+/// it (the stream spoke).
+pub(super) struct Check {
+    started: Instant,
+    quiet: Duration,
+    /// A progress request was sent (and, while the check lasts, not
+    /// answered).
+    pub(super) progress_sent: bool,
+    stage: Stage,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Waiting for the progress answer until `probe_at`.
+    Asked { probe_at: Instant },
+    /// A read of etcd is in flight.
+    Reading,
+    /// etcd holds changes the stream has not delivered: it must speak by
+    /// then.
+    MustDeliver { by: Instant },
+}
+
+impl Check {
+    /// A check started at `now`. With a progress request sent, etcd is
+    /// read only if no answer came within half a quiet period; without
+    /// one (the endpoint ignores them), at once.
+    pub(super) fn new(
+        now: Instant,
+        quiet: Duration,
+        progress_sent: bool,
+        wait_for_answer: bool,
+    ) -> Check {
+        let probe_at = if wait_for_answer {
+            now + quiet / 2
+        } else {
+            now
+        };
+        Check {
+            started: now,
+            quiet,
+            progress_sent,
+            stage: Stage::Asked { probe_at },
+        }
+    }
+
+    /// A progress request has gone unanswered for at least half a quiet
+    /// period (an answer from etcd takes milliseconds).
+    pub(super) fn progress_overdue(&self, now: Instant) -> bool {
+        self.progress_sent && now >= self.started + self.quiet / 2
+    }
+
+    /// Read etcd now rather than wait for the progress answer (a view's
+    /// `sync` is waiting).
+    pub(super) fn hurry(&mut self, now: Instant) -> Step {
+        match self.stage {
+            Stage::Asked { .. } => {
+                self.stage = Stage::Asked { probe_at: now };
+                self.on_timer(now)
+            }
+            _ => Step::WaitUntil(self.wake(now)),
+        }
+    }
+
+    /// When the watcher must look at this check again.
+    pub(super) fn wake(&self, now: Instant) -> Instant {
+        match self.stage {
+            Stage::Asked { probe_at } => probe_at,
+            // The read has its own deadline.
+            Stage::Reading => now + self.quiet,
+            Stage::MustDeliver { by } => by,
+        }
+    }
+
+    /// The stream is still silent at `now`.
+    pub(super) fn on_timer(&mut self, now: Instant) -> Step {
+        match self.stage {
+            Stage::Asked { probe_at } if now >= probe_at => {
+                self.stage = Stage::Reading;
+                Step::ReadRevision
+            }
+            Stage::MustDeliver { by } if now >= by => Step::Dead(format!(
+                "the watch stream delivered nothing for {:?} while etcd holds changes of the namespace it has not sent",
+                now.duration_since(self.started)
+            )),
+            _ => Step::WaitUntil(self.wake(now)),
+        }
+    }
+
+    /// etcd's revision is `etcd`; the watch delivered everything up to
+    /// `watched`, when the model held `keys` keys.
+    pub(super) fn on_revision(&mut self, etcd: i64, watched: i64, keys: i64) -> Step {
+        if etcd <= watched {
+            Step::Current(watched)
+        } else {
+            self.stage = Stage::Reading;
+            Step::ReadChanges {
+                from: watched,
+                keys,
+            }
+        }
+    }
+
+    /// The namespace read after `keys` keys at the revision the check
+    /// compared with.
+    pub(super) fn on_changes(&mut self, changes: &Changes, keys: i64, now: Instant) -> Step {
+        if !changes.changed && changes.keys == keys {
+            return Step::Current(changes.revision);
+        }
+        // Changes in flight reach a live stream within milliseconds; a
+        // quiet period is plenty on a loaded machine.
+        self.stage = Stage::MustDeliver {
+            by: now + self.quiet,
+        };
+        Step::WaitUntil(now + self.quiet)
+    }
+
+    /// Reading etcd failed: the stream must speak within what is left of
+    /// the quiet period since the check began (a read that failed on the
+    /// connection the stream shares says little good of it).
+    pub(super) fn on_error(&mut self, now: Instant) -> Step {
+        let by = (self.started + self.quiet).max(now);
+        self.stage = Stage::MustDeliver { by };
+        self.on_timer(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Duration = Duration::from_secs(1);
+
+    fn changes(revision: i64, keys: i64, changed: bool) -> Changes {
+        Changes {
+            revision,
+            keys,
+            changed,
+        }
+    }
+
+    #[test]
+    fn a_progress_answer_is_awaited_half_a_quiet_period_before_reading() {
+        let t = Instant::now();
+        let mut c = Check::new(t, Q, true, true);
+        assert_eq!(c.on_timer(t), Step::WaitUntil(t + Q / 2));
+        assert_eq!(c.on_timer(t + Q / 2), Step::ReadRevision);
+        // Ignored progress requests: read at once.
+        let mut c = Check::new(t, Q, true, false);
+        assert_eq!(c.on_timer(t), Step::ReadRevision);
+        let mut c = Check::new(t, Q, true, true);
+        assert_eq!(c.hurry(t), Step::ReadRevision);
+    }
+
+    #[test]
+    fn etcd_not_past_the_watch_means_current() {
+        let t = Instant::now();
+        let mut c = Check::new(t, Q, false, false);
+        assert_eq!(c.on_timer(t), Step::ReadRevision);
+        assert_eq!(c.on_revision(10, 10, 5), Step::Current(10));
+        assert_eq!(c.on_revision(9, 10, 5), Step::Current(10));
+    }
+
+    #[test]
+    fn etcd_past_the_watch_reads_the_namespace() {
+        let t = Instant::now();
+        let mut c = Check::new(t, Q, false, false);
+        c.on_timer(t);
+        assert_eq!(
+            c.on_revision(12, 10, 5),
+            Step::ReadChanges { from: 10, keys: 5 }
+        );
+        // Nothing of ours changed: current as of etcd's read.
+        assert_eq!(
+            c.on_changes(&changes(13, 5, false), 5, t),
+            Step::Current(13)
+        );
+    }
+
+    #[test]
+    fn undelivered_changes_leave_the_stream_a_quiet_period_then_it_is_dead() {
+        let t = Instant::now();
+        for seen in [
+            changes(13, 5, true),
+            changes(13, 4, false),
+            changes(13, 6, false),
+        ] {
+            let mut c = Check::new(t, Q, false, false);
+            c.on_timer(t);
+            c.on_revision(12, 10, 5);
+            let at = t + Duration::from_millis(300);
+            assert_eq!(c.on_changes(&seen, 5, at), Step::WaitUntil(at + Q));
+            assert_eq!(c.on_timer(at + Q / 2), Step::WaitUntil(at + Q));
+            assert!(matches!(c.on_timer(at + Q), Step::Dead(_)));
+        }
+    }
+
+    #[test]
+    fn a_failed_read_leaves_the_stream_the_rest_of_the_quiet_period() {
+        let t = Instant::now();
+        let mut c = Check::new(t, Q, true, true);
+        c.on_timer(t + Q / 2);
+        assert_eq!(c.on_error(t + Q / 2), Step::WaitUntil(t + Q));
+        assert!(matches!(c.on_timer(t + Q), Step::Dead(_)));
+        // A read that failed late (its own timeout): dead at once.
+        let mut c = Check::new(t, Q, true, true);
+        c.on_timer(t + Q / 2);
+        assert!(matches!(c.on_error(t + Q * 5), Step::Dead(_)));
+    }
+
+    #[test]
+    fn checks_back_off_in_a_quiet_namespace_up_to_four_quiet_periods_or_half_a_ttl() {
+        let mut p = Pacing::new(Duration::from_secs(2), Duration::from_secs(60));
+        let seen: Vec<u64> = (0..5)
+            .map(|_| {
+                let s = p.interval().as_secs();
+                p.idle();
+                s
+            })
+            .collect();
+        assert_eq!(seen, [2, 4, 8, 8, 8]);
+        p.active();
+        assert_eq!(p.interval(), Duration::from_secs(2));
+        // A short TTL: at most half of it.
+        let mut p = Pacing::new(Duration::from_secs(1), Duration::from_secs(4));
+        p.idle();
+        p.idle();
+        assert_eq!(p.interval(), Duration::from_secs(2));
+        // Never below one quiet period.
+        let mut p = Pacing::new(Duration::from_millis(250), Duration::from_millis(100));
+        p.idle();
+        assert_eq!(p.interval(), Duration::from_millis(250));
+    }
+}
