@@ -51,7 +51,8 @@ pub use watch::{Canceller, SubscribeOptions, Subscription};
 
 /// Test-only (feature `test-hooks`): makes the next pass of a background
 /// task (`"lease"`, `"owner"`, `"watch"`, `"steering"`, `"call-polling"`)
-/// through its checkpoint panic, in any client of the process.
+/// through its checkpoint panic, hang or return, in any client of the
+/// process.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use runtime::supervise::hooks::{inject_panic, inject_resync};
+pub use runtime::supervise::hooks::{inject_hang, inject_panic, inject_resync, inject_return};

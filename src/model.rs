@@ -599,12 +599,25 @@ impl Model {
     }
 }
 
-/// Gives freed memory back to the system after a full re-read: its
-/// response and decoded records were transient and several times the size
-/// of the copy kept, and glibc holds freed memory for reuse, so a view's
-/// process would stay that large. Process-wide and slow at scale: never on
-/// the runtime thread.
+/// Set once a client asked for [`release_freed_memory`]
+/// ([`Config::release_memory`](crate::Config::release_memory)).
+static RELEASE_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets [`release_freed_memory`] trim from now on (the host opted in).
+pub(crate) fn allow_release() {
+    RELEASE_ASKED.store(true, Ordering::Relaxed);
+}
+
+/// Gives freed memory back to the system after a full re-read, when the
+/// host asked for it: its response and decoded records were transient and
+/// several times the size of the copy kept, and glibc holds freed memory
+/// for reuse, so a view's process would stay that large. Only when asked:
+/// `malloc_trim` walks and locks every arena of the host's whole process.
+/// Slow at scale: never on the runtime thread.
 pub(crate) fn release_freed_memory() {
+    if !RELEASE_ASKED.load(Ordering::Relaxed) {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; no pointer is touched.
     unsafe {

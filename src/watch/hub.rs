@@ -17,7 +17,7 @@ use crate::log_once;
 use crate::model::{Model, Snapshot};
 use crate::record::{Service, Status, decode_stored};
 use crate::runtime::Health;
-use crate::runtime::supervise::{checkpoint, resync_wanted, spawn_supervised};
+use crate::runtime::supervise::{Terms, checkpoint, resync_wanted, spawn_with};
 use crate::stats::Counters;
 use crate::store::{CLOSED_MARK, Filter, Store};
 
@@ -249,8 +249,14 @@ impl Hub {
             let mut st = self.lock();
             if !std::mem::replace(&mut st.started, true) {
                 self.synced.send_replace(Readiness::Starting);
-                let hub = self.clone();
-                spawn_supervised("watch", self.health.clone(), move || hub.clone().run());
+                let (hub, h) = (self.clone(), self.clone());
+                // Ends when stopped, or when starting failed (the next call
+                // starts it again); woken at least every quiet period once
+                // it watches, each call it waits for bounded by the request
+                // timeout: silent far longer, it hangs.
+                let terms = Terms::until(move || *h.stop.borrow() || !h.is_ready())
+                    .pace(self.request_timeout * 2 + self.quiet * 2 + Duration::from_secs(5));
+                spawn_with("watch", self.health.clone(), terms, move || hub.clone().run());
             }
         }
         let state = readiness
