@@ -142,8 +142,8 @@ impl Client {
         }
         {
             let lease = lease.clone();
-            let pace = config.get_status_ttl().max(Duration::from_secs(2))
-                + config.get_request_timeout();
+            let pace =
+                config.get_status_ttl().max(Duration::from_secs(2)) + config.get_request_timeout();
             rt.spawn_supervised(
                 "lease",
                 Terms::until(stopped(&stop_rx)).pace(pace),

@@ -100,7 +100,10 @@ fn a_forked_child_logs_to_the_callback_and_to_stderr() {
     });
     let (seen, got) = read_until(rd, "from the child to the callback");
     reap(pid);
-    assert!(seen, "the forked child's line never reached the callback: {got:?}");
+    assert!(
+        seen,
+        "the forked child's line never reached the callback: {got:?}"
+    );
 
     // The default sink, stderr: the child's stderr is a pipe we read.
     assert_eq!(
@@ -116,5 +119,8 @@ fn a_forked_child_logs_to_the_callback_and_to_stderr() {
     });
     let (seen, got) = read_until(err_rd, "from the child to stderr");
     reap(pid);
-    assert!(seen, "the forked child's line never reached stderr: {got:?}");
+    assert!(
+        seen,
+        "the forked child's line never reached stderr: {got:?}"
+    );
 }

@@ -43,7 +43,8 @@ fn malloc_trim_runs_only_when_the_host_asked() {
         wait_until(Duration::from_secs(15), || client.stats().resyncs > resyncs),
         "the re-read never happened"
     );
-    view.sync(Duration::from_secs(5)).expect("sync after the re-read");
+    view.sync(Duration::from_secs(5))
+        .expect("sync after the re-read");
     assert_eq!(
         TRIMS.load(Ordering::SeqCst),
         0,

@@ -631,7 +631,10 @@ mod tests {
         });
         let e = reported.expect("the hang was never reported");
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.message().contains("stuck") && e.message().contains("hung"), "{e}");
+        assert!(
+            e.message().contains("stuck") && e.message().contains("hung"),
+            "{e}"
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 2, "not restarted");
         assert_eq!(idle_runs.load(Ordering::SeqCst), 1);
     }

@@ -256,7 +256,9 @@ impl Hub {
                 // timeout: silent far longer, it hangs.
                 let terms = Terms::until(move || *h.stop.borrow() || !h.is_ready())
                     .pace(self.request_timeout * 2 + self.quiet * 2 + Duration::from_secs(5));
-                spawn_with("watch", self.health.clone(), terms, move || hub.clone().run());
+                spawn_with("watch", self.health.clone(), terms, move || {
+                    hub.clone().run()
+                });
             }
         }
         let state = readiness
