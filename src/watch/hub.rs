@@ -11,7 +11,6 @@ use tokio::time::timeout;
 
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::EventKind;
 use crate::keys::ParsedKey;
 use crate::log_once;
 use crate::model::{Model, Snapshot};
@@ -21,7 +20,7 @@ use crate::runtime::supervise::{Terms, checkpoint, resync_wanted, spawn_with};
 use crate::stats::Counters;
 use crate::store::{CLOSED_MARK, Filter, Store};
 
-use super::diff::{Hint, make_event};
+use super::diff::Hint;
 use super::options::SubscribeOptions;
 use super::queue::{Queue, Staged, Sub, Touched};
 
@@ -817,9 +816,10 @@ impl Hub {
     }
 
     /// Registers a subscription at the model's current revision; with
-    /// `options.snapshot`, queues an `Existing` event for each service in
-    /// its set first. Holds the hub lock only to take a snapshot of the
-    /// model: the events are made after, from the snapshot.
+    /// `options.snapshot`, it is told an `Existing` event for each service
+    /// in its set first, in chunks its queue holds (the first queued here).
+    /// Holds the hub lock only to take a snapshot of the model: the events
+    /// are made after, from the snapshot.
     pub(super) fn register(&self, filter: Filter, options: &SubscribeOptions) -> Arc<Sub> {
         let sub = Arc::new(Sub {
             thread: Mutex::new(None),
@@ -829,41 +829,22 @@ impl Hub {
             cond: Condvar::new(),
             counters: self.counters.clone(),
         });
-        let (existing, revision) = {
+        {
             let mut st = self.lock();
             if st.shut {
                 // The client closed while this subscription was being made.
                 sub.lock().cancelled = true;
                 return sub;
             }
+            if options.snapshot {
+                // Told on its consumer's thread, in chunks its queue holds.
+                sub.tell_existing(self.model.snapshot(), self.revision());
+            }
             st.subs.push(sub.clone());
-            (
-                options.snapshot.then(|| self.model.snapshot()),
-                self.revision(),
-            )
-        };
-        if let Some(existing) = existing {
-            let events = existing
-                .entries()
-                .filter_map(|(key, entry)| {
-                    let (Some(status), Some(record)) = (entry.effective(), &entry.record) else {
-                        return None;
-                    };
-                    sub.filter.matches_record(record).then(|| {
-                        make_event(
-                            EventKind::Existing,
-                            None,
-                            &key.hex(),
-                            None,
-                            Some(status),
-                            Some(record),
-                            revision,
-                        )
-                    })
-                })
-                .collect();
-            // Live events queued meanwhile are later revisions: after these.
-            sub.push_front(events);
+        }
+        if options.snapshot {
+            // The first chunk now, as far as the queue holds.
+            self.settle(&sub);
         }
         sub
     }
@@ -872,40 +853,20 @@ impl Hub {
         self.lock().subs.retain(|s| !Arc::ptr_eq(s, sub));
     }
 
-    /// Catches `sub` up after it fell behind: the differences between what
-    /// it was told and the model, computed from snapshots without the hub
-    /// lock, in a few rounds, each covering only the shards that changed
-    /// during the one before. A round during which the model stood still
-    /// takes it back to live events, under the lock, so no live event slips
-    /// between; if the model never stands still, the last small round runs
-    /// under the lock.
+    /// Catches `sub` up after it fell behind, or tells a new one what
+    /// existed, as far as its queue has room (see [`Sub::settle`]).
     pub(super) fn settle(&self, sub: &Sub) {
-        const ROUNDS: usize = 3;
-        for _ in 0..ROUNDS {
-            let Some(told) = sub.behind() else { return };
-            let (now, generation, revision) = {
-                let _st = self.lock();
+        sub.settle(
+            &|| {
                 (
                     self.model.snapshot(),
                     self.model.generation(),
                     self.revision(),
                 )
-            };
-            let events = sub.differences(&told, &now, revision);
-            let st = self.lock();
-            if self.model.generation() == generation {
-                sub.commit(&told, events, revision, None);
-                return;
-            }
-            drop(st);
-            sub.commit(&told, events, revision, Some(now));
-        }
-        let _st = self.lock();
-        let Some(told) = sub.behind() else { return };
-        let now = self.model.snapshot();
-        let revision = self.revision();
-        let events = sub.differences(&told, &now, revision);
-        sub.commit(&told, events, revision, None);
+            },
+            &|| self.model.generation(),
+            &|| self.lock(),
+        );
     }
 }
 
