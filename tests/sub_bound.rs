@@ -90,7 +90,9 @@ fn drain_to_truth(
         "the subscriber's state is not etcd's: {} missing, {} extra, {} differ",
         missing.len(),
         extra.len(),
-        want.iter().filter(|(u, t)| model.get(*u).is_some_and(|m| m != *t)).count()
+        want.iter()
+            .filter(|(u, t)| model.get(*u).is_some_and(|m| m != *t))
+            .count()
     );
     kinds
 }
@@ -145,7 +147,10 @@ fn snapshots_overflows_and_resyncs_stay_within_the_queue_capacity() {
     register(&writer, "late", 60);
     assert!(sub.pending() <= CAPACITY, "queue grew to {}", sub.pending());
     let kinds = drain_to_truth(&sub, &mut model, &raw, &ns);
-    assert!(kinds.contains(&EventKind::Resync), "overflow must be announced");
+    assert!(
+        kinds.contains(&EventKind::Resync),
+        "overflow must be announced"
+    );
 
     // A full re-read (as after a compaction) with changes the subscriber
     // has not taken yet.

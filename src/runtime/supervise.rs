@@ -181,28 +181,42 @@ impl Health {
     /// Checks every paced task; asks a hung one's supervisor (once per
     /// hang) to restart it, and names the first found.
     fn look(&self) -> Option<(&'static str, Duration, Duration)> {
-        let pulses = self.pulses.lock().unwrap_or_else(|p| p.into_inner());
-        if pulses.is_empty() {
-            return None;
-        }
-        let now = self.now();
         let mut hung = None;
-        for p in pulses.iter() {
-            let Some(quiet) = p.silent_for(now) else {
-                continue;
-            };
-            let run = p.run.load(Ordering::Acquire);
-            if p.restart_run.swap(run, Ordering::AcqRel) != run {
-                log::error!(
-                    "os-lively: background task {} has not run for {quiet:.1?} (it runs at least every {:?}): hung; restarting it",
-                    p.name,
-                    p.pace
-                );
-                p.restart.notify_one();
+        let mut newly = Vec::new();
+        {
+            let pulses = self.pulses.lock().unwrap_or_else(|p| p.into_inner());
+            if pulses.is_empty() {
+                return None;
             }
-            hung.get_or_insert((p.name, quiet, p.pace));
+            let now = self.now();
+            for p in pulses.iter() {
+                let Some(quiet) = p.silent_for(now) else {
+                    continue;
+                };
+                let run = p.run.load(Ordering::Acquire);
+                if p.restart_run.swap(run, Ordering::AcqRel) != run {
+                    newly.push((p.clone(), quiet));
+                }
+                hung.get_or_insert((p.name, quiet, p.pace));
+            }
+        }
+        for (p, quiet) in newly {
+            log::error!(
+                "os-lively: background task {} has not run for {quiet:.1?} (it runs at least every {:?}): hung; restarting it",
+                p.name,
+                p.pace
+            );
+            p.restart.notify_one();
         }
         hung
+    }
+
+    /// Stops checking a task that ended (or was given up).
+    fn forget(&self, pulse: &Arc<Pulse>) {
+        self.pulses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| !Arc::ptr_eq(p, pulse));
     }
 
     fn caught(&self, task: &str, payload: &str) {
@@ -291,7 +305,16 @@ where
             .unwrap_or_else(|p| p.into_inner())
             .push(pulse.clone());
     }
+    /// Stops the checks once the supervisor ends, however it ends (the
+    /// runtime shutting down drops it).
+    struct Forget(Arc<Health>, Arc<Pulse>);
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            self.0.forget(&self.1);
+        }
+    }
     tokio::spawn(async move {
+        let _forget = Forget(health.clone(), pulse.clone());
         let mut recent: Vec<Instant> = Vec::new();
         loop {
             // A new run: silent until its checkpoint says it keeps pace.
@@ -637,5 +660,23 @@ mod tests {
         );
         assert_eq!(runs.load(Ordering::SeqCst), 2, "not restarted");
         assert_eq!(idle_runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_paced_task_that_ended_is_not_reported_hung() {
+        let health = Arc::new(Health::default());
+        on_runtime(async {
+            spawn_with(
+                "finished",
+                health.clone(),
+                Terms::until(|| true).pace(Duration::from_millis(20)),
+                || async { checkpoint("finished") },
+            );
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                assert!(health.check().is_ok());
+            }
+        });
+        assert!(health.pulses.lock().unwrap().is_empty());
     }
 }

@@ -330,7 +330,13 @@ impl Sub {
     /// subscriber is caught up and takes live events again; otherwise it
     /// stays behind, at `next`. False (and nothing queued) when `told` is
     /// no longer what it was told: another thread caught it up meanwhile.
-    fn commit(&self, told: &Snapshot, events: Vec<Event>, revision: i64, next: Option<Snapshot>) -> bool {
+    fn commit(
+        &self,
+        told: &Snapshot,
+        events: Vec<Event>,
+        revision: i64,
+        next: Option<Snapshot>,
+    ) -> bool {
         let mut q = self.lock();
         if q.cancelled {
             return false;
