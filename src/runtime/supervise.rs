@@ -22,8 +22,11 @@
 //! happens anyway: at each checkpoint of the client's other tasks and at
 //! every call (on the caller's thread, so a runtime thread stuck in a
 //! blocking call is noticed too). A task found silent longer than its pace
-//! fails the call with an error naming it and is aborted and restarted (as
-//! after a panic: restarting the lease or the watch is safe at any await).
+//! gets 100 ms to show it runs (a runtime stalled with its whole process,
+//! stopped or suspended, runs its overdue timers at once when it runs
+//! again); still silent, it fails the call with an error naming it (a
+//! caller off any tokio runtime) and is aborted and restarted (as after a
+//! panic: restarting the lease or the watch is safe at any await).
 //! An idle client costs nothing more: a count per wake, no extra wakeup.
 
 use std::future::Future;
@@ -42,6 +45,10 @@ use crate::error::{Error, ErrorKind, Result};
 /// [`WINDOW`] is given up.
 const MAX_PANICS: usize = 5;
 const WINDOW: Duration = Duration::from_secs(60);
+/// How long a task found silent may take to show it runs before it is
+/// called hung: a runtime stalled with its whole process (stopped,
+/// suspended) runs its overdue timers at once when it runs again.
+const CONFIRM: Duration = Duration::from_millis(100);
 /// Pause before the first restart in a row, doubled for each further one,
 /// so a task that fails at once does not spin.
 const RESTART_DELAY: Duration = Duration::from_millis(100);
@@ -97,6 +104,8 @@ struct Pulse {
     /// The run a restart was asked for (runs are numbered from 1), once per
     /// hang.
     restart_run: AtomicU64,
+    /// `polls` when the restart was asked for.
+    asked_polls: AtomicU64,
     run: AtomicU64,
     restart: Notify,
     /// Test hooks: stop polling the task (it hangs) or end it (it returns).
@@ -105,6 +114,21 @@ struct Pulse {
 }
 
 impl Pulse {
+    /// Asks the task's supervisor, once per hang, to confirm it and restart
+    /// the task.
+    fn request_restart(&self, quiet: Duration, polls: u64) {
+        let run = self.run.load(Ordering::Acquire);
+        if self.restart_run.swap(run, Ordering::AcqRel) != run {
+            self.asked_polls.store(polls, Ordering::Release);
+            log::warn!(
+                "os-lively: background task {} has not run for {quiet:.1?} (it runs at least every {:?}): checking whether it hangs",
+                self.name,
+                self.pace
+            );
+            self.restart.notify_one();
+        }
+    }
+
     /// The task was found silent for longer than its pace: how long.
     fn silent_for(&self, now: u64) -> Option<Duration> {
         if !self.armed.load(Ordering::Acquire) {
@@ -158,15 +182,44 @@ impl Health {
         if let Some(why) = self.failed.get() {
             return Err(Error::new(ErrorKind::Internal, why.clone()));
         }
-        match self.look() {
-            None => Ok(()),
-            Some((name, quiet, pace)) => Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "the client's background task {name} has not run for {quiet:.1?} (it runs at least every {pace:?}): it is hung and is being restarted; until it runs again this client cannot keep its services UP or its views current"
-                ),
-            )),
+        let suspects = self.suspects();
+        if suspects.is_empty() {
+            return Ok(());
         }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Waiting here could be what keeps the task from running: let
+            // its supervisor judge (see `spawn_with`).
+            for (p, quiet, polls) in &suspects {
+                p.request_restart(*quiet, *polls);
+            }
+            return Ok(());
+        }
+        // A runtime that was stalled with the whole process (stopped,
+        // suspended) runs its overdue timers the moment it runs again: a
+        // moment for it before calling anything hung.
+        let until = std::time::Instant::now() + CONFIRM;
+        let mut hung = suspects;
+        loop {
+            hung.retain(|(p, _, polls)| p.polls.load(Ordering::Relaxed) == *polls);
+            if hung.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (p, quiet, polls) in &hung {
+            p.request_restart(*quiet, *polls);
+        }
+        let (p, quiet, _) = &hung[0];
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "the client's background task {} has not run for {quiet:.1?} (it runs at least every {:?}): it is hung and is being restarted; until it runs again this client cannot keep its services UP or its views current",
+                p.name, p.pace
+            ),
+        ))
     }
 
     /// Why a background task was given up, if one was.
@@ -178,37 +231,29 @@ impl Health {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Checks every paced task; asks a hung one's supervisor (once per
-    /// hang) to restart it, and names the first found.
-    fn look(&self) -> Option<(&'static str, Duration, Duration)> {
-        let mut hung = None;
-        let mut newly = Vec::new();
-        {
-            let pulses = self.pulses.lock().unwrap_or_else(|p| p.into_inner());
-            if pulses.is_empty() {
-                return None;
-            }
-            let now = self.now();
-            for p in pulses.iter() {
-                let Some(quiet) = p.silent_for(now) else {
-                    continue;
-                };
-                let run = p.run.load(Ordering::Acquire);
-                if p.restart_run.swap(run, Ordering::AcqRel) != run {
-                    newly.push((p.clone(), quiet));
-                }
-                hung.get_or_insert((p.name, quiet, p.pace));
-            }
+    /// The paced tasks silent longer than their pace, for how long, and
+    /// their poll count then.
+    fn suspects(&self) -> Vec<(Arc<Pulse>, Duration, u64)> {
+        let pulses = self.pulses.lock().unwrap_or_else(|p| p.into_inner());
+        if pulses.is_empty() {
+            return Vec::new();
         }
-        for (p, quiet) in newly {
-            log::error!(
-                "os-lively: background task {} has not run for {quiet:.1?} (it runs at least every {:?}): hung; restarting it",
-                p.name,
-                p.pace
-            );
-            p.restart.notify_one();
+        let now = self.now();
+        pulses
+            .iter()
+            .filter_map(|p| {
+                let polls = p.polls.load(Ordering::Relaxed);
+                p.silent_for(now).map(|quiet| (p.clone(), quiet, polls))
+            })
+            .collect()
+    }
+
+    /// Asks the supervisor of every task found silent to judge it (on the
+    /// runtime thread, from a task's checkpoint: no wait).
+    fn look(&self) {
+        for (p, quiet, polls) in self.suspects() {
+            p.request_restart(quiet, polls);
         }
-        hung
     }
 
     /// Stops checking a task that ended (or was given up).
@@ -293,6 +338,7 @@ where
         seen: AtomicU64::new(0),
         seen_at: AtomicU64::new(0),
         restart_run: AtomicU64::new(0),
+        asked_polls: AtomicU64::new(0),
         run: AtomicU64::new(0),
         restart: Notify::new(),
         frozen: AtomicBool::new(false),
@@ -352,13 +398,28 @@ where
                     _ = pulse.restart.notified() => {
                         // A request left over from an earlier run is not
                         // about this one.
-                        if pulse.restart_run.load(Ordering::Acquire) == run_id {
-                            run.abort();
-                            break End::Failed(format!(
-                                "hung: not run for longer than {:?}",
-                                pulse.pace
-                            ));
+                        if pulse.restart_run.load(Ordering::Acquire) != run_id {
+                            continue;
                         }
+                        // Found silent: hung unless it runs within a
+                        // moment (after a stall of the whole process, the
+                        // check may have run before the task's timer).
+                        tokio::time::sleep(CONFIRM).await;
+                        if pulse.polls.load(Ordering::Relaxed)
+                            != pulse.asked_polls.load(Ordering::Acquire)
+                        {
+                            pulse.restart_run.store(0, Ordering::Release);
+                            continue;
+                        }
+                        log::error!(
+                            "os-lively: background task {name} has not run for longer than {:?}: hung; restarting it",
+                            pulse.pace
+                        );
+                        run.abort();
+                        break End::Failed(format!(
+                            "hung: not run for longer than {:?}",
+                            pulse.pace
+                        ));
                     }
                 }
             };
@@ -422,7 +483,7 @@ pub(crate) fn checkpoint(_task: &'static str) {
         if !pulse.armed.swap(true, Ordering::AcqRel) {
             pulse.seen_at.store(health.now(), Ordering::Release);
         }
-        let _ = health.look();
+        health.look();
         #[cfg(feature = "test-hooks")]
         match hooks::take_fault(_task) {
             Some(hooks::Fault::Hang) => pulse.frozen.store(true, Ordering::Relaxed),
@@ -642,15 +703,25 @@ mod tests {
                     }
                 },
             );
+            // Checked from outside the runtime, as a caller's call does.
+            let checker = {
+                let health = health.clone();
+                std::thread::spawn(move || {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    while std::time::Instant::now() < deadline {
+                        if let Err(e) = health.check() {
+                            return Some(e);
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    None
+                })
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
-            let mut reported = None;
             while Instant::now() < deadline && runs.load(Ordering::SeqCst) < 2 {
-                if let Err(e) = health.check() {
-                    reported.get_or_insert(e);
-                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            reported
+            checker.join().unwrap()
         });
         let e = reported.expect("the hang was never reported");
         assert_eq!(e.kind(), ErrorKind::Internal);
@@ -678,5 +749,47 @@ mod tests {
             }
         });
         assert!(health.pulses.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_task_late_by_less_than_the_confirmation_is_not_hung() {
+        let health = Arc::new(Health::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let errors = on_runtime(async {
+            let r = runs.clone();
+            // Its pace says 50 ms; it wakes every 90 ms: found silent, then
+            // seen to run within the confirmation's 100 ms.
+            spawn_with(
+                "late",
+                health.clone(),
+                Terms::until(|| true).pace(Duration::from_millis(50)),
+                move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        loop {
+                            checkpoint("late");
+                            tokio::time::sleep(Duration::from_millis(90)).await;
+                        }
+                    }
+                },
+            );
+            let checker = {
+                let health = health.clone();
+                std::thread::spawn(move || {
+                    let mut errors = 0;
+                    for _ in 0..50 {
+                        errors += usize::from(health.check().is_err());
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    errors
+                })
+            };
+            while !checker.is_finished() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            checker.join().unwrap()
+        });
+        assert_eq!(errors, 0);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "restarted");
     }
 }
