@@ -1179,6 +1179,19 @@ LIVELY_MUST_USE lively_result lively_config_set_connect_timeout_ms(struct lively
 LIVELY_MUST_USE lively_result lively_config_set_call_polling_us(struct lively_config *config, uint64_t microseconds);
 
 /**
+ * Sets whether the library gives freed heap back to the system
+ * (glibc's `malloc_trim(0)`) after each full read of the namespace
+ * (a view's or subscription's first load, a re-read after a
+ * compaction): `true` on, `false` off (the default). The trim is
+ * process-wide (it walks every malloc arena of the host's process),
+ * so once a client configured with it connects, every client's full
+ * reads trim.
+ *
+ * Thread safety: not with other uses of the same config.
+ */
+LIVELY_MUST_USE lively_result lively_config_set_release_memory(struct lively_config *config, bool release);
+
+/**
  * Sets how long each call waits for etcd, in milliseconds, from 1 to
  * 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
  *

@@ -16,7 +16,7 @@ use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::owner::Owner;
 use crate::record::{Service, check_segment, normalize_uuid};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Terms};
 use crate::stats::{Counters, Stats};
 use crate::steer::Steering;
 use crate::store::{Filter, ServiceInfo, Store};
@@ -78,6 +78,9 @@ impl Client {
     /// or revoke.
     pub fn connect(config: &Config) -> Result<Client> {
         let rt = Runtime::start(config.get_call_polling())?;
+        if config.get_release_memory() {
+            crate::model::allow_release();
+        }
         let counters = Arc::new(Counters::default());
         let cfg = config.clone();
         let ctr = counters.clone();
@@ -125,15 +128,28 @@ impl Client {
             config.get_request_timeout(),
         );
         let lease_events = Arc::new(tokio::sync::Mutex::new(lease_events));
+        // Both end when told to stop; any other return is a failure. The
+        // lease, once it keeps a lease alive, is woken every TTL/3 and each
+        // call it waits for has the request timeout: silent longer, it hangs.
+        let stopped = |rx: &watch::Receiver<bool>| {
+            let rx = rx.clone();
+            move || *rx.borrow()
+        };
         {
             let (owner, stop_rx) = (owner.clone(), stop_rx.clone());
-            rt.spawn_supervised("owner", move || {
+            rt.spawn_supervised("owner", Terms::until(stopped(&stop_rx)), move || {
                 owner.clone().run(lease_events.clone(), stop_rx.clone())
             });
         }
         {
             let lease = lease.clone();
-            rt.spawn_supervised("lease", move || lease.clone().run(stop_rx.clone()));
+            let pace =
+                config.get_status_ttl().max(Duration::from_secs(2)) + config.get_request_timeout();
+            rt.spawn_supervised(
+                "lease",
+                Terms::until(stopped(&stop_rx)).pace(pace),
+                move || lease.clone().run(stop_rx.clone()),
+            );
         }
         Ok(Client {
             inner: Arc::new(Inner {

@@ -71,6 +71,7 @@ pub struct Config {
     call_polling: Duration,
     user: Option<(String, String)>,
     tls: Option<Tls>,
+    release_memory: bool,
 }
 
 /// TLS settings: paths to PEM files, read at connect time.
@@ -94,6 +95,8 @@ impl Default for Config {
             call_polling: Duration::ZERO,
             user: None,
             tls: None,
+            // Off: malloc_trim is process-wide, the host's business.
+            release_memory: false,
         }
     }
 }
@@ -108,6 +111,7 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("call_polling", &self.call_polling)
+            .field("release_memory", &self.release_memory)
             .field("user", &self.user.as_ref().map(|(u, _)| u))
             .field("password", &self.user.as_ref().map(|_| "<hidden>"))
             .field(
@@ -413,6 +417,31 @@ impl Config {
     pub fn call_polling(&mut self, polling: Duration) -> &mut Config {
         self.call_polling = polling.min(MAX_CALL_POLLING);
         self
+    }
+
+    /// Sets whether the library gives freed heap back to the system
+    /// (glibc's `malloc_trim(0)`) after each full read of the namespace (a
+    /// view's or subscription's first load, a re-read after a compaction);
+    /// default: off.
+    ///
+    /// Such a read decodes every record once, several times the size of
+    /// the copy kept, and glibc keeps what was freed for reuse, so the
+    /// process stays that large (at 100,000 services, tens of MB). Trimming
+    /// returns it, but it walks and locks every malloc arena of the whole
+    /// process, the host's included, and takes milliseconds at that size:
+    /// the host's business, so the library does it only when asked. The
+    /// trim is process-wide, and so is the choice: once a client that asked
+    /// has connected, full reads of every client of the process trim. It
+    /// never runs on the runtime thread. No effect outside glibc.
+    pub fn release_memory(&mut self, release: bool) -> &mut Config {
+        self.release_memory = release;
+        self
+    }
+
+    /// Whether freed memory is given back after full reads (see
+    /// [`Config::release_memory`]).
+    pub fn get_release_memory(&self) -> bool {
+        self.release_memory
     }
 
     /// Authenticates as `user` with `password`.

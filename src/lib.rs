@@ -51,10 +51,11 @@ pub use watch::{Canceller, SubscribeOptions, Subscription};
 
 /// Test-only (feature `test-hooks`): makes the next pass of a background
 /// task (`"lease"`, `"owner"`, `"watch"`, `"steering"`, `"call-polling"`)
-/// through its checkpoint panic, in any client of the process.
+/// through its checkpoint panic, hang or return, in any client of the
+/// process.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub use runtime::supervise::hooks::{inject_panic, inject_resync};
+pub use runtime::supervise::hooks::{inject_hang, inject_panic, inject_resync, inject_return};
 /// Test-only (feature `test-hooks`): makes the watch stream open now drop
 /// what arrives on it, as a silent stream would.
 #[cfg(feature = "test-hooks")]

@@ -339,31 +339,72 @@ impl Snapshot {
         Arc::ptr_eq(&self.shards, &other.shards)
     }
 
-    /// The services that may differ between `self` and `other`: each key of
-    /// a shard the two do not share, with its entry in each (`None`: not
-    /// there). Shards both still share are skipped without a look.
-    pub(crate) fn changes<'a>(
+    /// The services that may differ between `self` and `other`, in shard
+    /// order: each key of a shard the two do not share, with its shard's
+    /// index and its entry in each (`None`: not there). Shards both still
+    /// share are skipped without a look.
+    pub(crate) fn indexed_changes<'a>(
         &'a self,
         other: &'a Snapshot,
-    ) -> impl Iterator<Item = (Key, Option<Entry>, Option<Entry>)> + 'a {
+    ) -> impl Iterator<Item = (usize, Key, Option<Entry>, Option<Entry>)> + 'a {
         self.shards
             .iter()
             .zip(other.shards.iter())
-            .filter(|(a, b)| !Arc::ptr_eq(a, b))
-            .flat_map(|(a, b)| {
+            .enumerate()
+            .filter(|(_, (a, b))| !Arc::ptr_eq(a, b))
+            .flat_map(|(i, (a, b))| {
                 // A full re-read replaces every shard: compare the slots
                 // (cheap, no allocation) and make entries only of those
                 // that differ.
-                let before = a.iter().filter_map(|(k, slot)| {
+                let before = a.iter().filter_map(move |(k, slot)| {
                     let now = b.get(k);
-                    (now != Some(slot)).then(|| (*k, Some(slot.entry(k)), now.map(|s| s.entry(k))))
+                    (now != Some(slot))
+                        .then(|| (i, *k, Some(slot.entry(k)), now.map(|s| s.entry(k))))
                 });
                 let added = b
                     .iter()
                     .filter(|(k, _)| !a.contains_key(k))
-                    .map(|(k, slot)| (*k, None, Some(slot.entry(k))));
+                    .map(move |(k, slot)| (i, *k, None, Some(slot.entry(k))));
                 before.chain(added)
             })
+    }
+
+    /// A model with nothing in it.
+    pub(crate) fn empty() -> Snapshot {
+        let empty = Arc::new(Shard::default());
+        Snapshot {
+            shards: (0..SHARDS).map(|_| empty.clone()).collect(),
+        }
+    }
+
+    /// What one told `self` knows once also told, in shard order, the
+    /// changes to `to` of every shard before `shard` and those of `keys`
+    /// in `shard`: `to`'s shards up to there (shared, not copied), one
+    /// shard copied and patched, `self`'s after.
+    pub(crate) fn advanced(&self, to: &Snapshot, shard: usize, keys: &[Key]) -> Snapshot {
+        let shards = (0..self.shards.len())
+            .map(|i| {
+                if i < shard {
+                    to.shards[i].clone()
+                } else if i == shard && !keys.is_empty() {
+                    let mut patched: Shard = (*self.shards[i]).clone();
+                    for k in keys {
+                        match to.shards[i].get(k) {
+                            Some(slot) => {
+                                patched.insert(*k, slot.clone());
+                            }
+                            None => {
+                                patched.remove(k);
+                            }
+                        }
+                    }
+                    Arc::new(patched)
+                } else {
+                    self.shards[i].clone()
+                }
+            })
+            .collect();
+        Snapshot { shards }
     }
 }
 
@@ -599,12 +640,25 @@ impl Model {
     }
 }
 
-/// Gives freed memory back to the system after a full re-read: its
-/// response and decoded records were transient and several times the size
-/// of the copy kept, and glibc holds freed memory for reuse, so a view's
-/// process would stay that large. Process-wide and slow at scale: never on
-/// the runtime thread.
+/// Set once a client asked for [`release_freed_memory`]
+/// ([`Config::release_memory`](crate::Config::release_memory)).
+static RELEASE_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets [`release_freed_memory`] trim from now on (the host opted in).
+pub(crate) fn allow_release() {
+    RELEASE_ASKED.store(true, Ordering::Relaxed);
+}
+
+/// Gives freed memory back to the system after a full re-read, when the
+/// host asked for it: its response and decoded records were transient and
+/// several times the size of the copy kept, and glibc holds freed memory
+/// for reuse, so a view's process would stay that large. Only when asked:
+/// `malloc_trim` walks and locks every arena of the host's whole process.
+/// Slow at scale: never on the runtime thread.
 pub(crate) fn release_freed_memory() {
+    if !RELEASE_ASKED.load(Ordering::Relaxed) {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; no pointer is touched.
     unsafe {

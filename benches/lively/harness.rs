@@ -643,7 +643,10 @@ pub(crate) fn config(endpoint: &str) -> Config {
         .expect("endpoints")
         .namespace(NAMESPACE)
         .expect("namespace")
-        .status_ttl(TTL);
+        .status_ttl(TTL)
+        // The view row's RSS is the copy kept, not what glibc holds for
+        // reuse after the load: the trim is opt-in.
+        .release_memory(true);
     cfg
 }
 

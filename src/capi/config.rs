@@ -250,6 +250,29 @@ impl lively_config {
         })
     }
 
+    /// Sets whether the library gives freed heap back to the system
+    /// (glibc's `malloc_trim(0)`) after each full read of the namespace
+    /// (a view's or subscription's first load, a re-read after a
+    /// compaction): `true` on, `false` off (the default). The trim is
+    /// process-wide (it walks every malloc arena of the host's process),
+    /// so once a client configured with it connects, every client's full
+    /// reads trim.
+    ///
+    /// Thread safety: not with other uses of the same config.
+    #[must_use]
+    #[unsafe(no_mangle)]
+    pub extern "C" fn lively_config_set_release_memory(
+        config: *mut lively_config,
+        release: bool,
+    ) -> lively_result {
+        lively_call!({
+            // SAFETY: handle per the documented contract.
+            let config = unsafe { lively_config::get_mut(config) }?;
+            config.release_memory(release);
+            Ok(())
+        })
+    }
+
     /// Sets how long each call waits for etcd, in milliseconds, from 1 to
     /// 86400000 (a day); outside is `LIVELY_RESULT_CONFIG`.
     ///

@@ -9,12 +9,14 @@
 //! the callback or for stderr alike, goes through a bounded queue to a
 //! thread of its own (`lively-log`); when the sink falls a whole queue
 //! behind, further records are dropped and counted, never waited for, and a
-//! failed stderr write is counted as dropped, never a panic.
+//! failed stderr write is counted as dropped, never a panic. A forked child
+//! (which inherits no thread but the one that forked) starts a log thread
+//! of its own on its first record, so its lines are delivered too.
 
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Once, OnceLock, RwLock};
+use std::sync::{Once, RwLock};
 
 use crate::stats::LOG_LINES_DROPPED;
 
@@ -98,24 +100,54 @@ struct Line {
     message: String,
 }
 
-/// The queue to the log thread; `None` if the thread could not start.
-static QUEUE: OnceLock<Option<SyncSender<Line>>> = OnceLock::new();
+/// The queue to the log thread of the process it was made in.
+struct Route {
+    made: crate::fork::Stamp,
+    /// `None`: the thread could not start.
+    tx: Option<SyncSender<Line>>,
+}
+
+/// The current route, leaked: a forked child replaces the parent's (whose
+/// thread does not exist in the child) and never touches it again, not even
+/// to drop it (its channel's locks may have been held by a parent thread at
+/// the fork).
+static ROUTE: AtomicPtr<Route> = AtomicPtr::new(std::ptr::null_mut());
 /// Records queued and records handled by the log thread (for `drain`).
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
-/// The queue, starting the log thread on first use.
+/// The queue to this process's log thread, starting the thread on first
+/// use, and again in a forked child: after `fork()` only the forking thread
+/// exists, so lines sent to the parent's thread would wait for ever.
 fn queue() -> Option<&'static SyncSender<Line>> {
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE_CAPACITY);
-            std::thread::Builder::new()
-                .name("lively-log".into())
-                .spawn(move || deliver_forever(rx))
-                .ok()
-                .map(|_| tx)
-        })
-        .as_ref()
+    let current = ROUTE.load(Ordering::Acquire);
+    // SAFETY: a route is leaked once published, never freed.
+    if let Some(route) = unsafe { current.as_ref() } {
+        if !route.made.is_other_process() {
+            return route.tx.as_ref();
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE_CAPACITY);
+    let fresh = Box::into_raw(Box::new(Route {
+        made: crate::fork::Stamp::now(),
+        tx: std::thread::Builder::new()
+            .name("lively-log".into())
+            .spawn(move || deliver_forever(rx))
+            .ok()
+            .map(|_| tx),
+    }));
+    match ROUTE.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: just published, never freed.
+        Ok(_) => unsafe { &*fresh }.tx.as_ref(),
+        Err(won) => {
+            // Another thread started one first: ours ends when its sender
+            // is dropped here.
+            // SAFETY: `fresh` was never published.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: published, never freed.
+            unsafe { &*won }.tx.as_ref()
+        }
+    }
 }
 
 /// Queues `line` for the log thread, or counts it dropped.

@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) mod supervise;
 mod warm;
 
-pub(crate) use supervise::Health;
+pub(crate) use supervise::{Health, Terms};
 
 /// Extra wait on the caller side beyond the runtime-side deadline, so the
 /// runtime's own timeout (which cancels the work) normally answers first.
@@ -150,14 +150,15 @@ impl Runtime {
     }
 
     /// Runs the task `make()` builds on the runtime under a supervisor that
-    /// restarts it when it panics (see [`supervise`]).
-    pub(crate) fn spawn_supervised<F, Fut>(&self, name: &'static str, make: F)
+    /// restarts it when it panics, returns before `terms` say it ended, or
+    /// hangs (see [`supervise`]).
+    pub(crate) fn spawn_supervised<F, Fut>(&self, name: &'static str, terms: Terms, make: F)
     where
         F: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let _on = self.handle.enter();
-        supervise::spawn_supervised(name, self.health.clone(), make);
+        supervise::spawn_with(name, self.health.clone(), terms, make);
     }
 
     /// Runs `fut` on the runtime thread and waits for it at most `limit`.

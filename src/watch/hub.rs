@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::runtime::Health;
-use crate::runtime::supervise::spawn_supervised;
+use crate::runtime::supervise::{Terms, spawn_with};
 use crate::stats::Counters;
 use crate::store::Store;
 
@@ -245,8 +245,17 @@ impl Hub {
             let mut st = self.lock();
             if !std::mem::replace(&mut st.started, true) {
                 self.synced.send_replace(Readiness::Starting);
-                let hub = self.clone();
-                spawn_supervised("watch", self.health.clone(), move || hub.clone().run());
+                let (hub, h) = (self.clone(), self.clone());
+                // Ends when stopped, or when starting failed (the next call
+                // starts it again); woken at least every four quiet periods
+                // once it watches (the liveness check's longest back-off),
+                // each call it waits for bounded by the request timeout:
+                // silent far longer, it hangs.
+                let terms = Terms::until(move || *h.stop.borrow() || !h.is_ready())
+                    .pace(self.request_timeout * 2 + self.quiet * 4 + Duration::from_secs(5));
+                spawn_with("watch", self.health.clone(), terms, move || {
+                    hub.clone().run()
+                });
             }
         }
         let state = readiness

@@ -9,6 +9,15 @@
 //! events; once its consumer catches up, the difference between that
 //! snapshot and the model is computed on the consumer's thread and queued
 //! after a `Resync` event.
+//!
+//! No path queues more than the capacity: a new subscription's `Existing`
+//! events and a resync's differences are made in chunks that fit the room
+//! left, on the consumer's thread as it takes events, in shard order; what
+//! the subscriber was told after a chunk is the model's shards up to the
+//! chunk's end and its old ones after (see [`Snapshot::advanced`]). Memory
+//! per subscription is thus the capacity's events plus, while it is behind,
+//! the snapshot it was told (its shards shared with the model until they
+//! change) and one copied shard.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -45,6 +54,15 @@ pub(super) struct Queue {
     /// A `Resync` event is owed before the next differences (set when the
     /// subscription fell behind, cleared when the first difference lands).
     resync_owed: bool,
+    /// While a new subscription is told the services that existed when it
+    /// subscribed: the model then and its revision. What lies between
+    /// `behind` and it is told as `Existing` events; then `behind` is it,
+    /// and the changes since follow as differences.
+    existing: Option<(Snapshot, i64)>,
+    /// A `Resync` event is owed before the next differences if there are
+    /// any: the changes made while a subscription was told what existed
+    /// reach it as differences, not one by one.
+    resync_if_changed: bool,
     pub(super) cancelled: bool,
     /// A callback subscription's dispatcher thread, while it runs.
     pub(super) dispatcher: Option<ThreadId>,
@@ -154,16 +172,53 @@ impl Sub {
         self.cond.notify_all();
     }
 
-    /// What the subscriber was told, while it is behind.
-    pub(super) fn behind(&self) -> Option<Snapshot> {
-        self.lock().behind.clone()
+    /// Starts a new subscription behind, from nothing: it is told `model`
+    /// (the model when it subscribed, at `revision`) as `Existing` events,
+    /// then the changes since. Before it is registered, so no live event
+    /// comes first.
+    pub(super) fn tell_existing(&self, model: Snapshot, revision: i64) {
+        let mut q = self.lock();
+        q.behind = Some(Snapshot::empty());
+        q.existing = Some((model, revision));
     }
 
-    /// The events that take a subscriber from `told` to `now` (no lock
-    /// held: only shards the two do not share are compared).
-    pub(super) fn differences(&self, told: &Snapshot, now: &Snapshot, revision: i64) -> Vec<Event> {
-        told.changes(now)
-            .flat_map(|(key, before, after)| {
+    /// The events that take a subscriber from `told` toward `to`, in shard
+    /// order, at most `room` of them: the events, and what it was told
+    /// after them (`to` itself when they are all of them). `existing`: the
+    /// subscription is being told what existed (every change is a service
+    /// `told` lacks), as `Existing` events. No lock held: only shards the
+    /// two do not share are compared.
+    fn chunk(
+        &self,
+        told: &Snapshot,
+        to: &Snapshot,
+        room: usize,
+        revision: i64,
+        existing: bool,
+    ) -> (Vec<Event>, Snapshot) {
+        let mut events = Vec::new();
+        let mut shard = 0;
+        let mut keys = Vec::new();
+        let mut taken = false;
+        for (i, key, before, after) in told.indexed_changes(to) {
+            let next = if existing {
+                after
+                    .as_ref()
+                    .and_then(|e| seen(&self.filter, e))
+                    .map(|(status, record)| {
+                        make_event(
+                            EventKind::Existing,
+                            None,
+                            &key.hex(),
+                            None,
+                            Some(status),
+                            Some(record),
+                            revision,
+                        )
+                    })
+                    .into_iter()
+                    .collect()
+            } else {
                 events_for(
                     &self.filter,
                     &key.hex(),
@@ -172,16 +227,110 @@ impl Sub {
                     Hint::default(),
                     revision,
                 )
-            })
-            .collect()
+            };
+            // A service's events are never split; the first always goes
+            // (`room` is zero only for an empty queue owing a resync).
+            if taken && events.len() + next.len() > room {
+                let told = if i == shard {
+                    told.advanced(to, shard, &keys)
+                } else {
+                    told.advanced(to, i, &[])
+                };
+                return (events, told);
+            }
+            if i != shard {
+                shard = i;
+                keys.clear();
+            }
+            taken = true;
+            keys.push(key);
+            events.extend(next);
+        }
+        (events, to.clone())
     }
 
-    /// Queues `events` (the [`Sub::differences`] from `told`), after a
+    /// What the subscriber was told, the model it is told as existing if
+    /// any, and the room left in the queue for a chunk (a `Resync` owed
+    /// takes a place); `None` when cancelled, caught up, or full.
+    #[allow(clippy::type_complexity)]
+    fn room(&self) -> Option<(Snapshot, Option<(Snapshot, i64)>, usize)> {
+        let q = self.lock();
+        if q.cancelled {
+            return None;
+        }
+        let told = q.behind.clone()?;
+        let free = self.capacity.saturating_sub(q.events.len());
+        if free == 0 {
+            return None;
+        }
+        let room = free.saturating_sub(usize::from(q.resync_owed || q.resync_if_changed));
+        Some((told, q.existing.clone(), room))
+    }
+
+    /// Catches the subscriber up after it fell behind (or tells a new one
+    /// what existed), as far as its queue has room: the differences between
+    /// what it was told and the model (`now()`: a snapshot, the model's
+    /// generation and revision), computed without the hub's lock (`lock()`)
+    /// in a few rounds, each covering only the shards that changed during
+    /// the one before. A round that tells it everything while the model
+    /// stood still takes it back to live events, under the lock, so no live
+    /// event slips between; if the model never stands still, the last round
+    /// runs under the lock.
+    pub(super) fn settle<G>(
+        &self,
+        now: &dyn Fn() -> (Snapshot, u64, i64),
+        generation: &dyn Fn() -> u64,
+        lock: &dyn Fn() -> G,
+    ) {
+        const ROUNDS: usize = 3;
+        for _ in 0..ROUNDS {
+            let Some((told, existing, room)) = self.room() else {
+                return;
+            };
+            if let Some((model, revision)) = existing {
+                let (events, next) = self.chunk(&told, &model, room, revision, true);
+                let done = next.same(&model);
+                if !self.commit_existing(&told, events, next) || !done {
+                    return;
+                }
+                continue;
+            }
+            let (model, seen, revision) = {
+                let _st = lock();
+                now()
+            };
+            let (events, next) = self.chunk(&told, &model, room, revision, false);
+            if !next.same(&model) {
+                // No room for the rest: the next pop goes on from here.
+                self.commit(&told, events, revision, Some(next));
+                return;
+            }
+            let st = lock();
+            if generation() == seen {
+                self.commit(&told, events, revision, None);
+                return;
+            }
+            drop(st);
+            if !self.commit(&told, events, revision, Some(next)) {
+                return;
+            }
+        }
+        let _st = lock();
+        let Some((told, None, room)) = self.room() else {
+            return;
+        };
+        let (model, _, revision) = now();
+        let (events, next) = self.chunk(&told, &model, room, revision, false);
+        let caught_up = next.same(&model);
+        self.commit(&told, events, revision, (!caught_up).then_some(next));
+    }
+
+    /// Queues `events` (a chunk of the differences from `told`), after a
     /// `Resync` event if one is still owed. With `next` `None` the
     /// subscriber is caught up and takes live events again; otherwise it
     /// stays behind, at `next`. False (and nothing queued) when `told` is
     /// no longer what it was told: another thread caught it up meanwhile.
-    pub(super) fn commit(
+    fn commit(
         &self,
         told: &Snapshot,
         events: Vec<Event>,
@@ -190,13 +339,15 @@ impl Sub {
     ) -> bool {
         let mut q = self.lock();
         if q.cancelled {
-            return true;
+            return false;
         }
         if !q.behind.as_ref().is_some_and(|b| b.same(told)) {
             return false;
         }
-        if q.resync_owed {
+        let changed = q.resync_if_changed && !events.is_empty();
+        if q.resync_owed || changed {
             q.resync_owed = false;
+            q.resync_if_changed = false;
             Counters::bump(&self.counters.resyncs);
             let resync = make_event(EventKind::Resync, None, "", None, None, None, revision);
             self.push(&mut q, resync);
@@ -204,22 +355,29 @@ impl Sub {
         for event in events {
             self.push(&mut q, event);
         }
+        if next.is_none() {
+            q.resync_if_changed = false;
+        }
         q.behind = next;
         true
     }
 
-    /// Puts events before everything queued (a new subscription's existing
-    /// services, computed after it was registered).
-    pub(super) fn push_front(&self, events: Vec<Event>) {
+    /// Queues a chunk of `Existing` events; once `next` is the whole model
+    /// it subscribed to, the changes since come next.
+    fn commit_existing(&self, told: &Snapshot, events: Vec<Event>, next: Snapshot) -> bool {
         let mut q = self.lock();
-        if q.cancelled {
-            return;
+        if q.cancelled || !q.behind.as_ref().is_some_and(|b| b.same(told)) {
+            return false;
         }
-        for event in events.into_iter().rev() {
-            q.events.push_front(event);
-            Counters::bump(&self.counters.events_delivered);
+        for event in events {
+            self.push(&mut q, event);
         }
-        self.cond.notify_all();
+        if q.existing.as_ref().is_some_and(|(m, _)| m.same(&next)) {
+            q.existing = None;
+            q.resync_if_changed = true;
+        }
+        q.behind = Some(next);
+        true
     }
 
     fn push(&self, q: &mut Queue, event: Event) {
