@@ -14,6 +14,7 @@ use crate::store::CLOSED_MARK;
 
 use super::diff::Hint;
 use super::hub::Hub;
+use super::liveness::progress_revision;
 use super::queue::{Staged, Touched};
 
 /// Events applied between two yields of the runtime thread.
@@ -169,13 +170,16 @@ impl Hub {
             drop(st);
             since_yield += i - first;
         }
-        // A progress notification (or an event batch) says everything up to
-        // the header's revision has been seen.
-        // A "created" response's header is the store's revision, not progress:
-        // catch-up events may still be on their way.
+        // A periodic progress notification says everything up to the
+        // header's revision has been delivered; an answer to a progress
+        // request or a "created" response does not (see
+        // `liveness::progress_revision`).
         if let Some(h) = resp.header() {
-            if events.is_empty() && !resp.created() {
-                self.set_revision(h.revision());
+            if events.is_empty() {
+                if let Some(rev) = progress_revision(resp.watch_id(), resp.created(), h.revision())
+                {
+                    self.set_revision(rev);
+                }
             }
         }
     }

@@ -6,8 +6,14 @@
 //! quiet stream proves nothing by itself. When the stream has been silent
 //! for a while the watcher runs a *check*:
 //!
-//! 1. It asks the stream for progress. etcd answers at once with its
-//!    revision: the stream is alive and the model current up to it.
+//! 1. It asks the stream for progress. etcd answers at once: the stream
+//!    is alive. The answer's revision is *not* taken as the model's: etcd
+//!    before 3.5.8 sends it (watch id -1) on a path that overtakes events
+//!    still queued for the stream, so it can name a revision whose events
+//!    arrive after it (seen: header 6 while the model held 5, the DOWN at
+//!    6 next). A view taking it would say UP at a revision including the
+//!    DOWN. etcd's own periodic progress notifications (the watch's id)
+//!    travel with the events and do move the model's revision.
 //! 2. Unanswered (a proxy), it reads etcd's revision: a count-only get of
 //!    one key, the cheapest linearizable read. If etcd is not past the
 //!    revision the watch delivered, nothing happened anywhere since: the
@@ -67,6 +73,20 @@ impl Pacing {
     pub(super) fn idle(&mut self) {
         self.interval = (self.interval * 2).min(self.cap);
     }
+}
+
+/// The watch id etcd gives the answer to a progress request (not tied
+/// to one watch): `clientv3.InvalidWatchID`.
+pub(super) const PROGRESS_ANSWER_ID: i64 = -1;
+
+/// The revision a watch response without events shows the model
+/// current at, if any: a periodic progress notification's (sent in order
+/// with the watch's events); not an answer to a progress request (etcd
+/// before 3.5.8 lets it overtake queued events, see the module doc), nor
+/// a "created" response (its header is the store's revision while
+/// catch-up events may still be on their way).
+pub(super) fn progress_revision(watch_id: i64, created: bool, header: i64) -> Option<i64> {
+    (!created && watch_id != PROGRESS_ANSWER_ID).then_some(header)
 }
 
 /// What the watcher does next for a check.
@@ -134,6 +154,17 @@ impl Check {
     /// period (an answer from etcd takes milliseconds).
     pub(super) fn progress_overdue(&self, now: Instant) -> bool {
         self.progress_sent && now >= self.started + self.quiet / 2
+    }
+
+    /// The stream answered a progress request: it is alive. True when
+    /// that ends the check; false while a read of etcd the check started
+    /// is under way or etcd was found to hold undelivered changes: a
+    /// progress answer proves the stream alive, not current, and a view's
+    /// `sync` may be waiting for that read.
+    pub(super) fn on_progress_answer(&mut self) -> bool {
+        // Answered: the endpoint does not ignore progress requests.
+        self.progress_sent = false;
+        matches!(self.stage, Stage::Asked { .. })
     }
 
     /// Read etcd now rather than wait for the progress answer (a view's
@@ -236,6 +267,34 @@ mod tests {
         assert_eq!(c.on_timer(t), Step::ReadRevision);
         let mut c = Check::new(t, Q, true, true);
         assert_eq!(c.hurry(t), Step::ReadRevision);
+    }
+
+    #[test]
+    fn a_progress_answer_proves_the_stream_alive_but_never_moves_the_model() {
+        // etcd 3.5.1 answered a progress request with revision 6 while
+        // the model held 5 and the event of 6 (a DOWN) was still queued:
+        // taking 6 made a view say UP at 6.
+        assert_eq!(progress_revision(PROGRESS_ANSWER_ID, false, 6), None);
+        // A periodic notification of the watch itself comes in order.
+        assert_eq!(progress_revision(7, false, 6), Some(6));
+        assert_eq!(progress_revision(0, false, 6), Some(6));
+        // A created response's header is not progress either.
+        assert_eq!(progress_revision(0, true, 6), None);
+        // The answer ends a check still waiting for it...
+        let t = Instant::now();
+        let mut c = Check::new(t, Q, true, true);
+        assert!(c.on_progress_answer());
+        // ...but not one reading etcd (a view's sync may wait for it), nor
+        // one that found changes the stream has not delivered.
+        let mut c = Check::new(t, Q, true, true);
+        assert_eq!(c.hurry(t), Step::ReadRevision);
+        assert!(!c.on_progress_answer());
+        assert!(!c.progress_overdue(t + Q));
+        c.on_revision(12, 10, 5);
+        assert!(!c.on_progress_answer());
+        c.on_changes(&changes(13, 4, false), 5, t);
+        assert!(!c.on_progress_answer());
+        assert!(matches!(c.on_timer(t + Q), Step::Dead(_)));
     }
 
     #[test]

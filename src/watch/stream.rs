@@ -18,7 +18,7 @@ use crate::stats::Counters;
 use crate::store::Changes;
 
 use super::hub::Hub;
-use super::liveness::{Check, Pacing, Step};
+use super::liveness::{Check, PROGRESS_ANSWER_ID, Pacing, Step};
 use super::load::Loaded;
 
 /// How many times the first load (and the first watch) of a hub is tried
@@ -248,19 +248,28 @@ impl Hub {
                             } else {
                                 self.set_connected(true);
                             }
+                        } else if resp.events().is_empty() {
+                            // A progress notification or the answer to our
+                            // request: the stream is alive and the endpoint
+                            // answers. An answer names no revision the model
+                            // may take (see `liveness`), so a read the check
+                            // has under way goes on: a view's sync may be
+                            // waiting for it.
+                            self.set_connected(true);
+                            self.progress_ignored.store(false, Ordering::Release);
+                            pacing.idle();
+                            let answer = resp.watch_id() == PROGRESS_ANSWER_ID;
+                            if !answer || check.as_mut().is_none_or(Check::on_progress_answer) {
+                                check = None;
+                                probe = None;
+                            }
                         } else {
-                            // The stream spoke: alive, and whatever a check
-                            // was waiting for is answered.
+                            // Events: alive, and whatever a check was
+                            // waiting for is delivered.
                             self.set_connected(true);
                             check = None;
                             probe = None;
-                            if resp.events().is_empty() {
-                                // A progress notification: the endpoint answers.
-                                self.progress_ignored.store(false, Ordering::Release);
-                                pacing.idle();
-                            } else {
-                                pacing.active();
-                            }
+                            pacing.active();
                         }
                         self.set_ready();
                         self.apply(&resp).await;
