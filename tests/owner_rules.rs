@@ -685,13 +685,15 @@ fn an_exclusive_registration_after_a_lift_is_not_refused_by_a_dead_holder() {
     a.down(&uuid, "look", 0, 0).unwrap();
     a.up(&uuid).unwrap();
     assert!(
-        wait_until(Duration::from_secs(TTL), || up_key(&raw, &ns, &uuid).is_some()),
+        wait_until(Duration::from_secs(TTL), || up_key(&raw, &ns, &uuid)
+            .is_some()),
         "UP again on the child's lease"
     );
     child.kill();
     // etcd drops the child's lease, and its UP key with it.
     assert!(
-        wait_until(Duration::from_secs(3 * TTL), || up_key(&raw, &ns, &uuid).is_none()),
+        wait_until(Duration::from_secs(3 * TTL), || up_key(&raw, &ns, &uuid)
+            .is_none()),
         "the dead child's UP key expired"
     );
     assert!(down_key(&raw, &ns, &uuid).is_none());
@@ -725,9 +727,7 @@ fn exclusive_refuses_a_live_owners_own_down() {
         Some(lease.clone()),
         "the DOWN key names its owner"
     );
-    let err = c1
-        .update(&Service::new("t", "h1").exclusive())
-        .unwrap_err();
+    let err = c1.update(&Service::new("t", "h1").exclusive()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.message().contains(&lease), "names the holder: {err}");
     let rec = record(&raw, &ns, &uuid).unwrap();

@@ -1040,7 +1040,12 @@ mod tests {
             (Verdict::Write(_), Phase::Up)
         ));
         // The one it took it from learns it and does not take it back.
-        for phase in [Phase::Up, Phase::Lost(Lost::Moved(42)), Phase::Missed] {
+        for phase in [
+            Phase::Up,
+            Phase::Lost(Lost::Moved(42)),
+            Phase::Lost(Lost::SetDown),
+            Phase::Missed,
+        ] {
             assert_eq!(
                 upd(phase, false).0,
                 Verdict::Refuse(Refusal::Displaced { holder: 42 })
@@ -1196,6 +1201,189 @@ mod tests {
             super::decide(Phase::New, false, None, &cur(0, 0), &ev, &facts(false)).0,
             Verdict::Refuse(Refusal::NotFound)
         );
+    }
+
+    #[test]
+    fn an_operators_down_names_the_live_holder_not_a_displaced_client() {
+        let up = rec(Status::Up);
+        let ev = Event::Down {
+            note: "n",
+            start: 0,
+            end: 1000,
+        };
+        // We believe we hold it; its UP key is on another live lease.
+        match super::decide(Phase::Up, true, Some(&up), &cur(42, 0), &ev, &facts(false)) {
+            (Verdict::Write(p), Phase::Lost(Lost::Moved(42))) => {
+                assert_eq!(p.down_owner, 42);
+                assert!(!p.closed);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A hold naming another live owner: that owner stays named.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        let mut c = cur(0, 42);
+        c.owner_alive = Some(true);
+        match super::decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Some(&held),
+            &c,
+            &ev,
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Lost(Lost::Moved(42))) => assert_eq!(p.down_owner, 42),
+            other => panic!("{other:?}"),
+        }
+        // Its owner dead: ours.
+        c.owner_alive = Some(false);
+        match super::decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Some(&held),
+            &c,
+            &ev,
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Held { .. }) => assert_eq!(p.down_owner, 7),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_close_mark_survives_a_down_and_a_lift() {
+        let up = rec(Status::Up);
+        let mut closed = cur(0, 0);
+        closed.closed = true;
+        let down = Event::Down {
+            note: "n",
+            start: 0,
+            end: 0,
+        };
+        let (v, next) = super::decide(Phase::New, false, Some(&up), &closed, &down, &facts(false));
+        assert_eq!(next, Phase::New);
+        let Verdict::Write(p) = v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            p.closed && p.down_owner == 0 && p.record.forced_down,
+            "{p:?}"
+        );
+        let (v, _) = super::decide(
+            Phase::New,
+            false,
+            Some(&p.record),
+            &closed,
+            &Event::Up,
+            &facts(false),
+        );
+        let Verdict::Write(l) = v else {
+            panic!("{v:?}")
+        };
+        assert!(l.closed, "still closed: {l:?}");
+        assert_eq!(l.up_lease, 0, "no UP key for a closed service");
+        assert!(!l.record.forced_down);
+    }
+
+    #[test]
+    fn a_lift_keeps_the_owners_own_down() {
+        // Forced while another writer's UP record stood (owner_down not
+        // set); its owner asked for DOWN.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        held.maintenance_end = 999;
+        let (w, next) = decide(
+            Phase::Down,
+            false,
+            Event::WindowEnd,
+            Some(&held),
+            &cur(0, 0),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Down);
+        let w = w.unwrap();
+        assert_eq!((w.status, w.forced_down), (Status::Down, false));
+    }
+
+    #[test]
+    fn a_lost_owner_retakes_once_nobody_holds_it() {
+        let up = rec(Status::Up);
+        let mut closed = cur(0, 0);
+        closed.closed = true;
+        for lost in [Lost::SetDown, Lost::Deleted, Lost::Moved(42)] {
+            for c in [cur(0, 0), closed] {
+                match super::decide(
+                    Phase::Lost(lost),
+                    true,
+                    Some(&up),
+                    &c,
+                    &Event::Check,
+                    &facts(false),
+                ) {
+                    (Verdict::Write(p), Phase::Up) => {
+                        assert_eq!(p.up_lease, 7);
+                        assert!(!p.closed);
+                    }
+                    other => panic!("{lost:?}: {other:?}"),
+                }
+            }
+        }
+        // Still DOWN by another writer: not ours to bring back.
+        let down = rec(Status::Down);
+        assert_eq!(
+            super::decide(
+                Phase::Lost(Lost::SetDown),
+                true,
+                Some(&down),
+                &cur(0, 0),
+                &Event::Check,
+                &facts(false)
+            ),
+            (Verdict::Keep, Phase::Lost(Lost::SetDown))
+        );
+    }
+
+    #[test]
+    fn overdue_is_judged_by_check_ins_not_the_record() {
+        // Another writer's UP record, with no deadline in it.
+        let up = rec(Status::Up);
+        let (w, next) = decide(
+            Phase::Up,
+            true,
+            Event::Check,
+            Some(&up),
+            &cur(0, 0),
+            &facts(true),
+        );
+        assert_eq!(next, Phase::Missed);
+        let w = w.unwrap();
+        assert_eq!((w.status, w.heartbeat_missed), (Status::Down, true));
+    }
+
+    #[test]
+    fn an_owners_own_down_names_it() {
+        let mut want = rec(Status::Down);
+        want.uuid = "u".into();
+        match super::decide(
+            Phase::Up,
+            true,
+            Some(&rec(Status::Up)),
+            &cur(7, 0),
+            &Event::Update {
+                want: &want,
+                take_over: false,
+            },
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Down) => assert_eq!(p.down_owner, 7),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The table of docs/design.md's "One service's life": every phase meets
