@@ -103,7 +103,7 @@ impl Rec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum DownVal {
     Empty,
-    /// The owner's lease, as our writes record it while held or missed.
+    /// The owner's lease, as our writes record it in every DOWN key.
     Owner(i64),
     /// A clean close's mark.
     Closed,

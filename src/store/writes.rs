@@ -594,7 +594,7 @@ fn ops_put_up(new: &Service, up: &Seen, lease: i64) -> bool {
     new.status == Status::Up && lease != 0 && (!up.exists() || up.lease != lease)
 }
 
-/// The owner's lease recorded in a forced-down service's DOWN key (lease
+/// The owner's lease recorded in a DOWN key our writes made (lease
 /// id in hex), or 0 (none recorded, or a Python-written DOWN key).
 fn recorded_owner(down: &Seen) -> i64 {
     if !down.exists() || down.lease != 0 {
