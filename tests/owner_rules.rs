@@ -1,8 +1,9 @@
 //! Issue 30, findings 1, 2, 6 and 9, and the library bugs the real-etcd model
 //! test found (refusals from memory, exclusive vs an own DOWN, closed after a
 //! lift): the owner's rules where another client (an operator, a second
-//! daemon, the original Python library) meets it, and close. Each test failed on the code before the fix; each checks
-//! etcd's keys with a raw client, not with the library.
+//! daemon, the original Python library) meets it, and close. Each test
+//! failed on the code before the fix; each checks etcd's keys with a raw
+//! client, not with the library.
 
 mod common;
 
