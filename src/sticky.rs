@@ -60,7 +60,7 @@ pub(crate) fn owner_record(old: Option<&Service>, desired: &Service, now: u64) -
 pub(crate) fn lifted(old: &Service, overdue: bool) -> Service {
     let (status, heartbeat_missed) = if old.owner_down {
         (Status::Down, false)
-    } else if overdue && old.heartbeat.is_some() {
+    } else if overdue {
         (Status::Down, true)
     } else {
         (Status::Up, false)

@@ -1,7 +1,9 @@
-//! Issue 30, findings 1, 2, 6 and 9: the owner's rules where another client
-//! (an operator, a second daemon, the original Python library) meets it,
-//! and close. Each test failed on the code before the fix; each checks
-//! etcd's keys with a raw client, not with the library.
+//! Issue 30, findings 1, 2, 6 and 9, and the library bugs the real-etcd model
+//! test found (refusals from memory, exclusive vs an own DOWN, closed after a
+//! lift): the owner's rules where another client (an operator, a second
+//! daemon, the original Python library) meets it, and close. Each test
+//! failed on the code before the fix; each checks etcd's keys with a raw
+//! client, not with the library.
 
 mod common;
 
@@ -661,4 +663,107 @@ fn a_displaced_daemon_that_checks_in_is_up_again_when_the_holder_crashes() {
     assert!(first.heartbeat(&uuid).is_ok());
     ticking.store(false, Ordering::SeqCst);
     ticker.join().unwrap();
+}
+
+/// Library bug 6 (found by tests/model.rs): a client that forced down and
+/// lifted another process's exclusive service remembered the UP key its
+/// lift put on that process's lease; once that process died, its own
+/// exclusive registration was refused ("held by another live client",
+/// naming the dead lease) from that memory for as long as it lasted.
+/// Failed before the fix (Conflict for over 10 s). About 4 s.
+#[test]
+fn an_exclusive_registration_after_a_lift_is_not_refused_by_a_dead_holder() {
+    let etcd = Etcd::start();
+    let ns = namespace("liftdead");
+    let raw = etcd.raw();
+    let mut child = Registrant::start(
+        &etcd.endpoints(),
+        &ns,
+        TTL,
+        &["--type", "t", "--host", "hc", "--exclusive"],
+    );
+    let uuid = child.uuid.clone();
+    let a = connect(&etcd.endpoints(), &ns, TTL);
+    a.down(&uuid, "look", 0, 0).unwrap();
+    a.up(&uuid).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(TTL), || up_key(&raw, &ns, &uuid)
+            .is_some()),
+        "UP again on the child's lease"
+    );
+    child.kill();
+    // etcd drops the child's lease, and its UP key with it.
+    assert!(
+        wait_until(Duration::from_secs(3 * TTL), || up_key(&raw, &ns, &uuid)
+            .is_none()),
+        "the dead child's UP key expired"
+    );
+    assert!(down_key(&raw, &ns, &uuid).is_none());
+    let got = a.update(&Service::new("t", "hc").exclusive());
+    assert_eq!(got.as_deref().ok(), Some(uuid.as_str()), "{got:?}");
+    assert_eq!(
+        up_key(&raw, &ns, &uuid).map(|kv| kv.lease),
+        Some(a.stats().lease_id)
+    );
+}
+
+/// Library bug 7 (found by tests/model.rs): an owner that set its own
+/// service DOWN still holds it (its lease lives), so an `exclusive`
+/// registration elsewhere is refused; before the fix the DOWN key named
+/// nobody and the exclusive registration took it over. Failed before the
+/// fix (Ok). Under 1 s.
+#[test]
+fn exclusive_refuses_a_live_owners_own_down() {
+    let etcd = Etcd::start();
+    let ns = namespace("excldown");
+    let raw = etcd.raw();
+    let c0 = connect(&etcd.endpoints(), &ns, TTL);
+    let c1 = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = c0.update(&Service::new("t", "h1")).unwrap();
+    let mut down = Service::new("t", "h1");
+    down.status = Status::Down;
+    c0.update(&down).unwrap();
+    let lease = format!("{:x}", c0.stats().lease_id);
+    assert_eq!(
+        down_key(&raw, &ns, &uuid).map(|kv| kv.value_str()),
+        Some(lease.clone()),
+        "the DOWN key names its owner"
+    );
+    let err = c1.update(&Service::new("t", "h1").exclusive()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains(&lease), "names the holder: {err}");
+    let rec = record(&raw, &ns, &uuid).unwrap();
+    assert_eq!(rec.status, Status::Down, "nothing written: {rec:?}");
+    // Its owner gone, the exclusive registration takes it.
+    c0.close().unwrap();
+    assert_eq!(
+        c1.update(&Service::new("t", "h1").exclusive()).unwrap(),
+        uuid
+    );
+}
+
+/// Library bug 8 (found by tests/model.rs): a service its owner closed
+/// reads `Closed`; an operator's down makes it `Forced`, and a lift by
+/// any client leaves it `Closed` again (nobody keeps it UP), not
+/// `Expired`, and binds no UP key. Failed before the fix (`Expired`).
+/// Under 1 s.
+#[test]
+fn a_closed_service_stays_closed_through_a_down_and_a_lift() {
+    use os_lively::DownReason;
+    let etcd = Etcd::start();
+    let ns = namespace("closedlift");
+    let raw = etcd.raw();
+    let owner = connect(&etcd.endpoints(), &ns, TTL);
+    let operator = connect(&etcd.endpoints(), &ns, TTL);
+    let uuid = owner.update(&Service::new("t", "h")).unwrap();
+    owner.close().unwrap();
+    let reason = |c: &os_lively::Client| c.get(&uuid).unwrap().unwrap().down_reason();
+    assert_eq!(reason(&operator), Some(DownReason::Closed));
+    operator.down(&uuid, "look", 0, 0).unwrap();
+    assert_eq!(reason(&operator), Some(DownReason::Forced));
+    operator.up(&uuid).unwrap();
+    assert_eq!(reason(&operator), Some(DownReason::Closed));
+    assert!(up_key(&raw, &ns, &uuid).is_none());
+    let rec = record(&raw, &ns, &uuid).unwrap();
+    assert!(!rec.forced_down, "lifted: {rec:?}");
 }

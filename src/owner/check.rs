@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::decide::{Event, Lost, Verdict, agrees, decide};
+use super::decide::{Event, Verdict, agrees, decide};
 use super::{Cell, Owner, Phase};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ParsedKey;
@@ -150,7 +150,7 @@ impl Owner {
                 matches!(
                     p,
                     Phase::Up | Phase::Missed | Phase::Held { .. } | Phase::Down
-                ) || (matches!(p, Phase::Lost(Lost::Moved(_))) && c.held().wants_up)
+                ) || (p.may_retake() && c.held().wants_up)
             })
             .collect();
         if held.is_empty() {

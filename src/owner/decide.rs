@@ -52,8 +52,17 @@ impl Phase {
     /// A live holder other than us means we were displaced: held by us
     /// until someone took it (our update then retakes it only when asked
     /// explicitly, so two live daemons do not take it from each other).
+    /// Set DOWN by another writer counts too: whoever holds it now took it
+    /// after us.
     fn was_ours(self) -> bool {
-        self.holds() || matches!(self, Phase::Lost(Lost::Moved(_)))
+        self.holds() || matches!(self, Phase::Lost(Lost::Moved(_) | Lost::SetDown))
+    }
+
+    /// Lost, but ours again once no live lease holds it and its record
+    /// asks for UP (re-registered after a delete, say, by a client that
+    /// then died): a live owner that wants UP is never left DOWN.
+    pub(crate) fn may_retake(self) -> bool {
+        matches!(self, Phase::Lost(_))
     }
 }
 
@@ -287,7 +296,7 @@ pub(crate) fn decide(
         Event::Down { note, start, end } => operator_down(phase, old, cur, note, start, end, f),
         Event::Up => operator_up(phase, wants_up, old, cur, f),
         Event::CheckIn | Event::Deadline | Event::WindowEnd | Event::Check | Event::Regranted => {
-            if let Phase::Lost(Lost::Moved(_)) = phase {
+            if phase.may_retake() {
                 return retake(phase, wants_up, old, cur, f);
             }
             if !phase.holds() {
@@ -303,15 +312,16 @@ pub(crate) fn decide(
 }
 
 /// The write of `record` by its holder: its UP key on our lease, and a
-/// forced or missed record's DOWN key naming us (so that `up()` by any
-/// client knows where an UP key goes, and `exclusive` knows it is held).
+/// DOWN record's DOWN key naming us (so that `up()` by any client knows
+/// where an UP key goes, and `exclusive` knows it is held, even while its
+/// owner itself set it DOWN).
 fn put(record: Service, cur: &Current, f: &Facts) -> Put {
     let up_lease = if record.status == Status::Up {
         f.ours
     } else {
         0
     };
-    let down_owner = if record.forced_down || record.heartbeat_missed {
+    let down_owner = if record.status == Status::Down {
         [f.ours, cur.up_lease, cur.down_owner]
             .into_iter()
             .find(|&l| l != 0)
@@ -323,6 +333,7 @@ fn put(record: Service, cur: &Current, f: &Facts) -> Put {
         record,
         up_lease,
         down_owner,
+        closed: false,
     }
 }
 
@@ -336,9 +347,15 @@ fn retake(
     cur: &Current,
     f: &Facts,
 ) -> (Verdict, Phase) {
-    if !wants_up || f.overdue || old.is_none() || cur.closed || live_holder(cur, f).is_some() {
+    if !wants_up || f.overdue || old.is_none() || live_holder(cur, f).is_some() {
         return (Verdict::Keep, phase);
     }
+    // Closed by the one that took it: a close mark holds nothing, and our
+    // write replaces it.
+    let cur = &Current {
+        closed: false,
+        ..*cur
+    };
     match reconcile(Phase::Up, wants_up, false, old, cur, f) {
         (write, next) if next.holds() => (
             write.map_or(Verdict::Keep, |r| Verdict::Write(put(r, cur, f))),
@@ -397,20 +414,36 @@ fn operator_down(
     s.maintenance_start = start;
     s.maintenance_end = end;
     // A missed heartbeat stays recorded under the hold, so that whoever
-    // lifts it judges by the record; the DOWN key names the owner: us if
-    // we hold it, else the lease its UP key is on, else the owner recorded.
-    let owner = if phase.holds() && f.ours != 0 {
-        f.ours
-    } else if cur.up_lease != 0 {
-        cur.up_lease
+    // lifts it judges by the record. The DOWN key names the owner: another
+    // live lease holding it (its UP key, or the live owner its DOWN key
+    // names) even through a client that believes it holds it (it was
+    // displaced, and learns it here), else us if we hold it, else the owner
+    // recorded. A closed service stays closed: its mark names nobody.
+    let theirs = if f.foreign(cur.up_lease) {
+        Some(cur.up_lease)
+    } else if cur.up_lease == 0 && f.foreign(cur.down_owner) && cur.owner_alive != Some(false) {
+        Some(cur.down_owner)
     } else {
-        cur.down_owner
+        None
     };
-    let next = if phase.holds() { phase_of(&s) } else { phase };
+    let owner = match theirs {
+        Some(l) => l,
+        None if cur.closed => 0,
+        None if phase.holds() && f.ours != 0 => f.ours,
+        None if cur.up_lease != 0 => cur.up_lease,
+        None => cur.down_owner,
+    };
+    let next = match theirs {
+        Some(l) if phase.holds() => Phase::Lost(Lost::Moved(l)),
+        _ if phase.holds() && !cur.closed => phase_of(&s),
+        _ if phase.holds() => Phase::Lost(Lost::Moved(0)),
+        _ => phase,
+    };
     let put = Put {
         record: s,
         up_lease: 0,
         down_owner: owner,
+        closed: cur.closed && theirs.is_none(),
     };
     (Verdict::Write(put), next)
 }
@@ -448,18 +481,20 @@ fn operator_up(
     let Some(l) = lifted_by_other(o) else {
         return (Verdict::Keep, next);
     };
-    let alive = cur.owner_alive == Some(true);
+    let alive = cur.owner_alive == Some(true) && !cur.closed;
     let put = Put {
         up_lease: if l.status == Status::Up && alive {
             cur.down_owner
         } else {
             0
         },
-        down_owner: if l.heartbeat_missed {
+        down_owner: if l.status == Status::Down {
             cur.down_owner
         } else {
             0
         },
+        // Lifted after its owner closed: still closed, not expired.
+        closed: cur.closed,
         record: l,
     };
     (Verdict::Write(put), next)
@@ -489,10 +524,16 @@ fn reconcile(
             return (None, Phase::Lost(Lost::Moved(cur.down_owner)));
         }
         // The owner judges its own deadline by its check-ins, not by the
-        // record (which it keeps saying the same for every other client).
-        let missed = f.overdue && o.heartbeat.is_some();
+        // record (which it keeps saying the same for every other client;
+        // another writer's record may not even carry the deadline).
+        let missed = f.overdue;
         if lift || sticky::window_over(o, f.now) {
-            let l = sticky::lifted(o, missed);
+            // What the owner wants now, not what the record said when the
+            // operator forced it (another writer's UP, say): an owner that
+            // asked for DOWN stays DOWN.
+            let mut o = o.clone();
+            o.owner_down |= !wants_up;
+            let l = sticky::lifted(&o, missed);
             let next = phase_of(&l);
             return (Some(l), next);
         }
@@ -547,7 +588,9 @@ fn reconcile(
     if !wants_up {
         return (None, Phase::Lost(Lost::Moved(cur.up_lease)));
     }
-    if f.overdue && o.heartbeat.is_some() {
+    // Overdue by our own check-ins, whatever the record says of a deadline
+    // (another writer's UP record may carry none).
+    if f.overdue {
         let mut s = o.clone();
         s.status = Status::Down;
         s.heartbeat_missed = true;
@@ -604,7 +647,7 @@ pub(crate) fn may_take_back(
 /// owner checks in); `None` for a service that is not forced down.
 pub(crate) fn lifted_by_other(old: &Service) -> Option<Service> {
     old.forced_down
-        .then(|| sticky::lifted(old, old.heartbeat_missed && old.heartbeat.is_some()))
+        .then(|| sticky::lifted(old, old.heartbeat_missed))
 }
 
 #[cfg(test)]
@@ -997,7 +1040,12 @@ mod tests {
             (Verdict::Write(_), Phase::Up)
         ));
         // The one it took it from learns it and does not take it back.
-        for phase in [Phase::Up, Phase::Lost(Lost::Moved(42)), Phase::Missed] {
+        for phase in [
+            Phase::Up,
+            Phase::Lost(Lost::Moved(42)),
+            Phase::Lost(Lost::SetDown),
+            Phase::Missed,
+        ] {
             assert_eq!(
                 upd(phase, false).0,
                 Verdict::Refuse(Refusal::Displaced { holder: 42 })
@@ -1153,6 +1201,189 @@ mod tests {
             super::decide(Phase::New, false, None, &cur(0, 0), &ev, &facts(false)).0,
             Verdict::Refuse(Refusal::NotFound)
         );
+    }
+
+    #[test]
+    fn an_operators_down_names_the_live_holder_not_a_displaced_client() {
+        let up = rec(Status::Up);
+        let ev = Event::Down {
+            note: "n",
+            start: 0,
+            end: 1000,
+        };
+        // We believe we hold it; its UP key is on another live lease.
+        match super::decide(Phase::Up, true, Some(&up), &cur(42, 0), &ev, &facts(false)) {
+            (Verdict::Write(p), Phase::Lost(Lost::Moved(42))) => {
+                assert_eq!(p.down_owner, 42);
+                assert!(!p.closed);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A hold naming another live owner: that owner stays named.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        let mut c = cur(0, 42);
+        c.owner_alive = Some(true);
+        match super::decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Some(&held),
+            &c,
+            &ev,
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Lost(Lost::Moved(42))) => assert_eq!(p.down_owner, 42),
+            other => panic!("{other:?}"),
+        }
+        // Its owner dead: ours.
+        c.owner_alive = Some(false);
+        match super::decide(
+            Phase::Held {
+                end: 0,
+                missed: false,
+            },
+            true,
+            Some(&held),
+            &c,
+            &ev,
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Held { .. }) => assert_eq!(p.down_owner, 7),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_close_mark_survives_a_down_and_a_lift() {
+        let up = rec(Status::Up);
+        let mut closed = cur(0, 0);
+        closed.closed = true;
+        let down = Event::Down {
+            note: "n",
+            start: 0,
+            end: 0,
+        };
+        let (v, next) = super::decide(Phase::New, false, Some(&up), &closed, &down, &facts(false));
+        assert_eq!(next, Phase::New);
+        let Verdict::Write(p) = v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            p.closed && p.down_owner == 0 && p.record.forced_down,
+            "{p:?}"
+        );
+        let (v, _) = super::decide(
+            Phase::New,
+            false,
+            Some(&p.record),
+            &closed,
+            &Event::Up,
+            &facts(false),
+        );
+        let Verdict::Write(l) = v else {
+            panic!("{v:?}")
+        };
+        assert!(l.closed, "still closed: {l:?}");
+        assert_eq!(l.up_lease, 0, "no UP key for a closed service");
+        assert!(!l.record.forced_down);
+    }
+
+    #[test]
+    fn a_lift_keeps_the_owners_own_down() {
+        // Forced while another writer's UP record stood (owner_down not
+        // set); its owner asked for DOWN.
+        let mut held = rec(Status::Down);
+        held.forced_down = true;
+        held.maintenance_end = 999;
+        let (w, next) = decide(
+            Phase::Down,
+            false,
+            Event::WindowEnd,
+            Some(&held),
+            &cur(0, 0),
+            &facts(false),
+        );
+        assert_eq!(next, Phase::Down);
+        let w = w.unwrap();
+        assert_eq!((w.status, w.forced_down), (Status::Down, false));
+    }
+
+    #[test]
+    fn a_lost_owner_retakes_once_nobody_holds_it() {
+        let up = rec(Status::Up);
+        let mut closed = cur(0, 0);
+        closed.closed = true;
+        for lost in [Lost::SetDown, Lost::Deleted, Lost::Moved(42)] {
+            for c in [cur(0, 0), closed] {
+                match super::decide(
+                    Phase::Lost(lost),
+                    true,
+                    Some(&up),
+                    &c,
+                    &Event::Check,
+                    &facts(false),
+                ) {
+                    (Verdict::Write(p), Phase::Up) => {
+                        assert_eq!(p.up_lease, 7);
+                        assert!(!p.closed);
+                    }
+                    other => panic!("{lost:?}: {other:?}"),
+                }
+            }
+        }
+        // Still DOWN by another writer: not ours to bring back.
+        let down = rec(Status::Down);
+        assert_eq!(
+            super::decide(
+                Phase::Lost(Lost::SetDown),
+                true,
+                Some(&down),
+                &cur(0, 0),
+                &Event::Check,
+                &facts(false)
+            ),
+            (Verdict::Keep, Phase::Lost(Lost::SetDown))
+        );
+    }
+
+    #[test]
+    fn overdue_is_judged_by_check_ins_not_the_record() {
+        // Another writer's UP record, with no deadline in it.
+        let up = rec(Status::Up);
+        let (w, next) = decide(
+            Phase::Up,
+            true,
+            Event::Check,
+            Some(&up),
+            &cur(0, 0),
+            &facts(true),
+        );
+        assert_eq!(next, Phase::Missed);
+        let w = w.unwrap();
+        assert_eq!((w.status, w.heartbeat_missed), (Status::Down, true));
+    }
+
+    #[test]
+    fn an_owners_own_down_names_it() {
+        let mut want = rec(Status::Down);
+        want.uuid = "u".into();
+        match super::decide(
+            Phase::Up,
+            true,
+            Some(&rec(Status::Up)),
+            &cur(7, 0),
+            &Event::Update {
+                want: &want,
+                take_over: false,
+            },
+            &facts(false),
+        ) {
+            (Verdict::Write(p), Phase::Down) => assert_eq!(p.down_owner, 7),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The table of docs/design.md's "One service's life": every phase meets

@@ -329,10 +329,10 @@ impl Owner {
                 }
             }
         };
-        // An operator's down never binds an UP key, nor needs to know
-        // whether a recorded owner lives.
-        let probe = !matches!(ev, Event::Down { .. });
-        let ours_or_was = phase.holds() || matches!(phase, Phase::Lost(Lost::Moved(_)));
+        // Every decision may need to know whether a recorded owner lives
+        // (an operator's down names the live holder).
+        let probe = true;
+        let ours_or_was = phase.holds() || phase.may_retake();
         let result = if ours_or_was && wants_up && !matches!(ev, Event::Down { .. }) {
             // The write may put the UP key on our lease: it needs a live one.
             with_live_lease(&self.lease, |id| {

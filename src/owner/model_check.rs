@@ -44,17 +44,6 @@ use stateright::{Checker, Expectation, Model, Property};
 use super::decide::{Current, Event, Facts, Lost, Phase, Put, Verdict, decide, phase_of};
 use crate::record::{Service, Status};
 
-/// The properties today's decision breaks (counterexamples in the
-/// ignored test's output): checked by
-/// `the_properties_todays_decision_breaks`, left out of the others.
-const KNOWN_BROKEN: &[&str] = &[
-    "never a false UP",
-    "never two holders that both believe they own",
-    "a conflict between two live holders flips at most once",
-    "close is final",
-    "a live daemon that wants UP is not left DOWN when nobody holds it",
-];
-
 /// The maintenance window's end (seconds); the clock reads one before it
 /// until it passes.
 const END: u64 = 1000;
@@ -114,7 +103,7 @@ impl Rec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum DownVal {
     Empty,
-    /// The owner's lease, as our writes record it while held or missed.
+    /// The owner's lease, as our writes record it in every DOWN key.
     Owner(i64),
     /// A clean close's mark.
     Closed,
@@ -344,9 +333,6 @@ struct Owners {
     expiries: u8,
     crashes: u8,
     closes: u8,
-    /// Check only the properties today's decision breaks (the ignored
-    /// test), or all others.
-    known_broken: bool,
 }
 
 impl Owners {
@@ -404,7 +390,14 @@ impl Owners {
         let new = Rec::of(&put.record);
         let mut after = *k;
         after.rec = Some(new);
-        if new.up {
+        if put.closed {
+            after.down = Some(CLOSED);
+            if !new.up || put.up_lease == 0 {
+                after.up = None;
+            } else {
+                after.up = Some(put.up_lease);
+            }
+        } else if new.up {
             if put.up_lease != 0 {
                 after.up = Some(put.up_lease);
             }
@@ -543,7 +536,7 @@ impl Owners {
                 wants_up,
             } => {
                 // Ours, or ours until displaced (`run_decision`).
-                let was = phase.0.holds() || matches!(phase.0, Phase::Lost(Lost::Moved(_)));
+                let was = phase.0.holds() || phase.0.may_retake();
                 let own = was && wants_up && !matches!(ev, Ev::Down { .. });
                 let id = if own {
                     match Self::ensure(w, d) {
@@ -776,7 +769,7 @@ impl Owners {
                     Some(Phase::Up) => dm.overdue,
                     Some(Phase::Missed | Phase::Held { .. } | Phase::Down) => true,
                     // A displaced owner that wants UP is checked too.
-                    Some(Phase::Lost(Lost::Moved(_))) => dm.wants_up,
+                    Some(p) if p.may_retake() => dm.wants_up,
                     _ => false,
                 };
                 if judged {
@@ -901,7 +894,9 @@ impl Owners {
                     p.0 = next;
                     if locked && verdict == Verdict::MarkClosed && dm.lease != 0 {
                         dm.marked = true;
-                        if w.keys.up == Some(dm.lease) {
+                        // `mark_closed`: the UP key on our lease, or else a
+                        // DOWN key naming us, becomes the mark.
+                        if w.keys.up == Some(dm.lease) || w.keys.recorded_owner() == dm.lease {
                             let mut after = w.keys;
                             after.up = None;
                             after.down = Some(CLOSED);
@@ -1094,7 +1089,7 @@ impl Model for Owners {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        let all = vec![
+        vec![
             Property::always("close is final", |_, w: &World| !w.seen.up_after_close),
             Property::always(
                 "a live daemon that wants UP is not left DOWN when nobody holds it",
@@ -1130,11 +1125,7 @@ impl Model for Owners {
                 w.keys.rec.is_some_and(|r| r.missed)
             }),
             Property::sometimes("a close marked", |_, w: &World| w.keys.down == Some(CLOSED)),
-        ];
-        let broken = |p: &Property<Self>| KNOWN_BROKEN.contains(&p.name);
-        all.into_iter()
-            .filter(|p| broken(p) == self.known_broken)
-            .collect()
+        ]
     }
 }
 
@@ -1264,7 +1255,6 @@ fn owners(b_exclusive: bool, env_steps: u8) -> Owners {
         expiries: env("EXPIRIES", 1),
         crashes: env("CRASHES", 1),
         closes: env("CLOSES", 1),
-        known_broken: false,
     }
 }
 
@@ -1332,19 +1322,6 @@ fn the_owners_decision_keeps_every_property() {
 #[test]
 fn the_owners_decision_keeps_every_property_with_an_exclusive_daemon() {
     check(owners(true, 4), MIN_STATES.1);
-}
-
-/// The properties today's decision breaks: fails, printing a shortest
-/// path to each (see [`KNOWN_BROKEN`]); `decide` fixes them, then moves
-/// them back into the tests above.
-#[test]
-#[ignore = "today's decision breaks these (issue 30); run with --ignored to see the paths"]
-fn the_properties_todays_decision_breaks() {
-    for exclusive in [false, true] {
-        let mut m = owners(exclusive, 4);
-        m.known_broken = true;
-        check(m, 0);
-    }
 }
 
 /// States explored with the default budgets (without and with an

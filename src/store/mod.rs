@@ -90,8 +90,13 @@ pub(crate) struct Put {
     pub record: Service,
     /// The lease an UP record's UP key goes on (0: no UP key).
     pub up_lease: i64,
-    /// The owner a forced or missed record's DOWN key names (0: none).
+    /// The owner a DOWN record's DOWN key names (0: none).
     pub down_owner: i64,
+    /// The DOWN key stays (or becomes) a clean close's mark, whatever the
+    /// record says: a service closed by its owner and then forced down or
+    /// lifted by an operator still reads `closed`, not `expired`, and names
+    /// no owner for `up()` to bind.
+    pub closed: bool,
 }
 
 /// A service's keys that a write of another uuid replaces: the stale

@@ -145,7 +145,8 @@ impl Store {
     }
 
     /// A clean close's marks: for each of `uuids` whose UP key is still on
-    /// `lease`, the UP key deleted and the DOWN key written as closed, in
+    /// `lease`, the UP key deleted and the DOWN key written as closed (or
+    /// whose DOWN key names `lease`, that key written as closed), in
     /// one revision per batch, so watchers see reason `closed` rather than
     /// `expired`. Best effort: the revoke that follows takes them DOWN
     /// anyway.
@@ -156,13 +157,27 @@ impl Store {
                 .iter()
                 .map(|u| {
                     let up_key = k.status(Status::Up, u);
+                    let down_key = k.status(Status::Down, u);
+                    // A hold (or a miss) whose DOWN key names us: the mark
+                    // replaces our name, so that no later up() binds an UP
+                    // key to the lease being revoked.
+                    let named = TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::value(
+                                down_key.as_str(),
+                                CompareOp::Equal,
+                                format!("{lease:x}"),
+                            )])
+                            .and_then([TxnOp::put(down_key.as_str(), CLOSED_MARK, None)]),
+                    );
                     TxnOp::txn(
                         Txn::new()
                             .when([Compare::lease(up_key.as_str(), CompareOp::Equal, lease)])
                             .and_then([
                                 TxnOp::delete(up_key.as_str(), None),
-                                TxnOp::put(k.status(Status::Down, u), CLOSED_MARK, None),
-                            ]),
+                                TxnOp::put(down_key.as_str(), CLOSED_MARK, None),
+                            ])
+                            .or_else([named]),
                     )
                 })
                 .collect();

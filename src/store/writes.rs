@@ -267,7 +267,13 @@ impl Store {
                 record: new,
                 up_lease: lease,
                 down_owner,
-            }) = make(old.as_ref(), &current)?
+                closed,
+            }) = (match make(old.as_ref(), &current) {
+                // A refusal judged from memory (a key on a lease that has
+                // died since, say): judge again from what etcd holds.
+                Err(_) if from_memory => continue,
+                decided => decided?,
+            })
             else {
                 if from_memory {
                     // Nothing to do by our memory; someone else may have
@@ -284,7 +290,9 @@ impl Store {
             };
             let held = new.forced_down.then_some(new.maintenance_end);
             // The DOWN key names the owner the decision chose.
-            let down_value = if down_owner != 0 && new.status == Status::Down {
+            let down_value = if closed {
+                String::from_utf8_lossy(CLOSED_MARK).into_owned()
+            } else if down_owner != 0 && new.status == Status::Down {
                 format!("{down_owner:x}")
             } else {
                 String::new()
@@ -380,7 +388,11 @@ impl Store {
                             Some(PutOptions::new().with_lease(lease)),
                         ));
                     }
-                    if down.exists() {
+                    if closed {
+                        if puts_down(&down, &down_value) {
+                            ops.push(TxnOp::put(down_key.as_str(), down_value.as_str(), None));
+                        }
+                    } else if down.exists() {
                         ops.push(TxnOp::delete(down_key.as_str(), None));
                     }
                 }
@@ -582,7 +594,7 @@ fn ops_put_up(new: &Service, up: &Seen, lease: i64) -> bool {
     new.status == Status::Up && lease != 0 && (!up.exists() || up.lease != lease)
 }
 
-/// The owner's lease recorded in a forced-down service's DOWN key (lease
+/// The owner's lease recorded in a DOWN key our writes made (lease
 /// id in hex), or 0 (none recorded, or a Python-written DOWN key).
 fn recorded_owner(down: &Seen) -> i64 {
     if !down.exists() || down.lease != 0 {
