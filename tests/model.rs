@@ -394,7 +394,19 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         .any(|s| matches!(s.forced, Some(e) if e > 0));
     let s = &model.svcs[svc];
     let python_holds = !s.exists || s.owner == Some(PY);
+    // Services another live writer (a client or the child) holds UP: where
+    // two live daemons contend (finding 3).
+    let contested: Vec<usize> = (0..SERVICES)
+        .filter(|i| {
+            let s = &model.svcs[*i];
+            s.owner.is_some_and(|o| o != PY) && model.expected_up(s)
+        })
+        .collect();
     match rng.below(100) {
+        0..=9 if !contested.is_empty() => {
+            let svc = contested[rng.below(contested.len())];
+            contest(rng, model, svc)
+        }
         22..=27 if python_holds => Step::PythonWrite {
             svc,
             up: rng.chance(70),
@@ -402,7 +414,16 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         26..=27 if s.exists && !s.python => Step::PythonDelete { svc },
         28..=29 if model.svcs.iter().any(|s| s.owner == Some(PY)) => Step::PythonCrash,
         0..=29 => {
-            let client = if rng.chance(70) {
+            // Often a client another holder displaced (finding 3).
+            let displaced: Vec<usize> = s
+                .was
+                .iter()
+                .copied()
+                .filter(|w| *w < CLIENTS && s.owner != Some(*w))
+                .collect();
+            let client = if !displaced.is_empty() && rng.chance(50) {
+                displaced[rng.below(displaced.len())]
+            } else if rng.chance(70) {
                 s.owner.filter(|o| *o < CLIENTS).unwrap_or(client)
             } else {
                 client
@@ -467,6 +488,37 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
             task: ["lease", "owner", "watch"][rng.below(3)],
         },
         _ => Step::RestartEtcd,
+    }
+}
+
+/// An update of `svc`, held UP by a live writer, by another client: one it
+/// displaced (a plain update, refused, or `take_over`), or else one that
+/// takes it over and so displaces the holder.
+fn contest(rng: &mut Rng, model: &Model, svc: usize) -> Step {
+    let s = &model.svcs[svc];
+    let displaced: Vec<usize> = s
+        .was
+        .iter()
+        .copied()
+        .filter(|w| *w < CLIENTS && s.owner != Some(*w))
+        .collect();
+    let (client, take_over) = if !displaced.is_empty() && rng.chance(70) {
+        (displaced[rng.below(displaced.len())], rng.chance(35))
+    } else {
+        let others: Vec<usize> = (0..CLIENTS).filter(|c| s.owner != Some(*c)).collect();
+        let c = others[rng.below(others.len())];
+        // One whose standing nobody can observe asks explicitly.
+        (c, s.ever.contains(&c) && !s.was.contains(&c))
+    };
+    Step::Update {
+        client,
+        svc,
+        up: true,
+        with_uuid: rng.chance(50),
+        beat: if rng.chance(30) { Beat::Remove } else { Beat::Keep },
+        region: rng.below(REGIONS.len()),
+        exclusive: false,
+        take_over,
     }
 }
 
@@ -763,6 +815,9 @@ struct World {
     /// The daemon in a child process of each service, while it runs.
     procs: Vec<Option<Daemon>>,
     sampler: Sampler,
+    /// How often the rules of interest were met, printed per case so that
+    /// a change of the generator that stops reaching them shows.
+    tally: BTreeMap<&'static str, usize>,
     /// Last, so it is dropped after the clients: a client dropped while its
     /// etcd is gone spends its close bound (three request timeouts) trying
     /// to revoke, which made each seed's teardown take seconds.
@@ -848,6 +903,7 @@ impl World {
             py_lease,
             procs: (0..SERVICES).map(|_| None).collect(),
             sampler,
+            tally: BTreeMap::new(),
             etcd,
         }
     }
@@ -1094,9 +1150,16 @@ fn apply(
                 (Some(_), Err(e), Some(u), Some(keys)) if e.kind() == ErrorKind::Conflict => {
                     let mine = c.stats().lease_id;
                     refused(world, *svc, u, mine, keys, e.message())?;
+                    let what = if *exclusive {
+                        "exclusive refused"
+                    } else {
+                        "displaced refused"
+                    };
+                    *world.tally.entry(what).or_default() += 1;
                     return Ok(vec![]);
                 }
-                (Some(false), Ok(_), _, _) | (None, _, _, _) => {}
+                (Some(false), Ok(_), _, _) => *world.tally.entry("gated: taken").or_default() += 1,
+                (None, _, _, _) => {}
                 (Some(_), other, _, _) => {
                     return Err(format!(
                         "{} of client {client} (exclusive {exclusive}) while {:?} holds it (displaced: {:?}): {other:?}",
@@ -1107,6 +1170,9 @@ fn apply(
                 }
             }
             let uuid = r.map_err(|e| format!("update: {e}"))?;
+            if *take_over && s.owner.is_some_and(|o| o != *client) && s.exists {
+                *world.tally.entry("taken over explicitly").or_default() += 1;
+            }
             if let (Some(o), Some(n)) = (displaced, lost_before) {
                 noticed(world, o, n)?;
             }
@@ -1246,6 +1312,7 @@ fn apply(
                         if let (Some(u), Some(keys)) = (&uuid_before, &keys) {
                             refused(world, *svc, u, 0, keys, &err)?;
                         }
+                        *world.tally.entry("exclusive refused").or_default() += 1;
                         return Ok(vec![]);
                     }
                     Ok(_) if !named => {}
@@ -1337,6 +1404,9 @@ fn apply(
             s.wants.remove(&PROC);
             if s.owner == Some(PROC) {
                 holder_gone(s, DownReason::Expired);
+                if s.owner.is_some() {
+                    *world.tally.entry("retaken by itself").or_default() += 1;
+                }
             }
             why = Some(DownReason::Expired);
         }
@@ -1703,9 +1773,10 @@ fn run_case(seed: u64, steps: usize) {
     slowest.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
     slowest.truncate(4);
     eprintln!(
-        "model: seed {seed}: {steps} steps, 0 disagreements, {} invariant samples, {} ms (most: {slowest:?})",
+        "model: seed {seed}: {steps} steps, 0 disagreements, {} invariant samples, {} ms (most: {slowest:?}; {:?})",
         world.sampler.samples(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        world.tally
     );
 }
 
