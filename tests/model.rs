@@ -1155,6 +1155,19 @@ fn apply(
                 (Some(_), Err(e), Some(u), Some(keys)) if e.kind() == ErrorKind::Conflict => {
                     let mine = c.stats().lease_id;
                     refused(world, *svc, u, mine, keys, e.message())?;
+                    // A holder in this process: its own lease, by name.
+                    if let Some(o) = s.owner.filter(|o| *o < CLIENTS) {
+                        let theirs = format!("{:x}", world.clients[o].stats().lease_id);
+                        if !e.message().contains(&theirs) {
+                            return Err(format!(
+                                "the conflict does not name client {o}'s lease {theirs}: {e}"
+                            ));
+                        }
+                    }
+                    // The way out, for a displaced client.
+                    if !*exclusive && !e.message().contains("take_over") {
+                        return Err(format!("the conflict does not say take_over: {e}"));
+                    }
                     let what = if *exclusive {
                         "exclusive refused"
                     } else {
@@ -1177,6 +1190,17 @@ fn apply(
             let uuid = r.map_err(|e| format!("update: {e}"))?;
             if *take_over && s.owner.is_some_and(|o| o != *client) && s.exists {
                 *world.tally.entry("taken over explicitly").or_default() += 1;
+                // It holds it again: its UP key on this client's lease.
+                if *up && s.forced.is_none() {
+                    let mine = world.clients[*client].stats().lease_id;
+                    let key = oracle::up_key(&world.ns, &uuid);
+                    let on = world.etcd.raw().get(&key).map(|kv| kv.lease);
+                    if on != Some(mine) {
+                        return Err(format!(
+                            "take_over by client {client}: its UP key is on {on:x?}, not {mine:x}"
+                        ));
+                    }
+                }
             }
             if let (Some(o), Some(n)) = (displaced, lost_before) {
                 noticed(world, o, n)?;
