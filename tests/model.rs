@@ -288,7 +288,23 @@ impl Svc {
     /// for a record that has one: the generator avoids that.
     fn retake_hazard(&self) -> bool {
         let n = self.retakers().len();
-        self.exists && self.forced.is_none() && self.wants_up && n > 0 && (n > 1 || self.heartbeat)
+        // Writers whose standing nobody observes may take it back too.
+        let unsure = self.ever.iter().any(|w| {
+            !self.was.contains(w)
+                && Some(*w) != self.owner
+                && self.wants.get(w) == Some(&(true, false))
+        });
+        self.exists
+            && self.forced.is_none()
+            && self.wants_up
+            && (unsure || (n > 0 && (n > 1 || self.heartbeat)))
+    }
+
+    /// True when its holder's lease lost and re-granted would race with a
+    /// displaced writer's check, which finds no live holder meanwhile.
+    fn loss_hazard(&self) -> bool {
+        self.retake_hazard()
+            || (self.exists && self.forced.is_none() && !self.retakers().is_empty())
     }
 
     /// Another holder than `me` lives: `Some(true)` when a write by `me`
@@ -476,7 +492,14 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         },
         // A holder's lease lost while a displaced client waits to take the
         // service back is a race between its re-grant and their checks.
-        80..=86 if holds_hazard(model, client) => Step::Stall { svc },
+        80..=86
+            if model
+                .svcs
+                .iter()
+                .any(|s| s.owner == Some(client) && s.loss_hazard()) =>
+        {
+            Step::Stall { svc }
+        }
         80..=86 => Step::LoseLease {
             client,
             twice: rng.chance(50),
@@ -1550,7 +1573,39 @@ fn apply(
                     }
                 }
             }
-            // Comes back by itself: the model does not change.
+            // Comes back by itself: the model does not change. Settled once
+            // the client's keys name its new lease: until then a service it
+            // holds DOWN (forced, missed) names a dead lease, and an
+            // `exclusive` registration rightly finds no live holder.
+            let root = format!("{}/services/by-status", world.ns);
+            let rebound = || {
+                let cur = world.clients[*client].stats().lease_id;
+                let alive = || cur != 0 && raw.lease_ttl(cur) > 0;
+                // UP on it, or DOWN naming it (a window may end meanwhile).
+                let names = |u: &str| {
+                    raw.get(&format!("{root}/UP/{u}")).map(|kv| kv.lease) == Some(cur)
+                        || raw
+                            .get(&format!("{root}/DOWN/{u}"))
+                            .map(|kv| kv.value_str())
+                            == Some(format!("{cur:x}"))
+                };
+                model.svcs.iter().all(|s| match (&s.uuid, s.owner) {
+                    (Some(u), Some(o)) if s.exists && o == *client && s.wants_up => {
+                        alive() && names(u)
+                    }
+                    _ => true,
+                })
+            };
+            if !wait_until(SETTLE, rebound) {
+                return Err(format!(
+                    "client {client}'s services never named its new lease after the loss: {:?}",
+                    model
+                        .svcs
+                        .iter()
+                        .map(|s| (s.owner, &s.was, &s.ever, &s.wants))
+                        .collect::<Vec<_>>()
+                ));
+            }
         }
         Step::Close { client } => {
             world.clients[*client]
