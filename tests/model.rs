@@ -41,7 +41,7 @@
 //!
 //! `OSLIVELY_MODEL_PENDING=<gate>,<gate>` (or `all`) also generates and
 //! asserts what today's code does not meet yet, one gate per defect being
-//! fixed in src/owner (see [`pending`]).
+//! fixed in src/owner or src/store (see [`pending`]).
 
 mod common;
 #[path = "common/oracle.rs"]
@@ -184,7 +184,7 @@ enum Step {
     LoseLease {
         client: usize,
         /// Revoked again as soon as the client has its next lease (issue
-        /// 30, finding 4: two losses in a row; pending).
+        /// 30, finding 4: two losses in a row).
         twice: bool,
     },
     Close {
