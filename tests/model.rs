@@ -32,14 +32,16 @@
 //! the steps so far. CI runs a fixed set of seeds; `OSLIVELY_MODEL_CASES=N`
 //! runs N more (seeded from the clock, printed), `OSLIVELY_MODEL_STEPS`
 //! sets the steps per case, `OSLIVELY_MODEL_SEED` runs one seed.
-//! `OSLIVELY_MODEL_PENDING=1` also generates and asserts what today's code
-//! does not meet yet: two live daemons on one type+host flip at most once
-//! and the displaced one's updates fail, and a client taking a service
-//! from a live child process (issue 30, finding 3); two lease losses in a
-//! row (finding 4); `exclusive` refusing a live holder whose DOWN key
-//! names no owner (missed: finding 5; or set DOWN by its owner); and
-//! operator actions through a client that then registers exclusively (see
-//! `contend`).
+//! Two live clients on one type+host flip it at most once (issue 30,
+//! finding 3): the model knows which client holds each service and which
+//! were displaced; a displaced client's update fails with Conflict naming
+//! the holder and writes nothing, `take_over` retakes it, and once the
+//! holder's lease is gone a displaced client that still wants it UP takes
+//! it back by itself.
+//!
+//! `OSLIVELY_MODEL_PENDING=<gate>,<gate>` (or `all`) also generates and
+//! asserts what today's code does not meet yet, one gate per defect being
+//! fixed in src/owner or src/store (see [`pending`]).
 
 mod common;
 #[path = "common/oracle.rs"]
@@ -75,10 +77,35 @@ const PY: usize = CLIENTS;
 /// The holder "a daemon in a child process" (`oslively register`).
 const PROC: usize = CLIENTS + 1;
 
-/// Whether to assert the rules of issue 30 that today's code does not meet
-/// yet (finding 3).
-fn pending() -> bool {
-    std::env::var_os("OSLIVELY_MODEL_PENDING").is_some_and(|v| v != "0")
+/// The gates of rules today's code does not meet yet (each a defect being
+/// fixed in src/owner), asserted only when named in
+/// `OSLIVELY_MODEL_PENDING` (comma-separated; `all` or `1` for every one):
+/// - `operator-exclusive`: an operator's down and up through a client of
+///   a service another live process holds exclusively makes that client's
+///   own exclusive registrations Conflict, after the holder crashed,
+///   against its dead lease (`contend`, exclusive).
+/// - `own-down`: an owner's own DOWN (it set it DOWN itself) names no
+///   owner, so an `exclusive` registration or a displaced client's update
+///   takes it from its live holder; without the gate either answer passes.
+/// - `closed-reason`: a service whose holder closed reads DOWN (expired),
+///   not (closed), after an operator's down and up (the down rewrites the
+///   DOWN key's closed mark); without the gate either reason passes.
+/// - `displaced-down`: a displaced client's plain update retakes the
+///   service from a live holder that has it DOWN (missed, or forced by an
+///   operator): its DOWN key names the holder, but only an `exclusive`
+///   write asks etcd whether that lease lives (src/store/writes.rs,
+///   `update_as` probes with `desired.exclusive`); without the gate either
+///   answer passes. Found by this test (`contend` seed 1: the displaced
+///   client's updates succeed during an operator's window).
+/// - `set-down-retake`: a client that saw another set its service DOWN
+///   (Lost(SetDown)) takes it back from a live holder with a plain update;
+///   without the gate such a client's update may go either way.
+fn pending(gate: &str) -> bool {
+    std::env::var("OSLIVELY_MODEL_PENDING").is_ok_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|g| g == gate || g == "all" || g == "1")
+    })
 }
 
 /// A small deterministic generator (xorshift64*): the seed is the case.
@@ -109,6 +136,9 @@ enum Step {
         beat: Beat,
         region: usize,
         exclusive: bool,
+        /// `take_over` instead of `update`: retake it from a live holder
+        /// that displaced this client.
+        take_over: bool,
     },
     /// The Python library writes the service: a registration (a fresh
     /// uuid) or an update of one it holds, UP (its UP key on its lease) or
@@ -154,7 +184,7 @@ enum Step {
     LoseLease {
         client: usize,
         /// Revoked again as soon as the client has its next lease (issue
-        /// 30, finding 4: two losses in a row; pending).
+        /// 30, finding 4: two losses in a row).
         twice: bool,
     },
     Close {
@@ -226,6 +256,78 @@ struct Svc {
     python: bool,
     /// Why it went DOWN when its holder went away (closed, crashed).
     lost: Option<DownReason>,
+    /// The writers (clients and [`PROC`]) whose registration of this uuid
+    /// is theirs or was taken from them by a live holder: all but the
+    /// owner are displaced, and their update fails while that holder lives.
+    was: BTreeSet<usize>,
+    /// Writers that held this uuid and may or may not count as displaced
+    /// (they saw it deleted or set DOWN by another at a moment nobody
+    /// observes): the generator makes their updates `take_over`.
+    ever: BTreeSet<usize>,
+    /// Each writer's last own write of it: wants UP, has a deadline.
+    wants: BTreeMap<usize, (bool, bool)>,
+    /// An operator forced it DOWN after its holder closed (gate
+    /// `closed-reason`).
+    closed_forced: bool,
+}
+
+impl Svc {
+    /// The displaced writers that take it back by themselves once its
+    /// holder's lease is gone: they want it UP and have no deadline of
+    /// their own to miss (the test checks in only for the holder).
+    fn retakers(&self) -> Vec<usize> {
+        self.was
+            .iter()
+            .copied()
+            .filter(|w| Some(*w) != self.owner && self.wants.get(w) == Some(&(true, false)))
+            .collect()
+    }
+
+    /// True when the holder's lease going away would leave it to a race
+    /// between displaced writers, or give it to one that keeps no deadline
+    /// for a record that has one: the generator avoids that.
+    fn retake_hazard(&self) -> bool {
+        let n = self.retakers().len();
+        // Writers whose standing nobody observes may take it back too.
+        let unsure = self.ever.iter().any(|w| {
+            !self.was.contains(w)
+                && Some(*w) != self.owner
+                && self.wants.get(w) == Some(&(true, false))
+        });
+        self.exists
+            && self.forced.is_none()
+            && self.wants_up
+            && (unsure || (n > 0 && (n > 1 || self.heartbeat)))
+    }
+
+    /// True when its holder's lease lost and re-granted would race with a
+    /// displaced writer's check, which finds no live holder meanwhile.
+    fn loss_hazard(&self) -> bool {
+        self.retake_hazard()
+            || (self.exists && self.forced.is_none() && !self.retakers().is_empty())
+    }
+
+    /// Another holder than `me` lives: `Some(true)` when a write by `me`
+    /// (`exclusive` or not) must see it held, `Some(false)` when it may not
+    /// (its owner set it DOWN itself: gate `own-down`; DOWN for a missed
+    /// deadline or an operator, for a plain update: gate `displaced-down`;
+    /// the Python library's DOWN), `None` without one.
+    fn other_holder(&self, me: usize, exclusive: bool) -> Option<bool> {
+        if !self.exists || self.owner.is_none_or(|o| o == me) {
+            return None;
+        }
+        let up = self.forced.is_none() && self.wants_up && (!self.heartbeat || self.pulsing);
+        let named = if self.owner == Some(PY) {
+            self.wants_up && self.forced.is_none()
+        } else if up {
+            true
+        } else if !self.wants_up {
+            pending("own-down")
+        } else {
+            exclusive || pending("displaced-down")
+        };
+        Some(named)
+    }
 }
 
 const REGIONS: [&str; 2] = ["east", "west"];
@@ -271,6 +373,26 @@ fn gone(s: &mut Svc, how: DownReason) {
     s.owner = None;
 }
 
+/// The holder of `s` went away (`how`: its lease expired, it closed).
+/// A client it displaced that still wants it UP and keeps no deadline takes
+/// it back by itself at its next check once no live lease holds it — unless
+/// an operator holds it (its DOWN key names the dead holder) or a close
+/// marked its UP key. The generator avoids the cases where more than one
+/// could, or where the record has a deadline ([`Svc::retake_hazard`]).
+fn holder_gone(s: &mut Svc, how: DownReason) {
+    let retakers = s.retakers();
+    if let [r] = retakers[..] {
+        if how == DownReason::Expired && s.forced.is_none() && s.wants_up && !s.heartbeat {
+            s.owner = Some(r);
+            s.pulsing = true;
+            s.lost = None;
+            s.closed_forced = false;
+            return;
+        }
+    }
+    gone(s, how);
+}
+
 /// The clients' check-ins: every 100 ms each client checks in for the
 /// uuids in its set (the owner's main loop, while not stalled).
 struct Pulses {
@@ -287,7 +409,19 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         .any(|s| matches!(s.forced, Some(e) if e > 0));
     let s = &model.svcs[svc];
     let python_holds = !s.exists || s.owner == Some(PY);
-    let step = match rng.below(100) {
+    // Services another live writer (a client or the child) holds UP: where
+    // two live daemons contend (finding 3).
+    let contested: Vec<usize> = (0..SERVICES)
+        .filter(|i| {
+            let s = &model.svcs[*i];
+            s.owner.is_some_and(|o| o != PY) && model.expected_up(s)
+        })
+        .collect();
+    match rng.below(100) {
+        0..=9 if !contested.is_empty() => {
+            let svc = contested[rng.below(contested.len())];
+            contest(rng, model, svc)
+        }
         22..=27 if python_holds => Step::PythonWrite {
             svc,
             up: rng.chance(70),
@@ -295,12 +429,32 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         26..=27 if s.exists && !s.python => Step::PythonDelete { svc },
         28..=29 if model.svcs.iter().any(|s| s.owner == Some(PY)) => Step::PythonCrash,
         0..=29 => {
-            let client = if rng.chance(70) {
+            // Often a client another holder displaced (finding 3).
+            let displaced: Vec<usize> = s
+                .was
+                .iter()
+                .copied()
+                .filter(|w| *w < CLIENTS && s.owner != Some(*w))
+                .collect();
+            let client = if !displaced.is_empty() && rng.chance(50) {
+                displaced[rng.below(displaced.len())]
+            } else if rng.chance(70) {
                 s.owner.filter(|o| *o < CLIENTS).unwrap_or(client)
             } else {
                 client
             };
+            // A displaced client sometimes asks explicitly; one whose
+            // standing nobody can observe always does (its plain update
+            // could go either way).
+            let unsure = s.ever.contains(&client) && !s.was.contains(&client);
+            let take_over = unsure
+                || rng.chance(if s.was.contains(&client) && s.owner != Some(client) {
+                    40
+                } else {
+                    10
+                });
             Step::Update {
+                take_over,
                 client,
                 svc,
                 up: rng.chance(80),
@@ -331,36 +485,76 @@ fn gen_step(rng: &mut Rng, model: &Model, procs: &[Option<Daemon>]) -> Step {
         68..=73 if has_forced_window => Step::WindowEnds,
         // A crash costs a TTL of waiting: rarer than a spawn.
         68..=75 if procs[svc].is_some() => Step::Stall { svc },
-        76..=79 if procs[svc].is_some() => Step::Crash { svc },
+        76..=79 if procs[svc].is_some() && !holds_hazard(model, PROC) => Step::Crash { svc },
         68..=79 => Step::Spawn {
             svc,
             exclusive: rng.chance(40) && s.owner != Some(PY),
         },
+        // A holder's lease lost while a displaced client waits to take the
+        // service back is a race between its re-grant and their checks.
+        80..=86
+            if model
+                .svcs
+                .iter()
+                .any(|s| s.owner == Some(client) && s.loss_hazard()) =>
+        {
+            Step::Stall { svc }
+        }
         80..=86 => Step::LoseLease {
             client,
-            twice: pending() && rng.chance(50),
+            twice: rng.chance(50),
         },
+        87..=91 if holds_hazard(model, client) => Step::Stall { svc },
         87..=91 => Step::Close { client },
         92..=97 => Step::Panic {
             task: ["lease", "owner", "watch"][rng.below(3)],
         },
         _ => Step::RestartEtcd,
-    };
-    // A client taking the service from the live child: nothing tells when
-    // the child has noticed, and until it has, its restore of the UP key
-    // takes the service back when the new holder's lease goes (issue 30,
-    // finding 3: a displaced live holder retakes; seed 6 found it). An
-    // operator acts on it instead, unless the pending rules are asked for.
-    match step {
-        Step::Update { svc, .. } if model.svcs[svc].owner == Some(PROC) && !pending() => {
-            Step::OperatorDown {
-                svc,
-                window: true,
-                via_owner: false,
-            }
-        }
-        step => step,
     }
+}
+
+/// An update of `svc`, held UP by a live writer, by another client: one it
+/// displaced (a plain update, refused, or `take_over`), or else one that
+/// takes it over and so displaces the holder.
+fn contest(rng: &mut Rng, model: &Model, svc: usize) -> Step {
+    let s = &model.svcs[svc];
+    let displaced: Vec<usize> = s
+        .was
+        .iter()
+        .copied()
+        .filter(|w| *w < CLIENTS && s.owner != Some(*w))
+        .collect();
+    let (client, take_over) = if !displaced.is_empty() && rng.chance(70) {
+        (displaced[rng.below(displaced.len())], rng.chance(35))
+    } else {
+        let others: Vec<usize> = (0..CLIENTS).filter(|c| s.owner != Some(*c)).collect();
+        let c = others[rng.below(others.len())];
+        // One whose standing nobody can observe asks explicitly.
+        (c, s.ever.contains(&c) && !s.was.contains(&c))
+    };
+    Step::Update {
+        client,
+        svc,
+        up: true,
+        with_uuid: rng.chance(50),
+        beat: if rng.chance(30) {
+            Beat::Remove
+        } else {
+            Beat::Keep
+        },
+        region: rng.below(REGIONS.len()),
+        exclusive: false,
+        take_over,
+    }
+}
+
+/// `who` holds a service whose displaced writers would race for it, or
+/// take a deadline they do not keep, once `who`'s lease is gone.
+fn holds_hazard(model: &Model, who: usize) -> bool {
+    model
+        .svcs
+        .iter()
+        .any(|s| s.owner == Some(who) && s.retake_hazard())
 }
 
 /// A daemon in a child process: `oslively register`, which registers one
@@ -647,6 +841,9 @@ struct World {
     /// The daemon in a child process of each service, while it runs.
     procs: Vec<Option<Daemon>>,
     sampler: Sampler,
+    /// How often the rules of interest were met, printed per case so that
+    /// a change of the generator that stops reaching them shows.
+    tally: BTreeMap<&'static str, usize>,
     /// Last, so it is dropped after the clients: a client dropped while its
     /// etcd is gone spends its close bound (three request timeouts) trying
     /// to revoke, which made each seed's teardown take seconds.
@@ -732,6 +929,7 @@ impl World {
             py_lease,
             procs: (0..SERVICES).map(|_| None).collect(),
             sampler,
+            tally: BTreeMap::new(),
             etcd,
         }
     }
@@ -827,21 +1025,77 @@ fn replace_client(world: &mut World, i: usize) {
     world.shared.lock().unwrap()[i] = fresh;
 }
 
-/// Another live holder than `me` (a client, the child process or the
-/// Python process, all alive while they hold it in the model).
-fn other_holder(s: &Svc, me: usize) -> bool {
-    s.exists && s.owner.is_some_and(|o| o != me)
+/// What etcd holds of one service, as far as a refused write could have
+/// changed it: its record's fields an update sets, its type+host key, and
+/// the leases its status keys are on or name.
+#[derive(Debug, PartialEq)]
+struct Held {
+    record: Option<(String, u64)>,
+    type_host: Option<String>,
+    leases: BTreeSet<i64>,
 }
 
-/// True when today's code lets an `exclusive` registration take `s` from
-/// its live holder: a service its owner set DOWN itself or whose deadline
-/// it missed has a DOWN key that names no owner, so nothing tells another
-/// client that the holder lives (issue 30, finding 5 for a missed one; the
-/// same for an owner's own DOWN, reported with this test). The rule —
-/// refused whatever the holder's phase — is asserted with
-/// `OSLIVELY_MODEL_PENDING=1`.
-fn unnamed_holder(model: &Model, s: &Svc) -> bool {
-    !pending() && s.forced.is_none() && !model.expected_up(s)
+fn held_keys(world: &World, svc: usize, uuid: &str) -> Held {
+    let raw = world.etcd.raw();
+    let root = format!("{}/services", world.ns);
+    let record = raw
+        .get(&format!("{root}/by-uuid/{uuid}"))
+        .and_then(|kv| oracle::pb::Service::decode(kv.value.as_slice()).ok())
+        .map(|r| (r.region, r.heartbeat_ms));
+    let mut leases = BTreeSet::new();
+    for st in ["UP", "DOWN"] {
+        if let Some(kv) = raw.get(&format!("{root}/by-status/{st}/{uuid}")) {
+            leases.insert(kv.lease);
+            if let Ok(l) = i64::from_str_radix(&kv.value_str(), 16) {
+                leases.insert(l);
+            }
+        }
+    }
+    leases.remove(&0);
+    Held {
+        record,
+        type_host: raw
+            .get(&format!("{root}/by-type-host/t/h{svc}"))
+            .map(|kv| kv.value_str()),
+        leases,
+    }
+}
+
+/// A write refused with Conflict by another live holder: the error names
+/// that holder's lease as etcd's keys name it, and nothing was written —
+/// the record's fields, its type+host key and no key on `mine` (the
+/// refused writer's lease; 0 for a child process).
+fn refused(
+    world: &World,
+    svc: usize,
+    uuid: &str,
+    mine: i64,
+    before: &Held,
+    err: &str,
+) -> Result<(), String> {
+    let after = held_keys(world, svc, uuid);
+    let named = before
+        .leases
+        .iter()
+        .chain(&after.leases)
+        .any(|l| *l != mine && err.contains(&format!("{l:x}")));
+    if !named {
+        return Err(format!(
+            "the conflict does not name the holder's lease (keys name {:x?}): {err}",
+            after.leases
+        ));
+    }
+    if mine != 0 && after.leases.contains(&mine) {
+        return Err(format!(
+            "refused, yet a status key is on or names the writer's lease {mine:x}"
+        ));
+    }
+    if (&after.record, &after.type_host) != (&before.record, &before.type_host) {
+        return Err(format!(
+            "refused, yet wrote: before {before:?}, after {after:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Waits until client `o`, displaced by a takeover, has counted the loss
@@ -874,6 +1128,7 @@ fn apply(
             beat,
             region,
             exclusive,
+            take_over,
         } => {
             let s = &model.svcs[*svc];
             let mut service = Service::new("t", &format!("h{svc}")).with_region(REGIONS[*region]);
@@ -894,29 +1149,82 @@ fn apply(
                 service = service.exclusive();
             }
             // A live client displaced while UP: the takeover settles only
-            // when it has noticed, or its restore of the UP key could take
-            // the service back when the new holder's lease goes (issue 30,
-            // finding 3: a displaced live holder retakes).
+            // when it has noticed, so that what it does next is judged from
+            // its new standing.
             let displaced = s
                 .owner
                 .filter(|o| *o < CLIENTS && *o != *client && model.expected_up(s));
             let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
-            let r = world.clients[*client].update(&service);
-            if *exclusive && other_holder(s, *client) {
-                // Refused while another holder lives, whatever its phase,
-                // and nothing written.
-                match r {
-                    Err(e) if e.kind() == ErrorKind::Conflict => return Ok(vec![]),
-                    Ok(_) if unnamed_holder(model, s) => {}
-                    other => {
+            // Refused while another holder lives: an exclusive registration
+            // whatever the holder's phase, and a plain update of a client
+            // that holder displaced (issue 30, finding 3). `Some(false)`:
+            // either answer is right.
+            let me_displaced = s.was.contains(client) && !take_over;
+            let me_unsure = s.ever.contains(client) && !s.was.contains(client) && !take_over;
+            let refuse = match s.other_holder(*client, *exclusive) {
+                Some(named) if *exclusive || me_displaced => Some(named),
+                Some(_) if me_unsure => Some(false),
+                _ => None,
+            };
+            let uuid_before = s.uuid.clone().filter(|_| s.exists);
+            let keys = uuid_before.as_ref().map(|u| held_keys(world, *svc, u));
+            let c = &world.clients[*client];
+            let r = if *take_over {
+                c.take_over(&service)
+            } else {
+                c.update(&service)
+            };
+            match (refuse, &r, &uuid_before, &keys) {
+                (Some(_), Err(e), Some(u), Some(keys)) if e.kind() == ErrorKind::Conflict => {
+                    let mine = c.stats().lease_id;
+                    refused(world, *svc, u, mine, keys, e.message())?;
+                    // A holder in this process: its own lease, by name.
+                    if let Some(o) = s.owner.filter(|o| *o < CLIENTS) {
+                        let theirs = format!("{:x}", world.clients[o].stats().lease_id);
+                        if !e.message().contains(&theirs) {
+                            return Err(format!(
+                                "the conflict does not name client {o}'s lease {theirs}: {e}"
+                            ));
+                        }
+                    }
+                    // The way out, for a displaced client.
+                    if !*exclusive && !e.message().contains("take_over") {
+                        return Err(format!("the conflict does not say take_over: {e}"));
+                    }
+                    let what = if *exclusive {
+                        "exclusive refused"
+                    } else {
+                        "displaced refused"
+                    };
+                    *world.tally.entry(what).or_default() += 1;
+                    return Ok(vec![]);
+                }
+                (Some(false), Ok(_), _, _) => *world.tally.entry("gated: taken").or_default() += 1,
+                (None, _, _, _) => {}
+                (Some(_), other, _, _) => {
+                    return Err(format!(
+                        "{} of client {client} (exclusive {exclusive}) while {:?} holds it (displaced: {:?}): {other:?}",
+                        if *take_over { "take_over" } else { "update" },
+                        s.owner,
+                        s.was
+                    ));
+                }
+            }
+            let uuid = r.map_err(|e| format!("update: {e}"))?;
+            if *take_over && s.owner.is_some_and(|o| o != *client) && s.exists {
+                *world.tally.entry("taken over explicitly").or_default() += 1;
+                // It holds it again: its UP key on this client's lease.
+                if *up && s.forced.is_none() {
+                    let mine = world.clients[*client].stats().lease_id;
+                    let key = oracle::up_key(&world.ns, &uuid);
+                    let on = world.etcd.raw().get(&key).map(|kv| kv.lease);
+                    if on != Some(mine) {
                         return Err(format!(
-                            "exclusive update while {:?} holds it: {other:?}",
-                            s.owner
+                            "take_over by client {client}: its UP key is on {on:x?}, not {mine:x}"
                         ));
                     }
                 }
             }
-            let uuid = r.map_err(|e| format!("update: {e}"))?;
             if let (Some(o), Some(n)) = (displaced, lost_before) {
                 noticed(world, o, n)?;
             }
@@ -930,10 +1238,16 @@ fn apply(
                 s.forced = None;
                 s.heartbeat = false;
             }
+            if s.uuid.as_deref() != Some(uuid.as_str()) {
+                s.was.clear();
+                s.ever.clear();
+                s.wants.clear();
+            }
             s.uuid = Some(uuid);
             s.exists = true;
             s.python = false;
             s.lost = None;
+            s.closed_forced = false;
             s.region = REGIONS[*region];
             s.owner = Some(*client);
             s.wants_up = *up;
@@ -941,6 +1255,17 @@ fn apply(
                 Beat::Keep => {}
                 Beat::Set => s.heartbeat = true,
                 Beat::Remove => s.heartbeat = false,
+            }
+            s.was.insert(*client);
+            s.ever.insert(*client);
+            s.wants.insert(*client, (*up, s.heartbeat));
+            if !up && !pending("set-down-retake") {
+                // The others it displaced may see it set DOWN before they
+                // see it moved: their standing is nobody's to observe.
+                let others: Vec<usize> = s.was.iter().copied().filter(|w| w != client).collect();
+                for w in others {
+                    s.was.remove(&w);
+                }
             }
             // An update is a check-in; its main loop runs.
             s.pulsing = true;
@@ -1009,8 +1334,12 @@ fn apply(
                 raw.delete(&key);
             }
             // The uuid is kept: the sampler and the reads go on asking.
+            // Those that held it may see it deleted, or re-registered
+            // under the same uuid and so moved, at a moment nobody sees.
+            let ever = s.ever.union(&s.was).copied().collect();
             *s = Svc {
                 uuid: Some(u),
+                ever,
                 ..Svc::default()
             };
             why = Some(DownReason::Deleted);
@@ -1025,12 +1354,21 @@ fn apply(
             let s = &model.svcs[*svc];
             let displaced = s.owner.filter(|o| *o < CLIENTS && model.expected_up(s));
             let lost_before = displaced.map(|o| world.clients[o].stats().registrations_lost);
+            let uuid_before = s.uuid.clone().filter(|_| s.exists);
+            let keys = uuid_before.as_ref().map(|u| held_keys(world, *svc, u));
             let r = Daemon::start(&world.etcd.endpoints(), &world.ns, &args);
-            if *exclusive && other_holder(&model.svcs[*svc], PROC) {
+            let holder = model.svcs[*svc].other_holder(PROC, true);
+            if let (true, Some(named)) = (*exclusive, holder) {
                 let s = &model.svcs[*svc];
                 match r {
-                    Err((3, _)) => return Ok(vec![]),
-                    Ok(_) if unnamed_holder(model, s) => {}
+                    Err((3, err)) => {
+                        if let (Some(u), Some(keys)) = (&uuid_before, &keys) {
+                            refused(world, *svc, u, 0, keys, &err)?;
+                        }
+                        *world.tally.entry("exclusive refused").or_default() += 1;
+                        return Ok(vec![]);
+                    }
+                    Ok(_) if !named => {}
                     Err((code, err)) => {
                         return Err(format!(
                             "register --exclusive while {:?} holds it: exit {code}: {err}",
@@ -1060,13 +1398,22 @@ fn apply(
                 s.forced = None;
                 s.heartbeat = false;
             }
+            if s.uuid.as_deref() != Some(d.uuid.as_str()) {
+                s.was.clear();
+                s.ever.clear();
+                s.wants.clear();
+            }
             s.uuid = Some(d.uuid.clone());
             s.exists = true;
             s.python = false;
             s.lost = None;
+            s.closed_forced = false;
             s.region = region;
             s.owner = Some(PROC);
             s.wants_up = true;
+            s.was.insert(PROC);
+            s.ever.insert(PROC);
+            s.wants.insert(PROC, (true, s.heartbeat));
             // A deadline it keeps (the update does not mention one) is
             // missed: the child never checks in.
             s.pulsing = false;
@@ -1106,8 +1453,14 @@ fn apply(
                 }
             }
             let s = &mut model.svcs[*svc];
+            s.was.remove(&PROC);
+            s.ever.remove(&PROC);
+            s.wants.remove(&PROC);
             if s.owner == Some(PROC) {
-                gone(s, DownReason::Expired);
+                holder_gone(s, DownReason::Expired);
+                if s.owner.is_some() {
+                    *world.tally.entry("retaken by itself").or_default() += 1;
+                }
             }
             why = Some(DownReason::Expired);
         }
@@ -1138,7 +1491,12 @@ fn apply(
                 None => return Ok(vec![]),
             };
             match r {
-                Ok(()) if s.exists => s.forced = Some(end),
+                Ok(()) if s.exists => {
+                    s.forced = Some(end);
+                    // The DOWN key's closed mark is rewritten: gate
+                    // `closed-reason`.
+                    s.closed_forced |= s.owner.is_none() && s.lost == Some(DownReason::Closed);
+                }
                 Err(e) if !s.exists && e.kind() == ErrorKind::NotFound => {}
                 other => return Err(format!("down: {other:?} (exists: {})", s.exists)),
             }
@@ -1172,8 +1530,12 @@ fn apply(
                     s.exists
                 ));
             }
+            // Those that held it may see it deleted, or re-registered
+            // under the same uuid and so moved, at a moment nobody sees.
+            let ever = s.ever.union(&s.was).copied().collect();
             *s = Svc {
                 uuid: Some(u),
+                ever,
                 ..Svc::default()
             };
             why = Some(DownReason::Deleted);
@@ -1193,19 +1555,57 @@ fn apply(
         Step::LoseLease { client, twice } => {
             let raw = world.etcd.raw();
             let lease = world.clients[*client].stats().lease_id;
+            // A lease revoked by the step before may still be the one the
+            // client reports (it has not noticed yet): already gone is fine.
+            let revoke = |l: i64| {
+                let mut c = raw.client();
+                let _ = raw.block_on(async move { c.lease_revoke(l).await });
+            };
             if lease != 0 {
-                raw.revoke(lease);
+                revoke(lease);
                 let next = || {
                     let l = world.clients[*client].stats().lease_id;
                     (l != 0 && l != lease).then_some(l)
                 };
                 if *twice && wait_until(Duration::from_secs(3), || next().is_some()) {
                     if let Some(l) = next() {
-                        raw.revoke(l);
+                        revoke(l);
                     }
                 }
             }
-            // Comes back by itself: the model does not change.
+            // Comes back by itself: the model does not change. Settled once
+            // the client's keys name its new lease: until then a service it
+            // holds DOWN (forced, missed) names a dead lease, and an
+            // `exclusive` registration rightly finds no live holder.
+            let root = format!("{}/services/by-status", world.ns);
+            let rebound = || {
+                let cur = world.clients[*client].stats().lease_id;
+                let alive = || cur != 0 && raw.lease_ttl(cur) > 0;
+                // UP on it, or DOWN naming it (a window may end meanwhile).
+                let names = |u: &str| {
+                    raw.get(&format!("{root}/UP/{u}")).map(|kv| kv.lease) == Some(cur)
+                        || raw
+                            .get(&format!("{root}/DOWN/{u}"))
+                            .map(|kv| kv.value_str())
+                            == Some(format!("{cur:x}"))
+                };
+                model.svcs.iter().all(|s| match (&s.uuid, s.owner) {
+                    (Some(u), Some(o)) if s.exists && o == *client && s.wants_up => {
+                        alive() && names(u)
+                    }
+                    _ => true,
+                })
+            };
+            if !wait_until(SETTLE, rebound) {
+                return Err(format!(
+                    "client {client}'s services never named its new lease after the loss: {:?}",
+                    model
+                        .svcs
+                        .iter()
+                        .map(|s| (s.owner, &s.was, &s.ever, &s.wants))
+                        .collect::<Vec<_>>()
+                ));
+            }
         }
         Step::Close { client } => {
             world.clients[*client]
@@ -1214,8 +1614,12 @@ fn apply(
                 .map_err(|e| format!("close: {e}"))?;
             for s in &mut model.svcs {
                 if s.owner == Some(*client) {
-                    gone(s, DownReason::Closed);
+                    holder_gone(s, DownReason::Closed);
                 }
+                // A new client takes its place: it never held anything.
+                s.was.remove(client);
+                s.ever.remove(client);
+                s.wants.remove(client);
             }
             replace_client(world, *client);
             why = Some(DownReason::Closed);
@@ -1301,7 +1705,11 @@ fn disagreement(world: &World, model: &Model, reasons: &[(usize, DownReason)]) -
                     ));
                 }
                 let reason = model.expected_reason(s);
-                if info.down_reason() != reason {
+                let closed_as_expired = s.closed_forced
+                    && !pending("closed-reason")
+                    && reason == Some(DownReason::Closed)
+                    && info.down_reason() == Some(DownReason::Expired);
+                if info.down_reason() != reason && !closed_as_expired {
                     return Some(format!(
                         "service {i}: get says DOWN for {:?}, model {reason:?} ({s:?})",
                         info.down_reason()
@@ -1460,9 +1868,10 @@ fn run_case(seed: u64, steps: usize) {
     slowest.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
     slowest.truncate(4);
     eprintln!(
-        "model: seed {seed}: {steps} steps, 0 disagreements, {} invariant samples, {} ms (most: {slowest:?})",
+        "model: seed {seed}: {steps} steps, 0 disagreements, {} invariant samples, {} ms (most: {slowest:?}; {:?})",
         world.sampler.samples(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        world.tally
     );
 }
 
@@ -1695,6 +2104,14 @@ fn contend(seed: u64, exclusive: bool) {
         }),
         "UP, held by the child",
     );
+    if !exclusive {
+        // a learns it was displaced at its next check: from then on an
+        // operator acting through a's client acts for another's service.
+        sc.check(
+            wait_until(SETTLE, || a.stats().registrations_lost > 0),
+            "a counts the loss",
+        );
+    }
     let moved_before = heard
         .lock()
         .unwrap()
@@ -1714,9 +2131,9 @@ fn contend(seed: u64, exclusive: bool) {
         // client that forced down and lifted a service another live
         // process holds exclusively keeps refusing its own exclusive
         // update after that holder crashed ("held by another live client"
-        // naming the dead lease, with no key on it left): reported, so
-        // behind the flag until fixed.
-        let via_a = rng.chance(50) && (!exclusive || pending());
+        // naming the dead lease, with no key on it left): gate
+        // `operator-exclusive`.
+        let via_a = rng.chance(50) && (!exclusive || pending("operator-exclusive"));
         sc.step(format!(
             "round {round}: down (window: {window}, through a's client: {via_a})"
         ));
@@ -1749,7 +2166,7 @@ fn contend(seed: u64, exclusive: bool) {
                 std::thread::sleep(Duration::from_millis(50));
             }
         } else {
-            let via_a = rng.chance(50) && (!exclusive || pending());
+            let via_a = rng.chance(50) && (!exclusive || pending("operator-exclusive"));
             sc.step(format!("up (through a's client: {via_a})"));
             sampler.clear(0);
             let who = if via_a { &a } else { &reader };
@@ -1787,7 +2204,9 @@ fn contend(seed: u64, exclusive: bool) {
             format!("every exclusive update of a refused while the child lives: {answers:?}"),
         );
     }
-    if pending() {
+    // An operator's window, during which a's plain update retakes it, is
+    // in every round: gate `displaced-down`.
+    if exclusive || pending("displaced-down") {
         // Issue 30, finding 3: two live holders flip at most once, and the
         // displaced one learns it from its next update (an error naming
         // the holder) instead of taking it back.
