@@ -6,18 +6,24 @@
 //! quiet stream proves nothing by itself. When the stream has been silent
 //! for a while the watcher runs a *check*:
 //!
-//! 1. It asks the stream for progress. etcd answers at once: the stream
-//!    is alive. The answer's revision is *not* taken as the model's: etcd
-//!    before 3.5.8 sends it (watch id -1) on a path that overtakes events
-//!    still queued for the stream, so it can name a revision whose events
-//!    arrive after it (seen: header 6 while the model held 5, the DOWN at
-//!    6 next). A view taking it would say UP at a revision including the
-//!    DOWN. etcd's own periodic progress notifications (the watch's id)
-//!    travel with the events and do move the model's revision.
-//! 2. Unanswered (a proxy), it reads etcd's revision: a count-only get of
-//!    one key, the cheapest linearizable read. If etcd is not past the
-//!    revision the watch delivered, nothing happened anywhere since: the
-//!    model is current.
+//! 1. It asks the stream for progress. An answer proves the stream
+//!    alive, nothing more. The answer's revision is *not* taken as the
+//!    model's: etcd before 3.5.8 sends it (watch id -1) on a path that
+//!    overtakes events still queued for the stream, so it can name a
+//!    revision whose events arrive after it (seen: header 6 while the
+//!    model held 5, the DOWN at 6 next). A view taking it would say UP at
+//!    a revision including the DOWN. etcd's own periodic progress
+//!    notifications (the watch's id) travel with the events and do move
+//!    the model's revision.
+//! 2. Answered, or unanswered after half a quiet period (a proxy), it
+//!    reads etcd's revision: a count-only get of one key, the cheapest
+//!    linearizable read. The answer alone cannot end the check: a member
+//!    cut off from its peers (no leader) answers progress requests at its
+//!    own stale revision, and a reader without a lease has nothing else
+//!    to move it off that member; its linearizable read fails or times
+//!    out instead, and the stream is reopened (the view is Stale after
+//!    its bound meanwhile). If etcd is not past the revision the watch
+//!    delivered, nothing happened anywhere since: the model is current.
 //! 3. If etcd moved on (another namespace, or ours), it reads the
 //!    namespace's keys changed after that revision (keys only, at most
 //!    one returned) and the namespace's key count, in one range. None
@@ -26,9 +32,10 @@
 //! 4. Otherwise etcd holds changes the stream has not delivered: if it
 //!    still says nothing within a quiet period, it is dead and reopened.
 //!
-//! Steps 2 and 3 cost etcd a read each; step 3 reads the namespace's keys
-//! (not their values), so it runs only behind an endpoint that ignores
-//! progress requests while other writers move etcd's revision. In a quiet
+//! Steps 2 and 3 cost etcd a read each: a check costs one count-only
+//! read while nothing moves anywhere in etcd, and step 3 (the
+//! namespace's keys, not their values) only when other writers moved
+//! etcd's revision. In a quiet
 //! namespace the checks back off from one quiet period to four (at most
 //! half a TTL), so an idle watcher costs little, and a stream that died
 //! in silence is left within about one check period after the namespace
@@ -156,15 +163,22 @@ impl Check {
         self.progress_sent && now >= self.started + self.quiet / 2
     }
 
-    /// The stream answered a progress request: it is alive. True when
-    /// that ends the check; false while a read of etcd the check started
-    /// is under way or etcd was found to hold undelivered changes: a
-    /// progress answer proves the stream alive, not current, and a view's
-    /// `sync` may be waiting for that read.
-    pub(super) fn on_progress_answer(&mut self) -> bool {
-        // Answered: the endpoint does not ignore progress requests.
+    /// The stream answered a progress request: it is alive, and the
+    /// endpoint answers them. That proves the stream, not the model: a
+    /// member cut off from its peers (no leader) still answers at its own
+    /// stale revision, and would keep a view "connected" to an old model
+    /// for ever. So a check still waiting for the answer reads etcd's
+    /// revision at once (a linearizable read such a member cannot serve);
+    /// one already reading, or waiting for undelivered changes, goes on.
+    pub(super) fn on_progress_answer(&mut self, now: Instant) -> Step {
         self.progress_sent = false;
-        matches!(self.stage, Stage::Asked { .. })
+        match self.stage {
+            Stage::Asked { .. } => {
+                self.stage = Stage::Reading;
+                Step::ReadRevision
+            }
+            _ => Step::WaitUntil(self.wake(now)),
+        }
     }
 
     /// Read etcd now rather than wait for the progress answer (a view's
@@ -280,20 +294,27 @@ mod tests {
         assert_eq!(progress_revision(0, false, 6), Some(6));
         // A created response's header is not progress either.
         assert_eq!(progress_revision(0, true, 6), None);
-        // The answer ends a check still waiting for it...
+        // The answer does not end a check still waiting for it: it reads
+        // etcd's revision at once (a member cut off from its peers answers
+        // at its own stale revision; its linearizable read fails)...
         let t = Instant::now();
         let mut c = Check::new(t, Q, true, true);
-        assert!(c.on_progress_answer());
-        // ...but not one reading etcd (a view's sync may wait for it), nor
-        // one that found changes the stream has not delivered.
+        assert_eq!(c.on_progress_answer(t), Step::ReadRevision);
+        assert!(!c.progress_overdue(t + Q));
+        assert_eq!(c.on_revision(10, 10, 5), Step::Current(10));
+        let mut c = Check::new(t, Q, true, true);
+        c.on_progress_answer(t);
+        assert!(matches!(c.on_error(t + Q * 2), Step::Dead(_)));
+        // ...and does not cut short one reading etcd (a view's sync may wait
+        // for it), nor one that found changes the stream has not delivered.
         let mut c = Check::new(t, Q, true, true);
         assert_eq!(c.hurry(t), Step::ReadRevision);
-        assert!(!c.on_progress_answer());
+        assert_eq!(c.on_progress_answer(t), Step::WaitUntil(t + Q));
         assert!(!c.progress_overdue(t + Q));
         c.on_revision(12, 10, 5);
-        assert!(!c.on_progress_answer());
+        assert!(matches!(c.on_progress_answer(t), Step::WaitUntil(_)));
         c.on_changes(&changes(13, 4, false), 5, t);
-        assert!(!c.on_progress_answer());
+        assert!(matches!(c.on_progress_answer(t), Step::WaitUntil(_)));
         assert!(matches!(c.on_timer(t + Q), Step::Dead(_)));
     }
 

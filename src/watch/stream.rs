@@ -250,16 +250,21 @@ impl Hub {
                             }
                         } else if resp.events().is_empty() {
                             // A progress notification or the answer to our
-                            // request: the stream is alive and the endpoint
-                            // answers. An answer names no revision the model
-                            // may take (see `liveness`), so a read the check
-                            // has under way goes on: a view's sync may be
-                            // waiting for it.
-                            self.set_connected(true);
+                            // request. An answer proves the stream alive but
+                            // names no revision the model may take, nor that
+                            // its member still has a leader (see
+                            // `liveness`): the check goes on to read etcd,
+                            // and only its end marks the view connected.
                             self.progress_ignored.store(false, Ordering::Release);
-                            pacing.idle();
-                            let answer = resp.watch_id() == PROGRESS_ANSWER_ID;
-                            if !answer || check.as_mut().is_none_or(Check::on_progress_answer) {
+                            if resp.watch_id() == PROGRESS_ANSWER_ID {
+                                if let Some(c) = check.as_mut() {
+                                    step = Some(c.on_progress_answer(Instant::now()));
+                                }
+                            } else {
+                                // etcd's periodic notification, in order
+                                // with the events.
+                                self.set_connected(true);
+                                pacing.idle();
                                 check = None;
                                 probe = None;
                             }
