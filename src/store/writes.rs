@@ -171,7 +171,12 @@ impl Store {
             uuid,
             Some((&desired.service_type, &desired.host)),
             ours,
-            desired.exclusive,
+            // Always: a plain update by a displaced client must know too
+            // whether the holder its DOWN key names lives (a missed or
+            // held service has no UP key to say so). It costs a lease
+            // lookup only when there is no UP key and the DOWN key names
+            // another client.
+            true,
             supersede,
             |old, cur| decide(uuid, old, cur),
         )
