@@ -271,15 +271,7 @@ impl lively_client {
         uuid_out: *mut c_char,
         uuid_out_len: usize,
     ) -> lively_result {
-        lively_call!({
-            // SAFETY: handles and strings per the documented contract.
-            let client = unsafe { lively_client::get(client) }?;
-            let service = unsafe { lively_service::from_c(service, "service") }?;
-            check_uuid_buf(uuid_out, uuid_out_len)?;
-            let uuid = client.update(&service)?;
-            write_uuid(uuid_out, uuid_out_len, &uuid);
-            Ok(())
-        })
+        write_service(client, service, uuid_out, uuid_out_len, Client::update)
     }
 
     /// Like `lively_client_update()`, but retakes the service from a live
@@ -301,15 +293,7 @@ impl lively_client {
         uuid_out: *mut c_char,
         uuid_out_len: usize,
     ) -> lively_result {
-        lively_call!({
-            // SAFETY: handles and strings per the documented contract.
-            let client = unsafe { lively_client::get(client) }?;
-            let service = unsafe { lively_service::from_c(service, "service") }?;
-            check_uuid_buf(uuid_out, uuid_out_len)?;
-            let uuid = client.take_over(&service)?;
-            write_uuid(uuid_out, uuid_out_len, &uuid);
-            Ok(())
-        })
+        write_service(client, service, uuid_out, uuid_out_len, Client::take_over)
     }
 
     /// Like `lively_client_update()`, with the record given as a serialized
@@ -607,6 +591,26 @@ impl lively_client {
             Ok(())
         })
     }
+}
+
+/// `lively_client_update()` and `lively_client_take_over()`: the same
+/// arguments and checks, and `write` (the Rust call) between them.
+fn write_service(
+    client: *const lively_client,
+    service: *const lively_service,
+    uuid_out: *mut c_char,
+    uuid_out_len: usize,
+    write: fn(&Client, &crate::Service) -> crate::Result<String>,
+) -> lively_result {
+    lively_call!({
+        // SAFETY: handles and strings per the documented contract.
+        let client = unsafe { lively_client::get(client) }?;
+        let service = unsafe { lively_service::from_c(service, "service") }?;
+        check_uuid_buf(uuid_out, uuid_out_len)?;
+        let uuid = write(client, &service)?;
+        write_uuid(uuid_out, uuid_out_len, &uuid);
+        Ok(())
+    })
 }
 
 #[cfg(test)]
