@@ -39,32 +39,7 @@ fn a_read_only_view_on_a_member_cut_off_from_its_peers_goes_stale_and_never_says
         .expect("leader");
     let x = (0..3).find(|i| *i != leader).unwrap();
     let majority: Vec<String> = (0..3).filter(|i| *i != x).map(m).collect();
-    {
-        let raw = Raw::connect(&majority);
-        let mut c = raw.client();
-        let all = format!("{ns}/");
-        let all2 = all.clone();
-        raw.block_on(async move {
-            c.user_add("root", "rootpw", None).await.unwrap();
-            c.user_grant_role("root", "root").await.unwrap();
-            c.role_add("owner").await.unwrap();
-            c.role_grant_permission(
-                "owner",
-                etcd_client::Permission::read_write(all).with_prefix(),
-            )
-            .await
-            .unwrap();
-            c.user_add("svc", "svc-secret-pw", None).await.unwrap();
-            c.user_grant_role("svc", "owner").await.unwrap();
-            c.role_add("reader").await.unwrap();
-            c.role_grant_permission("reader", etcd_client::Permission::read(all2).with_prefix())
-                .await
-                .unwrap();
-            c.user_add("ro", "ro-secret-pw", None).await.unwrap();
-            c.user_grant_role("ro", "reader").await.unwrap();
-            c.auth_enable().await.unwrap();
-        });
-    }
+    Raw::connect(&majority).enable_auth_with_owner_and_reader(&ns);
     let raw = Raw::connect_with_user(&majority, "root", "rootpw");
     let mut owner_cfg = config(&majority, &ns, TTL);
     owner_cfg.user("svc", "svc-secret-pw").unwrap();

@@ -126,32 +126,7 @@ fn a_read_only_user_watches_views_syncs_subscribes_and_lists_without_writing() {
         },
     );
     let m = |i: usize| cluster.member_ref(i).endpoint();
-    {
-        let raw = Raw::connect(&[m(0)]);
-        let mut c = raw.client();
-        let all = format!("{ns}/");
-        let all2 = all.clone();
-        raw.block_on(async move {
-            c.user_add("root", "rootpw", None).await.unwrap();
-            c.user_grant_role("root", "root").await.unwrap();
-            c.role_add("owner").await.unwrap();
-            c.role_grant_permission(
-                "owner",
-                etcd_client::Permission::read_write(all).with_prefix(),
-            )
-            .await
-            .unwrap();
-            c.user_add("svc", "svc-secret-pw", None).await.unwrap();
-            c.user_grant_role("svc", "owner").await.unwrap();
-            c.role_add("reader").await.unwrap();
-            c.role_grant_permission("reader", etcd_client::Permission::read(all2).with_prefix())
-                .await
-                .unwrap();
-            c.user_add("ro", "ro-secret-pw", None).await.unwrap();
-            c.user_grant_role("ro", "reader").await.unwrap();
-            c.auth_enable().await.unwrap();
-        });
-    }
+    Raw::connect(&[m(0)]).enable_auth_with_owner_and_reader(&ns);
     let raw = Raw::connect_with_user(&[m(0)], "root", "rootpw");
     let proxy = GrpcProxy::start(&[m(2)]);
     let mut owner_cfg = config(&[m(0)], &ns, TTL);

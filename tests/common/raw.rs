@@ -55,6 +55,36 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Turns on etcd's auth with three users: `root`/`rootpw`, `svc`
+    /// (password `svc-secret-pw`, read and write on `<ns>/`) and `ro`
+    /// (`ro-secret-pw`, read only on `<ns>/`): a registering daemon and a
+    /// read-only user.
+    pub fn enable_auth_with_owner_and_reader(&self, ns: &str) {
+        let mut c = self.client();
+        let all = format!("{ns}/");
+        let all2 = all.clone();
+        self.block_on(async move {
+            c.user_add("root", "rootpw", None).await.unwrap();
+            c.user_grant_role("root", "root").await.unwrap();
+            c.role_add("owner").await.unwrap();
+            c.role_grant_permission(
+                "owner",
+                etcd_client::Permission::read_write(all).with_prefix(),
+            )
+            .await
+            .unwrap();
+            c.user_add("svc", "svc-secret-pw", None).await.unwrap();
+            c.user_grant_role("svc", "owner").await.unwrap();
+            c.role_add("reader").await.unwrap();
+            c.role_grant_permission("reader", etcd_client::Permission::read(all2).with_prefix())
+                .await
+                .unwrap();
+            c.user_add("ro", "ro-secret-pw", None).await.unwrap();
+            c.user_grant_role("ro", "reader").await.unwrap();
+            c.auth_enable().await.unwrap();
+        });
+    }
+
     /// Connect to the given endpoints (e.g. `etcd.endpoints()`).
     #[track_caller]
     pub fn connect(endpoints: &[String]) -> Raw {
